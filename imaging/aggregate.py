@@ -1,0 +1,43 @@
+"""Cells -> fields -> wells: per-group summaries of the per-cell table.
+
+Rule for every measured per-cell column ``X`` (except identity and position columns):
+the field's or well's ``X`` is the mean over its cells, except ratio columns (``*_ratio``),
+which take the median because ratios are skewed. Every call ``C`` gives ``C_pct``, the
+percentage of cells called positive (cells without a call are left out). ``n_cells``
+counts cells. Wells pool the cells of their fields that passed QC, so every cell weighs
+the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+NOT_AGGREGATED = {"label", "centroid_row", "centroid_col", "touches_border"}
+
+
+def aggregated_columns(cell_columns: list[str]) -> list[str]:
+    """The per-cell columns that have a per-field / per-well summary."""
+    return [c for c in cell_columns if c not in NOT_AGGREGATED]
+
+
+def summary_columns(cell_columns: list[str], call_names: list[str]) -> list[str]:
+    """Column names of :func:`summarize_cells` output, in order."""
+    return ["n_cells"] + [f"{name}_pct" for name in call_names] + aggregated_columns(cell_columns)
+
+
+def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: list[str]) -> dict:
+    """Summary of one group of cells (see module docstring); NaN readouts when empty."""
+    summary: dict = {"n_cells": int(len(cells))}
+    for name in call_names:
+        calls = cells[name].dropna() if name in cells else pd.Series(dtype=bool)
+        summary[f"{name}_pct"] = float(100.0 * calls.astype(bool).mean()) if len(calls) else np.nan
+    for column in aggregated_columns(cell_columns):
+        values = pd.to_numeric(cells[column], errors="coerce").dropna() if column in cells else pd.Series(dtype=float)
+        if values.empty:
+            summary[column] = np.nan
+        elif column.endswith("_ratio"):
+            summary[column] = float(values.median())
+        else:
+            summary[column] = float(values.mean())
+    return summary

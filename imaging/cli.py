@@ -1,0 +1,237 @@
+"""The ``imaging`` command: a thin adapter over the library.
+
+Subcommands: ``run``, ``validate``, ``segment``, ``demo``. Bad input ends with a one-line
+``error: ...`` naming the file and the fix, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from imaging import __version__
+from imaging.errors import InputError
+
+log = logging.getLogger("imaging")
+
+EXIT_INPUT_ERROR = 2
+
+
+def _progress(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="field", disable=None, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def repository_path(name: str) -> Path:
+    """A shipped folder (``pipelines``, ``sample_images``): in the working directory or
+    next to the package source."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (base / name).is_dir():
+            return base / name
+    raise InputError(f"cannot find the shipped folder {name!r}",
+                     fix="run from the repository root (where README.md is)")
+
+
+# ---- run / validate ------------------------------------------------------------------------
+def _print_run_summary(result, elapsed: float) -> None:
+    record = result.record
+    n_fields = record["inputs"]["n_fields"]
+    print(f"Done in {elapsed:.1f} s: {n_fields} fields ({n_fields / max(elapsed, 1e-9):.2f} fields/s), "
+          f"{record['fields_reused_from_previous_run']} reused from a previous run.")
+    for plate, info in record["plates"].items():
+        print(f"  plate {plate}: {info['n_wells']} wells, {info['n_cells']} cells "
+              f"({info['n_cells_in_wells']} in well aggregates)")
+        for name, threshold in info["thresholds"].items():
+            print(f"    {name}: threshold {threshold['value']:.4g} ({threshold['method']}, "
+                  f"{threshold['n_values']} cells)")
+        qc = info["qc"]
+        if qc["n_failed"]:
+            action = "excluded from wells" if qc["failed_fields_excluded_from_wells"] else "kept in wells"
+            print(f"    QC: {qc['n_failed']} of {info['n_fields']} fields failed ({action}):")
+            for failed in qc["failed_fields"][:10]:
+                print(f"      {failed['well']} s{failed['site']}: {failed['reasons']}")
+        else:
+            print(f"    QC: all {info['n_fields']} fields passed")
+    missing = record["platemap_wells_without_images"]
+    if missing:
+        print(f"  {len(missing)} plate-map well(s) have no images (listed in run.json)")
+    print(f"Tables in {result.out_dir}/<plate>/ (cells.csv, fields.csv, wells.csv); record in "
+          f"{result.out_dir / 'run.json'}")
+
+
+def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pattern, command) -> None:
+    import time
+
+    from imaging.batch import execute, plan_run
+
+    plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern)
+    if platemap is None:
+        log.warning("no --platemap: wells will carry no genotype/treatment annotations")
+    started = time.perf_counter()
+    with _progress(len(plan.fields), plan.pipeline.name) as bar:
+        result = execute(plan, out, workers=workers, save_labels=save_labels,
+                         on_field=lambda summary: bar.update(1), command=command)
+    _print_run_summary(result, time.perf_counter() - started)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    run_pipeline(args.pipeline, args.input_dir, platemap=args.platemap, out=args.out, workers=args.workers,
+                 save_labels=args.save_labels, pattern=args.pattern, command=sys.argv)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from imaging.batch import plan_run
+    from imaging.config import load_pipeline
+    from imaging.io.platemap import read_platemap
+
+    pipeline = load_pipeline(args.pipeline)
+    print(f"pipeline {args.pipeline}: OK ({pipeline.name}, channels: "
+          f"{', '.join(f'{n}=w{s.id} {s.kind}' for n, s in pipeline.channels.items())})")
+    if args.input_dir is None:
+        if args.platemap:
+            table = read_platemap(args.platemap)
+            print(f"plate map {args.platemap}: OK ({len(table)} wells)")
+        return
+    plan = plan_run(pipeline, args.input_dir, platemap=args.platemap, pattern=args.pattern)
+    print(f"images {args.input_dir}: OK ({plan.n_files} files, naming {plan.naming}, "
+          f"{len(plan.fields)} fields in {len(plan.annotations)} wells of plate(s) {', '.join(plan.plates)})")
+    if args.platemap:
+        print(f"plate map {args.platemap}: OK (describes every imaged well; "
+              f"{len(plan.unimaged_wells)} described well(s) without images)")
+
+
+# ---- segment -------------------------------------------------------------------------------
+def _segment_inputs(paths: list[str]) -> list[Path]:
+    from imaging.io.discover import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError("folder holds no image files", path=path, fix="give image files or folders of them")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError("no such file or folder", path=path, fix="check the path")
+    stems = [f.stem for f in files]
+    duplicated = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicated:
+        raise InputError(f"two inputs share the name {duplicated[0]!r}; outputs would collide",
+                         fix="segment them into different --out folders")
+    return files
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
+    import time
+
+    from imaging.io.readers import as_grayscale, check_image_file, read_raw
+    from imaging.runner import run_tasks
+    from imaging.segment_files import SegmentTask, segment_file
+
+    files = _segment_inputs(args.paths)
+    for path in files:  # refuse bad input before writing anything
+        shape, _ = check_image_file(path)
+        if len([s for s in shape if s != 1]) != 2:
+            as_grayscale(read_raw(path), path=path)
+    options = {"method": args.method}
+    if args.diameter:
+        options["radius" if args.method == "classical" else "diameter"] = (
+            args.diameter / 2 if args.method == "classical" else args.diameter)
+    if args.method == "cellpose":
+        options["model"] = args.model
+    out = Path(args.out)
+    tasks = [SegmentTask(path=str(p), out_path=str(out / f"{p.stem}_nuclei.tif"), options=options)
+             for p in files]
+    started = time.perf_counter()
+    with _progress(len(tasks), "segment") as bar:
+        results = run_tasks(segment_file, tasks, workers=args.workers, on_result=lambda r: bar.update(1))
+    elapsed = time.perf_counter() - started
+    n_objects = sum(r["n_objects"] for r in results)
+    print(f"Segmented {len(results)} image(s) in {elapsed:.1f} s ({elapsed / max(len(results), 1):.2f} s/image), "
+          f"{n_objects} nuclei; labels in {out}/")
+
+
+# ---- demo ----------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> None:
+    samples = repository_path("sample_images")
+    pipelines = repository_path("pipelines")
+    out = Path(args.out)
+    for assay in ("sabgal", "pjnk"):
+        plate_dir = samples / f"{assay}_plate"
+        print(f"== {assay}: pipelines/{assay}.yaml on {plate_dir} ==")
+        run_pipeline(pipelines / f"{assay}.yaml", plate_dir / "images", platemap=plate_dir / "platemap.csv",
+                     out=out / assay, workers=args.workers, save_labels=True, pattern=None,
+                     command=sys.argv)
+
+
+# ---- entry point ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from imaging.runner import default_workers
+
+    parser = argparse.ArgumentParser(prog="imaging", description="Quantitative microscopy readouts: "
+                                     "SA-beta-gal, pJNK/c-JUN, IHC and metastatic burden.")
+    parser.add_argument("--version", action="version", version=f"imaging {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a pipeline on a plate folder and write per-plate tables")
+    run.add_argument("pipeline", help="pipeline YAML, e.g. pipelines/sabgal.yaml")
+    run.add_argument("input_dir", help="folder of images exported by the instrument")
+    run.add_argument("--platemap", help="plate-map CSV (well, genotype, treatment, ...)")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: all CPUs)")
+    run.add_argument("--save-labels", action="store_true", help="also write nuclei and cell label images")
+    run.add_argument("--pattern", help="regular expression for file names (named groups plate, well or "
+                                       "row+column, site, channel); overrides the pipeline's naming")
+    run.set_defaults(handler=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a pipeline (and plate map, and image folder) without running")
+    validate.add_argument("pipeline")
+    validate.add_argument("input_dir", nargs="?")
+    validate.add_argument("--platemap")
+    validate.add_argument("--pattern")
+    validate.set_defaults(handler=cmd_validate)
+
+    segment = sub.add_parser("segment", help="segment nuclei in 2-D grayscale images; writes <stem>_nuclei.tif")
+    segment.add_argument("paths", nargs="+", help="image files or folders of images")
+    segment.add_argument("--out", required=True, help="output folder")
+    segment.add_argument("--method", choices=["classical", "cellpose"], default="classical")
+    segment.add_argument("--model", default="nuclei", help="cellpose model name or path (with --method cellpose)")
+    segment.add_argument("--diameter", type=float, help="typical nucleus diameter in px (default: estimated)")
+    segment.add_argument("--workers", type=int, default=default_workers())
+    segment.set_defaults(handler=cmd_segment)
+
+    demo = sub.add_parser("demo", help="run the shipped pipelines on sample_images/")
+    demo.add_argument("--out", default="demo_results")
+    demo.add_argument("--workers", type=int, default=default_workers())
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "workers", 1) is not None and getattr(args, "workers", 1) < 1:
+        parser.error("--workers must be at least 1")
+    try:
+        args.handler(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: completed fields are kept and reused by the next run", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

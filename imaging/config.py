@@ -1,0 +1,362 @@
+"""Pipeline configuration: YAML validated once into frozen, typed objects.
+
+A pipeline file names the channels, how files are named, how nuclei and cells are
+segmented, what is measured, how cells are called positive, the field QC rules and the
+comparison settings. Unknown keys and bad values are errors that name the key and say
+what is allowed. See ``pipelines/*.yaml`` and the README for complete examples.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from imaging.errors import InputError
+
+SCHEMA_VERSION = 1
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(f"{what} {value!r} must be lower-case letters, digits and underscores, "
+                         "starting with a letter (it becomes a column prefix)")
+    return value
+
+
+class ChannelSpec(_Frozen):
+    """One channel: its id in the file names and what kind of image it is."""
+
+    id: str = Field(description="channel id as written in the file names (w1 -> '1', ch2 -> '2')")
+    kind: Literal["fluorescence", "brightfield"] = "fluorescence"
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> str:
+        return str(value)
+
+
+class Naming(_Frozen):
+    """How image files are named."""
+
+    preset: Literal["auto", "imagexpress", "operetta", "regex"] = "auto"
+    pattern: str | None = None
+    plane: int | None = Field(default=None, ge=1)
+
+
+class ClassicalSegmentation(_Frozen):
+    """Classical nuclei segmentation (scale estimated from the image when no diameter is given)."""
+
+    method: Literal["classical"] = "classical"
+    channel: str
+    nucleus_diameter_um: float | None = Field(default=None, gt=0)
+    nucleus_diameter_px: float | None = Field(default=None, gt=0)
+    flatten_background: bool = True
+    min_distance_fraction: float = Field(default=0.4, gt=0, le=2)
+    min_area_fraction: float = Field(default=0.1, ge=0, le=1)
+
+
+class CellposeSegmentation(_Frozen):
+    """Cellpose nuclei segmentation (optional extra: ``pip install .[cellpose]``)."""
+
+    method: Literal["cellpose"]
+    channel: str
+    model: str = "nuclei"
+    nucleus_diameter_um: float | None = Field(default=None, gt=0)
+    nucleus_diameter_px: float | None = Field(default=None, gt=0)
+    flow_threshold: float = Field(default=0.4, ge=0)
+    cellprob_threshold: float = 0.0
+    gpu: Literal["auto"] | bool = "auto"
+
+
+Segmentation = Annotated[Union[ClassicalSegmentation, CellposeSegmentation],
+                         Field(discriminator="method")]
+
+
+class Cells(_Frozen):
+    """Whole cells from nuclei."""
+
+    method: Literal["expand", "watershed"] = "expand"
+    expansion_factor: float = Field(default=1.0, ge=0, description="reach beyond the nucleus, "
+                                    "in typical nucleus radii (when no absolute reach is given)")
+    max_expansion_um: float | None = Field(default=None, ge=0)
+    max_expansion_px: float | None = Field(default=None, ge=0)
+    cytoplasm_channel: str | None = None
+
+
+class IntensityMeasure(_Frozen):
+    """Compartment intensities of one fluorescence channel."""
+
+    channel: str
+    prefix: str | None = None
+    background: Literal["local", "none"] | float = "local"
+
+    @property
+    def column_prefix(self) -> str:
+        return self.prefix or self.channel
+
+
+class SabgalMeasure(_Frozen):
+    """SA-beta-gal (X-gal) optical density from a brightfield channel."""
+
+    channel: str
+    stain_vector: Literal["default", "estimate"] | tuple[float, float, float] = "default"
+    stained_pixel_od: Literal["auto"] | float = "auto"
+
+    @field_validator("stain_vector")
+    @classmethod
+    def _positive_vector(cls, value):
+        if isinstance(value, tuple) and (min(value) < 0 or max(value) <= 0):
+            raise ValueError("a stain vector needs non-negative R, G, B optical densities, not all 0")
+        return value
+
+
+class Measure(_Frozen):
+    """What to measure per cell (morphology is always measured)."""
+
+    intensity: list[IntensityMeasure] = []
+    sabgal: SabgalMeasure | None = None
+
+
+class Call(_Frozen):
+    """A per-cell positive/negative call on one measured column."""
+
+    name: str
+    column: str
+    threshold: Literal["auto"] | float = "auto"
+
+    @field_validator("name")
+    @classmethod
+    def _snake(cls, value: str) -> str:
+        return _check_name(value, "call name")
+
+
+class QC(_Frozen):
+    """Field quality control."""
+
+    channel: str | None = Field(default=None, description="channel whose focus is measured "
+                                "(default: the segmentation channel)")
+    max_relative_blur: float = Field(default=1.5, gt=1)
+    max_saturated_fraction: float = Field(default=0.01, ge=0, le=1)
+    max_saturated_fraction_brightfield: float = Field(default=0.5, ge=0, le=1)
+    min_cells: int = Field(default=0, ge=0)
+    exclude_failed: bool = True
+
+
+class Comparison(_Frozen):
+    """Genotype-vs-control and drug-vs-vehicle comparison settings."""
+
+    control_genotype: str | None = None
+    vehicle_treatment: str | None = None
+    genotype_column: str = "genotype"
+    treatment_column: str = "treatment"
+    test: Literal["welch", "mann-whitney"] = "welch"
+    readouts: list[str] = []
+
+
+class Pipeline(_Frozen):
+    """A whole assay pipeline (see module docstring)."""
+
+    schema_version: Literal[1]
+    name: str
+    description: str = ""
+    channels: dict[str, ChannelSpec]
+    naming: Naming = Naming()
+    pixel_size_um: float | None = Field(default=None, gt=0)
+    segmentation: Segmentation
+    cells: Cells = Cells()
+    measure: Measure = Measure()
+    calls: list[Call] = []
+    qc: QC = QC()
+    comparison: Comparison = Comparison()
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, ChannelSpec]) -> dict[str, ChannelSpec]:
+        if not value:
+            raise ValueError("name at least one channel")
+        for name in value:
+            _check_name(name, "channel name")
+        ids = [spec.id for spec in value.values()]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"two channels share an id ({ids})")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "Pipeline":
+        def need(channel: str | None, where: str, kind: str | None = None) -> None:
+            if channel is None:
+                return
+            if channel not in self.channels:
+                raise ValueError(f"{where} names channel {channel!r}, which is not under 'channels' "
+                                 f"(channels: {', '.join(self.channels)})")
+            if kind and self.channels[channel].kind != kind:
+                raise ValueError(f"{where} needs a {kind} channel, but {channel!r} is "
+                                 f"{self.channels[channel].kind}")
+
+        need(self.segmentation.channel, "segmentation.channel", "fluorescence")
+        need(self.cells.cytoplasm_channel, "cells.cytoplasm_channel", "fluorescence")
+        if self.cells.method == "watershed" and self.cells.cytoplasm_channel is None:
+            raise ValueError("cells.method 'watershed' needs cells.cytoplasm_channel")
+        for i, spec in enumerate(self.measure.intensity):
+            need(spec.channel, f"measure.intensity[{i}].channel", "fluorescence")
+            _check_name(spec.column_prefix, f"measure.intensity[{i}] prefix")
+        if self.measure.sabgal:
+            need(self.measure.sabgal.channel, "measure.sabgal.channel", "brightfield")
+        need(self.qc.channel, "qc.channel")
+        if self.naming.preset == "regex" and not self.naming.pattern:
+            raise ValueError("naming.preset 'regex' needs naming.pattern")
+        produced = set(self.cell_columns())
+        names = [call.name for call in self.calls]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two calls share a name ({names})")
+        for call in self.calls:
+            if call.column not in produced:
+                raise ValueError(f"call {call.name!r} uses column {call.column!r}, which this "
+                                 f"pipeline does not measure (measured: {', '.join(sorted(produced))})")
+        return self
+
+    # ---- derived facts, used by the pipeline and the docs --------------------------------
+    @property
+    def focus_channel(self) -> str:
+        return self.qc.channel or self.segmentation.channel
+
+    def cell_columns(self) -> list[str]:
+        """Measured per-cell columns (before calls), in output order."""
+        from imaging.features.intensity import COMPARTMENT_SUFFIXES
+        from imaging.features.morphology import MORPHOLOGY_COLUMNS
+        from imaging.features.sabgal import SABGAL_COLUMNS
+
+        columns = list(MORPHOLOGY_COLUMNS)
+        if self.pixel_size_um:
+            columns += ["nucleus_area_um2", "cell_area_um2"]
+        for spec in self.measure.intensity:
+            columns += [f"{spec.column_prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]
+        if self.measure.sabgal:
+            columns += SABGAL_COLUMNS[1:]
+        return columns
+
+    def to_yaml(self) -> str:
+        """YAML text that :func:`load_pipeline` reads back into an equal pipeline."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+# ---- loading -------------------------------------------------------------------------------
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML would silently keep the last)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    """The pydantic model class found by following a validation error's location."""
+    current: Any = Pipeline
+    for part in path:
+        origin = typing.get_origin(current)
+        if origin is Annotated:
+            current = typing.get_args(current)[0]
+            origin = typing.get_origin(current)
+        if origin is Union:
+            options = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
+            match = [a for a in options if a.model_fields.get("method") is not None
+                     and typing.get_args(a.model_fields["method"].annotation) == (part,)]
+            if match:
+                current = match[0]
+                continue
+            current = options[0] if len(options) == 1 else None
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                return current
+            current = current.model_fields[part].annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _shown_location(location: tuple) -> str:
+    """Dotted key path as the user wrote it (drops pydantic's union tag after 'segmentation')."""
+    parts = list(location)
+    if len(parts) > 1 and parts[0] == "segmentation" and parts[1] in ("classical", "cellpose"):
+        del parts[1]
+    return ".".join(str(p) for p in parts) or "(top level)"
+
+
+def _format_error(error: dict) -> str:
+    location = tuple(error["loc"])
+    shown = _shown_location(location)
+    if error["type"] == "extra_forbidden":
+        parent = _model_at(location[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "see the README"
+        return f"unknown key '{shown}'; allowed here: {allowed}"
+    if error["type"] == "missing":
+        return f"missing key '{shown}'"
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    if value is None or isinstance(value, (dict, list)):
+        return f"'{shown}': {message}"
+    return f"'{shown}': {message} (got {value!r})"
+
+
+def parse_pipeline(data: Any, *, source: str | Path = "<pipeline>") -> Pipeline:
+    """Validate a mapping (parsed YAML) into a :class:`Pipeline`; InputError on problems."""
+    if not isinstance(data, dict):
+        raise InputError("a pipeline must be a YAML mapping of keys to values", path=source,
+                         fix="start from one of the files in pipelines/")
+    if "schema_version" not in data:
+        raise InputError("missing key 'schema_version'", path=source,
+                         fix=f"add 'schema_version: {SCHEMA_VERSION}' at the top")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise InputError(f"schema_version {data['schema_version']!r} is not supported", path=source,
+                         fix=f"this version of imaging reads schema_version {SCHEMA_VERSION}")
+    try:
+        return Pipeline.model_validate(data)
+    except ValidationError as exc:
+        problems = [_format_error(e) for e in exc.errors()]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise InputError("; ".join(problems[:3]) + more, path=source,
+                         fix="correct the key(s) named; see the README's pipeline reference") from None
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate a pipeline YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("pipeline file not found", path=path,
+                         fix="give a path to a .yaml file, e.g. pipelines/sabgal.yaml")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"is not valid YAML ({where}{problem})", path=path,
+                         fix="check indentation and colons at that line") from None
+    except UnicodeDecodeError:
+        raise InputError("is not UTF-8 text", path=path, fix="save the pipeline as UTF-8 text") from None
+    if data is None:
+        raise InputError("pipeline file is empty", path=path, fix="start from one of the files in pipelines/")
+    return parse_pipeline(data, source=path)

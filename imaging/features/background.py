@@ -1,0 +1,118 @@
+"""Smooth background surfaces from the pixels known to be background.
+
+Used twice: the fluorescence background under cells (subtracted before measuring), and
+the brightfield white reference (the light reaching the camera where there is no cell).
+Both vary across a field with uneven illumination, so both are estimated as a surface:
+a robust statistic of the background pixels in each tile of a coarse grid, tiles without
+background filled from a quadratic fit to the others, then interpolated bilinearly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+MIN_TILE_FRACTION = 0.05  # a tile needs this share of background pixels to be measured
+
+
+def _tile_edges(length: int, n_tiles: int) -> np.ndarray:
+    return np.linspace(0, length, n_tiles + 1).round().astype(int)
+
+
+def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8,
+                   statistic: str = "median") -> np.ndarray:
+    """Statistic of ``image[mask]`` in each tile of a ``grid`` x ``grid`` layout.
+
+    Tiles with too few mask pixels are NaN.
+    """
+    rows, cols = _tile_edges(image.shape[0], grid), _tile_edges(image.shape[1], grid)
+    reducer = {"median": np.median, "mean": np.mean}[statistic]
+    values = np.full((grid, grid), np.nan)
+    for i in range(grid):
+        for j in range(grid):
+            tile_mask = mask[rows[i]:rows[i + 1], cols[j]:cols[j + 1]]
+            if tile_mask.size and tile_mask.mean() >= MIN_TILE_FRACTION:
+                values[i, j] = reducer(image[rows[i]:rows[i + 1], cols[j]:cols[j + 1]][tile_mask])
+    return values
+
+
+def fill_from_nearest(values: np.ndarray) -> np.ndarray:
+    """Replace NaN entries by the nearest finite entry (all-NaN input stays NaN)."""
+    missing = np.isnan(values)
+    if not missing.any() or missing.all():
+        return values
+    _, (ri, ci) = ndi.distance_transform_edt(missing, return_indices=True)
+    return values[ri, ci]
+
+
+def fill_from_polynomial(values: np.ndarray) -> np.ndarray:
+    """Replace NaN tiles by a least-squares quadratic surface through the finite tiles.
+
+    Illumination falls off smoothly (vignetting is close to quadratic), so a quadratic
+    bridges tiles without background (a confluent patch) better than copying the nearest
+    tile. With fewer than 6 finite tiles a plane is fitted; with fewer than 3, the
+    nearest tile is copied.
+    """
+    missing = np.isnan(values)
+    if not missing.any() or missing.all():
+        return values
+    rows, cols = np.mgrid[0:values.shape[0], 0:values.shape[1]].astype(float)
+    terms = [np.ones_like(rows), rows, cols, rows**2, rows * cols, cols**2]
+    known = ~missing
+    n_terms = 6 if known.sum() >= 6 else 3 if known.sum() >= 3 else 0
+    if n_terms == 0:
+        return fill_from_nearest(values)
+    design = np.stack([t[known] for t in terms[:n_terms]], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, values[known], rcond=None)
+    predicted = sum(c * t for c, t in zip(coefficients, terms[:n_terms]))
+    return np.where(missing, predicted, values)
+
+
+def interpolate_grid(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear interpolation of tile-centre values to a full image of ``shape``."""
+    grid_r, grid_c = values.shape
+    centres_r = (np.arange(grid_r) + 0.5) * shape[0] / grid_r - 0.5
+    centres_c = (np.arange(grid_c) + 0.5) * shape[1] / grid_c - 0.5
+    rr = np.interp(np.arange(shape[0]), centres_r, np.arange(grid_r))
+    cc = np.interp(np.arange(shape[1]), centres_c, np.arange(grid_c))
+    return ndi.map_coordinates(values, np.meshgrid(rr, cc, indexing="ij"), order=1, mode="nearest")
+
+
+def background_surface(image: np.ndarray, background: np.ndarray, *, grid: int = 8,
+                       min_pixels: int = 50) -> np.ndarray | float:
+    """Smooth estimate of ``image`` where ``background`` is True, for every pixel.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        One channel.
+    background : (M, N) bool ndarray
+        Pixels known to be background (no cell).
+    grid : int
+        Tiles per side; the surface can follow variation slower than a tile.
+    min_pixels : int
+        Below this many background pixels, a constant (the median) is returned; with
+        none at all, the image's 1st percentile.
+
+    Returns
+    -------
+    surface : (M, N) float ndarray, or float
+    """
+    image = np.asarray(image, dtype=np.float64)
+    n_background = int(np.count_nonzero(background))
+    if n_background == 0:
+        return float(np.percentile(image, 1))
+    if n_background < min_pixels or min(image.shape) < 4 * grid:
+        return float(np.median(image[background]))
+    tiles = fill_from_polynomial(tile_statistic(image, background, grid=grid))
+    if np.isnan(tiles).all():
+        return float(np.median(image[background]))
+    return interpolate_grid(tiles, image.shape)
+
+
+def robust_sd(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (Gaussian-consistent)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))

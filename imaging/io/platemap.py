@@ -1,0 +1,147 @@
+"""Plate maps: which well holds which cell line, genotype, treatment, dose and replicate.
+
+A plate map is a CSV with a ``well`` column, optionally ``plate`` (when one map describes
+several plates), and any annotation columns. Known annotations: ``cell_line``,
+``genotype``, ``treatment``, ``dose`` (numeric), ``replicate`` (biological replicate) and
+``control`` (``positive`` / ``negative`` for plate-quality statistics). Other columns are
+carried through to the output tables unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from imaging.errors import InputError
+from imaging.io.wells import format_well, parse_well
+
+KNOWN_ANNOTATIONS = ("cell_line", "genotype", "treatment", "dose", "replicate", "control")
+# Columns the pipeline writes itself; a plate map may not define them.
+RESERVED_COLUMNS = ("row", "column", "site", "label", "n_cells", "n_fields", "n_fields_used",
+                    "n_fields_failed_qc")
+
+
+def _clean_header(name: str) -> str:
+    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def read_platemap(path: str | Path) -> pd.DataFrame:
+    """Read and validate a plate-map CSV.
+
+    Returns a table with ``well`` in canonical form (``A01``), ``plate`` when the map has
+    one, and the annotation columns (strings, except ``dose`` which is numeric). Header
+    names are lower-cased with spaces turned into underscores.
+
+    Raises
+    ------
+    InputError
+        Missing file or ``well`` column, malformed or duplicated wells, non-numeric dose,
+        or a column name the outputs reserve.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("plate map not found", path=path, fix="check the --platemap argument")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                            encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot be read as CSV ({str(exc).splitlines()[0]})", path=path,
+                         fix="save the plate map as comma-separated UTF-8 text with a header row") from None
+    table.columns = [_clean_header(c) for c in table.columns]
+    if "well" not in table.columns:
+        raise InputError(f"has no 'well' column (columns: {', '.join(table.columns)})", path=path,
+                         fix="add a header row with a column named 'well' (A01, A02, ...)")
+    duplicated_columns = table.columns[table.columns.duplicated()].tolist()
+    if duplicated_columns:
+        raise InputError(f"has the column {duplicated_columns[0]!r} twice", path=path,
+                         fix="give every column a distinct name")
+    reserved = [c for c in table.columns if c in RESERVED_COLUMNS]
+    if reserved:
+        raise InputError(f"column {reserved[0]!r} is computed by the pipeline", path=path,
+                         fix=f"rename or remove the column {reserved[0]!r}")
+    table = table.apply(lambda col: col.str.strip())
+    table = table[~(table == "").all(axis=1)].reset_index(drop=True)
+    if table.empty:
+        raise InputError("has no rows", path=path, fix="add one row per well")
+
+    wells = []
+    for line, name in enumerate(table["well"], start=2):  # line 1 is the header
+        parsed = parse_well(name)
+        if parsed is None:
+            raise InputError(f"line {line}: {name!r} is not a well name", path=path,
+                             fix="write wells as a row letter and a column number, e.g. A1 or A01")
+        wells.append(format_well(*parsed))
+    table["well"] = wells
+
+    keys = ["plate", "well"] if "plate" in table.columns else ["well"]
+    duplicated = table[table.duplicated(keys, keep=False)]
+    if not duplicated.empty:
+        first = duplicated.iloc[0]
+        where = f"plate {first['plate']}, " if "plate" in keys else ""
+        lines = ", ".join(str(i + 2) for i in duplicated.index[:4])
+        raise InputError(f"{where}well {first['well']} is described more than once (lines {lines})",
+                         path=path, fix="keep one row per well (per plate)")
+
+    if "dose" in table.columns:
+        numeric = pd.to_numeric(table["dose"].replace("", None), errors="coerce")
+        bad = table["dose"][(table["dose"] != "") & numeric.isna()]
+        if not bad.empty:
+            raise InputError(f"line {bad.index[0] + 2}: dose {bad.iloc[0]!r} is not a number",
+                             path=path, fix="write doses as plain numbers (units in the column name "
+                                            "or a separate column)")
+        table["dose"] = numeric
+    table = table.replace("", pd.NA)
+    return table
+
+
+def annotate_wells(imaged: pd.DataFrame, platemap: pd.DataFrame, *,
+                   source: str | Path | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Attach plate-map annotations to the imaged wells.
+
+    Parameters
+    ----------
+    imaged : DataFrame
+        Columns ``plate`` and ``well``, one row per imaged well.
+    platemap : DataFrame
+        Output of :func:`read_platemap`.
+
+    Returns
+    -------
+    annotated : DataFrame
+        ``imaged`` with the plate map's annotation columns joined on.
+    unimaged : list of dict
+        Wells the map describes that have no images (``{'plate': ..., 'well': ...}``).
+
+    Raises
+    ------
+    InputError
+        An imaged well (or plate) the plate map does not describe.
+    """
+    imaged = imaged[["plate", "well"]].drop_duplicates()
+    if "plate" in platemap.columns:
+        mapped_plates = set(platemap["plate"].dropna())
+        unknown_plates = sorted(set(imaged["plate"]) - mapped_plates)
+        if unknown_plates:
+            raise InputError(
+                f"the plate map's 'plate' column does not name the imaged plate(s) "
+                f"{', '.join(unknown_plates)} (it names {', '.join(sorted(mapped_plates)) or 'none'})",
+                path=source, fix="add rows for these plates, or drop the plate column to use one "
+                                 "map for every plate")
+        annotated = imaged.merge(platemap, on=["plate", "well"], how="left", indicator=True)
+        described = platemap[["plate", "well"]]
+    else:
+        annotated = imaged.merge(platemap, on="well", how="left", indicator=True)
+        described = platemap[["well"]].merge(imaged[["plate"]].drop_duplicates(), how="cross")
+    missing = annotated[annotated["_merge"] == "left_only"]
+    if not missing.empty:
+        listed = ", ".join(f"{p}/{w}" for p, w in zip(missing["plate"][:10], missing["well"][:10]))
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise InputError(f"the plate map does not describe imaged well(s) {listed}{more}",
+                         path=source, fix="add a row for every imaged well (or remove those images)")
+    annotated = annotated.drop(columns="_merge").reset_index(drop=True)
+    imaged_keys = set(zip(imaged["plate"], imaged["well"]))
+    unimaged = [{"plate": str(p), "well": str(w)} for p, w in zip(described["plate"], described["well"])
+                if (p, w) not in imaged_keys]
+    return annotated, unimaged

@@ -1,0 +1,174 @@
+"""Run one field: read channels, segment, measure. Nothing here but sequencing.
+
+:func:`measure_field` is the pure core (arrays in, tables out) shared by the batch run,
+the CLI and the napari plugin, so an interactive review and a batch run compute the same
+numbers. :func:`process_field` adds file reading and writes one field's results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imaging.config import Pipeline
+from imaging.errors import InputError
+from imaging.features.intensity import measure_compartments
+from imaging.features.morphology import measure_morphology
+from imaging.features.qc import edge_blur_px, saturated_fraction
+from imaging.features.sabgal import STAIN_VECTORS, measure_sabgal
+from imaging.io.discover import Field
+from imaging.io.readers import pixel_size_from_tiff, read_channel
+from imaging.segment import derive_cells, segment_nuclei
+
+log = logging.getLogger(__name__)
+
+FIELD_KEYS = ["plate", "well", "row", "column", "site"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldMeasurement:
+    """What one field yields: per-cell table, field summary and the label images."""
+
+    cells: pd.DataFrame
+    summary: dict
+    nuclei: np.ndarray
+    cell_labels: np.ndarray
+
+
+def nucleus_radius_setting(pipeline: Pipeline, pixel_size_um: float | None) -> float | None:
+    """Typical nucleus radius in px fixed by the pipeline, or None to estimate it."""
+    seg = pipeline.segmentation
+    if seg.nucleus_diameter_px:
+        return seg.nucleus_diameter_px / 2
+    if seg.nucleus_diameter_um:
+        if not pixel_size_um:
+            raise InputError("segmentation.nucleus_diameter_um needs the pixel size",
+                             fix="set pixel_size_um in the pipeline, or give nucleus_diameter_px")
+        return seg.nucleus_diameter_um / pixel_size_um / 2
+    return None
+
+
+def expansion_distance(pipeline: Pipeline, radius_px: float, pixel_size_um: float | None) -> float:
+    """How far cells reach beyond their nucleus, in px."""
+    cells = pipeline.cells
+    if cells.max_expansion_px is not None:
+        return float(cells.max_expansion_px)
+    if cells.max_expansion_um is not None:
+        if not pixel_size_um:
+            raise InputError("cells.max_expansion_um needs the pixel size",
+                             fix="set pixel_size_um in the pipeline, or give cells.max_expansion_px")
+        return cells.max_expansion_um / pixel_size_um
+    return cells.expansion_factor * radius_px
+
+
+def segmentation_options(pipeline: Pipeline, pixel_size_um: float | None) -> dict:
+    """Keyword options for :func:`imaging.segment.segment_nuclei` from the pipeline."""
+    seg = pipeline.segmentation
+    radius = nucleus_radius_setting(pipeline, pixel_size_um)
+    if seg.method == "classical":
+        return {"method": "classical", "radius": radius, "flatten_background": seg.flatten_background,
+                "min_distance_fraction": seg.min_distance_fraction,
+                "min_area_fraction": seg.min_area_fraction}
+    return {"method": "cellpose", "model": seg.model,
+            "diameter": None if radius is None else 2 * radius,
+            "flow_threshold": seg.flow_threshold, "cellprob_threshold": seg.cellprob_threshold,
+            "gpu": seg.gpu}
+
+
+def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
+                  pixel_size_um: float | None = None, xgal_vector=None) -> FieldMeasurement:
+    """Segment and measure one field.
+
+    Parameters
+    ----------
+    images : dict of str to ndarray
+        Channel name -> image (2-D for fluorescence, (M, N, 3) for brightfield).
+    pipeline : Pipeline
+    pixel_size_um : float, optional
+        Physical pixel size; adds ``*_um2`` areas.
+    xgal_vector : sequence of 3 floats, optional
+        X-gal stain vector for SA-beta-gal (plate estimate or explicit); default vector
+        when None.
+
+    Returns
+    -------
+    FieldMeasurement
+        ``cells`` (one row per cell, columns of :meth:`Pipeline.cell_columns`),
+        ``summary`` (field-level numbers: counts, QC measures, background levels).
+    """
+    nuclei_image = images[pipeline.segmentation.channel]
+    nuclei, seg_info = segment_nuclei(nuclei_image, **segmentation_options(pipeline, pixel_size_um))
+    radius = float(seg_info["radius_px"])
+    cytoplasm = images.get(pipeline.cells.cytoplasm_channel) if pipeline.cells.cytoplasm_channel else None
+    cell_labels = derive_cells(nuclei, method=pipeline.cells.method, cytoplasm=cytoplasm, radius=radius,
+                               distance=expansion_distance(pipeline, radius, pixel_size_um))
+    margin = max(3.0, radius / 2)
+    table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um)
+    summary: dict = {"n_cells": int(len(table)), "nucleus_radius_px": radius,
+                     "focus_blur_px": edge_blur_px(images[pipeline.focus_channel])}
+    for name, image in images.items():
+        summary[f"saturated_fraction_{name}"] = saturated_fraction(image)
+    for spec in pipeline.measure.intensity:
+        part, info = measure_compartments(images[spec.channel], nuclei, cell_labels,
+                                          prefix=spec.column_prefix, background=spec.background,
+                                          margin=margin)
+        table = table.merge(part, on="label", how="left")
+        summary |= info
+    if pipeline.measure.sabgal:
+        spec = pipeline.measure.sabgal
+        vector = STAIN_VECTORS["xgal"] if xgal_vector is None else xgal_vector
+        part, info = measure_sabgal(images[spec.channel], nuclei, cell_labels, stain_vector=vector,
+                                    pixel_threshold=spec.stained_pixel_od, margin=margin)
+        table = table.merge(part, on="label", how="left")
+        summary |= info
+    table = table.reindex(columns=pipeline.cell_columns())
+    return FieldMeasurement(cells=table, summary=summary, nuclei=nuclei, cell_labels=cell_labels)
+
+
+def load_field_images(field: Field, pipeline: Pipeline) -> dict[str, np.ndarray]:
+    """Read every pipeline channel of ``field``; InputError if their shapes disagree."""
+    images = {name: read_channel(field.paths[name], kind=pipeline.channels[name].kind)
+              for name in pipeline.channels}
+    shapes = {name: image.shape[:2] for name, image in images.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{Path(field.paths[n]).name} {s}" for n, s in shapes.items())
+        raise InputError(f"the channels of plate {field.plate}, well {field.well}, site {field.site} "
+                         f"differ in size: {listed}", path=Path(field.paths[pipeline.segmentation.channel]).parent,
+                         fix="export every channel of a field at the same size")
+    return images
+
+
+def field_pixel_size(field: Field, pipeline: Pipeline) -> float | None:
+    """Pixel size: the pipeline's, else the nuclei image's TIFF metadata, else None."""
+    if pipeline.pixel_size_um:
+        return pipeline.pixel_size_um
+    return pixel_size_from_tiff(field.paths[pipeline.segmentation.channel])
+
+
+def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
+    """Content hash of everything a field's result depends on: the channel files' bytes,
+    the pipeline and the plate-level stain vector."""
+    from imaging import __version__
+
+    payload = {
+        "version": __version__,
+        "pipeline": pipeline.model_dump(mode="json"),
+        "files": {name: file_digest(path) for name, path in sorted(field.paths.items())},
+        "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

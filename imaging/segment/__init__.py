@@ -1,0 +1,72 @@
+"""Segmentation backends behind one contract.
+
+A backend is a function ``backend(image, **options) -> (labels, info)``:
+
+- ``image`` is a 2-D nuclear-stain image (any numeric dtype);
+- ``labels`` is an int32 array of the same shape, objects numbered 1..n, 0 = background;
+- ``info`` is a dict with at least ``radius_px``, the typical nucleus radius in pixels
+  (used to scale cell derivation and QC).
+
+:func:`segment_nuclei` looks the backend up by name, calls it and checks the contract, so
+callers (pipeline, CLI, napari plugin) never depend on which backend ran.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from skimage.segmentation import relabel_sequential
+
+from imaging.segment.cells import derive_cells
+from imaging.segment.classical import segment_nuclei_classical
+
+Backend = Callable[..., tuple[np.ndarray, dict]]
+
+
+def _cellpose_backend(image: np.ndarray, **options) -> tuple[np.ndarray, dict]:
+    from imaging.segment.cellpose_backend import segment_nuclei_cellpose  # torch is heavy: lazy
+
+    return segment_nuclei_cellpose(image, **options)
+
+
+BACKENDS: dict[str, Backend] = {
+    "classical": segment_nuclei_classical,
+    "cellpose": _cellpose_backend,
+}
+
+
+def check_labels(labels: np.ndarray, shape: tuple[int, ...], *, backend: str) -> np.ndarray:
+    """Enforce the label contract: int32, ``shape``, ids 1..n with no gaps."""
+    labels = np.asarray(labels)
+    if labels.shape != tuple(shape):
+        raise RuntimeError(f"segmentation backend {backend!r} returned shape {labels.shape}, "
+                           f"expected {tuple(shape)}")
+    if labels.dtype.kind not in "iu":
+        raise RuntimeError(f"segmentation backend {backend!r} returned {labels.dtype} labels")
+    if labels.size and labels.min() < 0:
+        raise RuntimeError(f"segmentation backend {backend!r} returned negative labels")
+    relabeled, _, _ = relabel_sequential(labels.astype(np.int64, copy=False))
+    return relabeled.astype(np.int32)
+
+
+def segment_nuclei(image: np.ndarray, *, method: str = "classical", **options) -> tuple[np.ndarray, dict]:
+    """Segment nuclei in a 2-D image with the named backend (see module docstring)."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"nuclei segmentation needs a 2-D image, got shape {image.shape}")
+    try:
+        backend = BACKENDS[method]
+    except KeyError:
+        raise ValueError(f"unknown segmentation method {method!r}; available: {', '.join(BACKENDS)}") from None
+    labels, info = backend(image, **options)
+    labels = check_labels(labels, image.shape, backend=method)
+    info = dict(info)
+    if "radius_px" not in info:
+        areas = np.bincount(labels.ravel())[1:]
+        info["radius_px"] = float(np.sqrt(np.median(areas) / np.pi)) if areas.size else 0.0
+    info["n_objects"] = int(labels.max())
+    return labels, info
+
+
+__all__ = ["BACKENDS", "derive_cells", "segment_nuclei", "segment_nuclei_classical"]

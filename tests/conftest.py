@@ -1,0 +1,38 @@
+"""Shared fixtures: paths to the shipped samples and small images written on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_images"
+PIPELINES = ROOT / "pipelines"
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def pipelines() -> Path:
+    return PIPELINES
+
+
+def write_tiff(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, image)
+    return path
+
+
+def disk_image(shape, centres, radius, *, value=1000, background=100, dtype=np.uint16) -> np.ndarray:
+    """Bright disks of ``radius`` at ``centres`` on a flat background."""
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    image = np.full(shape, background, dtype=float)
+    for r, c in centres:
+        image[(rows - r) ** 2 + (cols - c) ** 2 <= radius**2] = value
+    return image.astype(dtype)

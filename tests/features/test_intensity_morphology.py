@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from imaging.features.background import background_surface, fill_from_nearest, fill_from_polynomial, robust_sd
+from imaging.features.intensity import measure_compartments
+from imaging.features.morphology import measure_morphology
+
+
+def two_cells():
+    nuclei = np.zeros((40, 60), np.int32)
+    cells = np.zeros((40, 60), np.int32)
+    cells[5:15, 5:15] = 1
+    nuclei[8:12, 8:12] = 1  # 16 px nucleus, 84 px cytoplasm
+    cells[20:30, 30:50] = 2
+    nuclei[23:27, 38:42] = 2  # 16 px nucleus, 184 px cytoplasm
+    return nuclei, cells
+
+
+def test_compartment_means_with_constant_background():
+    nuclei, cells = two_cells()
+    image = np.full(nuclei.shape, 10.0)
+    image[cells == 1] = 30
+    image[nuclei == 1] = 110
+    image[cells == 2] = 15
+    image[nuclei == 2] = 60
+    table, info = measure_compartments(image, nuclei, cells, prefix="pjnk", background=10.0)
+    row1, row2 = table.iloc[0], table.iloc[1]
+    assert row1["pjnk_nuclear_mean"] == 100 and row1["pjnk_cytoplasm_mean"] == 20
+    assert row1["pjnk_nuclear_integrated"] == 1600
+    assert row1["pjnk_cell_mean"] == pytest.approx((16 * 100 + 84 * 20) / 100)
+    assert row1["pjnk_nc_ratio"] == pytest.approx(5.0)
+    assert row2["pjnk_nuclear_mean"] == 50 and row2["pjnk_cytoplasm_mean"] == 5
+    assert row2["pjnk_nc_ratio"] == pytest.approx(10.0)
+
+
+def test_local_background_removes_a_gradient():
+    nuclei, cells = two_cells()
+    rows, cols = np.mgrid[0:40, 0:60]
+    background = 50 + 2.0 * cols  # uneven background
+    image = background + 100.0 * (nuclei > 0) + 20.0 * ((cells > 0) & (nuclei == 0))
+    table, info = measure_compartments(image, nuclei, cells, prefix="x", background="local", margin=2)
+    np.testing.assert_allclose(table["x_nuclear_mean"], 100, atol=6)
+    np.testing.assert_allclose(table["x_cytoplasm_mean"], 20, atol=6)
+
+
+def test_nc_ratio_denominator_is_floored_at_noise():
+    nuclei, cells = two_cells()
+    rng = np.random.default_rng(0)
+    image = 100 + rng.normal(0, 5, nuclei.shape)
+    image[nuclei > 0] += 200  # no cytoplasmic signal at all
+    table, info = measure_compartments(image, nuclei, cells, prefix="x", background="local", margin=2)
+    assert info["x_background_noise"] == pytest.approx(5, rel=0.3)
+    assert np.isfinite(table["x_nc_ratio"]).all()
+    assert (table["x_nc_ratio"] > 200 / 5 * 0.7).all()
+
+
+def test_empty_field_gives_empty_table_with_columns():
+    empty = np.zeros((20, 20), np.int32)
+    table, _ = measure_compartments(np.ones((20, 20)), empty, empty, prefix="x")
+    assert len(table) == 0 and "x_nc_ratio" in table.columns
+    morphology = measure_morphology(empty, empty, pixel_size_um=0.5)
+    assert len(morphology) == 0 and "nucleus_area_um2" in morphology.columns
+
+
+def test_morphology_areas_and_border():
+    nuclei, cells = two_cells()
+    cells[0:3, 0:3] = 3
+    nuclei[0:2, 0:2] = 3
+    table = measure_morphology(nuclei, cells, pixel_size_um=0.5)
+    assert table["label"].tolist() == [1, 2, 3]
+    assert table["nucleus_area_px"].tolist() == [16, 16, 4]
+    assert table["cell_area_px"].tolist() == [100, 200, 9]
+    assert table["nucleus_area_um2"].tolist() == [4.0, 4.0, 1.0]
+    assert table["touches_border"].tolist() == [False, False, True]
+    assert table.loc[0, ["centroid_row", "centroid_col"]].tolist() == [9.5, 9.5]
+
+
+def test_background_surface_follows_a_ramp_and_fills_gaps():
+    rows, cols = np.mgrid[0:128, 0:128]
+    image = 100 + cols.astype(float)
+    mask = np.ones(image.shape, bool)
+    mask[:, 40:70] = False  # no background pixels in a band
+    surface = background_surface(image, mask, grid=8)
+    assert np.abs(surface - image)[:, 16:112].max() < 10
+    assert fill_from_nearest(np.array([[1.0, np.nan, 3.0]])).tolist() == [[1.0, 1.0, 3.0]]
+    rows, cols = np.mgrid[0:4, 0:4].astype(float)
+    quadratic = 5 + rows - 2 * cols + 0.5 * rows**2 + rows * cols
+    holed = quadratic.copy()
+    holed[1:3, 1:3] = np.nan
+    np.testing.assert_allclose(fill_from_polynomial(holed), quadratic)
+    assert background_surface(image, np.zeros(image.shape, bool)) == pytest.approx(101.0, abs=0.5)
+    assert robust_sd(np.array([1.0, 2.0, 3.0, 4.0, 100.0])) == pytest.approx(1.4826)

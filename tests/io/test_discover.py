@@ -1,0 +1,108 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imaging.errors import InputError
+from imaging.io.discover import discover_images, group_fields
+from tests.conftest import write_tiff
+
+PIXELS = np.zeros((16, 16), np.uint16)
+
+
+def make_files(root: Path, names: list[str]) -> None:
+    for name in names:
+        write_tiff(root / name, PIXELS)
+
+
+def test_imagexpress_names_with_guid_thumbnails_and_underscored_plate(tmp_path):
+    make_files(tmp_path, [
+        "Exp_2_plate1_A01_s1_w1.tif",
+        "Exp_2_plate1_A01_s1_w2B7F3A9C2-1D2E-4F5A-8B9C-0D1E2F3A4B5C.tif",
+        "Exp_2_plate1_A01_s1_w1_thumb6C2B.tif",
+        "Exp_2_plate1_B12_s2_w1.tif",
+        "Exp_2_plate1_B12_s2_w2.tif",
+    ])
+    table, naming = discover_images(tmp_path)
+    assert naming == "imagexpress"
+    assert len(table) == 4  # the thumbnail is skipped
+    assert set(table["plate"]) == {"Exp_2_plate1"}
+    assert table[["well", "row", "column", "site", "channel"]].values.tolist() == [
+        ["A01", 1, 1, 1, "1"], ["A01", 1, 1, 1, "2"], ["B12", 2, 12, 2, "1"], ["B12", 2, 12, 2, "2"]]
+
+
+def test_imagexpress_without_site_or_channel_defaults_to_one(tmp_path):
+    make_files(tmp_path, ["P1_C3.tif"])
+    table, _ = discover_images(tmp_path, preset="imagexpress")
+    assert table[["plate", "well", "site", "channel"]].values.tolist() == [["P1", "C03", 1, "1"]]
+
+
+def test_operetta_plate_comes_from_the_folder_above_images(tmp_path):
+    make_files(tmp_path / "MyPlate__2026-01-01T10_00_00" / "Images",
+               ["r02c03f01p01-ch1sk1fk1fl1.tiff", "r02c03f01p01-ch2sk1fk1fl1.tiff",
+                "r16c24f09p01-ch1sk1fk1fl1.tiff"])
+    table, naming = discover_images(tmp_path)
+    assert naming == "operetta"
+    assert set(table["plate"]) == {"MyPlate__2026-01-01T10_00_00"}
+    assert table[["well", "site", "channel"]].values.tolist() == [["B03", 1, "1"], ["B03", 1, "2"], ["P24", 9, "1"]]
+
+
+def test_custom_regex_with_row_and_column_groups(tmp_path):
+    make_files(tmp_path / "plateX", ["img_R3_C7_F2_DAPI.tif", "img_R3_C7_F2_GFP.tif"])
+    table, naming = discover_images(
+        tmp_path, pattern=r"img_R(?P<row>\d+)_C(?P<column>\d+)_F(?P<site>\d+)_(?P<channel>\w+)\.tif")
+    assert naming == "regex"
+    assert table[["plate", "well", "site", "channel"]].values.tolist() == [
+        ["plateX", "C07", 2, "DAPI"], ["plateX", "C07", 2, "GFP"]]
+
+
+def test_regex_needs_a_well_group():
+    with pytest.raises(InputError, match="needs a named group 'well'"):
+        discover_images(".", pattern=r"(?P<site>\d+)\.tif")
+
+
+def test_bad_regex_is_an_input_error(tmp_path):
+    make_files(tmp_path, ["a.tif"])
+    with pytest.raises(InputError, match="not a valid regular expression"):
+        discover_images(tmp_path, pattern=r"(?P<well>[A-P]\d+")
+
+
+def test_empty_folder_names_the_folder_and_the_fix(tmp_path):
+    with pytest.raises(InputError) as info:
+        discover_images(tmp_path)
+    assert str(tmp_path) in str(info.value) and "no image files" in str(info.value)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        discover_images(tmp_path / "nope")
+
+
+def test_files_matching_no_preset(tmp_path):
+    make_files(tmp_path, ["holiday.tif"])
+    with pytest.raises(InputError, match="naming.pattern"):
+        discover_images(tmp_path)
+
+
+def test_a1_and_a01_files_are_one_well(tmp_path):
+    make_files(tmp_path, ["P_A1_s1_w1.tif", "P_A01_s1_w2.tif"])
+    table, _ = discover_images(tmp_path)
+    fields = group_fields(table, {"dapi": "1", "gfp": "2"})
+    assert len(fields) == 1 and fields[0].well == "A01"
+    assert set(fields[0].paths) == {"dapi", "gfp"}
+
+
+def test_field_missing_a_channel_is_named(tmp_path):
+    make_files(tmp_path, ["P_A01_s1_w1.tif", "P_A01_s1_w2.tif", "P_A02_s3_w1.tif"])
+    table, _ = discover_images(tmp_path)
+    with pytest.raises(InputError, match=r"plate P, well A02, site 3 has no image for channel gfp \(id 2\)"):
+        group_fields(table, {"dapi": "1", "gfp": "2"})
+
+
+def test_several_planes_need_a_choice(tmp_path):
+    make_files(tmp_path / "Plate" / "Images", ["r01c01f01p01-ch1.tiff", "r01c01f01p02-ch1.tiff"])
+    table, _ = discover_images(tmp_path)
+    with pytest.raises(InputError, match="several images of channel 1"):
+        group_fields(table, {"dapi": "1"})
+    fields = group_fields(table, {"dapi": "1"}, plane=2)
+    assert fields[0].paths["dapi"].endswith("p02-ch1.tiff")

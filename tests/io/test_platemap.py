@@ -1,0 +1,63 @@
+import pandas as pd
+import pytest
+
+from imaging.errors import InputError
+from imaging.io.platemap import annotate_wells, read_platemap
+
+
+def write(tmp_path, text, name="map.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_reads_annotations_and_normalises_wells(tmp_path):
+    path = write(tmp_path, "Well,Genotype,treatment,dose,replicate,notes\nA1,sgNT,DMSO,0,1,x\nA02,MAP2K7,TAM,1.5,1,\n")
+    table = read_platemap(path)
+    assert table["well"].tolist() == ["A01", "A02"]
+    assert table["genotype"].tolist() == ["sgNT", "MAP2K7"]
+    assert table["dose"].tolist() == [0.0, 1.5]
+    assert pd.isna(table["notes"].iloc[1])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("genotype\nsgNT\n", "no 'well' column"),
+    ("well,genotype\nA1,sgNT\nA01,MAP2K7\n", "well A01 is described more than once"),
+    ("well,genotype\nA1,sgNT\nQ99,x\n", "line 3: 'Q99' is not a well name"),
+    ("well,dose\nA1,ten\n", "dose 'ten' is not a number"),
+    ("well,n_cells\nA1,3\n", "computed by the pipeline"),
+    ("well\n", "has no rows"),
+])
+def test_malformed_plate_maps_name_the_problem(tmp_path, text, message):
+    with pytest.raises(InputError, match=message) as info:
+        read_platemap(write(tmp_path, text))
+    assert "map.csv" in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="plate map not found"):
+        read_platemap(tmp_path / "none.csv")
+
+
+def test_imaged_wells_not_in_map_are_an_error(tmp_path):
+    table = read_platemap(write(tmp_path, "well,genotype\nA1,sgNT\n"))
+    imaged = pd.DataFrame({"plate": ["P1", "P1"], "well": ["A01", "B02"]})
+    with pytest.raises(InputError, match="does not describe imaged well.*P1/B02"):
+        annotate_wells(imaged, table, source="map.csv")
+
+
+def test_map_wells_without_images_are_listed(tmp_path):
+    table = read_platemap(write(tmp_path, "well,genotype\nA1,sgNT\nA2,KO\nA3,KO\n"))
+    imaged = pd.DataFrame({"plate": ["P1"], "well": ["A02"]})
+    annotated, unimaged = annotate_wells(imaged, table)
+    assert annotated[["plate", "well", "genotype"]].values.tolist() == [["P1", "A02", "KO"]]
+    assert unimaged == [{"plate": "P1", "well": "A01"}, {"plate": "P1", "well": "A03"}]
+
+
+def test_plate_column_selects_rows_per_plate(tmp_path):
+    table = read_platemap(write(tmp_path, "plate,well,genotype\nP1,A1,sgNT\nP2,A1,KO\n"))
+    imaged = pd.DataFrame({"plate": ["P1", "P2"], "well": ["A01", "A01"]})
+    annotated, unimaged = annotate_wells(imaged, table)
+    assert annotated["genotype"].tolist() == ["sgNT", "KO"] and unimaged == []
+    with pytest.raises(InputError, match="does not name the imaged plate"):
+        annotate_wells(pd.DataFrame({"plate": ["P3"], "well": ["A01"]}), table)
