@@ -18,7 +18,7 @@ import pandas as pd
 
 from imaging.config import Pipeline
 from imaging.errors import InputError
-from imaging.features.intensity import measure_compartments
+from imaging.features.intensity import background_mask, measure_compartments
 from imaging.features.morphology import measure_morphology
 from imaging.features.qc import edge_blur_px, saturated_fraction
 from imaging.features.sabgal import STAIN_VECTORS, measure_sabgal
@@ -109,6 +109,7 @@ def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
     cell_labels = derive_cells(nuclei, method=pipeline.cells.method, cytoplasm=cytoplasm, radius=radius,
                                distance=expansion_distance(pipeline, radius, pixel_size_um))
     margin = max(3.0, radius / 2)
+    cell_free = background_mask(cell_labels, margin=margin)
     table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um)
     summary: dict = {"n_cells": int(len(table)), "nucleus_radius_px": radius,
                      "focus_blur_px": edge_blur_px(images[pipeline.focus_channel])}
@@ -117,14 +118,14 @@ def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
     for spec in pipeline.measure.intensity:
         part, info = measure_compartments(images[spec.channel], nuclei, cell_labels,
                                           prefix=spec.column_prefix, background=spec.background,
-                                          margin=margin)
+                                          cell_free=cell_free)
         table = table.merge(part, on="label", how="left")
         summary |= info
     if pipeline.measure.sabgal:
         spec = pipeline.measure.sabgal
         vector = STAIN_VECTORS["xgal"] if xgal_vector is None else xgal_vector
         part, info = measure_sabgal(images[spec.channel], nuclei, cell_labels, stain_vector=vector,
-                                    pixel_threshold=spec.stained_pixel_od, margin=margin)
+                                    pixel_threshold=spec.stained_pixel_od, cell_free=cell_free)
         table = table.merge(part, on="label", how="left")
         summary |= info
     table = table.reindex(columns=pipeline.cell_columns())

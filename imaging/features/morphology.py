@@ -1,13 +1,18 @@
-"""Per-cell morphology: identity, position, areas and nucleus shape."""
+"""Per-cell morphology: identity, position, areas and nucleus shape.
+
+Computed from image moments with one ``bincount`` pass per moment, so a field with
+thousands of nuclei costs milliseconds rather than a Python loop over objects. The shape
+definitions match scikit-image's ``regionprops`` (eccentricity and axis lengths of the
+ellipse with the same second moments).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from skimage import measure
 
 MORPHOLOGY_COLUMNS = ["label", "centroid_row", "centroid_col", "touches_border", "nucleus_area_px",
-                      "cell_area_px", "nucleus_eccentricity", "nucleus_solidity"]
+                      "cell_area_px", "nucleus_eccentricity", "nucleus_major_axis_px", "nucleus_minor_axis_px"]
 
 
 def touching_border(labels: np.ndarray) -> np.ndarray:
@@ -16,30 +21,58 @@ def touching_border(labels: np.ndarray) -> np.ndarray:
     return np.unique(edge[edge > 0])
 
 
+def label_moments(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Area, centroid and central second moments of every label id 0..max."""
+    flat = labels.ravel()
+    size = int(flat.max(initial=0)) + 1
+    rows, cols = np.indices(labels.shape, dtype=np.float64)
+    rows, cols = rows.ravel(), cols.ravel()
+    area = np.bincount(flat, minlength=size).astype(np.float64)
+    safe = np.maximum(area, 1)
+    row_mean = np.bincount(flat, weights=rows, minlength=size) / safe
+    col_mean = np.bincount(flat, weights=cols, minlength=size) / safe
+    mu20 = np.bincount(flat, weights=rows * rows, minlength=size) / safe - row_mean**2
+    mu02 = np.bincount(flat, weights=cols * cols, minlength=size) / safe - col_mean**2
+    mu11 = np.bincount(flat, weights=rows * cols, minlength=size) / safe - row_mean * col_mean
+    return {"area": area, "row": row_mean, "col": col_mean, "mu20": mu20, "mu02": mu02, "mu11": mu11}
+
+
+def ellipse_axes(mu20: np.ndarray, mu02: np.ndarray, mu11: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eccentricity, major and minor axis length of the moment-equivalent ellipses."""
+    half_sum = (mu20 + mu02) / 2
+    root = np.sqrt(((mu20 - mu02) / 2) ** 2 + mu11**2)
+    large = np.maximum(half_sum + root, 0)
+    small = np.maximum(half_sum - root, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eccentricity = np.where(large > 0, np.sqrt(np.clip(1 - small / large, 0, 1)), 0.0)
+    return eccentricity, 4 * np.sqrt(large), 4 * np.sqrt(small)
+
+
 def measure_morphology(nuclei: np.ndarray, cells: np.ndarray, *,
                        pixel_size_um: float | None = None) -> pd.DataFrame:
     """One row per nucleus: label, centroid, border contact, areas and nucleus shape.
 
     Areas are in pixels (``*_area_px``) and, when ``pixel_size_um`` is given, in square
-    micrometres (``*_area_um2``). A cell whose label is absent from ``cells`` has cell
-    area 0.
+    micrometres (``*_area_um2``). ``touches_border`` is True when the cell reaches the
+    image edge (it is then only partly imaged).
     """
-    if nuclei.max() == 0:
-        columns = MORPHOLOGY_COLUMNS + (["nucleus_area_um2", "cell_area_um2"] if pixel_size_um else [])
+    ids = np.unique(nuclei[nuclei > 0])
+    columns = MORPHOLOGY_COLUMNS + (["nucleus_area_um2", "cell_area_um2"] if pixel_size_um else [])
+    if ids.size == 0:
         return pd.DataFrame(columns=columns)
-    props = measure.regionprops_table(nuclei, properties=("label", "centroid", "area",
-                                                          "eccentricity", "solidity"))
-    labels = props["label"].astype(np.int64)
-    cell_areas = np.bincount(cells.ravel(), minlength=int(labels.max()) + 1)
+    moments = label_moments(nuclei)
+    eccentricity, major, minor = ellipse_axes(moments["mu20"][ids], moments["mu02"][ids], moments["mu11"][ids])
+    cell_areas = np.bincount(cells.ravel(), minlength=int(ids.max()) + 1)
     table = pd.DataFrame({
-        "label": labels,
-        "centroid_row": props["centroid-0"],
-        "centroid_col": props["centroid-1"],
-        "touches_border": np.isin(labels, touching_border(cells)),
-        "nucleus_area_px": props["area"].astype(np.int64),
-        "cell_area_px": cell_areas[labels].astype(np.int64),
-        "nucleus_eccentricity": props["eccentricity"],
-        "nucleus_solidity": props["solidity"],
+        "label": ids.astype(np.int64),
+        "centroid_row": moments["row"][ids],
+        "centroid_col": moments["col"][ids],
+        "touches_border": np.isin(ids, touching_border(cells)),
+        "nucleus_area_px": moments["area"][ids].astype(np.int64),
+        "cell_area_px": cell_areas[ids].astype(np.int64),
+        "nucleus_eccentricity": eccentricity,
+        "nucleus_major_axis_px": major,
+        "nucleus_minor_axis_px": minor,
     })
     if pixel_size_um:
         pixel_area = float(pixel_size_um) ** 2

@@ -60,7 +60,7 @@ def pixel_threshold_from_background(xgal: np.ndarray, cell_free: np.ndarray) -> 
 
 def measure_sabgal(rgb: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
                    stain_vector=STAIN_VECTORS["xgal"], pixel_threshold: float | str = "auto",
-                   margin: float = 3.0) -> tuple[pd.DataFrame, dict]:
+                   margin: float = 3.0, cell_free: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
     """Per-cell X-gal optical density and stained fraction (see module docstring).
 
     Parameters
@@ -75,6 +75,8 @@ def measure_sabgal(rgb: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
         X-gal OD above which a pixel counts as stained.
     margin : float
         Pixels at least this far from any cell are cell-free (white reference).
+    cell_free : (M, N) bool ndarray, optional
+        Cell-free pixels, if already computed (else from ``cells`` and ``margin``).
 
     Returns
     -------
@@ -84,7 +86,8 @@ def measure_sabgal(rgb: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
         ``sabgal_white_r/g/b`` (mean white reference), ``sabgal_pixel_threshold_od``,
         ``sabgal_cell_free_fraction``.
     """
-    cell_free = background_mask(cells, margin=margin)
+    if cell_free is None:
+        cell_free = background_mask(cells, margin=margin)
     xgal, white = xgal_amount(rgb, cell_free, stain_vector=stain_vector)
     threshold = (pixel_threshold_from_background(xgal, cell_free) if pixel_threshold == "auto"
                  else float(pixel_threshold))

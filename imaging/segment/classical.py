@@ -55,13 +55,24 @@ def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
     return np.minimum(opened.astype(np.float32), image)
 
 
+def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing with a wide ``sigma``, computed on a block-averaged copy (the
+    result varies slowly, so little is lost and a 2048 px field takes a tenth the time)."""
+    factor = max(1, int(sigma // 3))
+    if factor == 1:
+        return ndi.gaussian_filter(image, sigma)
+    small = transform.downscale_local_mean(image, (factor, factor))
+    smoothed = ndi.gaussian_filter(small, sigma / factor)
+    return transform.resize(smoothed, image.shape, order=1, mode="edge", anti_aliasing=False).astype(image.dtype)
+
+
 def foreground_mask(flattened: np.ndarray, *, radius: float, global_fraction: float = 0.5,
                     local_sigma_fraction: float = 1.0) -> np.ndarray:
     """Nuclei foreground of a background-flattened image (see module docstring, step 3)."""
     if np.ptp(flattened) <= 0:
         return np.zeros(flattened.shape, dtype=bool)
     global_level = global_fraction * filters.threshold_otsu(flattened)
-    local_mean = ndi.gaussian_filter(flattened, local_sigma_fraction * radius)
+    local_mean = smooth_large_scale(flattened, local_sigma_fraction * radius)
     mask = (flattened > global_level) & (flattened > local_mean)
     mask = ndi.binary_fill_holes(mask)
     speck = morphology.disk(max(1, int(radius / 4)))
@@ -105,11 +116,17 @@ def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
 
 def rough_radius(smoothed: np.ndarray) -> float:
     """Nucleus radius from an Otsu mask of the image after removing any background that
-    varies more slowly than a quarter of the image (a grey opening is exact on ramps)."""
+    varies more slowly than a quarter of the image (a grey opening is exact on ramps).
+
+    Fields over 1024 px a side are measured at half resolution (the estimate only sets
+    scales, to within a pixel or so)."""
+    factor = 2 if min(smoothed.shape) > 1024 else 1
+    if factor > 1:
+        smoothed = transform.downscale_local_mean(smoothed, (factor, factor))
     flattened = smoothed - smooth_background(smoothed, radius=min(smoothed.shape) / 4)
     if np.ptp(flattened) <= 0:
         return estimate_radius(np.zeros(smoothed.shape, dtype=bool))
-    return estimate_radius(flattened > filters.threshold_otsu(flattened))
+    return factor * estimate_radius(flattened > filters.threshold_otsu(flattened))
 
 
 def segment_nuclei_classical(
@@ -147,7 +164,8 @@ def segment_nuclei_classical(
     if radius is None:
         radius = rough_radius(lightly_smoothed)
     radius = float(radius)
-    smoothed = ndi.gaussian_filter(normalized, max(1.0, radius / 12))
+    sigma = max(1.0, radius / 12)
+    smoothed = lightly_smoothed if sigma == 1.0 else ndi.gaussian_filter(normalized, sigma)
     flattened = smoothed - smooth_background(smoothed, radius=4 * radius) if flatten_background else smoothed
     mask = foreground_mask(flattened, radius=radius)
     labels = split_touching(mask, radius=radius, min_distance_fraction=min_distance_fraction)

@@ -90,3 +90,21 @@ def test_background_surface_follows_a_ramp_and_fills_gaps():
     np.testing.assert_allclose(fill_from_polynomial(holed), quadratic)
     assert background_surface(image, np.zeros(image.shape, bool)) == pytest.approx(101.0, abs=0.5)
     assert robust_sd(np.array([1.0, 2.0, 3.0, 4.0, 100.0])) == pytest.approx(1.4826)
+
+
+def test_shape_matches_scikit_image_regionprops():
+    from skimage import draw, measure
+
+    nuclei = np.zeros((80, 80), np.int32)
+    rr, cc = draw.ellipse(30, 30, 12, 5, rotation=0.6)
+    nuclei[rr, cc] = 1
+    rr, cc = draw.disk((60, 60), 8)
+    nuclei[rr, cc] = 2
+    nuclei[5, 70] = 3
+    table = measure_morphology(nuclei, nuclei)
+    props = measure.regionprops_table(nuclei, properties=("eccentricity", "axis_major_length",
+                                                          "axis_minor_length", "centroid"))
+    np.testing.assert_allclose(table["nucleus_eccentricity"], props["eccentricity"], atol=1e-9)
+    np.testing.assert_allclose(table["nucleus_major_axis_px"], props["axis_major_length"], atol=1e-9)
+    np.testing.assert_allclose(table["nucleus_minor_axis_px"], props["axis_minor_length"], atol=1e-9)
+    np.testing.assert_allclose(table["centroid_row"], props["centroid-0"])
