@@ -115,3 +115,21 @@ def test_a_second_run_reuses_every_field_and_gives_identical_tables(sabgal_run, 
     assert again.record["fields_reused_from_previous_run"] == 32
     for name, content in before.items():
         assert (sabgal_run.out_dir / "SABGAL01" / name).read_bytes() == content
+
+
+def test_estimated_stain_vector_recovers_the_rendered_xgal_colour(samples, pipelines, tmp_path):
+    from imaging.config import load_pipeline, parse_pipeline
+    from imaging.features.stains import angle_between
+    from imaging.synthetic import TRUE_XGAL_VECTOR
+
+    data = load_pipeline(pipelines / "sabgal.yaml").model_dump(mode="json")
+    data["measure"]["sabgal"]["stain_vector"] = "estimate"
+    pipeline = parse_pipeline(data)
+    plate = samples / "sabgal_plate"
+    result = execute(plan_run(pipeline, plate / "images", platemap=plate / "platemap.csv"), tmp_path, workers=2)
+    stain = result.record["plates"]["SABGAL01"]["xgal_vector"]
+    assert stain["source"] == "estimated"
+    assert angle_between(stain["vector"], TRUE_XGAL_VECTOR) < 5
+    truth = pd.read_csv(plate / "truth_wells.csv")
+    merged = result.wells["SABGAL01"].merge(truth, on=["plate", "well"])
+    assert (merged["sabgal_positive_pct"] - merged["true_sabgal_positive_pct"]).abs().max() <= 5
