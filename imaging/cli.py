@@ -1,6 +1,6 @@
 """The ``imaging`` command: a thin adapter over the library.
 
-Subcommands: ``run``, ``validate``, ``segment``, ``demo``. Bad input ends with a one-line
+Subcommands: ``run``, ``validate``, ``report``, ``segment``, ``demo``. Bad input ends with a one-line
 ``error: ...`` naming the file and the fix, and exit status 2.
 """
 
@@ -67,6 +67,7 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
     import time
 
     from imaging.batch import execute, plan_run
+    from imaging.report import build_report
 
     plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern)
     if platemap is None:
@@ -76,6 +77,8 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
         result = execute(plan, out, workers=workers, save_labels=save_labels,
                          on_field=lambda summary: bar.update(1), command=command)
     _print_run_summary(result, time.perf_counter() - started)
+    outputs = build_report([result.out_dir])
+    print(f"Comparisons in {outputs['comparisons']}; report in {outputs['report']}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -102,6 +105,14 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if args.platemap:
         print(f"plate map {args.platemap}: OK (describes every imaged well; "
               f"{len(plan.unimaged_wells)} described well(s) without images)")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from imaging.report import build_report
+
+    outputs = build_report(args.run_dirs, args.out)
+    print(f"Comparisons in {outputs['comparisons']}; plate quality in {outputs['plate_qc']}; "
+          f"plots in {outputs['plots']}/; report in {outputs['report']}")
 
 
 # ---- segment -------------------------------------------------------------------------------
@@ -198,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--platemap")
     validate.add_argument("--pattern")
     validate.set_defaults(handler=cmd_validate)
+
+    report = sub.add_parser("report", help="rebuild comparisons, plots and report.html from run folder(s)")
+    report.add_argument("run_dirs", nargs="+", help="output folder(s) of `imaging run`; several are pooled "
+                                                     "(e.g. independent experiments)")
+    report.add_argument("--out", help="where to write (default: the run folder; required for several)")
+    report.set_defaults(handler=cmd_report)
 
     segment = sub.add_parser("segment", help="segment nuclei in 2-D grayscale images; writes <stem>_nuclei.tif")
     segment.add_argument("paths", nargs="+", help="image files or folders of images")

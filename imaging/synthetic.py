@@ -151,15 +151,20 @@ def render_pjnk(nuclei: np.ndarray, cells: np.ndarray, nuclear: np.ndarray, cyto
     return np.clip(_noisy(expected, rng, gain=1.0, read_noise=8), 0, 65535).astype(np.uint16)
 
 
-def plate_layout(genotypes=GENOTYPES, treatments=TREATMENTS, replicates: int = 2) -> pd.DataFrame:
-    """Plate map: rows = genotype x replicate, columns = treatments."""
+def plate_layout(genotypes=GENOTYPES, treatments=TREATMENTS, replicates: int = 2,
+                 replicate: int | None = None) -> pd.DataFrame:
+    """Plate map: rows = genotype x ``replicates`` rows, columns = treatments.
+
+    Each row of a genotype is a biological replicate (1, 2, ...), unless ``replicate`` is
+    given: then the whole plate is that one replicate and its rows are technical wells.
+    """
     rows = []
     for g, genotype in enumerate(genotypes):
         for r in range(replicates):
             row = g * replicates + r + 1
             for c, treatment in enumerate(treatments, start=1):
                 rows.append({"well": format_well(row, c), "cell_line": "MCF7", "genotype": genotype,
-                             "treatment": treatment, "replicate": r + 1})
+                             "treatment": treatment, "replicate": replicate if replicate is not None else r + 1})
     return pd.DataFrame(rows)
 
 
@@ -171,7 +176,8 @@ def _write_tiff(path: Path, image: np.ndarray) -> None:
 def make_plate(out_dir: str | Path, *, assay: str, plate: str | None = None, size: int = 256,
                sites: int = 2, radius: float = 8.0, density: float = 0.22, replicates: int = 2,
                illumination_strength: float = 0.35, defocus: tuple[str, int] | None = ("B03", 1),
-               defocus_sigma: float = 4.0, seed: int = 0) -> dict[str, Path]:
+               defocus_sigma: float = 4.0, replicate: int | None = None, biological_cv: float = 0.0,
+               seed: int = 0) -> dict[str, Path]:
     """Render a synthetic plate with ImageXpress naming, its plate map and its truth.
 
     Parameters
@@ -183,6 +189,11 @@ def make_plate(out_dir: str | Path, *, assay: str, plate: str | None = None, siz
         ``sabgal``: w1 brightfield RGB, w2 DAPI. ``pjnk``: w1 DAPI, w2 pJNK.
     defocus : (well, site) or None
         Field rendered out of focus.
+    replicate : int, optional
+        Make the whole plate one biological replicate (see :func:`plate_layout`).
+    biological_cv : float
+        Replicate-to-replicate variation: every planted level of the plate is multiplied
+        by one log-normal factor with this coefficient of variation.
 
     Returns
     -------
@@ -194,7 +205,8 @@ def make_plate(out_dir: str | Path, *, assay: str, plate: str | None = None, siz
     out_dir = Path(out_dir)
     plate = plate or assay.upper() + "01"
     rng = np.random.default_rng(seed)
-    layout = plate_layout(replicates=replicates)
+    layout = plate_layout(replicates=replicates, replicate=replicate)
+    day_factor = float(rng.lognormal(0.0, biological_cv)) if biological_cv else 1.0
     truth_rows = []
     for well in layout.itertuples(index=False):
         for site in range(1, sites + 1):
@@ -208,13 +220,13 @@ def make_plate(out_dir: str | Path, *, assay: str, plate: str | None = None, siz
             dapi = render_dapi(nuclei, rng=rng, illumination=illumination, blur=blur)
             cell_truth = {"well": well.well, "site": site, "label": np.arange(1, n + 1), "defocused": blur > 0}
             if assay == "sabgal":
-                positive = rng.random(n) < SABGAL_TRUE_FRACTION[well.genotype][well.treatment]
+                positive = rng.random(n) < min(1.0, day_factor * SABGAL_TRUE_FRACTION[well.genotype][well.treatment])
                 rgb = render_brightfield(nuclei, cells, positive, rng=rng, illumination=illumination, blur=blur)
                 _write_tiff(Path(f"{stem}_w1.tif"), rgb)
                 _write_tiff(Path(f"{stem}_w2.tif"), dapi)
                 cell_truth["sabgal_positive"] = positive
             else:
-                level = PJNK_TRUE_NUCLEAR[well.genotype][well.treatment]
+                level = day_factor * PJNK_TRUE_NUCLEAR[well.genotype][well.treatment]
                 nuclear = level * rng.lognormal(0, 0.25, size=n)
                 cytoplasmic = 0.35 * level * rng.lognormal(0, 0.25, size=n)
                 pjnk = render_pjnk(nuclei, cells, nuclear, cytoplasmic, rng=rng, illumination=illumination,

@@ -1,0 +1,149 @@
+"""Rebuild a run's comparisons, plate quality, plots and HTML report from its tables.
+
+Inputs are only what a run wrote (``run.json`` and ``<plate>/wells.csv`` / ``fields.csv``),
+so ``imaging report OUT`` reproduces the end of ``imaging run`` and can pool several runs
+(independent experiments) into one comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from imaging.config import parse_pipeline
+from imaging.errors import InputError
+from imaging.io.writers import atomic_path, write_csv
+from imaging.report.html import render_report
+from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot
+from imaging.stats import compare_all, plate_quality, replicate_key, well_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunTables:
+    """The tables of one or more runs, pooled."""
+
+    records: list[dict]
+    wells: pd.DataFrame
+    fields: pd.DataFrame
+
+
+def load_runs(run_dirs: list[str | Path]) -> RunTables:
+    """Read ``run.json`` and every plate's wells and fields tables of each run folder."""
+    records, wells, fields = [], [], []
+    for run_dir in map(Path, run_dirs):
+        record_path = run_dir / "run.json"
+        if not record_path.is_file():
+            raise InputError("has no run.json", path=run_dir, fix="give the --out folder of an `imaging run`")
+        try:
+            record = json.loads(record_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"run.json is not valid JSON ({exc})", path=record_path,
+                             fix="re-run `imaging run` into this folder") from None
+        records.append(record)
+        for plate in record.get("plates", {}):
+            for name, bucket in (("wells.csv", wells), ("fields.csv", fields)):
+                path = run_dir / plate / name
+                if not path.is_file():
+                    raise InputError(f"missing {name} of plate {plate}", path=run_dir,
+                                     fix="re-run `imaging run` into this folder")
+                bucket.append(pd.read_csv(path))
+    if not wells:
+        raise InputError("the run has no plates", path=run_dirs[0], fix="check the run folder")
+    return RunTables(records=records, wells=pd.concat(wells, ignore_index=True),
+                     fields=pd.concat(fields, ignore_index=True))
+
+
+def default_readouts(pipeline) -> list[str]:
+    """Readouts compared when the pipeline lists none: every call's percent, the X-gal OD,
+    and the nuclear mean of every measured channel other than the nuclear stain."""
+    readouts = [f"{call.name}_pct" for call in pipeline.calls]
+    if pipeline.measure.sabgal:
+        readouts.append("sabgal_od_mean")
+    readouts += [f"{spec.column_prefix}_nuclear_mean" for spec in pipeline.measure.intensity
+                 if spec.channel != pipeline.segmentation.channel]
+    return readouts
+
+
+def _figures(tables: RunTables, readouts: list[str], settings) -> list[dict]:
+    """Every plot of the report: (section, name, title, figure)."""
+    figures = []
+    for readout in readouts:
+        if readout in tables.wells.columns:
+            figures.append({"section": "superplots", "name": f"superplot_{readout}",
+                            "title": f"SuperPlot: {readout}",
+                            "figure": superplot(tables.wells, readout, control_genotype=settings.control_genotype,
+                                                vehicle_treatment=settings.vehicle_treatment,
+                                                genotype_column=settings.genotype_column,
+                                                treatment_column=settings.treatment_column)})
+            curve = dose_response(tables.wells, readout, genotype_column=settings.genotype_column)
+            if curve is not None:
+                figures.append({"section": "dose", "name": f"dose_{readout}", "title": f"Dose response: {readout}",
+                                "figure": curve})
+    for plate, plate_wells in tables.wells.groupby("plate", sort=True):
+        plate_fields = tables.fields[tables.fields["plate"] == plate]
+        failed = set(plate_fields.loc[~plate_fields["qc_pass"].astype(bool), "well"])
+        qc = plate_fields.groupby("well").agg(worst_focus_blur_px=("focus_blur_px", "max"),
+                                              fields_failed_qc=("qc_pass", lambda s: int((~s.astype(bool)).sum())))
+        plate_wells = plate_wells.merge(qc, left_on="well", right_index=True, how="left")
+        for column, cmap in [(r, "viridis") for r in readouts if r in plate_wells.columns] + [
+                ("n_cells", "cividis"), ("worst_focus_blur_px", "magma_r"), ("fields_failed_qc", "Reds")]:
+            figures.append({"section": "plates", "name": f"plate_{plate}_{column}", "title": f"{plate}: {column}",
+                            "figure": plate_heatmap(plate_wells, column, title=f"{plate}: {column}",
+                                                    flagged_wells=failed, cmap=cmap)})
+    return figures
+
+
+def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write ``comparisons.csv``, ``plate_qc.csv``, ``well_scores.csv``, ``plots/*.png``
+    and ``report.html`` for the given run folder(s) into ``out_dir`` (default: the only
+    run folder)."""
+    run_dirs = [Path(d) for d in run_dirs]
+    if out_dir is None:
+        if len(run_dirs) > 1:
+            raise InputError("several runs need an output folder", fix="add --out DIR")
+        out_dir = run_dirs[0]
+    out_dir = Path(out_dir)
+    tables = load_runs(run_dirs)
+    pipeline = parse_pipeline(tables.records[0]["pipeline"]["config"], source=run_dirs[0] / "run.json")
+    settings = pipeline.comparison
+    readouts = [r for r in (settings.readouts or default_readouts(pipeline)) if r in tables.wells.columns]
+    can_compare = (settings.control_genotype and settings.vehicle_treatment
+                   and {settings.genotype_column, settings.treatment_column} <= set(tables.wells.columns))
+    if can_compare:
+        comparisons = compare_all(tables.wells, readouts, control_genotype=settings.control_genotype,
+                                  vehicle_treatment=settings.vehicle_treatment,
+                                  genotype_column=settings.genotype_column,
+                                  treatment_column=settings.treatment_column,
+                                  method="welch" if settings.test == "welch" else "mann-whitney")
+    else:
+        comparisons = compare_all(tables.wells.iloc[:0], [], control_genotype="", vehicle_treatment="")
+        log.warning("no comparisons: the pipeline's comparison settings or the plate map's genotype/"
+                    "treatment columns are missing")
+    quality = plate_quality(tables.wells, readouts)
+    scores = well_scores(tables.wells, readouts)
+    figures = _figures(tables, readouts, settings)
+    images = {}
+    for item in figures:
+        images[item["name"]] = png_bytes(item["figure"])
+        path = out_dir / "plots" / f"{item['name']}.png"
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(images[item["name"]])
+    outputs = {"comparisons": write_csv(comparisons, out_dir / "comparisons.csv"),
+               "plate_qc": write_csv(quality, out_dir / "plate_qc.csv"),
+               "well_scores": write_csv(scores, out_dir / "well_scores.csv")}
+    html = render_report(records=tables.records, pipeline=pipeline, wells=tables.wells, fields=tables.fields,
+                         comparisons=comparisons, quality=quality, readouts=readouts,
+                         figures=[{k: v for k, v in f.items() if k != "figure"} | {"png": images[f["name"]]}
+                                  for f in figures],
+                         unit=replicate_key(tables.wells)[1])
+    with atomic_path(out_dir / "report.html") as temporary:
+        temporary.write_text(html, encoding="utf-8")
+    outputs["report"] = out_dir / "report.html"
+    outputs["plots"] = out_dir / "plots"
+    return outputs

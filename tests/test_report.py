@@ -1,0 +1,136 @@
+"""Comparisons, plots and the HTML report: planted effects on a multi-plate synthetic
+experiment, and the report as a browser renders it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imaging.batch import execute, plan_run
+from imaging.cli import main
+from imaging.report import build_report
+from imaging.synthetic import SABGAL_TRUE_FRACTION, make_plate
+
+
+@pytest.fixture(scope="session")
+def experiment(pipelines, tmp_path_factory):
+    """Three plates = three biological replicates (independent 'days' with their own
+    level), each with 2 technical wells per condition; analysed as one run."""
+    root = tmp_path_factory.mktemp("experiment")
+    maps = []
+    for replicate in (1, 2, 3):
+        paths = make_plate(root / f"rep{replicate}", assay="sabgal", plate=f"EXP{replicate}", size=256, sites=2,
+                           replicate=replicate, biological_cv=0.08, defocus=None, seed=10 + replicate)
+        shutil.copytree(paths["images"], root / "images" / f"EXP{replicate}")
+        maps.append(pd.read_csv(paths["platemap"]).assign(plate=f"EXP{replicate}"))
+    pd.concat(maps).to_csv(root / "platemap.csv", index=False)
+    plan = plan_run(pipelines / "sabgal.yaml", root / "images", platemap=root / "platemap.csv")
+    out = root / "out"
+    execute(plan, out, workers=2)
+    build_report([out])
+    return out
+
+
+def row(table, comparison, readout, genotype, treatment):
+    selected = table[(table["comparison"] == comparison) & (table["readout"] == readout)
+                     & (table["genotype"] == genotype) & (table["treatment"] == treatment)]
+    assert len(selected) == 1
+    return selected.iloc[0]
+
+
+def test_planted_knockout_effect_is_found_with_a_ci_covering_the_truth(experiment):
+    table = pd.read_csv(experiment / "comparisons.csv")
+    truth = 100 * (SABGAL_TRUE_FRACTION["MAP2K7"]["TAM+PALBO"] - SABGAL_TRUE_FRACTION["sgNT"]["TAM+PALBO"])
+    effect = row(table, "genotype_vs_control", "sabgal_positive_pct", "MAP2K7", "TAM+PALBO")
+    assert effect["unit"] == "replicate" and (effect["n_reference"], effect["n_test"]) == (3, 3)
+    assert effect["difference"] < 0 and effect["q_value"] < 0.05 and effect["significant"]
+    assert effect["difference_ci_low"] <= truth <= effect["difference_ci_high"]
+
+
+def test_planted_interaction_knockout_blunts_the_combination(experiment):
+    table = pd.read_csv(experiment / "comparisons.csv")
+    fraction = SABGAL_TRUE_FRACTION
+    truth = 100 * ((fraction["MAP2K7"]["TAM+PALBO"] - fraction["MAP2K7"]["DMSO"])
+                   - (fraction["sgNT"]["TAM+PALBO"] - fraction["sgNT"]["DMSO"]))
+    interaction = row(table, "interaction", "sabgal_positive_pct", "MAP2K7", "TAM+PALBO")
+    assert interaction["difference"] < 0 and interaction["q_value"] < 0.05
+    assert interaction["difference_ci_low"] <= truth <= interaction["difference_ci_high"]
+
+
+def test_null_comparison_is_not_significant(experiment):
+    table = pd.read_csv(experiment / "comparisons.csv")
+    null = row(table, "genotype_vs_control", "sabgal_positive_pct", "MAP2K7", "DMSO")
+    assert not null["significant"] and null["p_value"] > 0.05
+    assert null["difference_ci_low"] <= 0 <= null["difference_ci_high"]
+
+
+def test_drug_response_fold_change(experiment):
+    table = pd.read_csv(experiment / "comparisons.csv")
+    response = row(table, "treatment_vs_vehicle", "sabgal_positive_pct", "sgNT", "TAM+PALBO")
+    truth = SABGAL_TRUE_FRACTION["sgNT"]["TAM+PALBO"] / SABGAL_TRUE_FRACTION["sgNT"]["DMSO"]
+    assert response["ratio"] > 5 and response["significant"]
+    assert response["ratio_ci_low"] <= truth <= response["ratio_ci_high"]
+
+
+def test_outputs_and_plots_exist(experiment):
+    quality = pd.read_csv(experiment / "plate_qc.csv")
+    assert set(quality["plate"]) == {"EXP1", "EXP2", "EXP3"}
+    plots = {p.name for p in (experiment / "plots").iterdir()}
+    assert "superplot_sabgal_positive_pct.png" in plots and "plate_EXP2_n_cells.png" in plots
+    html = (experiment / "report.html").read_text()
+    assert "unit was biological replicates" in html and "Benjamini" in html
+
+
+def test_report_command_rebuilds_and_pools_runs(experiment, tmp_path, capsys):
+    (experiment / "report.html").unlink()
+    assert main(["report", str(experiment)]) == 0
+    assert (experiment / "report.html").is_file()
+    code = main(["report", str(experiment), str(experiment), "--out", str(tmp_path)])
+    assert code == 0 and (tmp_path / "comparisons.csv").is_file()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "has no run.json" in capsys.readouterr().err
+
+
+def chrome_driver():
+    browser, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not (browser and driver):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium and chromium-driver (see .ci/run)")
+        pytest.skip("chromium / chromedriver not installed")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium must never try to download a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1300,1000"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_report_renders_in_a_browser_with_its_images(experiment, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver = chrome_driver()
+    try:
+        driver.get((experiment / "report.html").resolve().as_uri())
+        assert driver.title == "sabgal report"
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) >= 10
+        sizes = [driver.execute_script("return [arguments[0].complete, arguments[0].naturalWidth, "
+                                       "arguments[0].getBoundingClientRect().width]", image) for image in images]
+        assert all(complete and natural > 100 and shown > 50 for complete, natural, shown in sizes), sizes
+        findings = driver.find_element(By.ID, "findings").find_element(By.XPATH, "following-sibling::*[1]").text
+        assert "MAP2K7 blunts the TAM+PALBO response of sabgal_positive_pct" in findings
+        highlighted = driver.find_elements(By.CSS_SELECTOR, "tr.sig")
+        assert highlighted
+        assert driver.save_screenshot(str(tmp_path / "report.png"))
+        assert (tmp_path / "report.png").stat().st_size > 20000
+    finally:
+        driver.quit()
