@@ -21,7 +21,7 @@ def test_superplot_draws_every_well_and_replicate_mean():
     figure = superplot(wells, "v", control_genotype="sgNT", vehicle_treatment="DMSO")
     def points(size):
         return sum(len(c.get_offsets()) for c in figure.axes[0].collections
-                   if len(c.get_offsets()) and list(c.get_sizes()) == [size])
+                   if hasattr(c, "get_sizes") and len(c.get_offsets()) and list(c.get_sizes()) == [size])
 
     assert points(12) == 12  # every well
     assert points(70) == 6  # every replicate mean (3 replicates x 2 genotypes)
