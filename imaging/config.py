@@ -145,7 +145,7 @@ class QC(_Frozen):
 
     channel: str | None = Field(default=None, description="channel whose focus is measured "
                                 "(default: the segmentation channel)")
-    max_relative_blur: float = Field(default=1.5, gt=1)
+    max_relative_blur: float = Field(default=1.3, gt=1)
     max_saturated_fraction: float = Field(default=0.01, ge=0, le=1)
     max_saturated_fraction_brightfield: float = Field(default=0.5, ge=0, le=1)
     min_cells: int = Field(default=0, ge=0)

@@ -1,10 +1,10 @@
 """Field quality control: focus, saturation, and plate-relative decisions.
 
-Focus is measured as the blur width of the image's strongest edges, in pixels. For an
-edge blurred by a Gaussian of width ``b``, the peak gradient after smoothing with width
-``s`` is proportional to ``1 / sqrt(b^2 + s^2)``; the ratio of peak gradients at two
-smoothing widths therefore gives ``b`` independently of brightness and of how many cells
-the field holds. An out-of-focus field has a much larger ``b`` than its plate's typical
+Focus is measured as the blur width of the image's edges, in pixels. For an edge blurred
+by a Gaussian of width ``b``, the peak gradient after smoothing with width ``s`` is
+proportional to ``1 / sqrt(b^2 + s^2)``; the ratio of peak gradients at two smoothing
+widths, taken on the same edge, therefore gives ``b`` independently of brightness and of
+how many cells the field holds. An out-of-focus field has a much larger ``b`` than its plate's typical
 field, which is how :func:`focus_outliers` flags it without a per-plate setting.
 """
 
@@ -17,7 +17,8 @@ FINE_SIGMA = 1.0
 COARSE_SIGMA = 4.0
 MAX_BLUR_PX = 50.0
 FOCUS_CROP_PX = 1024  # focus is measured on the central square of larger fields
-EDGE_PERCENTILE = 99.5
+EDGE_PERCENTILE = 90.0  # edge zones: the top 10 % of coarse-scale gradient
+MIN_EDGE_ZONE_PX = 10
 # Integer maxima of common camera bit depths: a pixel at one of these is clipped.
 SATURATION_LEVELS = (255, 1023, 4095, 16383, 65535)
 
@@ -29,10 +30,13 @@ def _central_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def edge_blur_px(image: np.ndarray) -> float:
-    """Estimated Gaussian blur width (px) of the strongest edges of a 2-D image.
+    """Estimated Gaussian blur width (px) of the edges of a 2-D (or RGB) image.
 
-    Returns 0 for edges sharper than can be resolved and ``MAX_BLUR_PX`` for an image
-    without edges (blank or uniformly blurred beyond measure).
+    Edge zones are the pixels with the top 10 % of coarse-scale gradient; in each zone
+    (roughly one object outline) the peak fine- and coarse-scale gradients give a ratio,
+    and the median ratio over zones gives the blur. Taking both peaks on the same edge
+    makes the estimate independent of how bright each object is. Returns 0 for edges
+    sharper than can be resolved and ``MAX_BLUR_PX`` for an image without edges.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:  # colour: the mean over channels carries the edges
@@ -42,11 +46,18 @@ def edge_blur_px(image: np.ndarray) -> float:
     if spread == 0:
         return MAX_BLUR_PX
     image = (image - image.min()) / spread
-    fine = np.percentile(ndi.gaussian_gradient_magnitude(image, FINE_SIGMA), EDGE_PERCENTILE)
-    coarse = np.percentile(ndi.gaussian_gradient_magnitude(image, COARSE_SIGMA), EDGE_PERCENTILE)
-    if coarse <= 0:
+    fine = ndi.gaussian_gradient_magnitude(image, FINE_SIGMA)
+    coarse = ndi.gaussian_gradient_magnitude(image, COARSE_SIGMA)
+    zones, n_zones = ndi.label(coarse > np.percentile(coarse, EDGE_PERCENTILE))
+    if n_zones == 0:
         return MAX_BLUR_PX
-    ratio_sq = (fine / coarse) ** 2
+    ids = np.arange(1, n_zones + 1)
+    large = np.bincount(zones.ravel(), minlength=n_zones + 1)[1:] >= MIN_EDGE_ZONE_PX
+    if not large.any():
+        return MAX_BLUR_PX
+    fine_peaks = np.asarray(ndi.maximum(fine, zones, ids))[large]
+    coarse_peaks = np.asarray(ndi.maximum(coarse, zones, ids))[large]
+    ratio_sq = float(np.median(fine_peaks / np.maximum(coarse_peaks, 1e-12))) ** 2
     if ratio_sq <= 1.0:
         return MAX_BLUR_PX
     blur_sq = (COARSE_SIGMA**2 - ratio_sq * FINE_SIGMA**2) / (ratio_sq - 1.0)
@@ -71,7 +82,7 @@ def saturated_fraction(image: np.ndarray) -> float:
     return float(clipped.mean())
 
 
-def focus_outliers(blur_px: np.ndarray, *, max_relative_blur: float = 1.5,
+def focus_outliers(blur_px: np.ndarray, *, max_relative_blur: float = 1.3,
                    mad_multiplier: float = 5.0) -> np.ndarray:
     """True for fields blurred well beyond their plate's typical field.
 
@@ -83,7 +94,7 @@ def focus_outliers(blur_px: np.ndarray, *, max_relative_blur: float = 1.5,
     blur = np.asarray(blur_px, dtype=float)
     if blur.size == 0:
         return np.zeros(0, dtype=bool)
-    log_blur = np.log(np.maximum(blur, 0.25))  # 0.25 px: below this, blur is not resolved
+    log_blur = np.log(np.maximum(blur, 0.5))  # below half a pixel, blur is not resolved
     median = np.median(log_blur)
     spread = 1.4826 * np.median(np.abs(log_blur - median))
     margin = max(np.log(max_relative_blur), mad_multiplier * spread)
