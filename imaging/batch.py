@@ -125,12 +125,22 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
     else:
         annotations, unimaged = imaged.reset_index(drop=True), []
     _check_comparison_columns(pipeline, annotations, platemap)
+    segmentation_model(pipeline)  # a missing model file is an input error, found before any writing
     if check_files:
         for field in fields:
             check_field_files(field, pipeline)
     return RunPlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, naming=naming,
                    pattern=pattern, fields=tuple(fields), annotations=annotations,
                    platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=len(table))
+
+
+def segmentation_model(pipeline: Pipeline) -> dict | None:
+    """The segmentation model file of a pipeline (path, checksum), or None when it needs none."""
+    if pipeline.segmentation.method != "cellpose":
+        return None
+    from imaging.segment.cellpose_backend import describe_model
+
+    return describe_model(pipeline.segmentation.model)
 
 
 def _check_comparison_columns(pipeline: Pipeline, annotations: pd.DataFrame, platemap) -> None:
@@ -393,6 +403,7 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
                    "platemap": {"path": str(plan.platemap_path) if plan.platemap_path else None,
                                 "sha256": _sha256(plan.platemap_path)}},
         "platemap_wells_without_images": list(plan.unimaged_wells),
+        "segmentation_model": segmentation_model(pipeline),
         "options": {"workers": workers, "save_labels": save_labels},
         "fields_reused_from_previous_run": reused,
         "plates": plates_record,

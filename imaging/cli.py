@@ -1,6 +1,6 @@
 """The ``imaging`` command: a thin adapter over the library.
 
-Subcommands: ``run``, ``validate``, ``report``, ``segment``, ``demo``. Bad input ends with a one-line
+Subcommands: ``run``, ``validate``, ``report``, ``segment``, ``evaluate``, ``demo``. Bad input ends with a one-line
 ``error: ...`` naming the file and the fix, and exit status 2.
 """
 
@@ -152,11 +152,12 @@ def cmd_segment(args: argparse.Namespace) -> None:
         if len([s for s in shape if s != 1]) != 2:
             as_grayscale(read_raw(path), path=path)
     options = {"method": args.method}
-    if args.diameter:
-        options["radius" if args.method == "classical" else "diameter"] = (
-            args.diameter / 2 if args.method == "classical" else args.diameter)
-    if args.method == "cellpose":
-        options["model"] = args.model
+    if args.method == "classical":
+        options["radius"] = args.diameter / 2 if args.diameter else None
+    else:
+        from imaging.segment.cellpose_backend import resolve_model_path
+
+        options |= {"model": str(resolve_model_path(args.model)), "diameter": args.diameter}
     out = Path(args.out)
     tasks = [SegmentTask(path=str(p), out_path=str(out / f"{p.stem}_nuclei.tif"), options=options)
              for p in files]
@@ -167,6 +168,22 @@ def cmd_segment(args: argparse.Namespace) -> None:
     n_objects = sum(r["n_objects"] for r in results)
     print(f"Segmented {len(results)} image(s) in {elapsed:.1f} s ({elapsed / max(len(results), 1):.2f} s/image), "
           f"{n_objects} nuclei; labels in {out}/")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from imaging.evaluate import evaluate, summarize
+    from imaging.io.writers import write_csv
+
+    table = evaluate(args.predictions, args.truths)
+    summary = summarize(table)
+    with_text = table.copy()
+    print(with_text.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print()
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"\n{len(table)} image(s): mean F1 at IoU 0.5 = {summary.loc['mean', 'f1']:.4f}, "
+          f"mean AP (IoU 0.5:0.95) = {summary.loc['mean', 'ap']:.4f}")
+    write_csv(table, args.csv)
+    print(f"Per-image scores in {args.csv}")
 
 
 # ---- demo ----------------------------------------------------------------------------------
@@ -220,10 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("paths", nargs="+", help="image files or folders of images")
     segment.add_argument("--out", required=True, help="output folder")
     segment.add_argument("--method", choices=["classical", "cellpose"], default="classical")
-    segment.add_argument("--model", default="nuclei", help="cellpose model name or path (with --method cellpose)")
+    segment.add_argument("--model", help="cellpose weights file or model name (with --method cellpose; "
+                                         "default cpsam_v2 on cellpose 4)")
     segment.add_argument("--diameter", type=float, help="typical nucleus diameter in px (default: estimated)")
     segment.add_argument("--workers", type=int, default=default_workers())
     segment.set_defaults(handler=cmd_segment)
+
+    evaluate = sub.add_parser("evaluate", help="score predicted label images against annotated ones "
+                                                "(precision, recall, F1 at IoU 0.5, AP 0.5:0.95)")
+    evaluate.add_argument("predictions", help="label image or folder (e.g. the --out of imaging segment)")
+    evaluate.add_argument("truths", help="annotated label image or folder (matched by file name)")
+    evaluate.add_argument("--csv", default="evaluation.csv", help="per-image scores (default: evaluation.csv)")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     demo = sub.add_parser("demo", help="run the shipped pipelines on sample_images/")
     demo.add_argument("--out", default="demo_results")

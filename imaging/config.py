@@ -70,7 +70,8 @@ class CellposeSegmentation(_Frozen):
 
     method: Literal["cellpose"]
     channel: str
-    model: str = "nuclei"
+    model: str | None = Field(default=None, description="weights file, or a model name in cellpose's "
+                              "model folder (default: cpsam_v2 on cellpose 4, nuclei on cellpose 3)")
     nucleus_diameter_um: float | None = Field(default=None, gt=0)
     nucleus_diameter_px: float | None = Field(default=None, gt=0)
     flow_threshold: float = Field(default=0.4, ge=0)

@@ -163,12 +163,18 @@ def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
 
 def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
     """Content hash of everything a field's result depends on: the channel files' bytes,
-    the pipeline and the plate-level stain vector."""
+    the pipeline, the segmentation model file and the plate-level stain vector."""
     from imaging import __version__
 
+    model = None
+    if pipeline.segmentation.method == "cellpose":
+        from imaging.segment.cellpose_backend import describe_model
+
+        model = describe_model(pipeline.segmentation.model)["model_sha256"]
     payload = {
         "version": __version__,
         "pipeline": pipeline.model_dump(mode="json"),
+        "segmentation_model_sha256": model,
         "files": {name: file_digest(path) for name, path in sorted(field.paths.items())},
         "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
     }

@@ -21,18 +21,31 @@ def experiment(pipelines, tmp_path_factory):
     """Three plates = three biological replicates (independent 'days' with their own
     level), each with 2 technical wells per condition; analysed as one run."""
     root = tmp_path_factory.mktemp("experiment")
-    maps = []
+    maps, truths = [], []
     for replicate in (1, 2, 3):
         paths = make_plate(root / f"rep{replicate}", assay="sabgal", plate=f"EXP{replicate}", size=256, sites=2,
                            replicate=replicate, biological_cv=0.08, defocus=None, seed=10 + replicate)
         shutil.copytree(paths["images"], root / "images" / f"EXP{replicate}")
         maps.append(pd.read_csv(paths["platemap"]).assign(plate=f"EXP{replicate}"))
+        truths.append(pd.read_csv(paths["truth_wells"]))
     pd.concat(maps).to_csv(root / "platemap.csv", index=False)
+    pd.concat(truths).to_csv(root / "truth_wells.csv", index=False)
     plan = plan_run(pipelines / "sabgal.yaml", root / "images", platemap=root / "platemap.csv")
     out = root / "out"
     execute(plan, out, workers=2)
     build_report([out])
     return out
+
+
+@pytest.fixture(scope="session")
+def realised_truth(experiment):
+    """The same comparisons computed from the true percentages of the cells actually
+    rendered: what the measured CIs must cover, free of the luck of sampling cells and days."""
+    from imaging.stats import compare_all
+
+    wells = pd.concat([pd.read_csv(p) for p in experiment.glob("EXP*/wells.csv")])
+    truth = wells.merge(pd.read_csv(experiment.parent / "truth_wells.csv"), on=["plate", "well"])
+    return compare_all(truth, ["true_sabgal_positive_pct"], control_genotype="sgNT", vehicle_treatment="DMSO")
 
 
 def row(table, comparison, readout, genotype, treatment):
@@ -42,23 +55,31 @@ def row(table, comparison, readout, genotype, treatment):
     return selected.iloc[0]
 
 
-def test_planted_knockout_effect_is_found_with_a_ci_covering_the_truth(experiment):
+def planted(genotype, treatment):
+    return 100 * SABGAL_TRUE_FRACTION[genotype][treatment]
+
+
+def test_planted_knockout_effect_is_found_with_a_ci_covering_the_truth(experiment, realised_truth):
     table = pd.read_csv(experiment / "comparisons.csv")
-    truth = 100 * (SABGAL_TRUE_FRACTION["MAP2K7"]["TAM+PALBO"] - SABGAL_TRUE_FRACTION["sgNT"]["TAM+PALBO"])
     effect = row(table, "genotype_vs_control", "sabgal_positive_pct", "MAP2K7", "TAM+PALBO")
+    truth = row(realised_truth, "genotype_vs_control", "true_sabgal_positive_pct", "MAP2K7", "TAM+PALBO")
     assert effect["unit"] == "replicate" and (effect["n_reference"], effect["n_test"]) == (3, 3)
     assert effect["difference"] < 0 and effect["q_value"] < 0.05 and effect["significant"]
-    assert effect["difference_ci_low"] <= truth <= effect["difference_ci_high"]
+    assert effect["difference_ci_low"] <= truth["difference"] <= effect["difference_ci_high"]
+    assert effect["difference"] == pytest.approx(truth["difference"], abs=2.0)
+    assert effect["difference"] == pytest.approx(planted("MAP2K7", "TAM+PALBO") - planted("sgNT", "TAM+PALBO"), abs=10)
 
 
-def test_planted_interaction_knockout_blunts_the_combination(experiment):
+def test_planted_interaction_knockout_blunts_the_combination(experiment, realised_truth):
     table = pd.read_csv(experiment / "comparisons.csv")
-    fraction = SABGAL_TRUE_FRACTION
-    truth = 100 * ((fraction["MAP2K7"]["TAM+PALBO"] - fraction["MAP2K7"]["DMSO"])
-                   - (fraction["sgNT"]["TAM+PALBO"] - fraction["sgNT"]["DMSO"]))
     interaction = row(table, "interaction", "sabgal_positive_pct", "MAP2K7", "TAM+PALBO")
+    truth = row(realised_truth, "interaction", "true_sabgal_positive_pct", "MAP2K7", "TAM+PALBO")
     assert interaction["difference"] < 0 and interaction["q_value"] < 0.05
-    assert interaction["difference_ci_low"] <= truth <= interaction["difference_ci_high"]
+    assert interaction["difference_ci_low"] <= truth["difference"] <= interaction["difference_ci_high"]
+    assert interaction["difference"] == pytest.approx(truth["difference"], abs=2.0)
+    population = ((planted("MAP2K7", "TAM+PALBO") - planted("MAP2K7", "DMSO"))
+                  - (planted("sgNT", "TAM+PALBO") - planted("sgNT", "DMSO")))
+    assert interaction["difference"] == pytest.approx(population, abs=12)
 
 
 def test_null_comparison_is_not_significant(experiment):
@@ -68,12 +89,12 @@ def test_null_comparison_is_not_significant(experiment):
     assert null["difference_ci_low"] <= 0 <= null["difference_ci_high"]
 
 
-def test_drug_response_fold_change(experiment):
+def test_drug_response_fold_change(experiment, realised_truth):
     table = pd.read_csv(experiment / "comparisons.csv")
     response = row(table, "treatment_vs_vehicle", "sabgal_positive_pct", "sgNT", "TAM+PALBO")
-    truth = SABGAL_TRUE_FRACTION["sgNT"]["TAM+PALBO"] / SABGAL_TRUE_FRACTION["sgNT"]["DMSO"]
+    truth = row(realised_truth, "treatment_vs_vehicle", "true_sabgal_positive_pct", "sgNT", "TAM+PALBO")
     assert response["ratio"] > 5 and response["significant"]
-    assert response["ratio_ci_low"] <= truth <= response["ratio_ci_high"]
+    assert response["ratio_ci_low"] <= truth["ratio"] <= response["ratio_ci_high"]
 
 
 def test_outputs_and_plots_exist(experiment):

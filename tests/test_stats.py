@@ -129,3 +129,26 @@ def test_edge_effect_flags_a_dim_outer_ring():
                                                           np.where(wells["column"] == 11, "negative", ""))),
                             ["readout"])
     assert quality.loc[0, "n_positive_controls"] == 8 and np.isfinite(quality.loc[0, "z_prime"])
+
+
+def test_confidence_intervals_cover_the_population_truth_95_percent_of_the_time():
+    """Calibration: three replicates per group with day-to-day variation and binomial
+    counting noise, as in a real experiment; the intervals must cover the planted
+    population values in about 95 % of simulated experiments."""
+    rng = np.random.default_rng(7)
+    fraction = {("C", "V"): 0.05, ("C", "D"): 0.70, ("K", "V"): 0.05, ("K", "D"): 0.35}
+    interaction_truth = 100 * ((0.35 - 0.05) - (0.70 - 0.05))
+    covered_interaction = covered_difference = 0
+    n_experiments = 400
+    for _ in range(n_experiments):
+        values = {key: [] for key in fraction}
+        for _replicate in range(3):
+            day = rng.lognormal(0, 0.08)
+            for key, p in fraction.items():
+                values[key].append(100 * rng.binomial(300, min(1.0, day * p)) / 300)
+        result = interaction_test(values["C", "V"], values["C", "D"], values["K", "V"], values["K", "D"])
+        covered_interaction += result["difference_ci_low"] <= interaction_truth <= result["difference_ci_high"]
+        welch = welch_test(np.array(values["K", "D"]), np.array(values["C", "D"]))
+        covered_difference += welch["difference_ci_low"] <= -35.0 <= welch["difference_ci_high"]
+    assert 0.92 <= covered_interaction / n_experiments <= 0.995
+    assert 0.92 <= covered_difference / n_experiments <= 0.999

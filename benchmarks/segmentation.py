@@ -1,0 +1,104 @@
+"""Nuclei segmentation accuracy and speed: imaging's default backend against a naive
+Otsu + distance-transform watershed and CellProfiler's IdentifyPrimaryObjects, on the same
+real annotated images in the same run.
+
+Images: every ``images/<id>.tif`` with ``labels/<id>.tif`` under ``--data`` (default: the
+37 Data Science Bowl 2018 development images in ``../shared/data/dsb2018_dev``), plus the
+stardist sample in ``sample_images/``. Scores: F1 at IoU 0.5 and DSB AP (IoU 0.5:0.95) per
+image, averaged. Time: seconds per image of the segmentation call alone (reading excluded).
+
+CellProfiler runs in its own environment (its pins clash with ours):
+
+    python3 -m venv /tmp/cpenv && /tmp/cpenv/bin/pip install cellprofiler-library-nightly tifffile
+    python benchmarks/segmentation.py --cellprofiler-python /tmp/cpenv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage as ndi
+from skimage import feature, filters, segmentation
+
+from imaging.metrics import match_scores
+from imaging.segment import segment_nuclei
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def naive_otsu_watershed(image: np.ndarray) -> np.ndarray:
+    """Otsu threshold, distance transform, peaks 7 px apart, watershed (the textbook recipe)."""
+    smoothed = ndi.gaussian_filter(image.astype(float), 1)
+    mask = ndi.binary_fill_holes(smoothed > filters.threshold_otsu(smoothed))
+    distance = ndi.distance_transform_edt(mask)
+    components, _ = ndi.label(mask)
+    peaks = feature.peak_local_max(distance, min_distance=7, labels=components, exclude_border=False)
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return segmentation.watershed(-distance, markers, mask=mask)
+
+
+def image_pairs(data: Path) -> list[tuple[Path, Path]]:
+    pairs = [(p, data / "labels" / p.name) for p in sorted((data / "images").glob("*.tif"))
+             if (data / "labels" / p.name).is_file()]
+    sample = ROOT / "sample_images" / "stardist_nuclei"
+    return pairs + [(sample / "img2d.tif", sample / "mask2d.tif")]
+
+
+def score_in_process(function, pairs) -> tuple[list, list, float]:
+    f1, ap, seconds = [], [], 0.0
+    for image_path, truth_path in pairs:
+        image, truth = tifffile.imread(image_path), tifffile.imread(truth_path)
+        start = time.perf_counter()
+        labels = function(image)
+        seconds += time.perf_counter() - start
+        scores = match_scores(truth, labels)
+        f1.append(scores.f1)
+        ap.append(scores.ap)
+    return f1, ap, seconds / len(pairs)
+
+
+def score_cellprofiler(python: str, pairs) -> tuple[list, list, float]:
+    with tempfile.TemporaryDirectory() as out:
+        result = subprocess.run([python, str(ROOT / "benchmarks" / "_cellprofiler_segment.py"), out,
+                                 *[str(p) for p, _ in pairs]], capture_output=True, text=True, check=True)
+        seconds = json.loads(result.stdout.strip().splitlines()[-1])
+        f1, ap = [], []
+        for image_path, truth_path in pairs:
+            scores = match_scores(tifffile.imread(truth_path), tifffile.imread(Path(out) / f"{image_path.stem}.tif"))
+            f1.append(scores.f1)
+            ap.append(scores.ap)
+    return f1, ap, float(np.mean(list(seconds.values())))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "dsb2018_dev")
+    parser.add_argument("--cellprofiler-python", default=os.environ.get("CELLPROFILER_PYTHON"))
+    args = parser.parse_args()
+    pairs = image_pairs(args.data)
+    rows = [("imaging classical (default)",) + score_in_process(lambda im: segment_nuclei(im)[0], pairs),
+            ("naive Otsu + distance watershed",) + score_in_process(naive_otsu_watershed, pairs)]
+    if args.cellprofiler_python:
+        rows.append(("CellProfiler IdentifyPrimaryObjects",) + score_cellprofiler(args.cellprofiler_python, pairs))
+    else:
+        print("(CellProfiler skipped: give --cellprofiler-python)", file=sys.stderr)
+    naive_seconds = rows[1][3]
+    print(f"{len(pairs)} annotated images ({len(pairs) - 1} from {args.data.name}, 1 stardist sample)")
+    print(f"{'method':38s} {'mean F1':>8s} {'median F1':>9s} {'min F1':>7s} {'mean AP':>8s} {'s/image':>8s} {'x naive':>8s}")
+    for name, f1, ap, seconds in rows:
+        print(f"{name:38s} {np.mean(f1):8.4f} {np.median(f1):9.4f} {np.min(f1):7.3f} {np.mean(ap):8.4f} "
+              f"{seconds:8.3f} {seconds / naive_seconds:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
