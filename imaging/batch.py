@@ -6,9 +6,10 @@
 2. :func:`execute` processes fields in parallel (:mod:`imaging.runner`). Each field's
    result goes to ``OUT/<plate>/.fields/`` with a content fingerprint; a re-run reuses
    results whose fingerprint matches.
-3. Per plate, field QC is decided relative to the plate, thresholds for calls are
-   derived, and ``cells.csv``, ``fields.csv`` and ``wells.csv`` are written atomically,
-   streaming one well at a time so memory stays bounded.
+3. Per plate (:mod:`imaging.tables`), field QC is decided relative to the plate, curation
+   decisions are applied, thresholds for calls are derived, and ``cells.csv``,
+   ``fields.csv`` and ``wells.csv`` are written atomically, streaming one well at a time
+   so memory stays bounded.
 4. ``OUT/run.json`` records versions, pipeline, inputs, thresholds and QC decisions.
 """
 
@@ -27,16 +28,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from imaging import curation as curation_log
 from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
-from imaging.aggregate import summarize_cells, summary_columns
-from imaging.features.qc import decide_field_qc
 from imaging.features.sabgal import STAIN_VECTORS, estimate_xgal_vector, stained_od_sample
-from imaging.features.thresholds import Threshold, apply_call, resolve_threshold
 from imaging.io.discover import Field, discover_images, group_fields
 from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_image_file
-from imaging.io.writers import atomic_path, write_csv, write_json, write_labels
+from imaging.io.writers import write_csv, write_json, write_labels
+from imaging.tables import WORK_FOLDER, assemble_plate, curation_record, field_work_paths
 from imaging.pipeline import (
     FIELD_KEYS, field_fingerprint, field_pixel_size, load_field_images, measure_field,
 )
@@ -44,7 +44,6 @@ from imaging.runner import run_tasks
 
 log = logging.getLogger(__name__)
 
-WORK_FOLDER = ".fields"
 STAIN_SAMPLE_FIELDS = 8
 
 
@@ -175,8 +174,7 @@ class FieldTask:
 
 
 def _work_paths(work_dir: str | Path, field: Field) -> tuple[Path, Path]:
-    base = Path(work_dir) / field.key
-    return base.with_suffix(".cells.csv"), base.with_suffix(".json")
+    return field_work_paths(work_dir, field.plate, field.well, field.site)
 
 
 def _labels_paths(labels_dir: str | Path, field: Field) -> tuple[Path, Path]:
@@ -246,92 +244,6 @@ def plate_xgal_vector(plan: RunPlan, plate: str) -> tuple[tuple[float, float, fl
     return tuple(float(v) for v in vector), source
 
 
-# ---- 3. assemble plates --------------------------------------------------------------------
-def _plate_fields_table(summaries: list[dict], plan: RunPlan) -> pd.DataFrame:
-    fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused"], errors="ignore")
-    fields = fields.sort_values(["row", "column", "site"], kind="stable").reset_index(drop=True)
-    qc = plan.pipeline.qc
-    decisions = decide_field_qc(
-        fields, channel_kinds={n: s.kind for n, s in plan.pipeline.channels.items()},
-        max_relative_blur=qc.max_relative_blur, max_saturated_fraction=qc.max_saturated_fraction,
-        max_saturated_fraction_brightfield=qc.max_saturated_fraction_brightfield, min_cells=qc.min_cells)
-    fields = pd.concat([fields, decisions], axis=1)
-    fields["used_in_wells"] = fields["qc_pass"] | (not qc.exclude_failed)
-    return fields
-
-
-def _call_values(fields: pd.DataFrame, work_dir: Path, column: str) -> np.ndarray:
-    values = []
-    for key in fields.loc[fields["used_in_wells"], ["plate", "well", "site"]].itertuples(index=False):
-        path = work_dir / f"{key.plate}_{key.well}_s{key.site}.cells.csv"
-        values.append(pd.read_csv(path, usecols=[column])[column].to_numpy(dtype=float))
-    return np.concatenate(values) if values else np.zeros(0)
-
-
-def _read_field_cells(work_dir: Path, plate: str, well: str, site: int, columns: list[str]) -> pd.DataFrame:
-    path = work_dir / f"{plate}_{well}_s{site}.cells.csv"
-    table = pd.read_csv(path)
-    return table.reindex(columns=columns)
-
-
-def write_plate_tables(plate: str, fields: pd.DataFrame, plan: RunPlan, work_dir: Path,
-                       thresholds: dict[str, Threshold], out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write ``cells.csv`` (streamed), ``fields.csv`` and ``wells.csv`` of one plate."""
-    pipeline = plan.pipeline
-    cell_columns = pipeline.cell_columns()
-    call_names = [c.name for c in pipeline.calls]
-    annotations = plan.annotations[plan.annotations["plate"] == plate].set_index("well")
-    annotation_columns = plan.annotation_columns
-    field_summaries, well_rows = [], []
-    with atomic_path(out_dir / "cells.csv") as temporary, open(temporary, "w", newline="") as handle:
-        header = True
-        for well, well_fields in fields.groupby("well", sort=False):
-            used_cells = []
-            for field in well_fields.itertuples(index=False):
-                cells = _read_field_cells(work_dir, plate, well, field.site, cell_columns)
-                for call in pipeline.calls:
-                    cells[call.name] = apply_call(cells[call.column], thresholds[call.name])
-                field_summaries.append(summarize_cells(cells, cell_columns, call_names))
-                if field.used_in_wells:
-                    used_cells.append(cells)
-                keys = {"plate": plate, "well": well, "site": field.site}
-                keys |= {c: annotations.at[well, c] for c in annotation_columns}
-                cells.insert(0, "field_used_in_wells", field.used_in_wells)
-                for position, (name, value) in enumerate(keys.items()):
-                    cells.insert(position, name, value)
-                cells.to_csv(handle, index=False, header=header, lineterminator="\n")
-                header = False
-            pooled = pd.concat(used_cells, ignore_index=True) if used_cells else pd.DataFrame(columns=cell_columns)
-            well_rows.append({"well": well, "n_fields": len(well_fields),
-                              "n_fields_used": int(well_fields["used_in_wells"].sum()),
-                              "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
-                              **summarize_cells(pooled, cell_columns, call_names)})
-        if header:  # no field at all: header-only table
-            pd.DataFrame(columns=["plate", "well", "site", *annotation_columns, "field_used_in_wells",
-                                  *cell_columns, *call_names]).to_csv(handle, index=False, lineterminator="\n")
-    summary_cols = summary_columns(cell_columns, call_names)
-    per_field = pd.DataFrame(field_summaries, columns=summary_cols).drop(columns="n_cells")
-    fields_out = pd.concat([fields.reset_index(drop=True), per_field], axis=1)
-    fields_out = _with_annotations(fields_out, annotations, annotation_columns)
-    wells = pd.DataFrame(well_rows)
-    wells = fields[["well", "row", "column"]].drop_duplicates("well").merge(wells, on="well")
-    wells.insert(0, "plate", plate)
-    wells = _with_annotations(wells, annotations, annotation_columns)
-    write_csv(fields_out, out_dir / "fields.csv")
-    write_csv(wells, out_dir / "wells.csv")
-    return fields_out, wells
-
-
-def _with_annotations(table: pd.DataFrame, annotations: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Insert plate-map columns right after the well position columns."""
-    if not columns:
-        return table
-    joined = table.merge(annotations[columns], left_on="well", right_index=True, how="left")
-    keys = [c for c in ("plate", "well", "row", "column", "site") if c in table.columns]
-    order = keys + columns + [c for c in table.columns if c not in keys]
-    return joined[order]
-
-
 # ---- 4. the whole run ----------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class RunResult:
@@ -368,6 +280,7 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
         raise InputError("output path exists and is not a folder", path=out_dir, fix="choose another --out")
     started = dt.datetime.now(dt.timezone.utc)
     pipeline = plan.pipeline
+    curation = curation_log.load(out_dir)  # a damaged curation file stops the run before any work
     stain = {plate: plate_xgal_vector(plan, plate) for plate in plan.plates}
     tasks = [FieldTask(field=f, pipeline=pipeline, work_dir=str(out_dir / f.plate / WORK_FOLDER),
                        labels_dir=str(out_dir / f.plate / "labels") if save_labels else None,
@@ -375,21 +288,12 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
     summaries = run_tasks(process_field_task, tasks, workers=workers, on_result=on_field)
     reused = sum(1 for s in summaries if s.get("reused"))
 
-    fields_by_plate = {plate: _plate_fields_table([s for s in summaries if s["plate"] == plate], plan)
-                       for plate in plan.plates}
-    thresholds = {plate: {} for plate in plan.plates}
-    for call in pipeline.calls:
-        for plate in plan.plates:
-            work_dir = out_dir / plate / WORK_FOLDER
-            thresholds[plate][call.name] = resolve_threshold(
-                _call_values(fields_by_plate[plate], work_dir, call.column), call.threshold)
-
     wells_out, fields_out, plates_record = {}, {}, {}
     for plate in plan.plates:
-        fields_out[plate], wells_out[plate] = write_plate_tables(
-            plate, fields_by_plate[plate], plan, out_dir / plate / WORK_FOLDER, thresholds[plate], out_dir / plate)
-        plates_record[plate] = _plate_record(fields_out[plate], wells_out[plate], thresholds[plate], stain[plate],
-                                             pipeline)
+        annotations = plan.annotations[plan.annotations["plate"] == plate].set_index("well")
+        fields_out[plate], wells_out[plate], plates_record[plate] = assemble_plate(
+            plate, [s for s in summaries if s["plate"] == plate], pipeline=pipeline, annotations=annotations,
+            annotation_columns=plan.annotation_columns, out_dir=out_dir, curation=curation, stain=stain[plate])
     record = {
         "imaging_version": software_versions()["imaging"],
         "created": started.isoformat(timespec="seconds"),
@@ -403,6 +307,8 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
                    "platemap": {"path": str(plan.platemap_path) if plan.platemap_path else None,
                                 "sha256": _sha256(plan.platemap_path)}},
         "platemap_wells_without_images": list(plan.unimaged_wells),
+        "annotation_columns": plan.annotation_columns,
+        "curation": curation_record(curation),
         "segmentation_model": segmentation_model(pipeline),
         "options": {"workers": workers, "save_labels": save_labels},
         "fields_reused_from_previous_run": reused,
@@ -410,23 +316,3 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
     }
     write_json(record, out_dir / "run.json")
     return RunResult(out_dir=out_dir, record=record, wells=wells_out, fields=fields_out)
-
-
-def _plate_record(fields: pd.DataFrame, wells: pd.DataFrame, thresholds: dict[str, Threshold],
-                  stain: tuple, pipeline: Pipeline) -> dict:
-    failed = fields[~fields["qc_pass"]]
-    return {
-        "n_fields": int(len(fields)),
-        "n_wells": int(len(wells)),
-        "n_cells": int(fields["n_cells"].sum()),
-        "n_cells_in_wells": int(wells["n_cells"].sum()),
-        "thresholds": {name: dataclasses.asdict(t) for name, t in thresholds.items()},
-        "xgal_vector": None if stain[0] is None else {"vector": list(stain[0]), "source": stain[1]},
-        "qc": {
-            "rules": pipeline.qc.model_dump(mode="json"),
-            "n_failed": int(len(failed)),
-            "failed_fields_excluded_from_wells": bool(pipeline.qc.exclude_failed),
-            "failed_fields": [{"well": r.well, "site": int(r.site), "reasons": r.qc_reasons}
-                              for r in failed.itertuples(index=False)],
-        },
-    }

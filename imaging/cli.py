@@ -109,7 +109,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from imaging.report import build_report
+    from imaging.tables import rebuild_tables
 
+    for run_dir in args.run_dirs:
+        record = rebuild_tables(run_dir)  # applies curation.csv
+        curated = record["curation"]["n_decisions"]
+        print(f"{run_dir}: tables rebuilt" + (f" with {curated} curation decision(s)" if curated else ""))
     outputs = build_report(args.run_dirs, args.out)
     print(f"Comparisons in {outputs['comparisons']}; plate quality in {outputs['plate_qc']}; "
           f"plots in {outputs['plots']}/; report in {outputs['report']}")

@@ -140,6 +140,19 @@ def figures_html(figures: list[dict], section: str) -> str:
     return f'<div class="figs">{"".join(parts)}</div>'
 
 
+def curation_html(records: list[dict]) -> str:
+    """Every reviewer decision of the run(s): what, where, who and why."""
+    rows = []
+    for record in records:
+        for decision in record.get("curation", {}).get("decisions", []):
+            rows.append({k: decision.get(k, "") for k in ("time", "user", "action", "plate", "well", "site",
+                                                            "label", "call", "value", "reason")})
+    if not rows:
+        return '<p class="muted">No curation decisions (curation.csv next to run.json).</p>'
+    return table_html(pd.DataFrame(rows), text_columns=("time", "user", "action", "plate", "well", "site", "label",
+                                                        "call", "value", "reason"))
+
+
 def methods_paragraph(records: list[dict], pipeline, unit: str, n_plates: int) -> str:
     """A methods paragraph built from what actually ran."""
     software = records[0]["software"]
@@ -195,6 +208,13 @@ def methods_paragraph(records: list[dict], pipeline, unit: str, n_plates: int) -
         f"and a robust outlier) or saturated (more than {100 * qc.max_saturated_fraction:g}% of pixels at full "
         f"scale); {n_failed} field(s) were excluded." if qc.exclude_failed else
         f"Field QC flagged {n_failed} field(s), which were kept.")
+    decisions = [d for r in records for d in r.get("curation", {}).get("decisions", [])]
+    if decisions:
+        fields_out = sum(len(r["curation"].get("excluded_fields", [])) for r in records)
+        wells_out = sum(len(r["curation"].get("excluded_wells", [])) for r in records)
+        calls = sum(r["curation"].get("n_call_overrides", 0) for r in records)
+        sentences.append(f"After visual review, {wells_out} well(s) and {fields_out} field(s) were excluded and "
+                         f"{calls} cell call(s) corrected, each with a recorded reason.")
     settings = pipeline.comparison
     test = "Welch's t-test" if settings.test == "welch" else "the Mann–Whitney U test (Hodges–Lehmann CI)"
     unit_text = {"replicate": "biological replicates (wells of a replicate averaged first)",
@@ -264,6 +284,8 @@ difference: the interaction (negative when the knockout blunts an increase); rat
 {('<h2 id="dose">Dose response</h2>' + figures_html(figures, "dose")) if any(f["section"] == "dose" for f in figures) else ""}
 <h2 id="qc">Quality control</h2>
 <h3>Fields excluded ({len(failed)})</h3>{table_html(failed_table, text_columns=("plate", "well", "reasons"))}
+<h3>Curation ({sum(len(r.get("curation", {}).get("decisions", [])) for r in records)} decision(s))</h3>
+{curation_html(records)}
 <h3>Plate quality</h3>
 <p class="muted">Z′ from wells marked positive/negative in the plate map's control column (blank without them);
 edge effect: outer-ring wells vs inner wells after removing each condition's median (flagged when p &lt; 0.05

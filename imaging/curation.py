@@ -1,0 +1,139 @@
+"""Curation decisions a reviewer makes after looking at a run, kept next to its results.
+
+``OUT/curation.csv`` is a plain, append-only log, one decision per row:
+
+========== ==============================================================
+column     meaning
+========== ==============================================================
+time       when (UTC, ISO 8601)
+user       who (optional)
+action     ``exclude_field``, ``include_field``, ``exclude_well``,
+           ``include_well``, ``set_call``, ``clear_call``
+plate      plate
+well       well (``A01``)
+site       field (for field and call actions)
+label      cell id in the field (for call actions)
+call       call name, e.g. ``sabgal_positive`` (for call actions)
+value      ``True`` / ``False`` (for ``set_call``)
+reason     why (free text)
+========== ==============================================================
+
+For every target (a field, a well, a cell's call) the latest decision wins, so undoing is
+appending the opposite decision. The decisions are applied whenever the plate tables are
+(re)built (``imaging run``, ``imaging report``, or the napari plugin's rebuild button), and
+the run record lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+
+from imaging.errors import InputError
+from imaging.io.wells import parse_well, format_well
+from imaging.io.writers import write_csv
+
+CURATION_FILE = "curation.csv"
+COLUMNS = ["time", "user", "action", "plate", "well", "site", "label", "call", "value", "reason"]
+ACTIONS = ("exclude_field", "include_field", "exclude_well", "include_well", "set_call", "clear_call")
+
+
+@dataclasses.dataclass(frozen=True)
+class Curation:
+    """The decisions in force: what is excluded and which calls are overridden."""
+
+    excluded_fields: dict[tuple[str, str, int], str]  # (plate, well, site) -> note
+    excluded_wells: dict[tuple[str, str], str]  # (plate, well) -> note
+    calls: dict[tuple[str, str, int, int, str], bool]  # (plate, well, site, label, call) -> value
+    log: pd.DataFrame  # every decision, in order
+
+    @property
+    def empty(self) -> bool:
+        return not (self.excluded_fields or self.excluded_wells or self.calls)
+
+
+def read_log(out_dir: str | Path) -> pd.DataFrame:
+    """The decisions in ``OUT/curation.csv`` (an empty table when there is none)."""
+    path = Path(out_dir) / CURATION_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        log = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot be read as CSV ({exc})", path=path,
+                         fix="repair the file or remove the damaged lines") from None
+    missing = [c for c in ("action", "plate", "well") if c not in log.columns]
+    if missing:
+        raise InputError(f"has no {missing[0]!r} column", path=path, fix=f"columns are: {', '.join(COLUMNS)}")
+    for line, action in enumerate(log["action"], start=2):
+        if action not in ACTIONS:
+            raise InputError(f"line {line}: unknown action {action!r}", path=path,
+                             fix=f"use one of: {', '.join(ACTIONS)}")
+    return log.reindex(columns=COLUMNS, fill_value="")
+
+
+def _note(row) -> str:
+    who = f" by {row.user}" if row.user else ""
+    return f"{row.reason or 'no reason given'}{who} ({row.time})" if row.time else f"{row.reason}{who}"
+
+
+def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curation:
+    """The decisions in force (latest per target wins)."""
+    fields: dict = {}
+    wells: dict = {}
+    calls: dict = {}
+    for line, row in enumerate(log.itertuples(index=False), start=2):
+        parsed = parse_well(row.well)
+        if parsed is None:
+            raise InputError(f"line {line}: {row.well!r} is not a well name", path=source,
+                             fix="write wells as A01")
+        well = format_well(*parsed)
+        try:
+            if row.action in ("exclude_field", "include_field"):
+                key = (str(row.plate), well, int(row.site))
+                if row.action == "exclude_field":
+                    fields[key] = _note(row)
+                else:
+                    fields.pop(key, None)
+            elif row.action in ("exclude_well", "include_well"):
+                key = (str(row.plate), well)
+                if row.action == "exclude_well":
+                    wells[key] = _note(row)
+                else:
+                    wells.pop(key, None)
+            else:
+                key = (str(row.plate), well, int(row.site), int(row.label), str(row.call))
+                if row.action == "set_call":
+                    if str(row.value).lower() not in ("true", "false", "1", "0"):
+                        raise ValueError(f"value {row.value!r} is not True or False")
+                    calls[key] = str(row.value).lower() in ("true", "1")
+                else:
+                    calls.pop(key, None)
+        except ValueError as exc:
+            raise InputError(f"line {line}: {exc}", path=source,
+                             fix="fields need a site; calls need a site, a label and a call name") from None
+    return Curation(excluded_fields=fields, excluded_wells=wells, calls=calls, log=log)
+
+
+def load(out_dir: str | Path) -> Curation:
+    """Read and resolve ``OUT/curation.csv``."""
+    return resolve(read_log(out_dir), source=Path(out_dir) / CURATION_FILE)
+
+
+def record(out_dir: str | Path, *, action: str, plate: str, well: str, site: int | None = None,
+           label: int | None = None, call: str | None = None, value: bool | None = None,
+           reason: str = "", user: str = "") -> pd.DataFrame:
+    """Append one decision to ``OUT/curation.csv`` (rewritten atomically) and return the log."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    row = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "user": user,
+           "action": action, "plate": plate, "well": well, "site": "" if site is None else str(int(site)),
+           "label": "" if label is None else str(int(label)), "call": call or "",
+           "value": "" if value is None else str(bool(value)), "reason": reason}
+    log = pd.concat([read_log(out_dir), pd.DataFrame([row])], ignore_index=True)
+    resolve(log)  # refuse a decision that could not be applied
+    write_csv(log, Path(out_dir) / CURATION_FILE)
+    return log

@@ -1,0 +1,238 @@
+"""Per-plate tables from per-field results: QC decisions, calls, curation, aggregation.
+
+Both a run (:func:`imaging.batch.execute`) and a rebuild after curation
+(:func:`rebuild_tables`, behind ``imaging report`` and the napari plugin) go through
+:func:`assemble_plate`, so the tables always follow the same rules:
+
+1. field QC is decided relative to the plate; curated exclusions are added;
+2. each call's threshold is resolved from the cells of the fields used;
+3. cells get their calls, then curated call overrides;
+4. ``cells.csv`` is streamed one well at a time; ``fields.csv`` and ``wells.csv`` follow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imaging import curation as curation_log
+from imaging.aggregate import summarize_cells, summary_columns
+from imaging.config import Pipeline, parse_pipeline
+from imaging.curation import Curation
+from imaging.errors import InputError
+from imaging.features.qc import decide_field_qc
+from imaging.features.thresholds import Threshold, apply_call, resolve_threshold
+from imaging.io.writers import atomic_path, write_csv, write_json
+
+WORK_FOLDER = ".fields"
+
+
+def field_work_paths(work_dir: str | Path, plate: str, well: str, site: int) -> tuple[Path, Path]:
+    """Per-field result files: cells table and summary JSON."""
+    base = Path(work_dir) / f"{plate}_{well}_s{site}"
+    return base.with_suffix(".cells.csv"), base.with_suffix(".json")
+
+
+def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) -> pd.DataFrame:
+    """One plate's field summaries with QC decisions, curation and ``used_in_wells``."""
+    fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused"], errors="ignore")
+    fields = fields.sort_values(["row", "column", "site"], kind="stable").reset_index(drop=True)
+    qc = pipeline.qc
+    decisions = decide_field_qc(
+        fields, channel_kinds={n: s.kind for n, s in pipeline.channels.items()},
+        max_relative_blur=qc.max_relative_blur, max_saturated_fraction=qc.max_saturated_fraction,
+        max_saturated_fraction_brightfield=qc.max_saturated_fraction_brightfield, min_cells=qc.min_cells)
+    fields = pd.concat([fields, decisions], axis=1)
+    notes = []
+    for row in fields.itertuples(index=False):
+        note = []
+        if (row.plate, row.well) in curation.excluded_wells:
+            note.append(f"well excluded: {curation.excluded_wells[row.plate, row.well]}")
+        if (row.plate, row.well, int(row.site)) in curation.excluded_fields:
+            note.append(f"field excluded: {curation.excluded_fields[row.plate, row.well, int(row.site)]}")
+        notes.append("; ".join(note))
+    fields["curation"] = notes
+    fields["used_in_wells"] = (fields["qc_pass"] | (not qc.exclude_failed)) & (fields["curation"] == "")
+    return fields
+
+
+def call_values(fields: pd.DataFrame, work_dir: Path, column: str) -> np.ndarray:
+    """Every value of ``column`` over the cells of the fields used in wells."""
+    values = []
+    for key in fields.loc[fields["used_in_wells"], ["plate", "well", "site"]].itertuples(index=False):
+        cells_path, _ = field_work_paths(work_dir, key.plate, key.well, key.site)
+        values.append(pd.read_csv(cells_path, usecols=[column])[column].to_numpy(dtype=float))
+    return np.concatenate(values) if values else np.zeros(0)
+
+
+def plate_thresholds(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline) -> dict[str, Threshold]:
+    """Each call's threshold, from the cells of the plate's used fields."""
+    return {call.name: resolve_threshold(call_values(fields, work_dir, call.column), call.threshold)
+            for call in pipeline.calls}
+
+
+def _with_annotations(table: pd.DataFrame, annotations: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Insert plate-map columns right after the well position columns."""
+    if not columns:
+        return table
+    joined = table.merge(annotations[columns], left_on="well", right_index=True, how="left")
+    keys = [c for c in ("plate", "well", "row", "column", "site") if c in table.columns]
+    order = keys + columns + [c for c in table.columns if c not in keys]
+    return joined[order]
+
+
+def _apply_call_overrides(cells: pd.DataFrame, curation: Curation, plate: str, well: str, site: int) -> None:
+    cells["curated"] = False
+    for (o_plate, o_well, o_site, label, call), value in curation.calls.items():
+        if (o_plate, o_well, o_site) == (plate, well, site) and call in cells.columns:
+            rows = cells["label"] == label
+            cells.loc[rows, call] = value
+            cells.loc[rows, "curated"] = True
+
+
+def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, annotations: pd.DataFrame,
+                       annotation_columns: list[str], work_dir: Path, thresholds: dict[str, Threshold],
+                       curation: Curation, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write ``cells.csv`` (streamed one well at a time), ``fields.csv`` and ``wells.csv``.
+
+    ``annotations`` holds the plate map's columns indexed by well.
+    """
+    cell_columns = pipeline.cell_columns()
+    call_names = [c.name for c in pipeline.calls]
+    field_summaries, well_rows = [], []
+    with atomic_path(out_dir / "cells.csv") as temporary, open(temporary, "w", newline="") as handle:
+        header = True
+        for well, well_fields in fields.groupby("well", sort=False):
+            used_cells = []
+            for field in well_fields.itertuples(index=False):
+                cells_path, _ = field_work_paths(work_dir, plate, well, field.site)
+                cells = pd.read_csv(cells_path).reindex(columns=cell_columns)
+                for call in pipeline.calls:
+                    cells[call.name] = apply_call(cells[call.column], thresholds[call.name])
+                _apply_call_overrides(cells, curation, plate, well, int(field.site))
+                field_summaries.append(summarize_cells(cells, cell_columns, call_names))
+                if field.used_in_wells:
+                    used_cells.append(cells)
+                keys = {"plate": plate, "well": well, "site": field.site}
+                keys |= {c: annotations.at[well, c] for c in annotation_columns}
+                cells.insert(0, "field_used_in_wells", field.used_in_wells)
+                for position, (name, value) in enumerate(keys.items()):
+                    cells.insert(position, name, value)
+                cells.to_csv(handle, index=False, header=header, lineterminator="\n")
+                header = False
+            pooled = pd.concat(used_cells, ignore_index=True) if used_cells else pd.DataFrame(columns=cell_columns)
+            well_rows.append({"well": well, "n_fields": len(well_fields),
+                              "n_fields_used": int(well_fields["used_in_wells"].sum()),
+                              "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
+                              "curation": "; ".join(sorted({n for n in well_fields["curation"] if n})),
+                              **summarize_cells(pooled, cell_columns, call_names)})
+        if header:  # no field at all: header-only table
+            pd.DataFrame(columns=["plate", "well", "site", *annotation_columns, "field_used_in_wells",
+                                  *cell_columns, *call_names, "curated"]).to_csv(handle, index=False,
+                                                                                  lineterminator="\n")
+    per_field = pd.DataFrame(field_summaries, columns=summary_columns(cell_columns, call_names)).drop(columns="n_cells")
+    fields_out = _with_annotations(pd.concat([fields.reset_index(drop=True), per_field], axis=1),
+                                   annotations, annotation_columns)
+    wells = fields[["well", "row", "column"]].drop_duplicates("well").merge(pd.DataFrame(well_rows), on="well")
+    wells.insert(0, "plate", plate)
+    wells = _with_annotations(wells, annotations, annotation_columns)
+    write_csv(fields_out, out_dir / "fields.csv")
+    write_csv(wells, out_dir / "wells.csv")
+    return fields_out, wells
+
+
+def plate_record(fields: pd.DataFrame, wells: pd.DataFrame, thresholds: dict[str, Threshold],
+                 stain: tuple | None, pipeline: Pipeline) -> dict:
+    """The run record's entry for one plate."""
+    failed = fields[~fields["qc_pass"]]
+    curated = fields[fields["curation"] != ""]
+    return {
+        "n_fields": int(len(fields)),
+        "n_wells": int(len(wells)),
+        "n_cells": int(fields["n_cells"].sum()),
+        "n_cells_in_wells": int(wells["n_cells"].sum()),
+        "thresholds": {name: dataclasses.asdict(t) for name, t in thresholds.items()},
+        "xgal_vector": None if not stain or stain[0] is None else {"vector": list(stain[0]), "source": stain[1]},
+        "qc": {
+            "rules": pipeline.qc.model_dump(mode="json"),
+            "n_failed": int(len(failed)),
+            "failed_fields_excluded_from_wells": bool(pipeline.qc.exclude_failed),
+            "failed_fields": [{"well": r.well, "site": int(r.site), "reasons": r.qc_reasons}
+                              for r in failed.itertuples(index=False)],
+        },
+        "curated_fields": [{"well": r.well, "site": int(r.site), "curation": r.curation}
+                           for r in curated.itertuples(index=False)],
+    }
+
+
+def assemble_plate(plate: str, summaries: list[dict], *, pipeline: Pipeline, annotations: pd.DataFrame,
+                   annotation_columns: list[str], out_dir: Path, curation: Curation,
+                   stain: tuple | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """QC, thresholds, calls and curation for one plate; writes its three tables.
+
+    Returns the fields and wells tables and the plate's run-record entry.
+    """
+    plate_dir = out_dir / plate
+    work_dir = plate_dir / WORK_FOLDER
+    fields = fields_table(summaries, pipeline, curation)
+    thresholds = plate_thresholds(fields, work_dir, pipeline)
+    fields_out, wells_out = write_plate_tables(plate, fields, pipeline=pipeline, annotations=annotations,
+                                               annotation_columns=annotation_columns, work_dir=work_dir,
+                                               thresholds=thresholds, curation=curation, out_dir=plate_dir)
+    return fields_out, wells_out, plate_record(fields_out, wells_out, thresholds, stain, pipeline)
+
+
+def curation_record(curation: Curation) -> dict:
+    """The run record's account of curation: every decision, and what is in force."""
+    return {"file": curation_log.CURATION_FILE, "n_decisions": int(len(curation.log)),
+            "decisions": curation.log.to_dict(orient="records"),
+            "excluded_wells": [{"plate": p, "well": w, "note": n} for (p, w), n in curation.excluded_wells.items()],
+            "excluded_fields": [{"plate": p, "well": w, "site": s, "note": n}
+                                for (p, w, s), n in curation.excluded_fields.items()],
+            "n_call_overrides": len(curation.calls)}
+
+
+def rebuild_tables(out_dir: str | Path) -> dict:
+    """Rebuild every plate's tables of a finished run from its per-field results, applying
+    ``curation.csv``; updates ``run.json``. Returns the updated record.
+
+    Raises
+    ------
+    InputError
+        Not a run folder, or the per-field results (``<plate>/.fields``) are gone.
+    """
+    out_dir = Path(out_dir)
+    record_path = out_dir / "run.json"
+    if not record_path.is_file():
+        raise InputError("has no run.json", path=out_dir, fix="give the --out folder of an `imaging run`")
+    record = json.loads(record_path.read_text())
+    pipeline = parse_pipeline(record["pipeline"]["config"], source=record_path)
+    annotation_columns = record.get("annotation_columns", [])
+    curation = curation_log.load(out_dir)
+    for plate, plate_entry in record["plates"].items():
+        plate_dir = out_dir / plate
+        fields = pd.read_csv(plate_dir / "fields.csv")
+        summaries = []
+        for key in fields[["well", "site"]].itertuples(index=False):
+            _, summary_path = field_work_paths(plate_dir / WORK_FOLDER, plate, key.well, int(key.site))
+            if not summary_path.is_file():
+                raise InputError(f"per-field results of plate {plate} are missing ({summary_path.name})",
+                                 path=plate_dir / WORK_FOLDER,
+                                 fix="re-run `imaging run` into this folder (completed fields are reused)")
+            summaries.append(json.loads(summary_path.read_text()))
+        wells = pd.read_csv(plate_dir / "wells.csv", dtype={c: str for c in annotation_columns})
+        annotations = wells.set_index("well")[annotation_columns] if annotation_columns else wells.set_index("well")[[]]
+        stain = plate_entry.get("xgal_vector")
+        _, _, record["plates"][plate] = assemble_plate(
+            plate, summaries, pipeline=pipeline, annotations=annotations, annotation_columns=annotation_columns,
+            out_dir=out_dir, curation=curation,
+            stain=(stain["vector"], stain["source"]) if stain else None)
+    record["curation"] = curation_record(curation)
+    record["tables_rebuilt"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    write_json(record, record_path)
+    return record
