@@ -26,16 +26,6 @@ def _progress(total: int, description: str):
                 dynamic_ncols=True)
 
 
-def repository_path(name: str) -> Path:
-    """A shipped folder (``pipelines``, ``sample_images``): in the working directory or
-    next to the package source."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        if (base / name).is_dir():
-            return base / name
-    raise InputError(f"cannot find the shipped folder {name!r}",
-                     fix="run from the repository root (where README.md is)")
-
-
 # ---- run / validate ------------------------------------------------------------------------
 def _print_run_summary(result, elapsed: float) -> None:
     record = result.record
@@ -193,8 +183,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 # ---- demo ----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
-    samples = repository_path("sample_images")
-    pipelines = repository_path("pipelines")
+    from imaging.samples import shipped_folder
+
+    samples = shipped_folder("sample_images")
+    pipelines = shipped_folder("pipelines")
     out = Path(args.out)
     for assay in ("sabgal", "pjnk"):
         plate_dir = samples / f"{assay}_plate"

@@ -1,0 +1,213 @@
+"""Reviewing a run: the Qt-free model behind the napari plugin (usable from a notebook).
+
+:class:`RunReview` opens a finished run folder (or a plate folder with a pipeline, before
+any run) and answers what a reviewer asks: which plates, wells and fields there are; a
+field's channel images, labels and per-cell table; the calls and the well's percent
+positive under another threshold; a re-measurement with tuned parameters; and it records
+curation decisions and rebuilds the tables and report. Every number comes from the same
+library functions the batch uses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imaging import curation
+from imaging.aggregate import summarize_cells
+from imaging.config import Pipeline, load_pipeline, parse_pipeline
+from imaging.errors import InputError
+from imaging.features.thresholds import Threshold, apply_call
+from imaging.io.discover import Field, discover_images, group_fields
+from imaging.io.readers import read_raw
+from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
+
+
+def tuned_pipeline(pipeline: Pipeline, *, nucleus_diameter_px: float | None = None,
+                   min_distance_fraction: float | None = None, expansion_factor: float | None = None,
+                   thresholds: dict[str, float | str] | None = None) -> Pipeline:
+    """A validated copy of ``pipeline`` with segmentation and threshold settings changed.
+
+    ``nucleus_diameter_px`` of 0 means "estimate from each image".
+    """
+    data = pipeline.model_dump(mode="json")
+    segmentation = data["segmentation"]
+    if nucleus_diameter_px is not None:
+        segmentation["nucleus_diameter_px"] = float(nucleus_diameter_px) if nucleus_diameter_px > 0 else None
+        segmentation["nucleus_diameter_um"] = None
+    if min_distance_fraction is not None and segmentation["method"] == "classical":
+        segmentation["min_distance_fraction"] = float(min_distance_fraction)
+    if expansion_factor is not None:
+        data["cells"].update(expansion_factor=float(expansion_factor), max_expansion_px=None, max_expansion_um=None)
+    for call in data["calls"]:
+        if thresholds and call["name"] in thresholds:
+            value = thresholds[call["name"]]
+            call["threshold"] = value if value == "auto" else float(value)
+    return parse_pipeline(data, source="tuned pipeline")
+
+
+def percent_positive(cells: pd.DataFrame, column: str, threshold: float) -> float:
+    """Percent of ``cells`` whose ``column`` exceeds ``threshold`` (the batch's rule)."""
+    calls = apply_call(cells[column], Threshold(float(threshold), "fixed", len(cells)))
+    frame = cells.assign(_call=calls)
+    return summarize_cells(frame, [], ["_call"])["_call_pct"]
+
+
+class RunReview:
+    """A run folder (or an unprocessed plate folder) opened for review."""
+
+    def __init__(self, pipeline: Pipeline, fields: list[Field], *, out_dir: Path | None = None,
+                 record: dict | None = None):
+        self.pipeline = pipeline
+        self.out_dir = out_dir
+        self.record = record or {}
+        self._fields = {(f.plate, f.well, f.site): f for f in fields}
+        self._cells: dict[str, pd.DataFrame] = {}
+
+    # ---- opening -------------------------------------------------------------------------
+    @classmethod
+    def open_run(cls, out_dir: str | Path) -> "RunReview":
+        """Open the output folder of ``imaging run`` (its images must still be where they were)."""
+        out_dir = Path(out_dir)
+        record_path = out_dir / "run.json"
+        if not record_path.is_file():
+            raise InputError("has no run.json", path=out_dir, fix="open the --out folder of an `imaging run`")
+        record = json.loads(record_path.read_text())
+        pipeline = parse_pipeline(record["pipeline"]["config"], source=record_path)
+        inputs = record["inputs"]
+        table, _ = discover_images(inputs["input_dir"], preset=pipeline.naming.preset, pattern=inputs.get("pattern"))
+        fields = group_fields(table, {n: s.id for n, s in pipeline.channels.items()}, plane=pipeline.naming.plane,
+                              source=inputs["input_dir"])
+        return cls(pipeline, fields, out_dir=out_dir, record=record)
+
+    @classmethod
+    def open_plate(cls, pipeline_path: str | Path, input_dir: str | Path) -> "RunReview":
+        """Open an instrument folder with a pipeline, before any run (tuning only)."""
+        pipeline = load_pipeline(pipeline_path)
+        table, _ = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pipeline.naming.pattern)
+        fields = group_fields(table, {n: s.id for n, s in pipeline.channels.items()}, plane=pipeline.naming.plane,
+                              source=str(input_dir))
+        return cls(pipeline, fields)
+
+    @property
+    def has_results(self) -> bool:
+        return self.out_dir is not None
+
+    # ---- what there is -------------------------------------------------------------------
+    @property
+    def plates(self) -> list[str]:
+        return sorted({key[0] for key in self._fields})
+
+    def wells(self, plate: str) -> list[str]:
+        wells = {(f.row, f.column, f.well) for key, f in self._fields.items() if key[0] == plate}
+        return [w for _, _, w in sorted(wells)]
+
+    def sites(self, plate: str, well: str) -> list[int]:
+        return sorted(site for (p, w, site) in self._fields if (p, w) == (plate, well))
+
+    def field(self, plate: str, well: str, site: int) -> Field:
+        try:
+            return self._fields[plate, well, int(site)]
+        except KeyError:
+            raise InputError(f"no field plate {plate}, well {well}, site {site}", fix="pick an imaged field") from None
+
+    def wells_table(self, plate: str) -> pd.DataFrame:
+        """The plate's wells.csv, or the imaged wells without readouts before a run."""
+        if self.has_results:
+            return pd.read_csv(self.out_dir / plate / "wells.csv")
+        rows = {(f.well, f.row, f.column) for (p, _, _), f in self._fields.items() if p == plate}
+        return pd.DataFrame(sorted(rows, key=lambda r: (r[1], r[2])), columns=["well", "row", "column"])
+
+    def fields_table(self, plate: str) -> pd.DataFrame:
+        if not self.has_results:
+            return pd.DataFrame(columns=["plate", "well", "site", "qc_pass", "qc_reasons", "curation"])
+        return pd.read_csv(self.out_dir / plate / "fields.csv", keep_default_na=False,
+                           dtype={"qc_reasons": str, "curation": str})
+
+    def flagged_wells(self, plate: str) -> set[str]:
+        """Wells with a field that failed QC or was curated."""
+        fields = self.fields_table(plate)
+        if fields.empty:
+            return set()
+        curated = fields["curation"].astype(str) != "" if "curation" in fields.columns else False
+        flagged = (~fields["qc_pass"].astype(bool)) | curated
+        return set(fields.loc[flagged, "well"])
+
+    def plate_cells(self, plate: str) -> pd.DataFrame:
+        if plate not in self._cells:
+            self._cells[plate] = pd.read_csv(self.out_dir / plate / "cells.csv")
+        return self._cells[plate]
+
+    def field_cells(self, plate: str, well: str, site: int) -> pd.DataFrame:
+        """The batch's per-cell rows of one field (cells.csv)."""
+        cells = self.plate_cells(plate)
+        return cells[(cells["well"] == well) & (cells["site"] == int(site))].reset_index(drop=True)
+
+    def well_cells(self, plate: str, well: str) -> pd.DataFrame:
+        """The batch's cells of one well's fields used in the well's aggregates."""
+        cells = self.plate_cells(plate)
+        return cells[(cells["well"] == well) & cells["field_used_in_wells"].astype(bool)].reset_index(drop=True)
+
+    def thresholds(self, plate: str) -> dict[str, float]:
+        """Each call's threshold as the batch used it on this plate."""
+        entry = self.record.get("plates", {}).get(plate, {})
+        return {name: t["value"] for name, t in entry.get("thresholds", {}).items()}
+
+    def xgal_vector(self, plate: str):
+        entry = self.record.get("plates", {}).get(plate, {}).get("xgal_vector")
+        return entry["vector"] if entry else None
+
+    # ---- pixels ----------------------------------------------------------------------------
+    def images(self, plate: str, well: str, site: int) -> dict[str, np.ndarray]:
+        return load_field_images(self.field(plate, well, site), self.pipeline)
+
+    def saved_labels(self, plate: str, well: str, site: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Label images written by ``--save-labels``, if any."""
+        if not self.has_results:
+            return None
+        base = self.out_dir / plate / "labels" / f"{plate}_{well}_s{int(site)}"
+        paths = Path(f"{base}_nuclei.tif"), Path(f"{base}_cells.tif")
+        if not all(p.is_file() for p in paths):
+            return None
+        return read_raw(paths[0]).astype(np.int32), read_raw(paths[1]).astype(np.int32)
+
+    def measure(self, plate: str, well: str, site: int, pipeline: Pipeline | None = None,
+                images: dict | None = None) -> FieldMeasurement:
+        """Segment and measure a field exactly as the batch does (optionally with a tuned pipeline)."""
+        pipeline = pipeline or self.pipeline
+        field = self.field(plate, well, site)
+        images = images if images is not None else load_field_images(field, pipeline)
+        return measure_field(images, pipeline, pixel_size_um=field_pixel_size(field, pipeline),
+                             xgal_vector=self.xgal_vector(plate))
+
+    # ---- curation ------------------------------------------------------------------------
+    def _require_results(self) -> Path:
+        if not self.has_results:
+            raise InputError("curation needs a finished run", fix="run `imaging run` first, then open its output folder")
+        return self.out_dir
+
+    def exclude_field(self, plate, well, site, *, reason: str, user: str = "", undo: bool = False) -> None:
+        curation.record(self._require_results(), action="include_field" if undo else "exclude_field", plate=plate,
+                        well=well, site=int(site), reason=reason, user=user)
+
+    def exclude_well(self, plate, well, *, reason: str, user: str = "", undo: bool = False) -> None:
+        curation.record(self._require_results(), action="include_well" if undo else "exclude_well", plate=plate,
+                        well=well, reason=reason, user=user)
+
+    def set_call(self, plate, well, site, label: int, call: str, value: bool, *, reason: str, user: str = "") -> None:
+        curation.record(self._require_results(), action="set_call", plate=plate, well=well, site=int(site),
+                        label=int(label), call=call, value=bool(value), reason=reason, user=user)
+
+    def rebuild(self) -> dict:
+        """Rebuild tables (applying curation), comparisons and the report; reload tables."""
+        from imaging.report import build_report
+        from imaging.tables import rebuild_tables
+
+        out_dir = self._require_results()
+        self.record = rebuild_tables(out_dir)
+        outputs = build_report([out_dir])
+        self._cells.clear()
+        return outputs

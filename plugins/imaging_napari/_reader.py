@@ -1,0 +1,61 @@
+"""Reader: dropping a run folder (or a plate folder holding a pipeline) opens the plate browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+
+def _pipeline_in(folder: Path) -> Path | None:
+    """The single pipeline YAML (with ``schema_version``) at the top of ``folder``, if any."""
+    found = []
+    for path in sorted(folder.glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            continue
+        if isinstance(data, dict) and "schema_version" in data:
+            found.append(path)
+    return found[0] if len(found) == 1 else None
+
+
+def get_reader(path):
+    """A reader for a run folder (``run.json``) or a plate folder with one pipeline YAML."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    if (folder / "run.json").is_file():
+        return read_run
+    if _pipeline_in(folder) is not None:
+        return read_plate
+    return None
+
+
+def _open_browser(review):
+    import napari
+
+    from imaging_napari._widget import PlateBrowser
+
+    viewer = napari.current_viewer()
+    browser = PlateBrowser(viewer, review=review)
+    viewer.window.add_dock_widget(browser, name="Plate browser", area="right")
+    return [(None,)]  # the browser adds the field's layers itself
+
+
+def read_run(path):
+    from imaging.review import RunReview
+
+    folder = Path(path[0] if isinstance(path, list) else path)
+    return _open_browser(RunReview.open_run(folder))
+
+
+def read_plate(path):
+    from imaging.review import RunReview
+
+    folder = Path(path[0] if isinstance(path, list) else path)
+    return _open_browser(RunReview.open_plate(_pipeline_in(folder), folder))

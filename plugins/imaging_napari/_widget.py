@@ -1,0 +1,526 @@
+"""The plate browser: a thin dock widget over :class:`imaging.review.RunReview`.
+
+Walk a plate (well grid coloured by a readout, QC-flagged wells marked), open a field
+(channels as image layers, nuclei and cells as labels layers with the per-cell table as
+``features``, cells coloured by their call or any feature), tune segmentation and
+thresholds and see calls and the well's percent positive follow, save the tuned pipeline
+for ``imaging run``, and record curation decisions that the rebuilt tables honour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from napari.qt.threading import create_worker
+from napari.utils.colormaps import DirectLabelColormap
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QBrush, QColor
+from qtpy.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from imaging.io.wells import row_index_to_letters
+from imaging.review import RunReview, percent_positive, tuned_pipeline
+from imaging.stats import plate_format
+
+POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
+NEGATIVE = (0.0, 0.9, 0.9, 0.6)  # cyan
+UNDEFINED = (0.6, 0.6, 0.6, 0.6)
+CHANNEL_COLOURS = ["blue", "green", "magenta", "yellow", "red", "cyan"]
+
+
+def call_colormap(labels, calls) -> DirectLabelColormap:
+    """Label colours from a call per label (True / False / missing)."""
+    colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+    for label, call in zip(labels, calls):
+        colours[int(label)] = UNDEFINED if pd.isna(call) else POSITIVE if bool(call) else NEGATIVE
+    return DirectLabelColormap(color_dict=colours)
+
+
+def feature_colormap(labels, values, cmap: str = "viridis") -> DirectLabelColormap:
+    """Label colours from a numeric feature per label (scaled over this field)."""
+    values = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    mapping = colormaps[cmap]
+    colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+    for label, value in zip(labels, scaled):
+        colours[int(label)] = UNDEFINED if not np.isfinite(value) else tuple(mapping(float(value)))
+    return DirectLabelColormap(color_dict=colours)
+
+
+class PlateBrowser(QWidget):
+    """Dock widget: plate grid, field browser, tuning and curation."""
+
+    def __init__(self, napari_viewer, review: RunReview | None = None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.review: RunReview | None = None
+        self.field_table = pd.DataFrame()  # per-cell table of the field shown
+        self.tuned: dict | None = None  # {"pipeline", "cells" (well), "measurement" (field)} after Apply
+        self._worker = None
+        self._build()
+        if review is not None:
+            self.set_review(review)
+
+    # ---- layout --------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.source_label = QLabel("Open a run folder (File > Open Folder, or drop it on the viewer).")
+        self.source_label.setWordWrap(True)
+        layout.addWidget(self.source_label)
+        open_button = QPushButton("Open run folder...")
+        open_button.clicked.connect(self._choose_run)
+        layout.addWidget(open_button)
+
+        pick = QFormLayout()
+        self.plate_box, self.well_box, self.site_box = QComboBox(), QComboBox(), QComboBox()
+        self.readout_box, self.colour_box = QComboBox(), QComboBox()
+        pick.addRow("plate", self.plate_box)
+        pick.addRow("well", self.well_box)
+        pick.addRow("site", self.site_box)
+        pick.addRow("grid colour", self.readout_box)
+        pick.addRow("cell colour", self.colour_box)
+        layout.addLayout(pick)
+        self.plate_box.currentTextChanged.connect(self._plate_changed)
+        self.well_box.currentTextChanged.connect(self._well_changed)
+        self.site_box.currentTextChanged.connect(lambda _: self.show_field())
+        self.readout_box.currentTextChanged.connect(lambda _: self.draw_grid())
+        self.colour_box.currentTextChanged.connect(lambda _: self.recolour())
+
+        self.grid = QTableWidget()
+        self.grid.setMinimumHeight(180)
+        self.grid.cellClicked.connect(self._grid_clicked)
+        layout.addWidget(self.grid)
+        self.field_label = QLabel("")
+        self.field_label.setWordWrap(True)
+        layout.addWidget(self.field_label)
+
+        tuning = QGroupBox("Tuning (this field and well)")
+        form = QFormLayout(tuning)
+        self.diameter_box = QDoubleSpinBox(minimum=0, maximum=500, decimals=1, singleStep=1.0)
+        self.diameter_box.setSpecialValueText("auto")
+        self.distance_box = QDoubleSpinBox(minimum=0.05, maximum=2.0, decimals=2, singleStep=0.05)
+        self.expansion_box = QDoubleSpinBox(minimum=0.0, maximum=10.0, decimals=2, singleStep=0.1)
+        form.addRow("nucleus diameter (px)", self.diameter_box)
+        form.addRow("min centre distance (radii)", self.distance_box)
+        form.addRow("cell reach (radii)", self.expansion_box)
+        self.threshold_boxes: dict[str, QDoubleSpinBox] = {}
+        self.threshold_form = QFormLayout()  # one row per call, rebuilt for each run
+        form.addRow(self.threshold_form)
+        self.percent_label = QLabel("")
+        form.addRow(self.percent_label)
+        buttons = QHBoxLayout()
+        self.apply_button = QPushButton("Apply to well")
+        self.apply_button.clicked.connect(self.apply_tuning)
+        save_button = QPushButton("Save pipeline...")
+        save_button.clicked.connect(self._choose_save)
+        buttons.addWidget(self.apply_button)
+        buttons.addWidget(save_button)
+        form.addRow(buttons)
+        layout.addWidget(tuning)
+
+        curation = QGroupBox("Curation")
+        form = QFormLayout(curation)
+        self.user_edit, self.reason_edit = QLineEdit(), QLineEdit()
+        self.user_edit.setPlaceholderText("your name (optional)")
+        self.reason_edit.setPlaceholderText("why (required)")
+        form.addRow("user", self.user_edit)
+        form.addRow("reason", self.reason_edit)
+        self.undo_box = QCheckBox("undo (include again / clear)")
+        form.addRow(self.undo_box)
+        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        for text, slot, row in (("Exclude field", self.exclude_field, row1), ("Exclude well", self.exclude_well, row1),
+                                ("Selected cell +", lambda: self.set_selected_call(True), row2),
+                                ("Selected cell -", lambda: self.set_selected_call(False), row2)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        form.addRow(row1)
+        form.addRow(row2)
+        self.rebuild_button = QPushButton("Rebuild tables and report")
+        self.rebuild_button.clicked.connect(self.rebuild)
+        form.addRow(self.rebuild_button)
+        layout.addWidget(curation)
+
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        layout.addWidget(self.progress)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch()
+
+    # ---- opening -------------------------------------------------------------------------
+    def _choose_run(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open an imaging run folder")
+        if folder:
+            self.set_review(RunReview.open_run(folder))
+
+    def set_review(self, review: RunReview) -> None:
+        """Show a run (or plate folder) in the browser and open its first field."""
+        self.review = review
+        source = review.out_dir if review.has_results else "plate folder (no results yet)"
+        self.source_label.setText(f"{review.pipeline.name}: {source}")
+        seg = review.pipeline.segmentation
+        self.diameter_box.setValue(seg.nucleus_diameter_px or 0)
+        self.distance_box.setValue(getattr(seg, "min_distance_fraction", 0.4))
+        self.expansion_box.setValue(review.pipeline.cells.expansion_factor)
+        while self.threshold_form.rowCount():
+            self.threshold_form.removeRow(0)
+        self.threshold_boxes.clear()
+        for call in review.pipeline.calls:
+            box = QDoubleSpinBox(minimum=-1e9, maximum=1e9, decimals=4)
+            box.valueChanged.connect(lambda _value, name=call.name: self.threshold_changed(name))
+            self.threshold_boxes[call.name] = box
+            self.threshold_form.addRow(f"{call.name} threshold", box)
+        self.plate_box.blockSignals(True)
+        self.plate_box.clear()
+        self.plate_box.addItems(review.plates)
+        self.plate_box.blockSignals(False)
+        self._plate_changed(self.plate_box.currentText())
+
+    # ---- selection -----------------------------------------------------------------------
+    @property
+    def plate(self) -> str:
+        return self.plate_box.currentText()
+
+    @property
+    def well(self) -> str:
+        return self.well_box.currentText()
+
+    @property
+    def site(self) -> int:
+        return int(self.site_box.currentText()) if self.site_box.currentText() else 1
+
+    def _plate_changed(self, plate: str) -> None:
+        if not plate or self.review is None:
+            return
+        thresholds = self.review.thresholds(plate)
+        for name, box in self.threshold_boxes.items():
+            box.blockSignals(True)
+            value = thresholds.get(name, np.nan)
+            box.setValue(value if np.isfinite(value) else 0.0)
+            box.blockSignals(False)
+        wells = self.review.wells_table(plate)
+        readouts = [c for c in wells.columns if c not in ("plate", "well", "row", "column", "curation")
+                    and pd.api.types.is_numeric_dtype(wells[c])]
+        preferred = [f"{c.name}_pct" for c in self.review.pipeline.calls if f"{c.name}_pct" in readouts]
+        self.readout_box.blockSignals(True)
+        self.readout_box.clear()
+        self.readout_box.addItems(preferred + [r for r in readouts if r not in preferred] or ["(none)"])
+        self.readout_box.blockSignals(False)
+        self.well_box.blockSignals(True)
+        self.well_box.clear()
+        self.well_box.addItems(self.review.wells(plate))
+        self.well_box.blockSignals(False)
+        self.draw_grid()
+        self._well_changed(self.well)
+
+    def _well_changed(self, well: str) -> None:
+        if not well or self.review is None:
+            return
+        self.tuned = None
+        self.site_box.blockSignals(True)
+        self.site_box.clear()
+        self.site_box.addItems([str(s) for s in self.review.sites(self.plate, well)])
+        self.site_box.blockSignals(False)
+        self.show_field()
+
+    def open_well(self, well: str, site: int | None = None) -> None:
+        """Select a well (and site) of the current plate and show it."""
+        self.well_box.setCurrentText(well)
+        if site is not None:
+            self.site_box.setCurrentText(str(site))
+
+    def _grid_clicked(self, row: int, column: int) -> None:
+        item = self.grid.item(row, column)
+        if item is not None and item.data(Qt.UserRole):
+            self.open_well(item.data(Qt.UserRole))
+
+    # ---- plate grid ----------------------------------------------------------------------
+    def draw_grid(self) -> None:
+        """Well grid coloured by the chosen readout; wells with a failed or curated field
+        are marked with '!'."""
+        if self.review is None or not self.plate:
+            return
+        wells = self.review.wells_table(self.plate)
+        n_rows, n_columns = plate_format(int(wells["row"].max()), int(wells["column"].max()))
+        self.grid.clear()
+        self.grid.setRowCount(n_rows)
+        self.grid.setColumnCount(n_columns)
+        self.grid.setVerticalHeaderLabels([row_index_to_letters(r + 1) for r in range(n_rows)])
+        self.grid.setHorizontalHeaderLabels([str(c + 1) for c in range(n_columns)])
+        readout = self.readout_box.currentText()
+        values = pd.to_numeric(wells[readout], errors="coerce") if readout in wells.columns else pd.Series(
+            np.nan, index=wells.index)
+        finite = values[np.isfinite(values)]
+        low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+        flagged = self.review.flagged_wells(self.plate)
+        mapping = colormaps["viridis"]
+        for (_, row), value in zip(wells.iterrows(), values):
+            text = "" if not np.isfinite(value) else f"{value:.3g}"
+            item = QTableWidgetItem(text + (" !" if row["well"] in flagged else ""))
+            item.setData(Qt.UserRole, row["well"])
+            item.setToolTip(f"{row['well']}: {readout} = {text or 'n/a'}" +
+                            (" (a field failed QC or was curated)" if row["well"] in flagged else ""))
+            if np.isfinite(value):
+                r, g, b, _ = mapping(float((value - low) / (high - low)) if high > low else 0.5)
+                item.setBackground(QBrush(QColor.fromRgbF(r, g, b)))
+                item.setForeground(QBrush(QColor("white" if (r + g + b) < 1.5 else "black")))
+            if row["well"] in flagged:
+                item.setForeground(QBrush(QColor("red")))
+            self.grid.setItem(int(row["row"]) - 1, int(row["column"]) - 1, item)
+        self.grid.resizeColumnsToContents()
+
+    # ---- field display -------------------------------------------------------------------
+    def show_field(self) -> None:
+        """Load the selected field's channels and labels into the viewer."""
+        if self.review is None or not self.well:
+            return
+        plate, well, site = self.plate, self.well, self.site
+        images = self.review.images(plate, well, site)
+        saved = self.review.saved_labels(plate, well, site)
+        if saved is not None and self.review.has_results:
+            nuclei, cells = saved
+            table = self.review.field_cells(plate, well, site)
+        else:
+            measured = self.review.measure(plate, well, site, images=images)
+            nuclei, cells = measured.nuclei, measured.cell_labels
+            table = (self.review.field_cells(plate, well, site) if self.review.has_results
+                     else self._with_calls(measured.cells))
+        self._show_layers(images, nuclei, cells, table)
+        self._describe_field()
+
+    def _with_calls(self, cells: pd.DataFrame) -> pd.DataFrame:
+        """Cells with calls at the thresholds in the tuning boxes."""
+        cells = cells.copy()
+        for call in self.review.pipeline.calls:
+            value = self.threshold_boxes[call.name].value()
+            cells[call.name] = pd.to_numeric(cells[call.column]) > value
+        return cells
+
+    def _set_layer(self, name: str, data, kind: str, **kwargs):
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            return layer
+        adder = getattr(self.viewer, f"add_{kind}")
+        return adder(data, name=name, **kwargs)
+
+    def _show_layers(self, images: dict, nuclei: np.ndarray, cells: np.ndarray, table: pd.DataFrame) -> None:
+        colours = iter(CHANNEL_COLOURS)
+        for name, image in images.items():
+            kind = self.review.pipeline.channels[name].kind
+            if kind == "brightfield":
+                self._set_layer(name, image, "image", rgb=True)
+            else:
+                self._set_layer(name, image, "image", colormap=next(colours), blending="additive")
+        self._set_layer("nuclei", nuclei, "labels", opacity=0.5).contour = 1
+        layer = self._set_layer("cells", cells, "labels", opacity=0.8)
+        layer.contour = 2
+        self.field_table = table.reset_index(drop=True)
+        features = self.field_table.copy()
+        features.insert(0, "index", features["label"].astype(int))
+        layer.features = features
+        options = [c.name for c in self.review.pipeline.calls] + [
+            c for c in features.columns if c not in ("index", "label", "plate", "well", "site")
+            and pd.api.types.is_numeric_dtype(features[c])]
+        current = self.colour_box.currentText()
+        self.colour_box.blockSignals(True)
+        self.colour_box.clear()
+        self.colour_box.addItems(options)
+        if current in options:
+            self.colour_box.setCurrentText(current)
+        self.colour_box.blockSignals(False)
+        self.recolour()
+
+    def recolour(self) -> None:
+        """Colour cells by the chosen call (magenta positive, cyan negative) or feature."""
+        if "cells" not in self.viewer.layers or self.field_table.empty:
+            return
+        choice = self.colour_box.currentText()
+        labels = self.field_table["label"]
+        if choice in self.field_table.columns and choice in [c.name for c in self.review.pipeline.calls]:
+            colormap = call_colormap(labels, self.field_table[choice])
+        elif choice in self.field_table.columns:
+            colormap = feature_colormap(labels, self.field_table[choice])
+        else:
+            return
+        self.viewer.layers["cells"].colormap = colormap
+
+    def _describe_field(self) -> None:
+        text = f"{self.plate} {self.well} s{self.site}: {len(self.field_table)} cells"
+        if self.review.has_results:
+            fields = self.review.fields_table(self.plate)
+            row = fields[(fields["well"] == self.well) & (fields["site"] == self.site)]
+            if not row.empty:
+                row = row.iloc[0]
+                text += "; QC passed" if bool(row["qc_pass"]) else f"; QC FAILED: {row['qc_reasons']}"
+                if str(row.get("curation", "")):
+                    text += f"; curated: {row['curation']}"
+        self.field_label.setText(text)
+        self.update_percentages()
+
+    # ---- tuning --------------------------------------------------------------------------
+    def threshold_changed(self, name: str) -> None:
+        """A threshold box changed: re-call this field's cells and update the percentages."""
+        if self.field_table.empty:
+            return
+        call = next(c for c in self.review.pipeline.calls if c.name == name)
+        value = self.threshold_boxes[name].value()
+        self.field_table[name] = (pd.to_numeric(self.field_table[call.column]) > value).where(
+            self.field_table[call.column].notna())
+        if "cells" in self.viewer.layers:
+            features = self.viewer.layers["cells"].features
+            features[name] = self.field_table[name].to_numpy()
+            self.viewer.layers["cells"].features = features
+        self.recolour()
+        self.update_percentages()
+
+    def well_percentages(self) -> dict[str, float]:
+        """Each call's percent positive in the current well at the boxes' thresholds: over
+        the tuned well's cells after Apply, else over the batch's cells of the well."""
+        if self.tuned is not None:
+            cells = self.tuned["cells"]
+        elif self.review.has_results:
+            cells = self.review.well_cells(self.plate, self.well)
+        else:
+            cells = self.field_table
+        return {c.name: percent_positive(cells, c.column, self.threshold_boxes[c.name].value())
+                for c in self.review.pipeline.calls}
+
+    def update_percentages(self) -> None:
+        if self.review is None or not self.review.pipeline.calls:
+            self.percent_label.setText("")
+            return
+        parts = []
+        batch = self.review.wells_table(self.plate).set_index("well") if self.review.has_results else None
+        for name, value in self.well_percentages().items():
+            text = f"{name}: {value:.1f}% of cells in {self.well}"
+            if batch is not None and f"{name}_pct" in batch.columns:
+                text += f" (batch: {batch.at[self.well, name + '_pct']:.1f}%)"
+            parts.append(text)
+        self.percent_label.setText("\n".join(parts))
+
+    def tuned_pipeline(self):
+        """The pipeline with the tuning boxes' settings (validated)."""
+        return tuned_pipeline(self.review.pipeline, nucleus_diameter_px=self.diameter_box.value(),
+                              min_distance_fraction=self.distance_box.value(),
+                              expansion_factor=self.expansion_box.value(),
+                              thresholds={n: b.value() for n, b in self.threshold_boxes.items()})
+
+    def apply_tuning(self):
+        """Re-measure every field of the current well with the tuned settings, in a
+        background thread; shows the current field and the well's percentages when done."""
+        pipeline = self.tuned_pipeline()
+        plate, well, site = self.plate, self.well, self.site
+        sites = self.review.sites(plate, well)
+
+        def work():
+            cells, shown = [], None
+            for i, each in enumerate(sites):
+                images = self.review.images(plate, well, each)
+                measured = self.review.measure(plate, well, each, pipeline=pipeline, images=images)
+                cells.append(measured.cells)
+                if each == site:
+                    shown = (images, measured)
+                yield i + 1
+            return {"pipeline": pipeline, "cells": pd.concat(cells, ignore_index=True), "shown": shown}
+
+        def done(result):
+            self.tuned = result
+            images, measured = result["shown"]
+            self._show_layers(images, measured.nuclei, measured.cell_labels, self._with_calls(measured.cells))
+            self.field_label.setText(f"{plate} {well} s{site}: {len(measured.cells)} cells (tuned settings)")
+            self.update_percentages()
+            self.status.setText("Tuned settings applied to this well. Save the pipeline to use them in a run.")
+
+        return self._run_in_background(work, len(sites), done)
+
+    def save_pipeline(self, path) -> None:
+        """Write the tuned pipeline as YAML that ``imaging run`` accepts."""
+        from pathlib import Path
+
+        Path(path).write_text(self.tuned_pipeline().to_yaml(), encoding="utf-8")
+        self.status.setText(f"Pipeline saved to {path}")
+
+    def _choose_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save pipeline", "tuned_pipeline.yaml", "YAML (*.yaml)")
+        if path:
+            self.save_pipeline(path)
+
+    # ---- curation ------------------------------------------------------------------------
+    def _reason(self) -> str | None:
+        reason = self.reason_edit.text().strip()
+        if not reason:
+            self.status.setText("Give a reason for the decision.")
+            return None
+        return reason
+
+    def exclude_field(self) -> None:
+        if (reason := self._reason()) is not None:
+            self.review.exclude_field(self.plate, self.well, self.site, reason=reason, user=self.user_edit.text(),
+                                      undo=self.undo_box.isChecked())
+            self.status.setText("Recorded in curation.csv; rebuild to apply.")
+
+    def exclude_well(self) -> None:
+        if (reason := self._reason()) is not None:
+            self.review.exclude_well(self.plate, self.well, reason=reason, user=self.user_edit.text(),
+                                     undo=self.undo_box.isChecked())
+            self.status.setText("Recorded in curation.csv; rebuild to apply.")
+
+    def set_selected_call(self, value: bool) -> None:
+        """Correct the call of the cell selected in the cells layer (the first call)."""
+        if (reason := self._reason()) is None or not self.review.pipeline.calls:
+            return
+        label = int(self.viewer.layers["cells"].selected_label)
+        if label not in set(self.field_table["label"].astype(int)):
+            self.status.setText(f"Label {label} is not a cell of this field; pick one with the labels layer.")
+            return
+        call = self.review.pipeline.calls[0].name
+        self.review.set_call(self.plate, self.well, self.site, label, call, value, reason=reason,
+                             user=self.user_edit.text())
+        self.field_table.loc[self.field_table["label"] == label, call] = value
+        self.recolour()
+        self.status.setText(f"Cell {label} set {'positive' if value else 'negative'}; rebuild to apply.")
+
+    def rebuild(self):
+        """Rebuild tables (with curation), comparisons and report in the background."""
+
+        def work():
+            yield 0
+            return self.review.rebuild()
+
+        def done(outputs):
+            self.tuned = None
+            self.draw_grid()
+            self.show_field()
+            self.status.setText(f"Tables rebuilt; report at {outputs['report']}")
+
+        return self._run_in_background(work, 1, done)
+
+    # ---- background work -----------------------------------------------------------------
+    def _run_in_background(self, work, total: int, done):
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.apply_button.setEnabled(False)
+        self.rebuild_button.setEnabled(False)
+        worker = create_worker(work)
+        worker.yielded.connect(self.progress.setValue)
+        worker.returned.connect(done)
+        worker.errored.connect(lambda exc: self.status.setText(f"Failed: {exc}"))
+
+        def finish():
+            self.progress.setVisible(False)
+            self.apply_button.setEnabled(True)
+            self.rebuild_button.setEnabled(True)
+
+        worker.finished.connect(finish)
+        self._worker = worker
+        worker.start()
+        return worker

@@ -1,0 +1,205 @@
+"""napari plugin: manifest, reader, plate browser, tuning, curation, rendering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imaging.batch import execute, plan_run
+from imaging.config import load_pipeline
+from imaging.review import RunReview, percent_positive
+
+WELLS = ["A01", "A04", "C01", "C04"]
+
+
+@pytest.fixture(scope="module")
+def run_folder(samples, pipelines, tmp_path_factory):
+    """`imaging run` on four wells of the sample SA-beta-gal plate (labels saved)."""
+    root = tmp_path_factory.mktemp("napari_run")
+    (root / "images").mkdir()
+    for well in WELLS:
+        for path in (samples / "sabgal_plate" / "images").glob(f"SABGAL01_{well}_*"):
+            shutil.copy(path, root / "images" / path.name)
+    table = pd.read_csv(samples / "sabgal_plate" / "platemap.csv")
+    table[table["well"].isin(WELLS)].to_csv(root / "map.csv", index=False)
+    out = root / "out"
+    execute(plan_run(pipelines / "sabgal.yaml", root / "images", platemap=root / "map.csv"), out, save_labels=True)
+    return out
+
+
+@pytest.fixture()
+def fresh_run(run_folder, tmp_path):
+    """A private copy of the run (tests that curate must not share their decisions)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    record = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps(record))
+    return copy
+
+
+def open_browser(viewer, folder):
+    viewer.open(str(folder), plugin="imaging")
+    widgets = [w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "PlateBrowser"]
+    assert len(widgets) == 1
+    return widgets[0]
+
+
+def test_manifest_is_valid_and_discovered():
+    from npe2 import PluginManager, PluginManifest
+
+    manifest = PluginManifest.from_distribution("imaging")
+    assert manifest.name == "imaging"
+    assert {c.id for c in manifest.contributions.commands} >= {"imaging.get_reader", "imaging.plate_browser"}
+    manager = PluginManager.instance()
+    manager.discover()
+    assert manager.get_manifest("imaging").name == "imaging"  # found through the napari.manifest entry point
+
+
+def test_widget_docks(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("imaging", "Plate browser")
+    assert type(widget).__name__ == "PlateBrowser" and widget.review is None
+
+
+def test_sample_data_opens_without_network(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("imaging", "sabgal_field")
+    assert [layer.name for layer in viewer.layers] == ["brightfield", "dapi"]
+    assert viewer.layers["brightfield"].rgb and viewer.layers["brightfield"].data.shape == (256, 256, 3)
+
+
+def test_reader_opens_a_run_with_layers_and_features(make_napari_viewer, run_folder):
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, run_folder)
+    assert [layer.name for layer in viewer.layers] == ["brightfield", "dapi", "nuclei", "cells"]
+    assert viewer.layers["brightfield"].rgb
+    assert (browser.plate, browser.well, browser.site) == ("SABGAL01", "A01", 1)
+    cells_csv = pd.read_csv(run_folder / "SABGAL01" / "cells.csv")
+    field = cells_csv[(cells_csv["well"] == "A01") & (cells_csv["site"] == 1)]
+    features = viewer.layers["cells"].features
+    assert len(features) == len(field)
+    np.testing.assert_allclose(features["sabgal_od_mean"], field["sabgal_od_mean"])
+    labels = viewer.layers["cells"].data
+    assert set(np.unique(labels[labels > 0])) == set(features["index"])
+    # cells coloured by their call: positive magenta, negative cyan
+    colormap = viewer.layers["cells"].colormap
+    positive = int(features.loc[features["sabgal_positive"].astype(bool), "index"].iloc[0])
+    negative = int(features.loc[~features["sabgal_positive"].astype(bool), "index"].iloc[0])
+    assert tuple(colormap.color_dict[positive]) == pytest.approx((1, 0, 1, 1))
+    assert tuple(colormap.color_dict[negative])[:3] == pytest.approx((0, 0.9, 0.9))
+
+
+def test_plate_grid_click_opens_the_well_and_marks_flags(make_napari_viewer, run_folder):
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, run_folder)
+    wells = pd.read_csv(run_folder / "SABGAL01" / "wells.csv").set_index("well")
+    item = browser.grid.item(2, 3)  # C04
+    assert item.data(0x0100) == "C04"
+    assert item.text().startswith(f"{wells.loc['C04', 'sabgal_positive_pct']:.3g}")
+    browser._grid_clicked(2, 3)
+    assert browser.well == "C04"
+    assert viewer.layers["cells"].features["index"].size == \
+        len(RunReview.open_run(run_folder).field_cells("SABGAL01", "C04", 1))
+
+
+def test_threshold_change_updates_calls_and_percent_as_the_library_does(make_napari_viewer, run_folder, qtbot):
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, run_folder)
+    browser.open_well("A04", 1)
+    review = RunReview.open_run(run_folder)
+    batch_threshold = review.thresholds("SABGAL01")["sabgal_positive"]
+    well_cells = review.well_cells("SABGAL01", "A04")
+    before = browser.well_percentages()["sabgal_positive"]
+    assert before == pytest.approx(pd.read_csv(run_folder / "SABGAL01" / "wells.csv").set_index("well")
+                                   .loc["A04", "sabgal_positive_pct"])
+    new_threshold = batch_threshold * 3
+    browser.threshold_boxes["sabgal_positive"].setValue(new_threshold)
+    after = browser.well_percentages()["sabgal_positive"]
+    assert after == pytest.approx(percent_positive(well_cells, "sabgal_od_mean", new_threshold))
+    assert after < before
+    features = viewer.layers["cells"].features
+    expected = features["sabgal_od_mean"] > browser.threshold_boxes["sabgal_positive"].value()
+    assert (features["sabgal_positive"].astype(bool) == expected).all()
+    assert f"{after:.1f}%" in browser.percent_label.text()
+
+
+def test_tuning_applies_to_the_well_and_saves_a_runnable_pipeline(make_napari_viewer, run_folder, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, run_folder)
+    browser.open_well("A04", 1)
+    area_before = viewer.layers["cells"].features["cell_area_px"].mean()
+    browser.expansion_box.setValue(2.0)
+    worker = browser.apply_tuning()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: browser.tuned is not None, timeout=5000)
+    assert viewer.layers["cells"].features["cell_area_px"].mean() > 1.5 * area_before
+    review = RunReview.open_run(run_folder)
+    pipeline = browser.tuned_pipeline()
+    cells = pd.concat([review.measure("SABGAL01", "A04", s, pipeline=pipeline).cells for s in (1, 2)])
+    threshold = browser.threshold_boxes["sabgal_positive"].value()
+    assert browser.well_percentages()["sabgal_positive"] == pytest.approx(
+        percent_positive(cells, "sabgal_od_mean", threshold))
+    browser.save_pipeline(tmp_path / "tuned.yaml")
+    saved = load_pipeline(tmp_path / "tuned.yaml")
+    assert saved.cells.expansion_factor == 2.0
+    assert saved.calls[0].threshold == pytest.approx(threshold)
+    plan = plan_run(tmp_path / "tuned.yaml", run_folder.parent / "images", platemap=run_folder.parent / "map.csv")
+    assert len(plan.fields) == 8
+
+
+def test_gui_and_batch_numbers_agree_when_labels_are_recomputed(run_folder):
+    review = RunReview.open_run(run_folder)
+    measured = review.measure("SABGAL01", "C01", 2)
+    batch = review.field_cells("SABGAL01", "C01", 2)
+    np.testing.assert_allclose(measured.cells["sabgal_od_mean"], batch["sabgal_od_mean"], rtol=1e-9)
+    saved_nuclei, _ = review.saved_labels("SABGAL01", "C01", 2)
+    assert (measured.nuclei == saved_nuclei).all()
+
+
+def test_curation_round_trips_into_rebuilt_tables(make_napari_viewer, fresh_run, qtbot):
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, fresh_run)
+    browser.open_well("A04", 2)
+    browser.user_edit.setText("dana")
+    browser.reason_edit.setText("out-of-focus streak")
+    browser.exclude_field()
+    # correct one negative cell of C01 site 1 to positive
+    browser.open_well("C01", 1)
+    features = viewer.layers["cells"].features
+    negative = int(features.loc[~features["sabgal_positive"].astype(bool), "index"].iloc[0])
+    viewer.layers["cells"].selected_label = negative
+    browser.reason_edit.setText("blue granules visible")
+    browser.set_selected_call(True)
+    wells_before = pd.read_csv(fresh_run / "SABGAL01" / "wells.csv").set_index("well")
+    worker = browser.rebuild()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: "Tables rebuilt" in browser.status.text(), timeout=5000)
+    wells = pd.read_csv(fresh_run / "SABGAL01" / "wells.csv").set_index("well")
+    assert wells.loc["A04", "n_fields_used"] == 1 and "out-of-focus streak by dana" in wells.loc["A04", "curation"]
+    n = wells_before.loc["C01", "n_cells"]
+    assert wells.loc["C01", "sabgal_positive_pct"] == pytest.approx(wells_before.loc["C01", "sabgal_positive_pct"] + 100 / n)
+    record = json.loads((fresh_run / "run.json").read_text())
+    assert [(d["user"], d["action"]) for d in record["curation"]["decisions"]] == [
+        ("dana", "exclude_field"), ("dana", "set_call")]
+    assert record["curation"]["n_call_overrides"] == 1
+    assert (fresh_run / "report.html").is_file()
+    assert browser.grid.item(0, 3).text().endswith("!")  # A04 now has a curated field
+
+
+def test_layers_render_on_screen(make_napari_viewer, run_folder):
+    viewer = make_napari_viewer(show=True)
+    browser = open_browser(viewer, run_folder)
+    browser.open_well("A04", 1)  # 70 % positive: plenty of magenta
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot.ndim == 3 and shot.shape[0] > 100
+    rgb = shot[..., :3].astype(int)
+    magenta = (rgb[..., 0] > 150) & (rgb[..., 2] > 150) & (rgb[..., 1] < 100)
+    assert magenta.sum() > 200, "positive cells are drawn in magenta"
+    assert rgb.std() > 10, "the field is not blank"
