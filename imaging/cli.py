@@ -71,7 +71,53 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
     print(f"Comparisons in {outputs['comparisons']}; report in {outputs['report']}")
 
 
+def run_tissue(pipeline, input_dir, *, samples, out, workers, command) -> None:
+    import time
+
+    from imaging.tissue.run import execute_tissue, plan_tissue
+
+    plan = plan_tissue(pipeline, input_dir, samples=samples)
+    started = time.perf_counter()
+    with _progress(len(plan.images), plan.pipeline.name) as bar:
+        bar.unit = "image"
+        record = execute_tissue(plan, out, workers=workers, on_image=lambda summary: bar.update(1), command=command)
+    elapsed = time.perf_counter() - started
+    print(f"Done in {elapsed:.1f} s: {len(record['images'])} image(s).")
+    for image in record["images"]:
+        parts = [f"  {image['image']}:"]
+        if image.get("tissue_area_mm2"):
+            parts.append(f"tissue {image['tissue_area_mm2']:.2f} mm2")
+        if "ihc" in image:
+            ihc = image["ihc"]
+            parts.append(f"{ihc['n_cells']} cells, {ihc['percent_positive']:.1f}% positive, H-score {ihc['h_score']:.0f}, "
+                         f"Allred {ihc['allred_score']}")
+        if "burden" in image:
+            burden = image["burden"]
+            parts.append(f"{burden['n_lesions']} lesion(s), {burden['lesion_percent_of_tissue']:.2f}% of tissue")
+        print(" ".join(parts))
+    if record.get("lesion_threshold"):
+        threshold = record["lesion_threshold"]
+        print(f"  lesion threshold {threshold['value']:.4g} ({threshold['method']}"
+              + (f"; {threshold['reason']}" if threshold.get("reason") else "") + ")")
+    print(f"Tables in {out}/ (regions.csv, cells.csv, sections.csv, lesions.csv, samples.csv, comparisons.csv); "
+          f"report in {Path(out) / 'report.html'}")
+
+
+def is_tissue_pipeline(path) -> bool:
+    from imaging.config import TissuePipeline, load_pipeline
+
+    return isinstance(load_pipeline(path), TissuePipeline)
+
+
 def cmd_run(args: argparse.Namespace) -> None:
+    if is_tissue_pipeline(args.pipeline):
+        if args.platemap:
+            raise InputError("--platemap is for plate pipelines", fix="give tissue runs a sample sheet with --samples")
+        run_tissue(args.pipeline, args.input_dir, samples=args.samples, out=args.out, workers=args.workers,
+                   command=sys.argv)
+        return
+    if args.samples:
+        raise InputError("--samples is for tissue pipelines", fix="give plate runs a plate map with --platemap")
     run_pipeline(args.pipeline, args.input_dir, platemap=args.platemap, out=args.out, workers=args.workers,
                  save_labels=args.save_labels, pattern=args.pattern, command=sys.argv)
 
@@ -82,6 +128,16 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from imaging.io.platemap import read_platemap
 
     pipeline = load_pipeline(args.pipeline)
+    if is_tissue_pipeline(args.pipeline):
+        from imaging.tissue.run import plan_tissue
+
+        print(f"pipeline {args.pipeline}: OK ({pipeline.name}, tissue: "
+              f"{'IHC cell scoring' if pipeline.cells else ''}{' + ' if pipeline.cells and pipeline.lesions else ''}"
+              f"{'lesion burden' if pipeline.lesions else ''})")
+        if args.input_dir is not None:
+            plan = plan_tissue(pipeline, args.input_dir, samples=args.samples)
+            print(f"images {args.input_dir}: OK ({len(plan.images)} image(s))")
+        return
     print(f"pipeline {args.pipeline}: OK ({pipeline.name}, channels: "
           f"{', '.join(f'{n}=w{s.id} {s.kind}' for n, s in pipeline.channels.items())})")
     if args.input_dir is None:
@@ -101,6 +157,17 @@ def cmd_report(args: argparse.Namespace) -> None:
     from imaging.report import build_report
     from imaging.tables import rebuild_tables
 
+    import json
+
+    from imaging.report.tissue import build_tissue_report
+
+    tissue = [d for d in args.run_dirs if (Path(d) / "run.json").is_file()
+              and json.loads((Path(d) / "run.json").read_text()).get("mode") == "tissue"]
+    if tissue:
+        if len(args.run_dirs) > 1:
+            raise InputError("tissue runs are reported one at a time", fix="give one tissue run folder")
+        print(f"report in {build_tissue_report(tissue[0])}")
+        return
     for run_dir in args.run_dirs:
         record = rebuild_tables(run_dir)  # applies curation.csv
         curated = record["curation"]["n_decisions"]
@@ -206,10 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a pipeline on a plate folder and write per-plate tables")
-    run.add_argument("pipeline", help="pipeline YAML, e.g. pipelines/sabgal.yaml")
-    run.add_argument("input_dir", help="folder of images exported by the instrument")
-    run.add_argument("--platemap", help="plate-map CSV (well, genotype, treatment, ...)")
+    run = sub.add_parser("run", help="run a pipeline on a plate folder (or tissue images) and write tables")
+    run.add_argument("pipeline", help="pipeline YAML, e.g. pipelines/sabgal.yaml or pipelines/metastasis.yaml")
+    run.add_argument("input_dir", help="folder of images exported by the instrument (or of tissue sections)")
+    run.add_argument("--platemap", help="plate-map CSV (well, genotype, treatment, ...) for plate pipelines")
+    run.add_argument("--samples", help="sample sheet CSV (image, sample, group, ...) for tissue pipelines")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: all CPUs)")
     run.add_argument("--save-labels", action="store_true", help="also write nuclei and cell label images")
@@ -221,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("pipeline")
     validate.add_argument("input_dir", nargs="?")
     validate.add_argument("--platemap")
+    validate.add_argument("--samples")
     validate.add_argument("--pattern")
     validate.set_defaults(handler=cmd_validate)
 

@@ -252,6 +252,103 @@ class Pipeline(_Frozen):
         return yaml.safe_dump(data, sort_keys=False)
 
 
+# ---- tissue pipelines -------------------------------------------------------------------------
+Vector3 = tuple[float, float, float]
+
+
+class Stains(_Frozen):
+    """Brightfield stains for colour deconvolution."""
+
+    preset: Literal["hdab", "he"] = "hdab"
+    vectors: Literal["default", "estimate"] | dict[str, Vector3] = "default"
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return ("hematoxylin", "dab") if self.preset == "hdab" else ("hematoxylin", "eosin")
+
+    @field_validator("vectors")
+    @classmethod
+    def _known_stains(cls, value):
+        if isinstance(value, dict):
+            unknown = set(value) - {"hematoxylin", "dab", "eosin"}
+            if unknown:
+                raise ValueError(f"unknown stain(s) {sorted(unknown)}; stains are hematoxylin, dab, eosin")
+        return value
+
+
+class TissueMask(_Frozen):
+    """Where the tissue is, found on a low-resolution overview."""
+
+    resolution_um: float = Field(default=8.0, gt=0, description="pixel size of the overview")
+    min_area_um2: float = Field(default=20000.0, ge=0, description="smallest tissue piece kept")
+
+
+class CellScoring(_Frozen):
+    """IHC positive-cell detection (QuPath-style): nuclei from haematoxylin, DAB per cell."""
+
+    nucleus_diameter_um: float | None = Field(default=None, gt=0, description="null: estimated per tile")
+    cell_expansion_um: float = Field(default=3.0, ge=0)
+    compartment: Literal["nucleus", "cytoplasm", "cell"] = "nucleus"
+    thresholds: tuple[float, float, float] = (0.2, 0.4, 0.6)
+    tile_px: int = Field(default=2048, ge=256)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _increasing(cls, value):
+        if not value[0] < value[1] < value[2]:
+            raise ValueError("thresholds for 1+, 2+, 3+ must increase")
+        return value
+
+
+class LesionRule(_Frozen):
+    """Metastatic lesions: a stain's optical density or a channel's intensity, thresholded."""
+
+    source: Literal["hematoxylin", "dab", "eosin", "intensity", "red", "green", "blue"] = "hematoxylin"
+    resolution_um: float = Field(default=4.0, gt=0)
+    threshold: Literal["auto"] | float = "auto"
+    smoothing_um: float = Field(default=8.0, ge=0)
+    min_area_um2: float = Field(default=5000.0, ge=0)
+    fill_holes: bool = True
+
+
+class TissueComparison(_Frozen):
+    """Group comparison of animals or patients (small n: exact rank test by default)."""
+
+    control_group: str | None = None
+    group_column: str = "group"
+    sample_column: str = "sample"
+    test: Literal["mann-whitney", "welch"] = "mann-whitney"
+
+
+class TissuePipeline(_Frozen):
+    """A tissue pipeline: IHC cell scoring and/or metastatic burden on sections or cores."""
+
+    schema_version: Literal[1]
+    mode: Literal["tissue"]
+    name: str
+    description: str = ""
+    pixel_size_um: float | None = Field(default=None, gt=0, description="else read from the file")
+    stains: Stains = Stains()
+    tissue: TissueMask = TissueMask()
+    cells: CellScoring | None = None
+    lesions: LesionRule | None = None
+    comparison: TissueComparison = TissueComparison()
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> "TissuePipeline":
+        if self.cells is None and self.lesions is None:
+            raise ValueError("a tissue pipeline needs 'cells' (IHC scoring), 'lesions' (burden) or both")
+        if self.cells is not None and self.stains.preset != "hdab":
+            raise ValueError("'cells' (IHC scoring) needs stains.preset: hdab (haematoxylin + DAB)")
+        if self.lesions and self.lesions.source in ("dab", "eosin") and self.lesions.source not in self.stains.names:
+            raise ValueError(f"lesions.source {self.lesions.source!r} is not a stain of stains.preset "
+                             f"{self.stains.preset!r} ({', '.join(self.stains.names)})")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
 # ---- loading -------------------------------------------------------------------------------
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys (YAML would silently keep the last)."""
@@ -271,9 +368,9 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _model_at(path: tuple) -> type[BaseModel] | None:
+def _model_at(path: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model class found by following a validation error's location."""
-    current: Any = Pipeline
+    current: Any = root
     for part in path:
         origin = typing.get_origin(current)
         if origin is Annotated:
@@ -306,11 +403,11 @@ def _shown_location(location: tuple) -> str:
     return ".".join(str(p) for p in parts) or "(top level)"
 
 
-def _format_error(error: dict) -> str:
+def _format_error(error: dict, root: type[BaseModel]) -> str:
     location = tuple(error["loc"])
     shown = _shown_location(location)
     if error["type"] == "extra_forbidden":
-        parent = _model_at(location[:-1])
+        parent = _model_at(location[:-1], root)
         allowed = ", ".join(parent.model_fields) if parent else "see the README"
         return f"unknown key '{shown}'; allowed here: {allowed}"
     if error["type"] == "missing":
@@ -322,8 +419,9 @@ def _format_error(error: dict) -> str:
     return f"'{shown}': {message} (got {value!r})"
 
 
-def parse_pipeline(data: Any, *, source: str | Path = "<pipeline>") -> Pipeline:
-    """Validate a mapping (parsed YAML) into a :class:`Pipeline`; InputError on problems."""
+def parse_pipeline(data: Any, *, source: str | Path = "<pipeline>") -> "Pipeline | TissuePipeline":
+    """Validate a mapping (parsed YAML) into a :class:`Pipeline` (plates) or, with
+    ``mode: tissue``, a :class:`TissuePipeline`; InputError on problems."""
     if not isinstance(data, dict):
         raise InputError("a pipeline must be a YAML mapping of keys to values", path=source,
                          fix="start from one of the files in pipelines/")
@@ -333,16 +431,22 @@ def parse_pipeline(data: Any, *, source: str | Path = "<pipeline>") -> Pipeline:
     if data["schema_version"] != SCHEMA_VERSION:
         raise InputError(f"schema_version {data['schema_version']!r} is not supported", path=source,
                          fix=f"this version of imaging reads schema_version {SCHEMA_VERSION}")
+    model = TissuePipeline if data.get("mode") == "tissue" else Pipeline
+    if data.get("mode") not in (None, "plate", "tissue"):
+        raise InputError(f"'mode': {data.get('mode')!r} is not a mode", path=source,
+                         fix="use mode: plate (the default) or mode: tissue")
+    if model is Pipeline:
+        data = {k: v for k, v in data.items() if k != "mode"}
     try:
-        return Pipeline.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        problems = [_format_error(e) for e in exc.errors()]
+        problems = [_format_error(e, model) for e in exc.errors()]
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise InputError("; ".join(problems[:3]) + more, path=source,
                          fix="correct the key(s) named; see the README's pipeline reference") from None
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
+def load_pipeline(path: str | Path) -> "Pipeline | TissuePipeline":
     """Read and validate a pipeline YAML file."""
     path = Path(path)
     if not path.is_file():

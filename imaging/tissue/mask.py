@@ -1,0 +1,56 @@
+"""Tissue mask on a low-resolution overview: where is there tissue, not glass?
+
+Brightfield: glass is bright and colourless. Pixels within 10 % of the brightest and with
+almost no chroma are glass candidates; when there are enough of them (1 % of the image),
+their median colour is the white point, and tissue is where the largest per-channel
+optical density against it exceeds 0.05 (89 % transmission: any stain or counterstain,
+pale stroma included).
+An image without glass (a crop inside tissue, a TMA core filling the field) is tissue
+throughout. Fluorescence: tissue is brighter than the background (Otsu). In both cases
+holes are filled and pieces under the minimum area dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters, morphology
+
+TISSUE_OD = 0.05
+GLASS_BRIGHTNESS = 0.9  # of the 99.5th percentile of brightness
+GLASS_CHROMA = 0.03  # (max - min) / mean of R, G, B
+MIN_GLASS_FRACTION = 0.01
+
+
+def glass_pixels(rgb: np.ndarray) -> np.ndarray:
+    """Bright, colourless pixels: candidate glass."""
+    brightness = rgb.mean(axis=-1, dtype=np.float32)
+    chroma = (rgb.max(axis=-1).astype(np.float32) - rgb.min(axis=-1)) / np.maximum(brightness, 1e-6)
+    return (brightness >= GLASS_BRIGHTNESS * np.percentile(brightness, 99.5)) & (chroma < GLASS_CHROMA)
+
+
+def max_optical_density(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
+    """The largest per-channel optical density (float32), one channel at a time."""
+    result = np.zeros(rgb.shape[:2], np.float32)
+    for channel in range(rgb.shape[-1]):
+        od = -np.log10(np.maximum(rgb[..., channel].astype(np.float32), 1.0) / max(float(white[channel]), 1.0))
+        np.maximum(result, od, out=result)
+    return result
+
+
+def tissue_mask(overview: np.ndarray, *, pixel_size_um: float, min_area_um2: float,
+                brightfield: bool = True) -> np.ndarray:
+    """Boolean tissue mask of an overview image (see module docstring)."""
+    image = np.asarray(overview)
+    if brightfield:
+        if glass_pixels(image).mean() < MIN_GLASS_FRACTION:
+            return np.ones(image.shape[:2], dtype=bool)
+        from imaging.tissue.stains import white_point
+
+        mask = ndi.gaussian_filter(max_optical_density(image, white_point(image)), 1.0) > TISSUE_OD
+    else:
+        signal = ndi.gaussian_filter(image, 1.0)
+        mask = signal > filters.threshold_otsu(signal) if np.ptp(signal) > 0 else np.zeros(signal.shape, bool)
+    mask = ndi.binary_fill_holes(mask)
+    min_pixels = int(min_area_um2 / pixel_size_um**2)
+    return morphology.remove_small_objects(mask, max_size=min_pixels) if min_pixels > 0 else mask
