@@ -32,6 +32,7 @@ from imaging import curation as curation_log
 from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.sabgal import STAIN_VECTORS, estimate_xgal_vector, stained_od_sample
+from imaging.io import files
 from imaging.io.discover import Field, discover_images, group_fields
 from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_image_file
@@ -54,7 +55,7 @@ class RunPlan:
 
     pipeline: Pipeline
     pipeline_path: Path | None
-    input_dir: Path
+    input_dir: "Path | str"
     naming: str
     pattern: str | None
     fields: tuple[Field, ...]
@@ -98,9 +99,9 @@ def check_field_files(field: Field, pipeline: Pipeline) -> None:
         shape, _ = check_image_file(path)
         shapes[name] = _spatial_shape(shape, pipeline.channels[name].kind, path)
     if len(set(shapes.values())) > 1:
-        listed = ", ".join(f"{Path(field.paths[n]).name} {s}" for n, s in shapes.items())
+        listed = ", ".join(f"{files.name(field.paths[n])} {s}" for n, s in shapes.items())
         raise InputError(f"the channels of plate {field.plate}, well {field.well}, site {field.site} "
-                         f"differ in size: {listed}", path=Path(next(iter(field.paths.values()))).parent,
+                         f"differ in size: {listed}", path=files.name(next(iter(field.paths.values()))),
                          fix="export every channel of a field at the same size")
 
 
@@ -112,7 +113,7 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
     if not isinstance(pipeline, Pipeline):
         pipeline_path = Path(pipeline)
         pipeline = load_pipeline(pipeline_path)
-    input_dir = Path(input_dir)
+    input_dir = input_dir if files.is_url(input_dir) else Path(input_dir)
     pattern = pattern or pipeline.naming.pattern
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
     channel_ids = {name: spec.id for name, spec in pipeline.channels.items()}
@@ -164,17 +165,17 @@ def _check_comparison_columns(pipeline: Pipeline, annotations: pd.DataFrame, pla
 # ---- 2. execute fields ---------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class FieldTask:
-    """One field to process (picklable: sent to worker processes)."""
+    """One field to measure (picklable: sent to worker processes or Dask workers).
+
+    ``previous_fingerprint`` is the fingerprint of the result already stored for this field
+    (None when there is none): a worker that computes the same fingerprint skips the work.
+    """
 
     field: Field
     pipeline: Pipeline
-    work_dir: str
-    labels_dir: str | None
     xgal_vector: tuple[float, float, float] | None
-
-
-def _work_paths(work_dir: str | Path, field: Field) -> tuple[Path, Path]:
-    return field_work_paths(work_dir, field.plate, field.well, field.site)
+    previous_fingerprint: str | None = None
+    save_labels: bool = False
 
 
 def _labels_paths(labels_dir: str | Path, field: Field) -> tuple[Path, Path]:
@@ -182,45 +183,60 @@ def _labels_paths(labels_dir: str | Path, field: Field) -> tuple[Path, Path]:
     return Path(f"{base}_nuclei.tif"), Path(f"{base}_cells.tif")
 
 
-def _reusable(task: FieldTask, fingerprint: str) -> dict | None:
-    cells_path, summary_path = _work_paths(task.work_dir, task.field)
+def stored_fingerprint(out_dir: Path, field: Field, *, save_labels: bool) -> str | None:
+    """Fingerprint of a complete stored result of ``field`` (None if there is none)."""
+    cells_path, summary_path = field_work_paths(out_dir / field.plate / WORK_FOLDER, field.plate, field.well,
+                                                field.site)
     if not (cells_path.is_file() and summary_path.is_file()):
         return None
+    if save_labels and not all(p.is_file() for p in _labels_paths(out_dir / field.plate / "labels", field)):
+        return None
     try:
-        summary = json.loads(summary_path.read_text())
+        return json.loads(summary_path.read_text()).get("fingerprint")
     except (json.JSONDecodeError, OSError):
         return None
-    if summary.get("fingerprint") != fingerprint:
-        return None
-    if task.labels_dir and not all(p.is_file() for p in _labels_paths(task.labels_dir, task.field)):
-        return None
-    return summary
 
 
-def process_field_task(task: FieldTask) -> dict:
-    """Measure one field and write its results under the work folder; returns its summary.
+def _peak_rss_mb() -> float:
+    import resource
 
-    A result already on disk with the same fingerprint is reused (``reused: True``).
-    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def compute_field(task: FieldTask) -> dict:
+    """Measure one field (on a worker; writes nothing). Returns the field's summary and
+    cells table, or only ``reused: True`` when the stored result has the same fingerprint."""
     field = task.field
     fingerprint = field_fingerprint(field, task.pipeline, task.xgal_vector)
-    previous = _reusable(task, fingerprint)
-    if previous is not None:
-        return previous | {"reused": True}
+    identity = {"plate": field.plate, "well": field.well, "site": field.site, "fingerprint": fingerprint}
+    if fingerprint == task.previous_fingerprint:
+        return identity | {"reused": True}
     images = load_field_images(field, task.pipeline)
     pixel_size = field_pixel_size(field, task.pipeline)
     result = measure_field(images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector)
-    if task.labels_dir:
-        nuclei_path, cells_path = _labels_paths(task.labels_dir, field)
-        write_labels(result.nuclei, nuclei_path)
-        write_labels(result.cell_labels, cells_path)
     summary = {"plate": field.plate, "well": field.well, "row": field.row, "column": field.column,
-               "site": field.site, **result.summary, "pixel_size_um": pixel_size,
-               "fingerprint": fingerprint}
-    cells_path, summary_path = _work_paths(task.work_dir, field)
-    write_csv(result.cells, cells_path)
-    write_json(summary, summary_path)  # written last: its presence marks the field complete
-    return summary | {"reused": False}
+               "site": field.site, **result.summary, "pixel_size_um": pixel_size, "fingerprint": fingerprint}
+    return identity | {
+        "reused": False, "summary": summary, "cells": result.cells,
+        "labels": (result.nuclei, result.cell_labels) if task.save_labels else None,
+        "worker_peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def persist_field(result: dict, out_dir: Path, field: Field) -> dict:
+    """Store one computed field under ``OUT/<plate>/.fields`` (the summary JSON last: its
+    presence marks the field complete) and return its summary."""
+    work_dir = out_dir / field.plate / WORK_FOLDER
+    cells_path, summary_path = field_work_paths(work_dir, field.plate, field.well, field.site)
+    if result["reused"]:
+        return json.loads(summary_path.read_text()) | {"reused": True}
+    if result["labels"] is not None:
+        nuclei_path, cells_labels_path = _labels_paths(out_dir / field.plate / "labels", field)
+        write_labels(result["labels"][0], nuclei_path)
+        write_labels(result["labels"][1], cells_labels_path)
+    write_csv(result["cells"], cells_path)
+    write_json(result["summary"], summary_path)
+    return result["summary"] | {"reused": False, "worker_peak_rss_mb": result.get("worker_peak_rss_mb")}
 
 
 def plate_xgal_vector(plan: RunPlan, plate: str) -> tuple[tuple[float, float, float] | None, str]:
@@ -273,8 +289,15 @@ def software_versions() -> dict:
 
 
 def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels: bool = False,
-            on_field: Callable[[dict], None] | None = None, command: list[str] | None = None) -> RunResult:
-    """Process every field of ``plan`` and write the per-plate tables and ``run.json``."""
+            on_field: Callable[[dict], None] | None = None, command: list[str] | None = None,
+            scheduler: str | None = None) -> RunResult:
+    """Process every field of ``plan`` and write the per-plate tables and ``run.json``.
+
+    ``scheduler``: None runs ``workers`` local processes; ``'local'`` starts a Dask
+    LocalCluster of ``workers`` processes; any other value is the address of a running
+    Dask scheduler (``tcp://host:8786``). Workers only compute; this process stores each
+    field as it arrives, so an interrupted run keeps every finished field.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("output path exists and is not a folder", path=out_dir, fix="choose another --out")
@@ -282,10 +305,20 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
     pipeline = plan.pipeline
     curation = curation_log.load(out_dir)  # a damaged curation file stops the run before any work
     stain = {plate: plate_xgal_vector(plan, plate) for plate in plan.plates}
-    tasks = [FieldTask(field=f, pipeline=pipeline, work_dir=str(out_dir / f.plate / WORK_FOLDER),
-                       labels_dir=str(out_dir / f.plate / "labels") if save_labels else None,
-                       xgal_vector=stain[f.plate][0]) for f in plan.fields]
-    summaries = run_tasks(process_field_task, tasks, workers=workers, on_result=on_field)
+    tasks = [FieldTask(field=f, pipeline=pipeline, xgal_vector=stain[f.plate][0], save_labels=save_labels,
+                       previous_fingerprint=stored_fingerprint(out_dir, f, save_labels=save_labels))
+             for f in plan.fields]
+    by_key = {(f.plate, f.well, f.site): f for f in plan.fields}
+    summaries = []
+
+    def store(result: dict) -> None:  # on this machine, as each field's result arrives
+        summary = persist_field(result, out_dir, by_key[result["plate"], result["well"], result["site"]])
+        summaries.append(summary)
+        if on_field is not None:
+            on_field(summary)
+
+    run_tasks(compute_field, tasks, workers=workers, on_result=store, scheduler=scheduler,
+              key=lambda task: f"field-{task.field.key}")
     reused = sum(1 for s in summaries if s.get("reused"))
 
     wells_out, fields_out, plates_record = {}, {}, {}
@@ -310,7 +343,8 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
         "annotation_columns": plan.annotation_columns,
         "curation": curation_record(curation),
         "segmentation_model": segmentation_model(pipeline),
-        "options": {"workers": workers, "save_labels": save_labels},
+        "options": {"workers": workers, "save_labels": save_labels, "scheduler": scheduler},
+        "worker_peak_rss_mb": max((s.get("worker_peak_rss_mb") or 0 for s in summaries), default=0) or None,
         "fields_reused_from_previous_run": reused,
         "plates": plates_record,
     }

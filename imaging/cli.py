@@ -205,7 +205,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
     import time
 
     from imaging.io.readers import as_grayscale, check_image_file, read_raw
-    from imaging.runner import run_tasks
+    from imaging.runner import collect
     from imaging.segment_files import SegmentTask, segment_file
 
     files = _segment_inputs(args.paths)
@@ -225,7 +225,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
              for p in files]
     started = time.perf_counter()
     with _progress(len(tasks), "segment") as bar:
-        results = run_tasks(segment_file, tasks, workers=args.workers, on_result=lambda r: bar.update(1))
+        results = collect(segment_file, tasks, workers=args.workers, on_result=lambda r: bar.update(1))
     elapsed = time.perf_counter() - started
     n_objects = sum(r["n_objects"] for r in results)
     print(f"Segmented {len(results)} image(s) in {elapsed:.1f} s ({elapsed / max(len(results), 1):.2f} s/image), "
@@ -261,6 +261,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         run_pipeline(pipelines / f"{assay}.yaml", plate_dir / "images", platemap=plate_dir / "platemap.csv",
                      out=out / assay, workers=args.workers, save_labels=True, pattern=None,
                      command=sys.argv)
+    tissue = samples / "tissue"
+    print(f"== ihc_hscore: pipelines/ihc_hscore.yaml on {tissue / 'ihc'} ==")
+    run_tissue(pipelines / "ihc_hscore.yaml", tissue / "ihc", samples=None, out=out / "ihc_hscore",
+               workers=args.workers, command=sys.argv)
+    print(f"== metastasis: pipelines/metastasis.yaml on {tissue / 'sections'} ==")
+    run_tissue(pipelines / "metastasis.yaml", tissue / "sections", samples=tissue / "sections_samples.csv",
+               out=out / "metastasis", workers=args.workers, command=sys.argv)
 
 
 # ---- entry point ---------------------------------------------------------------------------

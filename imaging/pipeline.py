@@ -22,6 +22,7 @@ from imaging.features.intensity import background_mask, measure_compartments
 from imaging.features.morphology import measure_morphology
 from imaging.features.qc import edge_blur_px, saturated_fraction
 from imaging.features.sabgal import STAIN_VECTORS, measure_sabgal
+from imaging.io import files
 from imaging.io.discover import Field
 from imaging.io.readers import pixel_size_from_tiff, read_channel
 from imaging.segment import derive_cells, segment_nuclei
@@ -138,9 +139,9 @@ def load_field_images(field: Field, pipeline: Pipeline) -> dict[str, np.ndarray]
               for name in pipeline.channels}
     shapes = {name: image.shape[:2] for name, image in images.items()}
     if len(set(shapes.values())) > 1:
-        listed = ", ".join(f"{Path(field.paths[n]).name} {s}" for n, s in shapes.items())
+        listed = ", ".join(f"{files.name(field.paths[n])} {s}" for n, s in shapes.items())
         raise InputError(f"the channels of plate {field.plate}, well {field.well}, site {field.site} "
-                         f"differ in size: {listed}", path=Path(field.paths[pipeline.segmentation.channel]).parent,
+                         f"differ in size: {listed}", path=files.name(field.paths[pipeline.segmentation.channel]),
                          fix="export every channel of a field at the same size")
     return images
 
@@ -155,7 +156,7 @@ def field_pixel_size(field: Field, pipeline: Pipeline) -> float | None:
 def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with files.open_binary(path) as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()

@@ -40,7 +40,7 @@ def field_work_paths(work_dir: str | Path, plate: str, well: str, site: int) -> 
 
 def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) -> pd.DataFrame:
     """One plate's field summaries with QC decisions, curation and ``used_in_wells``."""
-    fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused"], errors="ignore")
+    fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused", "worker_peak_rss_mb"], errors="ignore")
     fields = fields.sort_values(["row", "column", "site"], kind="stable").reset_index(drop=True)
     qc = pipeline.qc
     decisions = decide_field_qc(

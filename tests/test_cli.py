@@ -80,7 +80,7 @@ def test_truncated_tiff_leaves_previous_results_intact(pipelines, plate, tmp_pat
     code, _, err = run_cli(sabgal_args(pipelines, plate, out), capsys)
     assert_input_error(code, err, "SABGAL01_A03_s2_w1.tif", "truncated")
     assert (out / "SABGAL01" / "wells.csv").read_bytes() == before
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob(".tmp-*"))
 
 
 def test_wrong_dimensions(pipelines, plate, tmp_path, capsys):

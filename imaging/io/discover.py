@@ -15,6 +15,8 @@ Naming presets (detected automatically, or chosen by name):
     Operetta / Opera Phenix Harmony export: ``rNNcNNfNNpNN-chN...tiff``. The plate is the
     folder name (the folder above ``Images/`` when the files sit in an ``Images`` folder).
 
+The input folder may be a local path or an fsspec URL (see :mod:`imaging.io.files`).
+
 Any other naming: a regular expression with named groups ``plate`` (optional; else the
 folder name), ``well`` or ``row`` + ``column``, ``site`` (optional; else 1), ``channel``
 (optional when the pipeline has one channel) and ``plane`` (optional). It is matched
@@ -26,12 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import posixpath
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from imaging.errors import InputError
+from imaging.io import files
 from imaging.io.wells import MAX_COLUMNS, MAX_ROWS, format_well, parse_well, row_letters_to_index
 
 log = logging.getLogger(__name__)
@@ -75,24 +79,23 @@ def _is_skipped(name: str) -> bool:
     return "_thumb" in lowered or name.startswith(".")
 
 
-def list_image_files(input_dir: str | Path) -> list[Path]:
-    """Image files under ``input_dir`` (recursively), sorted; InputError if there are none."""
-    root = Path(input_dir)
-    if not root.exists():
-        raise InputError("folder does not exist", path=root, fix="check the INPUT_DIR argument")
-    if not root.is_dir():
-        raise InputError("is not a folder", path=root, fix="give the folder the instrument exported")
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _is_skipped(p.name)
-    )
-    if not files:
+def list_image_files(input_dir: str | Path) -> list[tuple[str, str]]:
+    """Image files under ``input_dir`` (a folder or fsspec URL, recursively), sorted, as
+    (path, path relative to the folder); InputError if there are none."""
+    if not files.exists(input_dir):
+        raise InputError("folder does not exist", path=input_dir, fix="check the INPUT_DIR argument")
+    if not files.is_dir(input_dir):
+        raise InputError("is not a folder", path=input_dir, fix="give the folder the instrument exported")
+    found = [(path, relative) for path, relative in files.list_files(input_dir)
+             if posixpath.splitext(relative)[1].lower() in IMAGE_SUFFIXES
+             and not _is_skipped(posixpath.basename(relative))]
+    if not found:
         raise InputError(
             "no image files (.tif, .tiff, .png, .jpg) found",
-            path=root,
+            path=input_dir,
             fix="point INPUT_DIR at the folder that holds the plate's images",
         )
-    return files
+    return found
 
 
 def compile_pattern(pattern: str, *, source: str = "naming pattern") -> re.Pattern:
@@ -118,11 +121,13 @@ def compile_pattern(pattern: str, *, source: str = "naming pattern") -> re.Patte
     return compiled
 
 
-def _plate_from_folder(path: Path) -> str:
-    folder = path.parent
-    if folder.name.lower() == "images" and folder.parent.name:
-        folder = folder.parent
-    return folder.name
+def _plate_from_folder(relative: str, root: str | Path) -> str:
+    """The folder holding the file (the one above ``Images/`` in a Harmony export)."""
+    parts = [files.name(root)] + relative.split("/")[:-1]
+    folders = [p for p in parts if p]
+    if folders and folders[-1].lower() == "images" and len(folders) > 1:
+        folders = folders[:-1]
+    return folders[-1] if folders else ""
 
 
 def _normalize_channel(token: str | None) -> str:
@@ -136,10 +141,9 @@ def _row_from_token(token: str) -> int:
     return int(token) if token.isdigit() else row_letters_to_index(token)
 
 
-def parse_file_name(path: Path, root: Path, pattern: re.Pattern) -> dict | None:
+def parse_file_name(path: str, relative: str, root: str | Path, pattern: re.Pattern) -> dict | None:
     """Metadata of one file under ``pattern`` (a dict of field-table columns), or None."""
-    relative = path.relative_to(root).as_posix()
-    subject = relative if "/" in pattern.pattern else path.name
+    subject = relative if "/" in pattern.pattern else posixpath.basename(relative)
     match = pattern.fullmatch(subject) if "/" not in pattern.pattern else pattern.search(subject)
     if match is None:
         return None
@@ -153,7 +157,7 @@ def parse_file_name(path: Path, root: Path, pattern: re.Pattern) -> dict | None:
         row, column = _row_from_token(groups["row"]), int(groups["column"])
         if not (1 <= row <= MAX_ROWS and 1 <= column <= MAX_COLUMNS):
             return None
-    plate = groups.get("plate") or _plate_from_folder(path)
+    plate = groups.get("plate") or _plate_from_folder(relative, root)
     return {
         "plate": plate,
         "well": format_well(row, column),
@@ -166,8 +170,8 @@ def parse_file_name(path: Path, root: Path, pattern: re.Pattern) -> dict | None:
     }
 
 
-def _table(files: list[Path], root: Path, pattern: re.Pattern) -> pd.DataFrame:
-    rows = [r for r in (parse_file_name(p, root, pattern) for p in files) if r is not None]
+def _table(found: list[tuple[str, str]], root, pattern: re.Pattern) -> pd.DataFrame:
+    rows = [r for r in (parse_file_name(p, rel, root, pattern) for p, rel in found) if r is not None]
     return pd.DataFrame(rows, columns=FIELD_TABLE_COLUMNS)
 
 
@@ -193,35 +197,35 @@ def discover_images(input_dir: str | Path, *, preset: str = "auto",
     naming : str
         The preset used, or ``'regex'``.
     """
-    root = Path(input_dir)
-    files = list_image_files(root)
+    root = str(input_dir)
+    found = list_image_files(root)
     if pattern is not None:
         compiled = compile_pattern(pattern)
-        table, naming = _table(files, root, compiled), "regex"
+        table, naming = _table(found, root, compiled), "regex"
     elif preset == "regex":
         raise InputError("naming preset 'regex' needs a pattern",
                          fix="set naming.pattern in the pipeline or pass --pattern")
     elif preset == "auto":
-        candidates = {name: _table(files, root, re.compile(p)) for name, p in PRESETS.items()}
+        candidates = {name: _table(found, root, re.compile(p)) for name, p in PRESETS.items()}
         naming = max(candidates, key=lambda name: len(candidates[name]))
         table = candidates[naming]
     elif preset in PRESETS:
-        table, naming = _table(files, root, re.compile(PRESETS[preset])), preset
+        table, naming = _table(found, root, re.compile(PRESETS[preset])), preset
     else:
         raise InputError(f"unknown naming preset {preset!r}",
                          fix=f"use one of: auto, {', '.join(PRESETS)}, regex")
     if table.empty:
-        examples = ", ".join(p.name for p in files[:3])
+        examples = ", ".join(posixpath.basename(rel) for _, rel in found[:3])
         raise InputError(
-            f"none of the {len(files)} image files matches the {naming} naming (e.g. {examples})",
+            f"none of the {len(found)} image files matches the {naming} naming (e.g. {examples})",
             path=root,
             fix="give a regular expression with named groups (plate, well or row+column, site, "
                 "channel) as naming.pattern in the pipeline or --pattern on the command line",
         )
-    unmatched = len(files) - len(table)
+    unmatched = len(found) - len(table)
     if unmatched:
         log.warning("%d of %d image files in %s do not match the %s naming and are ignored",
-                    unmatched, len(files), root, naming)
+                    unmatched, len(found), root, naming)
     table = table.sort_values(["plate", "row", "column", "site", "channel", "plane"],
                               kind="stable").reset_index(drop=True)
     return table, naming
@@ -267,7 +271,7 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
         if not duplicated.empty:
             raise InputError(
                 f"{name} has several images of channel {duplicated.iloc[0]} "
-                f"(e.g. {Path(group['path'].iloc[0]).name}, {Path(group['path'].iloc[1]).name})",
+                f"(e.g. {files.name(group['path'].iloc[0])}, {files.name(group['path'].iloc[1])})",
                 path=source,
                 fix="keep one plane per field with naming.plane, or move the extra files elsewhere",
             )
@@ -276,7 +280,7 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
         if missing:
             raise InputError(
                 f"{name} has no image for channel {', '.join(missing)}; found "
-                f"{', '.join(Path(p).name for p in group['path'])}",
+                f"{', '.join(files.name(p) for p in group['path'])}",
                 path=source,
                 fix="add the missing file, remove the incomplete field, or fix the channel ids in the pipeline",
             )

@@ -16,6 +16,7 @@ import numpy as np
 import tifffile
 
 from imaging.errors import InputError
+from imaging.io import files
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,8 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 _SUPPORTED_DTYPES = ("u", "i", "f")  # unsigned, signed integer, float kinds
 
 
-def _is_tiff(path: Path) -> bool:
-    return path.suffix.lower() in TIFF_SUFFIXES
+def _is_tiff(path) -> bool:
+    return str(path).lower().endswith(TIFF_SUFFIXES)
 
 
 def check_image_file(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -38,15 +39,14 @@ def check_image_file(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     InputError
         The file is missing, not an image, corrupt or truncated.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not files.is_file(path):
         raise InputError("image file not found", path=path, fix="check the folder and file names")
     if not _is_tiff(path):
         image = read_raw(path)
         return image.shape, image.dtype
-    size = path.stat().st_size
+    size = files.size(path)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with files.open_binary(path) as handle, tifffile.TiffFile(handle) as tif:
             if not tif.series:
                 raise InputError("not a readable TIFF file (corrupt: it holds no image)", path=path,
                                  fix="copy the file again from the instrument or remove the field")
@@ -72,16 +72,16 @@ def check_image_file(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
 
 def read_raw(path: str | Path) -> np.ndarray:
     """Pixels of an image file, as stored; InputError on unreadable files."""
-    path = Path(path)
-    if not path.is_file():
+    if not files.is_file(path):
         raise InputError("image file not found", path=path, fix="check the folder and file names")
     try:
         if _is_tiff(path):
-            image = tifffile.imread(path)
+            with files.open_binary(path) as handle:
+                image = tifffile.imread(handle)
         else:
             import imageio.v3 as iio  # comes with scikit-image
 
-            image = np.asarray(iio.imread(path))
+            image = np.asarray(iio.imread(files.read_bytes(path) if files.is_url(path) else path))
     except Exception as exc:
         raise InputError(f"cannot be read as an image ({type(exc).__name__}: {exc})", path=path,
                          fix="copy the file again or convert it to TIFF") from None
@@ -145,11 +145,10 @@ _CALIBRATION_RE = re.compile(r'spatial-calibration-x"\s+type="float"\s+value="([
 def pixel_size_from_tiff(path: str | Path) -> float | None:
     """Pixel size in micrometres from TIFF metadata (OME, ImageJ, MetaXpress, resolution
     tags in centimetres), or None when the file does not record one."""
-    path = Path(path)
     if not _is_tiff(path):
         return None
     try:
-        with tifffile.TiffFile(path) as tif:
+        with files.open_binary(path) as handle, tifffile.TiffFile(handle) as tif:
             if tif.is_ome and tif.ome_metadata:
                 match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
                 unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)

@@ -1,7 +1,7 @@
 """Tissue mask on a low-resolution overview: where is there tissue, not glass?
 
 Brightfield: glass is bright and colourless. Pixels within 10 % of the brightest and with
-almost no chroma are glass candidates; when there are enough of them (1 % of the image),
+almost no chroma are glass candidates; when there are enough of them (2 % of the image),
 their median colour is the white point, and tissue is where the largest per-channel
 optical density against it exceeds 0.05 (89 % transmission: any stain or counterstain,
 pale stroma included).
@@ -18,8 +18,8 @@ from skimage import filters, morphology
 
 TISSUE_OD = 0.05
 GLASS_BRIGHTNESS = 0.9  # of the 99.5th percentile of brightness
-GLASS_CHROMA = 0.03  # (max - min) / mean of R, G, B
-MIN_GLASS_FRACTION = 0.01
+GLASS_CHROMA = 0.02  # (max - min) / mean of R, G, B: white-balanced glass is grey
+MIN_GLASS_FRACTION = 0.02
 
 
 def glass_pixels(rgb: np.ndarray) -> np.ndarray:

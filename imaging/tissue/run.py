@@ -30,7 +30,7 @@ from imaging.errors import InputError
 from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.io.readers import check_image_file
 from imaging.io.writers import atomic_path, write_csv, write_json
-from imaging.runner import run_tasks
+from imaging.runner import collect
 from imaging.tissue.burden import (
     LESION_COLUMNS, detect_lesions, lesion_signal, lesion_table, section_summary, smooth_signal,
 )
@@ -153,9 +153,11 @@ class ImageTask:
     sample_only: bool = False  # first pass: return a sample of the lesion signal
 
 
-def _overview_and_tissue(slide: Slide, pipeline: TissuePipeline, resolution_um: float):
+def _overview_and_tissue(slide: Slide, pipeline: TissuePipeline, resolution_um: float, *,
+                         physical: bool = True):
+    """Overview, its pixel size, and the tissue mask (no minimum area without a real pixel size)."""
     overview, size = slide.overview(resolution_um)
-    tissue = tissue_mask(overview, pixel_size_um=size, min_area_um2=pipeline.tissue.min_area_um2,
+    tissue = tissue_mask(overview, pixel_size_um=size, min_area_um2=pipeline.tissue.min_area_um2 if physical else 0,
                          brightfield=slide.is_rgb)
     return overview, size, tissue
 
@@ -194,7 +196,8 @@ def analyse_image(task: ImageTask) -> dict:
             nominal = 1.0
             resolution = float(max(1, int(np.ceil(max(slide.shape) / 1024))))
             slide.pixel_size_um = nominal
-        overview, overview_size, tissue = _overview_and_tissue(slide, pipeline, resolution)
+        overview, overview_size, tissue = _overview_and_tissue(slide, pipeline, resolution,
+                                                               physical=bool(pixel_size))
         white = white_point(overview) if slide.is_rgb else None
         vectors, vector_source = _stain_vectors(pipeline, overview, tissue, white) if slide.is_rgb else ({}, "n/a")
         if task.sample_only:
@@ -435,13 +438,13 @@ def execute_tissue(plan: TissuePlan, out_dir: str | Path, *, workers: int = 1,
     lesion_value = None
     if pipeline.lesions is not None and pipeline.lesions.threshold == "auto":
         tasks = [ImageTask(str(p), pipeline, str(out_dir), sample_only=True) for p in plan.images]
-        samples = run_tasks(analyse_image, tasks, workers=workers)
+        samples = collect(analyse_image, tasks, workers=workers)
         threshold_record = lesion_threshold([s["sample"] for s in samples])
         lesion_value = threshold_record["value"]
     elif pipeline.lesions is not None:
         threshold_record = {"value": float(pipeline.lesions.threshold), "method": "fixed"}
     tasks = [ImageTask(str(p), pipeline, str(out_dir), lesion_threshold=lesion_value) for p in plan.images]
-    summaries = run_tasks(analyse_image, tasks, workers=workers, on_result=on_image)
+    summaries = collect(analyse_image, tasks, workers=workers, on_result=on_image)
     summaries.sort(key=lambda s: s["image"])
     work = out_dir / WORK_FOLDER
     regions = pd.DataFrame([{"image": s["image"], **s["ihc"]} for s in summaries if "ihc" in s])

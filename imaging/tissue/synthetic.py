@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 from skimage import draw
 
 from imaging.features.stains import STAIN_VECTORS, unit
+from imaging.io.writers import atomic_path
 
 GLASS = np.array([242.0, 240.0, 238.0])
 # DAB OD per intensity class (nuclear mean), midway between QuPath's 0.2 / 0.4 / 0.6 limits.
@@ -178,7 +179,7 @@ def write_section(section: SyntheticSection, path: str | Path, *, tile: int = 51
                 yield padded
 
     options = dict(tile=(tile, tile), compression="zlib", photometric="rgb", dtype=np.uint8)
-    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+    with atomic_path(path) as temporary, tifffile.TiffWriter(temporary, bigtiff=True) as writer:
         writer.write(tiles(0), shape=(*section.shape, 3), subifds=levels - 1,
                      metadata={"axes": "YXS", "PhysicalSizeX": section.pixel_size_um,
                                "PhysicalSizeY": section.pixel_size_um}, **options)
@@ -187,3 +188,34 @@ def write_section(section: SyntheticSection, path: str | Path, *, tile: int = 51
             writer.write(tiles(level), shape=(-(-section.shape[0] // factor), -(-section.shape[1] // factor), 3),
                          subfiletype=1, **options)
     return path
+
+
+def make_tissue_samples(root: str | Path) -> None:
+    """(Re)generate ``sample_images/tissue``: two small H&E sections with planted lesions
+    (4 um/pixel) and their sample sheet and truth; one synthetic H-DAB core with its
+    per-cell truth."""
+    root = Path(root)
+    sections = root / "sections"
+    sections.mkdir(parents=True, exist_ok=True)
+    truth, sheet = [], []
+    for name, n_lesions, group, seed in (("lung_a", 5, "sgNT", 31), ("lung_b", 1, "MAP2K7", 32)):
+        section = random_section((800, 1000), pixel_size_um=4.0, n_lesions=n_lesions, seed=seed,
+                                 lesion_radius_um=(150.0, 400.0))
+        write_section(section, sections / f"{name}.ome.tif", tile=256, levels=1)
+        truth.append({"image": name, "n_lesions": n_lesions,
+                      "lesion_area_mm2": float(section.lesion_areas_um2.sum() / 1e6),
+                      "tissue_area_mm2": section.tissue_area_um2 / 1e6})
+        sheet.append({"image": f"{name}.ome.tif", "sample": f"mouse_{name[-1]}", "group": group})
+    pd.DataFrame(truth).to_csv(root / "sections_truth.csv", index=False)
+    pd.DataFrame(sheet).to_csv(root / "sections_samples.csv", index=False)
+    cores = root / "ihc"
+    cores.mkdir(parents=True, exist_ok=True)
+    rgb, cells = make_ihc_image(size=512, n_nuclei=160, seed=5)
+    tifffile.imwrite(cores / "core_synthetic.tif", rgb, photometric="rgb", compression="zlib")
+    cells.to_csv(root / "ihc_core_truth.csv", index=False)
+
+
+if __name__ == "__main__":  # python -m imaging.tissue.synthetic sample_images/tissue
+    import sys
+
+    make_tissue_samples(sys.argv[1] if len(sys.argv) > 1 else "sample_images/tissue")

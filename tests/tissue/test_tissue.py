@@ -172,7 +172,7 @@ def test_tissue_input_errors(sections, pipelines, tmp_path, capsys):
 
 
 def test_ihc_run_on_the_real_sample_image(samples, pipelines, tmp_path, capsys):
-    code = main(["run", str(pipelines / "ihc_hscore.yaml"), str(samples / "skimage_ihc"), "--out", str(tmp_path),
+    code = main(["run", str(pipelines / "ihc_hscore.yaml"), str(samples / "tissue" / "ihc" / "skimage_ihc.png"), "--out", str(tmp_path),
                  "--workers", "1"])
     assert code == 0, capsys.readouterr().err
     region = pd.read_csv(tmp_path / "regions.csv").iloc[0]
@@ -219,3 +219,21 @@ def test_memory_stays_bounded_on_a_large_pyramidal_section(tmp_path):
         image = write_section(small, tmp_path / f"ihc{size}.ome.tif", tile=256)
         peaks[size] = python_peak(lambda: analyse_image(ImageTask(str(image), ihc, str(tmp_path / str(size)))))
     assert peaks[2048] < 1.3 * peaks[1024], peaks
+
+
+def test_shipped_tissue_samples_against_their_truth(samples, pipelines, tmp_path, capsys):
+    tissue = samples / "tissue"
+    code = main(["run", str(pipelines / "metastasis.yaml"), str(tissue / "sections"), "--samples",
+                 str(tissue / "sections_samples.csv"), "--out", str(tmp_path / "burden"), "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    measured = pd.read_csv(tmp_path / "burden" / "sections.csv").set_index("image")
+    for row in pd.read_csv(tissue / "sections_truth.csv").itertuples():
+        assert measured.loc[row.image, "n_lesions"] == row.n_lesions
+        assert measured.loc[row.image, "lesion_area_mm2"] == pytest.approx(row.lesion_area_mm2, rel=0.05)
+    code = main(["run", str(pipelines / "ihc_hscore.yaml"), str(tissue / "ihc" / "core_synthetic.tif"),
+                 "--out", str(tmp_path / "ihc"), "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    region = pd.read_csv(tmp_path / "ihc" / "regions.csv").iloc[0]
+    truth = summarize_scores(pd.read_csv(tissue / "ihc_core_truth.csv")["dab_class"], None)
+    assert region["percent_positive"] == pytest.approx(truth["percent_positive"], abs=2)
+    assert region["h_score"] == pytest.approx(truth["h_score"], abs=6)
