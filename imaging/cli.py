@@ -53,7 +53,8 @@ def _print_run_summary(result, elapsed: float) -> None:
           f"{result.out_dir / 'run.json'}")
 
 
-def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pattern, command) -> None:
+def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pattern, command,
+                 scheduler=None) -> None:
     import time
 
     from imaging.batch import execute, plan_run
@@ -65,7 +66,7 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
     started = time.perf_counter()
     with _progress(len(plan.fields), plan.pipeline.name) as bar:
         result = execute(plan, out, workers=workers, save_labels=save_labels,
-                         on_field=lambda summary: bar.update(1), command=command)
+                         on_field=lambda summary: bar.update(1), command=command, scheduler=scheduler)
     _print_run_summary(result, time.perf_counter() - started)
     outputs = build_report([result.out_dir])
     print(f"Comparisons in {outputs['comparisons']}; report in {outputs['report']}")
@@ -119,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.samples:
         raise InputError("--samples is for tissue pipelines", fix="give plate runs a plate map with --platemap")
     run_pipeline(args.pipeline, args.input_dir, platemap=args.platemap, out=args.out, workers=args.workers,
-                 save_labels=args.save_labels, pattern=args.pattern, command=sys.argv)
+                 save_labels=args.save_labels, pattern=args.pattern, command=sys.argv, scheduler=args.scheduler)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -282,12 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a pipeline on a plate folder (or tissue images) and write tables")
     run.add_argument("pipeline", help="pipeline YAML, e.g. pipelines/sabgal.yaml or pipelines/metastasis.yaml")
-    run.add_argument("input_dir", help="folder of images exported by the instrument (or of tissue sections)")
+    run.add_argument("input_dir", help="folder of images exported by the instrument (or of tissue sections); "
+                                       "a local path or an fsspec URL (s3://..., file://...)")
     run.add_argument("--platemap", help="plate-map CSV (well, genotype, treatment, ...) for plate pipelines")
     run.add_argument("--samples", help="sample sheet CSV (image, sample, group, ...) for tissue pipelines")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: all CPUs)")
     run.add_argument("--save-labels", action="store_true", help="also write nuclei and cell label images")
+    run.add_argument("--scheduler", help="Dask: 'local' (a LocalCluster of --workers processes) or the address "
+                                         "of a running scheduler, e.g. tcp://10.0.0.5:8786; default: local processes")
     run.add_argument("--pattern", help="regular expression for file names (named groups plate, well or "
                                        "row+column, site, channel); overrides the pipeline's naming")
     run.set_defaults(handler=cmd_run)
