@@ -152,9 +152,17 @@ class RunReview:
         return cells[(cells["well"] == well) & cells["field_used_in_wells"].astype(bool)].reset_index(drop=True)
 
     def thresholds(self, plate: str) -> dict[str, float]:
-        """Each call's threshold as the batch used it on this plate."""
+        """Each call's threshold as the batch used it on this plate (empty before a run)."""
         entry = self.record.get("plates", {}).get(plate, {})
         return {name: t["value"] for name, t in entry.get("thresholds", {}).items()}
+
+    def starting_thresholds(self, cells: pd.DataFrame) -> dict[str, float]:
+        """Thresholds to start tuning from before any run: the pipeline's fixed value, or
+        the ``auto`` rule applied to the given cells."""
+        from imaging.features.thresholds import resolve_threshold
+
+        return {call.name: resolve_threshold(cells[call.column], call.threshold).value
+                for call in self.pipeline.calls}
 
     def xgal_vector(self, plate: str):
         entry = self.record.get("plates", {}).get(plate, {}).get("xgal_vector")

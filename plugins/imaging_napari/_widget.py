@@ -61,6 +61,7 @@ class PlateBrowser(QWidget):
         self.review: RunReview | None = None
         self.field_table = pd.DataFrame()  # per-cell table of the field shown
         self.tuned: dict | None = None  # {"pipeline", "cells" (well), "measurement" (field)} after Apply
+        self._thresholds_set = False
         self._worker = None
         self._build()
         if review is not None:
@@ -200,11 +201,8 @@ class PlateBrowser(QWidget):
         if not plate or self.review is None:
             return
         thresholds = self.review.thresholds(plate)
-        for name, box in self.threshold_boxes.items():
-            box.blockSignals(True)
-            value = thresholds.get(name, np.nan)
-            box.setValue(value if np.isfinite(value) else 0.0)
-            box.blockSignals(False)
+        self._thresholds_set = bool(thresholds)  # before a run, the first field shown sets them
+        self._set_thresholds(thresholds)
         wells = self.review.wells_table(plate)
         readouts = [c for c in wells.columns if c not in ("plate", "well", "row", "column", "curation")
                     and pd.api.types.is_numeric_dtype(wells[c])]
@@ -219,6 +217,15 @@ class PlateBrowser(QWidget):
         self.well_box.blockSignals(False)
         self.draw_grid()
         self._well_changed(self.well)
+
+    def _set_thresholds(self, thresholds: dict[str, float]) -> None:
+        for name, box in self.threshold_boxes.items():
+            value = thresholds.get(name, np.nan)
+            box.blockSignals(True)
+            box.setValue(value if np.isfinite(value) else 0.0)
+            box.blockSignals(False)
+        if thresholds:
+            self._thresholds_set = True
 
     def _well_changed(self, well: str) -> None:
         if not well or self.review is None:
@@ -290,6 +297,8 @@ class PlateBrowser(QWidget):
         else:
             measured = self.review.measure(plate, well, site, images=images)
             nuclei, cells = measured.nuclei, measured.cell_labels
+            if not self.review.has_results and not self._thresholds_set:
+                self._set_thresholds(self.review.starting_thresholds(measured.cells))
             table = (self.review.field_cells(plate, well, site) if self.review.has_results
                      else self._with_calls(measured.cells))
         self._show_layers(images, nuclei, cells, table)

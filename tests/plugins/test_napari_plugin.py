@@ -203,3 +203,21 @@ def test_layers_render_on_screen(make_napari_viewer, run_folder):
     magenta = (rgb[..., 0] > 150) & (rgb[..., 2] > 150) & (rgb[..., 1] < 100)
     assert magenta.sum() > 200, "positive cells are drawn in magenta"
     assert rgb.std() > 10, "the field is not blank"
+
+
+def test_plate_folder_with_a_pipeline_opens_for_tuning(make_napari_viewer, samples, pipelines, tmp_path):
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for path in (samples / "sabgal_plate" / "images").glob("SABGAL01_A0[14]_*"):
+        shutil.copy(path, folder / path.name)
+    shutil.copy(pipelines / "sabgal.yaml", folder / "sabgal.yaml")
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, folder)
+    assert not browser.review.has_results and browser.review.wells("SABGAL01") == ["A01", "A04"]
+    assert [layer.name for layer in viewer.layers] == ["brightfield", "dapi", "nuclei", "cells"]
+    threshold = browser.threshold_boxes["sabgal_positive"].value()
+    features = viewer.layers["cells"].features
+    assert threshold > 0 and (features["sabgal_positive"] == (features["sabgal_od_mean"] > threshold)).all()
+    browser.reason_edit.setText("try")
+    with pytest.raises(Exception, match="curation needs a finished run"):
+        browser.review.exclude_field("SABGAL01", "A01", 1, reason="try")

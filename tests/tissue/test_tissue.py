@@ -237,3 +237,12 @@ def test_shipped_tissue_samples_against_their_truth(samples, pipelines, tmp_path
     truth = summarize_scores(pd.read_csv(tissue / "ihc_core_truth.csv")["dab_class"], None)
     assert region["percent_positive"] == pytest.approx(truth["percent_positive"], abs=2)
     assert region["h_score"] == pytest.approx(truth["h_score"], abs=6)
+
+
+def test_svs_style_pixel_size_is_read_from_the_description(tmp_path):
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, np.full((64, 64, 3), 230, np.uint8), photometric="rgb",
+                     description="Aperio Image Library v12.0.15\r\n46000x32914 [0,100 46000x32914] (256x256) JPEG/RGB "
+                                 "Q=70|AppMag = 40|MPP = 0.2520|Filename = x")
+    with Slide(path) as slide:
+        assert slide.pixel_size_um == pytest.approx(0.252)
