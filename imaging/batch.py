@@ -38,9 +38,7 @@ from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_image_file
 from imaging.io.writers import write_csv, write_json, write_labels
 from imaging.tables import WORK_FOLDER, assemble_plate, curation_record, field_work_paths
-from imaging.pipeline import (
-    FIELD_KEYS, field_fingerprint, field_pixel_size, load_field_images, measure_field,
-)
+from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
 from imaging.runner import run_tasks
 
 log = logging.getLogger(__name__)

@@ -29,9 +29,6 @@ from imaging.segment import derive_cells, segment_nuclei
 
 log = logging.getLogger(__name__)
 
-FIELD_KEYS = ["plate", "well", "row", "column", "site"]
-
-
 @dataclasses.dataclass(frozen=True)
 class FieldMeasurement:
     """What one field yields: per-cell table, field summary and the label images."""

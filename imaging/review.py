@@ -10,7 +10,6 @@ library functions the batch uses.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pandas as pd
 from imaging import curation
 from imaging.aggregate import summarize_cells
 from imaging.config import Pipeline, load_pipeline, parse_pipeline
+from imaging.record import read_record
 from imaging.errors import InputError
 from imaging.features.thresholds import Threshold, apply_call
 from imaging.io.discover import Field, discover_images, group_fields
@@ -72,11 +72,7 @@ class RunReview:
     def open_run(cls, out_dir: str | Path) -> "RunReview":
         """Open the output folder of ``imaging run`` (its images must still be where they were)."""
         out_dir = Path(out_dir)
-        record_path = out_dir / "run.json"
-        if not record_path.is_file():
-            raise InputError("has no run.json", path=out_dir, fix="open the --out folder of an `imaging run`")
-        record = json.loads(record_path.read_text())
-        pipeline = parse_pipeline(record["pipeline"]["config"], source=record_path)
+        record, pipeline = read_record(out_dir)
         inputs = record["inputs"]
         table, _ = discover_images(inputs["input_dir"], preset=pipeline.naming.preset, pattern=inputs.get("pattern"))
         fields = group_fields(table, {n: s.id for n, s in pipeline.channels.items()}, plane=pipeline.naming.plane,

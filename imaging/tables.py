@@ -22,7 +22,8 @@ import pandas as pd
 
 from imaging import curation as curation_log
 from imaging.aggregate import summarize_cells, summary_columns
-from imaging.config import Pipeline, parse_pipeline
+from imaging.config import Pipeline
+from imaging.record import read_record
 from imaging.curation import Curation
 from imaging.errors import InputError
 from imaging.features.qc import decide_field_qc
@@ -208,10 +209,7 @@ def rebuild_tables(out_dir: str | Path) -> dict:
     """
     out_dir = Path(out_dir)
     record_path = out_dir / "run.json"
-    if not record_path.is_file():
-        raise InputError("has no run.json", path=out_dir, fix="give the --out folder of an `imaging run`")
-    record = json.loads(record_path.read_text())
-    pipeline = parse_pipeline(record["pipeline"]["config"], source=record_path)
+    record, pipeline = read_record(out_dir)
     annotation_columns = record.get("annotation_columns", [])
     curation = curation_log.load(out_dir)
     for plate, plate_entry in record["plates"].items():

@@ -36,3 +36,20 @@ def disk_image(shape, centres, radius, *, value=1000, background=100, dtype=np.u
     for r, c in centres:
         image[(rows - r) ** 2 + (cols - c) ** 2 <= radius**2] = value
     return image.astype(dtype)
+
+
+def copy_sample_wells(samples: Path, wells, destination: Path, *, assay: str = "sabgal") -> Path:
+    """Copy some wells of a shipped sample plate (images and plate-map rows) into
+    ``destination/images`` and ``destination/map.csv``; returns ``destination``."""
+    import shutil
+
+    import pandas as pd
+
+    source = samples / f"{assay}_plate"
+    (destination / "images").mkdir(parents=True, exist_ok=True)
+    for well in wells:
+        for path in (source / "images").glob(f"*_{well}_*"):
+            shutil.copy(path, destination / "images" / path.name)
+    table = pd.read_csv(source / "platemap.csv")
+    table[table["well"].isin(list(wells))].to_csv(destination / "map.csv", index=False)
+    return destination

@@ -14,19 +14,16 @@ from imaging.batch import execute, plan_run
 from imaging.cli import main
 from imaging.errors import InputError
 from imaging.tables import rebuild_tables
+from tests.conftest import copy_sample_wells
 
 
 @pytest.fixture()
 def run(samples, pipelines, tmp_path):
     """A finished run of the sample SA-beta-gal plate (rows A and C: 8 wells, 16 fields)."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for path in (samples / "sabgal_plate" / "images").glob("SABGAL01_[AC]0*"):
-        shutil.copy(path, images / path.name)
-    table = pd.read_csv(samples / "sabgal_plate" / "platemap.csv")
-    table[table["well"].str[0].isin(["A", "C"])].to_csv(tmp_path / "map.csv", index=False)
+    wells = [f"{row}{column:02d}" for row in "AC" for column in range(1, 5)]
+    copy_sample_wells(samples, wells, tmp_path)
     out = tmp_path / "out"
-    execute(plan_run(pipelines / "sabgal.yaml", images, platemap=tmp_path / "map.csv"), out)
+    execute(plan_run(pipelines / "sabgal.yaml", tmp_path / "images", platemap=tmp_path / "map.csv"), out)
     return out
 
 

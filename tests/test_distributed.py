@@ -5,7 +5,6 @@ without losing or duplicating rows, and an interrupted run resumes to the same t
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 
 import pandas as pd
@@ -13,6 +12,7 @@ import pytest
 
 from imaging.batch import execute, plan_run
 from imaging.errors import InputError
+from tests.conftest import copy_sample_wells
 
 distributed = pytest.importorskip("distributed")
 
@@ -22,14 +22,7 @@ WELLS = ("A01", "A02", "B03", "C04", "D01", "D04")
 
 @pytest.fixture(scope="module")
 def plate(samples, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dist_plate")
-    (root / "images").mkdir()
-    for well in WELLS:
-        for path in (samples / "sabgal_plate" / "images").glob(f"SABGAL01_{well}_*"):
-            shutil.copy(path, root / "images" / path.name)
-    table = pd.read_csv(samples / "sabgal_plate" / "platemap.csv")
-    table[table["well"].isin(WELLS)].to_csv(root / "map.csv", index=False)
-    return root
+    return copy_sample_wells(samples, WELLS, tmp_path_factory.mktemp("dist_plate"))
 
 
 @pytest.fixture(scope="module")

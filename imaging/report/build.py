@@ -8,13 +8,13 @@ so ``imaging report OUT`` reproduces the end of ``imaging run`` and can pool sev
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 
 from imaging.config import parse_pipeline
+from imaging.record import read_record
 from imaging.errors import InputError
 from imaging.io.writers import atomic_path, write_csv
 from imaging.report.html import render_report
@@ -37,14 +37,7 @@ def load_runs(run_dirs: list[str | Path]) -> RunTables:
     """Read ``run.json`` and every plate's wells and fields tables of each run folder."""
     records, wells, fields = [], [], []
     for run_dir in map(Path, run_dirs):
-        record_path = run_dir / "run.json"
-        if not record_path.is_file():
-            raise InputError("has no run.json", path=run_dir, fix="give the --out folder of an `imaging run`")
-        try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"run.json is not valid JSON ({exc})", path=record_path,
-                             fix="re-run `imaging run` into this folder") from None
+        record, _ = read_record(run_dir)
         records.append(record)
         for plate in record.get("plates", {}):
             for name, bucket in (("wells.csv", wells), ("fields.csv", fields)):

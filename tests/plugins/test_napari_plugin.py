@@ -12,6 +12,7 @@ import pytest
 from imaging.batch import execute, plan_run
 from imaging.config import load_pipeline
 from imaging.review import RunReview, percent_positive
+from tests.conftest import copy_sample_wells
 
 WELLS = ["A01", "A04", "C01", "C04"]
 
@@ -19,13 +20,7 @@ WELLS = ["A01", "A04", "C01", "C04"]
 @pytest.fixture(scope="module")
 def run_folder(samples, pipelines, tmp_path_factory):
     """`imaging run` on four wells of the sample SA-beta-gal plate (labels saved)."""
-    root = tmp_path_factory.mktemp("napari_run")
-    (root / "images").mkdir()
-    for well in WELLS:
-        for path in (samples / "sabgal_plate" / "images").glob(f"SABGAL01_{well}_*"):
-            shutil.copy(path, root / "images" / path.name)
-    table = pd.read_csv(samples / "sabgal_plate" / "platemap.csv")
-    table[table["well"].isin(WELLS)].to_csv(root / "map.csv", index=False)
+    root = copy_sample_wells(samples, WELLS, tmp_path_factory.mktemp("napari_run"))
     out = root / "out"
     execute(plan_run(pipelines / "sabgal.yaml", root / "images", platemap=root / "map.csv"), out, save_labels=True)
     return out

@@ -1,0 +1,23 @@
+"""The run record (``OUT/run.json``): reading it back with the pipeline that produced it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imaging.config import parse_pipeline
+from imaging.errors import InputError
+
+
+def read_record(out_dir: str | Path) -> tuple[dict, object]:
+    """``run.json`` of a run folder and its validated pipeline; InputError if it is not one."""
+    out_dir = Path(out_dir)
+    path = out_dir / "run.json"
+    if not path.is_file():
+        raise InputError("has no run.json", path=out_dir, fix="give the --out folder of an `imaging run`")
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"run.json is not valid JSON ({exc})", path=path,
+                         fix="re-run `imaging run` into this folder") from None
+    return record, parse_pipeline(record["pipeline"]["config"], source=path)
