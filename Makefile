@@ -21,6 +21,8 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/segmentation.py
 
 clean:
 	rm -rf demo_results .pytest_cache

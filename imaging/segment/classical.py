@@ -111,10 +111,10 @@ def grow_to_own_contrast(labels: np.ndarray, flattened: np.ndarray, *, radius: f
     """Let each nucleus grow to where its intensity falls to ``fraction`` of its own peak.
 
     The foreground rule of :func:`foreground_mask` is shared by all nuclei, so a dim
-    nucleus beside bright ones keeps only its core. Here each object grows (watershed of
-    the intensity, at most ``reach_fraction * radius`` px) over pixels brighter than
-    ``fraction`` of its own peak and ``floor_fraction`` of the Otsu level: every boundary
-    sits at the same relative contrast, whatever the nucleus's brightness.
+    nucleus beside bright ones keeps only its core. Here each object grows (at most
+    ``reach_fraction * radius`` px) over pixels brighter than ``fraction`` of its own peak
+    and ``floor_fraction`` of the Otsu level: every boundary sits at the same relative
+    contrast, whatever the nucleus's brightness.
     """
     n_objects = int(labels.max())
     if n_objects == 0:
@@ -122,10 +122,11 @@ def grow_to_own_contrast(labels: np.ndarray, flattened: np.ndarray, *, radius: f
     ids = np.arange(1, n_objects + 1)
     peaks = np.zeros(n_objects + 1)
     peaks[1:] = ndi.maximum(flattened, labels, ids)
+    # Touching nuclei already share a boundary, so growth only enters background: each
+    # pixel within reach goes to its nearest nucleus (expand_labels), if bright enough.
+    grown = segmentation.expand_labels(labels, distance=reach_fraction * radius)
     allowed = flattened > floor_fraction * filters.threshold_otsu(flattened)
-    allowed &= ndi.distance_transform_edt(labels == 0) <= reach_fraction * radius
-    grown = segmentation.watershed(-flattened, labels, mask=allowed | (labels > 0))
-    keep = (labels > 0) | (flattened > fraction * peaks[grown])
+    keep = (labels > 0) | (allowed & (flattened > fraction * peaks[grown]))
     return np.where(keep, grown, 0).astype(np.int32)
 
 
