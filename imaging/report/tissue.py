@@ -25,8 +25,9 @@ def tissue_methods(record: dict, pipeline) -> str:
                  f"{software.get('tifffile')}) using the '{pipeline.name}' pipeline, reading pyramidal images tile "
                  "by tile."]
     sources = sorted({i.get("stain_vector_source", "") for i in record["images"]})
-    sentences.append(f"Tissue was detected on a {pipeline.tissue.resolution_um:g} µm/pixel overview (optical density "
-                     f"above an Otsu threshold, pieces under {pipeline.tissue.min_area_um2:g} µm² removed), and "
+    sentences.append(f"Tissue was detected on a {pipeline.tissue.resolution_um:g} µm/pixel overview (largest per-channel "
+                     "optical density above 0.05 against the glass, holes filled, pieces under "
+                     f"{pipeline.tissue.min_area_um2:g} µm² removed), and "
                      f"{' and '.join(pipeline.stains.names)} were separated by colour deconvolution (stain vectors: "
                      f"{', '.join(sources)}).")
     if pipeline.cells is not None:
