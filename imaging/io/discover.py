@@ -45,7 +45,7 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 PRESETS: dict[str, str] = {
     "imagexpress": (
         r"(?P<plate>.+?)_(?P<well>[A-Za-z]{1,2}\d{1,2})(?:_s(?P<site>\d+))?"
-        r"(?:_w(?P<channel>\d+))?(?:[{]?[0-9A-Fa-f]{8}(?:-?[0-9A-Fa-f]{4}){3}-?[0-9A-Fa-f]{12}[}]?)?"
+        r"(?:_w(?P<channel>\d+))?(?:_?[{]?[0-9A-Fa-f]{8}(?:-?[0-9A-Fa-f]{4}){3}-?[0-9A-Fa-f]{12}[}]?)?"
         r"\.tiff?"
     ),
     "operetta": (
@@ -206,11 +206,11 @@ def discover_images(input_dir: str | Path, *, preset: str = "auto",
         raise InputError("naming preset 'regex' needs a pattern",
                          fix="set naming.pattern in the pipeline or pass --pattern")
     elif preset == "auto":
-        candidates = {name: _table(found, root, re.compile(p)) for name, p in PRESETS.items()}
+        candidates = {name: _table(found, root, re.compile(p, re.IGNORECASE)) for name, p in PRESETS.items()}
         naming = max(candidates, key=lambda name: len(candidates[name]))
         table = candidates[naming]
     elif preset in PRESETS:
-        table, naming = _table(found, root, re.compile(PRESETS[preset])), preset
+        table, naming = _table(found, root, re.compile(PRESETS[preset], re.IGNORECASE)), preset
     else:
         raise InputError(f"unknown naming preset {preset!r}",
                          fix=f"use one of: auto, {', '.join(PRESETS)}, regex")

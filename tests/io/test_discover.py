@@ -106,3 +106,11 @@ def test_several_planes_need_a_choice(tmp_path):
         group_fields(table, {"dapi": "1"})
     fields = group_fields(table, {"dapi": "1"}, plane=2)
     assert fields[0].paths["dapi"].endswith("p02-ch1.tiff")
+
+
+def test_imagexpress_upper_case_extension_and_separated_guid(tmp_path):
+    make_files(tmp_path, ["Screen1_H12_s9_w2.TIF", "Screen1_H12_s9_w1_0C2B7C5E-8A3B-4C2F-9E5D-0123456789AB.tif"])
+    table, naming = discover_images(tmp_path)
+    assert naming == "imagexpress"
+    assert table[["plate", "well", "site", "channel"]].values.tolist() == [
+        ["Screen1", "H12", 9, "1"], ["Screen1", "H12", 9, "2"]]
