@@ -3,7 +3,7 @@ Otsu + distance-transform watershed and CellProfiler's IdentifyPrimaryObjects, o
 real annotated images in the same run.
 
 Images: every ``images/<id>.tif`` with ``labels/<id>.tif`` under ``--data`` (default: the
-37 Data Science Bowl 2018 development images in ``../shared/data/dsb2018_dev``), plus the
+37 Data Science Bowl 2018 development images in ``benchmarks/data/dsb2018_dev``), plus the
 stardist sample in ``sample_images/``. Scores: F1 at IoU 0.5 and DSB AP (IoU 0.5:0.95) per
 image, averaged. Time: seconds per image of the segmentation call alone (reading excluded).
 
@@ -82,7 +82,7 @@ def score_cellprofiler(python: str, pairs) -> tuple[list, list, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "dsb2018_dev")
+    parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "dsb2018_dev")
     parser.add_argument("--cellprofiler-python", default=os.environ.get("CELLPROFILER_PYTHON"))
     args = parser.parse_args()
     pairs = image_pairs(args.data)

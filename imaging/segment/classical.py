@@ -16,6 +16,10 @@ from the image itself (:mod:`imaging.segment.scale`), so one setting serves 10x 
 5. Drop objects smaller than 10 % of a disk of radius ``r``.
 6. Let each nucleus grow (up to ``r/2``) to where its intensity falls to 40 % of its own
    peak, so that dim nuclei beside bright ones keep their full extent.
+7. Undo splits that no concavity supports: two touching objects are merged when their
+   union's outline has no notch deeper than ``r/4`` (two disks of radius ``r`` whose waist is
+   wider than 3/4 of their width). Distance-transform peaks also split elongated or
+   irregular single nuclei; a true contact between two nuclei leaves a notch.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import logging
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import feature, filters, morphology, segmentation, transform
+from skimage.morphology import convex_hull_image
 
 from imaging.segment.scale import estimate_radius
 
@@ -130,6 +135,72 @@ def grow_to_own_contrast(labels: np.ndarray, flattened: np.ndarray, *, radius: f
     return np.where(keep, grown, 0).astype(np.int32)
 
 
+def touching_pairs(labels: np.ndarray) -> np.ndarray:
+    """(K, 2) array of the label pairs ``(a, b)``, ``a < b``, that share an edge (4-connected)."""
+    codes = []
+    n = int(labels.max()) + 1
+    for first, second in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        touching = (first != second) & (first > 0) & (second > 0)
+        low = np.minimum(first[touching], second[touching]).astype(np.int64)
+        high = np.maximum(first[touching], second[touching]).astype(np.int64)
+        codes.append(low * n + high)
+    unique = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    return np.stack(np.divmod(unique, n), axis=1)
+
+
+def concavity_depth(mask: np.ndarray) -> float:
+    """Depth in pixels of the deepest notch in ``mask``'s outline: the largest distance,
+    inside the convex hull, from the hull's edge to a hull pixel outside the mask.
+    0 for a convex shape; about ``r - w`` for two disks of radius ``r`` joined by a
+    waist of half-width ``w``."""
+    mask = np.pad(mask, 1)
+    hull = convex_hull_image(mask)
+    notch = hull & ~mask
+    if not notch.any():
+        return 0.0
+    return float(ndi.distance_transform_edt(hull)[notch].max())
+
+
+def merge_unsupported_splits(labels: np.ndarray, *, radius: float,
+                             max_depth_fraction: float = 0.25) -> np.ndarray:
+    """Merge touching objects whose union has no notch deeper than
+    ``max_depth_fraction * radius`` (see module docstring, step 7).
+
+    Merging is greedy, shallowest union first, each object at most once per pass, and
+    repeated until no pair qualifies (a nucleus cut in three is rebuilt in two passes).
+    Labels are renumbered 1..n.
+    """
+    labels = labels.copy()
+    max_depth = max_depth_fraction * radius
+    rejected: set[tuple[int, int]] = set()  # pairs too deep; valid while neither changes
+    while True:
+        slices = ndi.find_objects(labels)
+        candidates = []
+        for a, b in touching_pairs(labels):
+            if (a, b) in rejected:
+                continue
+            box = tuple(slice(min(sa.start, sb.start), max(sa.stop, sb.stop))
+                        for sa, sb in zip(slices[a - 1], slices[b - 1]))
+            crop = labels[box]
+            depth = concavity_depth((crop == a) | (crop == b))
+            if depth <= max_depth:
+                candidates.append((depth, a, b, box))
+            else:
+                rejected.add((a, b))
+        merged: set[int] = set()
+        for _, a, b, box in sorted(candidates, key=lambda candidate: candidate[:3]):
+            if a in merged or b in merged:
+                continue
+            crop = labels[box]  # a view: both objects lie wholly inside their joint box
+            crop[crop == b] = a
+            merged.update((a, b))
+        if not merged:
+            break
+        rejected = {pair for pair in rejected if not merged.intersection(pair)}
+    relabeled, _, _ = segmentation.relabel_sequential(labels)
+    return relabeled.astype(np.int32)
+
+
 def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
     """Drop objects smaller than ``min_area`` pixels and renumber 1..n."""
     areas = np.bincount(labels.ravel())
@@ -198,4 +269,5 @@ def segment_nuclei_classical(
     labels = split_touching(mask, radius=radius, min_distance_fraction=min_distance_fraction)
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
     labels = grow_to_own_contrast(labels, flattened, radius=radius)
+    labels = merge_unsupported_splits(labels, radius=radius)
     return labels, {"radius_px": radius}
