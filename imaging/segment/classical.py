@@ -4,13 +4,16 @@ Every length below is a multiple of the typical nucleus radius ``r``, which is e
 from the image itself (:mod:`imaging.segment.scale`), so one setting serves 10x to 63x:
 
 1. Normalise intensities by robust percentiles and smooth lightly (sigma ``r/12``, at least
-   one pixel).
+   one pixel). ``r`` is the inscribed radius of a global Otsu mask, corrected for confluent
+   fields, where that mask is one sheet of nuclei (:func:`settle_radius`).
 2. Flatten uneven background: subtract a grey opening of radius ``4 r`` (rolling-ball-like),
    which removes illumination gradients and out-of-focus glow but keeps nuclei.
 3. Foreground: pixels above half the Otsu threshold of the flattened image *and* above
    their own neighbourhood mean (Gaussian, sigma ``r``). The global half-Otsu admits dim
    nuclei next to bright ones; the local rule cuts the dark gaps between touching nuclei
-   and the glow around bright ones. Holes are filled, specks opened away.
+   and the glow around bright ones. Holes that fit inside one nucleus (area up to
+   ``pi r^2``) are filled, larger ones are background enclosed by nuclei; specks are opened
+   away.
 4. Split touching nuclei: one marker per peak of the smoothed distance transform, peaks at
    least ``0.4 r`` apart, then a watershed on the distance transform inside the mask.
 5. Drop objects smaller than 10 % of a disk of radius ``r``.
@@ -34,6 +37,22 @@ from skimage.morphology import convex_hull_image
 from imaging.segment.scale import estimate_radius
 
 log = logging.getLogger(__name__)
+
+# Holes in the foreground up to this fraction of a typical nucleus's area are filled.
+HOLE_AREA_FRACTION = 1.0
+
+# Confluent fields (see settle_radius): the mask's radius is "settled" within SETTLED_RATIO
+# (below) and SHEET_RATIO (above) of the radius it was made at; a mask with a component over
+# SHEET_AREA nuclei in area may be a sheet, which "breaks" when the mask made at
+# radius / RADIUS_STEP has a radius under BREAK_RATIO of it. At most MAX_RADIUS_PASSES
+# passes; the result is adopted only under CONFLUENT_FRACTION of the first estimate.
+MAX_RADIUS_PASSES = 10
+SETTLED_RATIO = 0.95
+SHEET_RATIO = 1.0
+SHEET_AREA = 10.0
+RADIUS_STEP = 1.25
+BREAK_RATIO = 0.7
+CONFLUENT_FRACTION = 0.7
 
 
 def normalize_intensity(image: np.ndarray, *, low: float = 0.5, high: float = 99.8) -> np.ndarray:
@@ -73,6 +92,19 @@ def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
     return transform.resize(smoothed, image.shape, order=1, mode="edge", anti_aliasing=False).astype(image.dtype)
 
 
+def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
+    """``mask`` with its holes (background regions not touching the image border) of at
+    most ``max_area`` pixels filled."""
+    holes, n_holes = ndi.label(~mask)
+    if n_holes == 0:
+        return mask
+    fill = np.bincount(holes.ravel(), minlength=n_holes + 1) <= max_area
+    fill[0] = False
+    border = np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])
+    fill[border] = False
+    return mask | fill[holes]
+
+
 def foreground_mask(flattened: np.ndarray, *, radius: float, global_fraction: float = 0.5,
                     local_sigma_fraction: float = 1.0) -> np.ndarray:
     """Nuclei foreground of a background-flattened image (see module docstring, step 3)."""
@@ -81,7 +113,9 @@ def foreground_mask(flattened: np.ndarray, *, radius: float, global_fraction: fl
     global_level = global_fraction * filters.threshold_otsu(flattened)
     local_mean = smooth_large_scale(flattened, local_sigma_fraction * radius)
     mask = (flattened > global_level) & (flattened > local_mean)
-    mask = ndi.binary_fill_holes(mask)
+    # Fill holes that fit inside one nucleus (dark nucleoli); a bigger one is background
+    # enclosed by nuclei (the rims between nuclei of a confluent sheet).
+    mask = fill_small_holes(mask, max_area=HOLE_AREA_FRACTION * np.pi * radius**2)
     speck = morphology.disk(max(1, int(radius / 4)))
     return ndi.binary_opening(mask, structure=speck)
 
@@ -227,6 +261,73 @@ def rough_radius(smoothed: np.ndarray) -> float:
     return factor * estimate_radius(flattened > filters.threshold_otsu(flattened))
 
 
+def foreground_at(normalized: np.ndarray, lightly_smoothed: np.ndarray, *, radius: float,
+                  flatten_background: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-3 of the module docstring at nucleus radius ``radius``: the smoothed,
+    background-flattened image and its foreground mask."""
+    sigma = max(1.0, radius / 12)
+    smoothed = lightly_smoothed if sigma == 1.0 else ndi.gaussian_filter(normalized, sigma)
+    flattened = smoothed - smooth_background(smoothed, radius=4 * radius) if flatten_background else smoothed
+    return flattened, foreground_mask(flattened, radius=radius)
+
+
+def mask_radius(mask: np.ndarray) -> float:
+    """:func:`estimate_radius` of ``mask``, on every other pixel for fields over 1024 px a
+    side (the estimate only sets scales, to within a pixel or so)."""
+    factor = 2 if min(mask.shape) > 1024 else 1
+    return factor * estimate_radius(mask[::factor, ::factor])
+
+
+def largest_area(mask: np.ndarray) -> int:
+    """Pixels in the largest connected component of ``mask`` (0 when empty)."""
+    components, n = ndi.label(mask)
+    return int(np.bincount(components.ravel())[1:].max()) if n else 0
+
+
+def settle_radius(normalized: np.ndarray, lightly_smoothed: np.ndarray, radius: float,
+                  flattened: np.ndarray, mask: np.ndarray, *,
+                  flatten_background: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """Correct the rough radius of a confluent field.
+
+    The rough estimate is the inscribed radius of a global Otsu mask. In a confluent field
+    that mask is a sheet of touching nuclei, and its inscribed radius is the sheet's. The
+    local-contrast foreground mask made at a candidate radius ``s`` tells which:
+
+    - its objects are narrower than ``s``: it broke a sheet along the dimmer rims between
+      nuclei; ``s`` follows the mask's radius until that changes by under 5 %;
+    - its objects are wider than ``s`` and one covers over ten nuclei (a sheet that
+      survived, or nuclei bigger than ``s`` in a clump): if the mask made at a slightly
+      smaller ``s`` breaks them up, they were a sheet and ``s`` steps down; otherwise
+      they are nuclei and ``s`` stays.
+
+    In ordinary fields the mask's radius stays within ~20 % of the estimate (a fixed
+    point), so the first estimate is kept unless the settled one is under
+    ``CONFLUENT_FRACTION`` of it. Returns ``(radius, flattened, mask)`` at the radius kept.
+    """
+    def mask_at(candidate: float) -> tuple[np.ndarray, np.ndarray]:
+        return foreground_at(normalized, lightly_smoothed, radius=candidate,
+                             flatten_background=flatten_background)
+
+    settled, settled_flattened, settled_mask = radius, flattened, mask
+    for _ in range(MAX_RADIUS_PASSES):
+        objects_radius = mask_radius(settled_mask)
+        if objects_radius < SETTLED_RATIO * settled:
+            settled = objects_radius
+            settled_flattened, settled_mask = mask_at(settled)
+        elif objects_radius > SHEET_RATIO * settled and largest_area(settled_mask) > SHEET_AREA * np.pi * settled**2:
+            probe = settled / RADIUS_STEP
+            probe_flattened, probe_mask = mask_at(probe)
+            if mask_radius(probe_mask) >= BREAK_RATIO * objects_radius:
+                break
+            settled, settled_flattened, settled_mask = probe, probe_flattened, probe_mask
+        else:
+            break
+    if settled < CONFLUENT_FRACTION * radius:
+        log.debug("confluent field: nucleus radius %.1f px instead of %.1f px", settled, radius)
+        return settled, settled_flattened, settled_mask
+    return radius, flattened, mask
+
+
 def segment_nuclei_classical(
     image: np.ndarray,
     *,
@@ -259,13 +360,13 @@ def segment_nuclei_classical(
     """
     normalized = normalize_intensity(image)
     lightly_smoothed = ndi.gaussian_filter(normalized, 1.0)
-    if radius is None:
-        radius = rough_radius(lightly_smoothed)
-    radius = float(radius)
-    sigma = max(1.0, radius / 12)
-    smoothed = lightly_smoothed if sigma == 1.0 else ndi.gaussian_filter(normalized, sigma)
-    flattened = smoothed - smooth_background(smoothed, radius=4 * radius) if flatten_background else smoothed
-    mask = foreground_mask(flattened, radius=radius)
+    estimated = radius is None
+    radius = float(rough_radius(lightly_smoothed) if estimated else radius)
+    flattened, mask = foreground_at(normalized, lightly_smoothed, radius=radius,
+                                    flatten_background=flatten_background)
+    if estimated:
+        radius, flattened, mask = settle_radius(normalized, lightly_smoothed, radius, flattened, mask,
+                                                flatten_background=flatten_background)
     labels = split_touching(mask, radius=radius, min_distance_fraction=min_distance_fraction)
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
     labels = grow_to_own_contrast(labels, flattened, radius=radius)

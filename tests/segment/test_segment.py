@@ -100,6 +100,49 @@ def test_elongated_nucleus_stays_one_object():
     assert match_scores(ndi.label(ellipse)[0], labels).f1 == 1.0
 
 
+def _confluent_field(radius, spacing, *, rows=10, seed=0):
+    """Hexagonally packed dome-shaped nuclei (projected ellipsoids) with random size, shape,
+    orientation and brightness, pressed together (``spacing`` < 2 ``radius``), blurred."""
+    rng = np.random.default_rng(seed)
+    size = int(spacing * rows + 4 * radius)
+    rr, cc = np.mgrid[0:size, 0:size]
+    image, truth = np.zeros((size, size)), np.zeros((size, size), np.int32)
+    for i in range(rows):
+        for j in range(rows):
+            cy = 2 * radius + i * spacing * 0.866 + rng.normal(0, 1.5)
+            cx = 2 * radius + j * spacing + (spacing / 2 if i % 2 else 0) + rng.normal(0, 1.5)
+            a, b, theta = radius * rng.uniform(0.9, 1.2), radius * rng.uniform(0.8, 1.0), rng.uniform(0, np.pi)
+            y = (rr - cy) * np.cos(theta) + (cc - cx) * np.sin(theta)
+            x = -(rr - cy) * np.sin(theta) + (cc - cx) * np.cos(theta)
+            q = (y / a) ** 2 + (x / b) ** 2
+            inside = (q <= 1) & (truth == 0)
+            truth[inside] = i * rows + j + 1
+            image[inside] = rng.uniform(0.5, 1.0) * (0.35 + 0.65 * np.sqrt(1 - q[inside]))
+    image = ndi.gaussian_filter(image, 0.15 * radius) + rng.normal(0, 0.02, image.shape)
+    return (np.clip(image, 0, None) * 4000).astype(np.uint16), truth
+
+
+@pytest.mark.parametrize("radius, spacing, seed", [(10, 18, 0), (20, 30, 1), (20, 30, 2)])
+def test_confluent_field_is_not_read_as_one_giant_nucleus(radius, spacing, seed):
+    # The global Otsu mask is one sheet here; its inscribed radius (18 px for radius 10,
+    # 28-30 px for radius 20) used to be taken as the nucleus radius: F1 0.05-0.17.
+    image, truth = _confluent_field(radius, spacing, rows=10 if radius < 20 else 8, seed=seed)
+    labels, info = segment_nuclei(image)
+    assert 0.45 * radius <= info["radius_px"] <= 1.1 * radius
+    scores = match_scores(truth, labels)
+    assert scores.f1 >= 0.8, scores
+
+
+def test_holes_larger_than_a_nucleus_stay_background():
+    # A ring of nuclei around an empty space: the space is not a nucleolus to fill.
+    rows, cols = np.mgrid[0:200, 0:200]
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    centres = [(100 + 50 * np.sin(a), 100 + 50 * np.cos(a)) for a in angles]
+    image = disk_image((200, 200), centres, 11)
+    labels, _ = segment_nuclei(image)
+    assert labels[100, 100] == 0 and labels.max() == 16
+
+
 def test_real_dsb_development_set_mean_f1():
     """The 37 annotated Data Science Bowl images shipped for the benchmark: the default
     backend's mean F1 at IoU 0.5 was 0.903 when this test was written (naive Otsu +
