@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from imaging.errors import InputError
 
@@ -123,9 +122,9 @@ def describe_model(model: str | None) -> dict:
 
 def estimated_diameter(image: np.ndarray) -> float:
     """Nucleus diameter (px) from the classical backend's scale estimator."""
-    from imaging.segment.classical import normalize_intensity, rough_radius
+    from imaging.segment.classical import estimate_nucleus_radius
 
-    return 2.0 * rough_radius(ndi.gaussian_filter(normalize_intensity(image), 1.0))
+    return 2.0 * estimate_nucleus_radius(image)
 
 
 def segment_nuclei_cellpose(image: np.ndarray, *, model: str | None = None, diameter: float | None = None,

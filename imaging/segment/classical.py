@@ -328,6 +328,28 @@ def settle_radius(normalized: np.ndarray, lightly_smoothed: np.ndarray, radius: 
     return radius, flattened, mask
 
 
+def radius_and_foreground(image: np.ndarray, *, radius: float | None = None,
+                          flatten_background: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """Steps 1-3 of the module docstring: the nucleus radius (``radius`` if given, else
+    estimated and settled), the flattened image and its foreground mask."""
+    normalized = normalize_intensity(image)
+    lightly_smoothed = ndi.gaussian_filter(normalized, 1.0)
+    estimated = radius is None
+    radius = float(rough_radius(lightly_smoothed) if estimated else radius)
+    flattened, mask = foreground_at(normalized, lightly_smoothed, radius=radius,
+                                    flatten_background=flatten_background)
+    if estimated:
+        radius, flattened, mask = settle_radius(normalized, lightly_smoothed, radius, flattened, mask,
+                                                flatten_background=flatten_background)
+    return radius, flattened, mask
+
+
+def estimate_nucleus_radius(image: np.ndarray) -> float:
+    """The typical nucleus radius (px) the classical backend finds in ``image``; other
+    backends use it so that all agree on scale."""
+    return radius_and_foreground(image)[0]
+
+
 def segment_nuclei_classical(
     image: np.ndarray,
     *,
@@ -358,15 +380,7 @@ def segment_nuclei_classical(
     info : dict
         ``radius_px``: the typical nucleus radius used.
     """
-    normalized = normalize_intensity(image)
-    lightly_smoothed = ndi.gaussian_filter(normalized, 1.0)
-    estimated = radius is None
-    radius = float(rough_radius(lightly_smoothed) if estimated else radius)
-    flattened, mask = foreground_at(normalized, lightly_smoothed, radius=radius,
-                                    flatten_background=flatten_background)
-    if estimated:
-        radius, flattened, mask = settle_radius(normalized, lightly_smoothed, radius, flattened, mask,
-                                                flatten_background=flatten_background)
+    radius, flattened, mask = radius_and_foreground(image, radius=radius, flatten_background=flatten_background)
     labels = split_touching(mask, radius=radius, min_distance_fraction=min_distance_fraction)
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
     labels = grow_to_own_contrast(labels, flattened, radius=radius)
