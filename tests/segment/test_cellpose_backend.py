@@ -50,15 +50,20 @@ class StandInNet(torch.nn.Module):
     ones split), computed from channel 0 of each tile, in cellpose's output format
     (5 x unit flows, cell-probability logits)."""
 
+    nout = 3  # cellpose 3 reads these from its network
+    mkldnn = False
+
     def __init__(self):
         super().__init__()
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self.channels_seen: list[int] = []
+        self.signal_outside_channel_0 = 0.0
 
     def forward(self, tiles):
         self.channels_seen.append(tiles.shape[1])
         images = tiles.detach().cpu().numpy()
+        self.signal_outside_channel_0 = max(self.signal_outside_channel_0, float(np.abs(images[:, 1:]).max(initial=0)))
         output = np.zeros((len(images), 3) + images.shape[2:], np.float32)
         for i, tile in enumerate(images):
             labels = split_round_objects(tile[0] > 0.5)
@@ -74,10 +79,20 @@ class StandInNet(torch.nn.Module):
         return torch.from_numpy(output), torch.zeros((len(images), 256))
 
 
+CELLPOSE_MAJOR = cellpose_backend.cellpose_major_version()
+
+
 def stand_in_model() -> models.CellposeModel:
+    """A real CellposeModel (its eval, normalisation, rescaling, tiling and mask
+    reconstruction) whose weights were never loaded and whose network is the stand-in."""
     model = models.CellposeModel.__new__(models.CellposeModel)  # skips loading weights
-    model.device, model.gpu, model.backbone = torch.device("cpu"), False, "sam_vitl"
-    model.pretrained_model = "stand-in"
+    model.device, model.gpu, model.pretrained_model = torch.device("cpu"), False, "stand-in"
+    if CELLPOSE_MAJOR >= 4:
+        model.backbone = "sam_vitl"
+    else:  # what cellpose 3's __init__ would set for a 2-channel grayscale model
+        model.backbone, model.mkldnn, model.nchan, model.nclasses = "default", False, 2, 3
+        model.diam_mean = model.diam_labels = 30.0
+        model.net_ortho, model.net_type = None, "cellpose_default"
     model.net = StandInNet()
     return model
 
@@ -121,7 +136,10 @@ def test_masks_come_back_through_cellpose_reconstruction(field, weights):
     assert info["radius_px"] == pytest.approx(NUCLEUS_RADIUS, rel=0.3)
     scores = match_scores(truth, labels)
     assert scores.f1 >= 0.95, scores
-    assert set(model.net.channels_seen) == {1}  # the nuclear stain alone, in channel 0
+    # The nuclear stain alone, in channel 0: cellpose 4 gets one channel, cellpose 3 its
+    # grayscale pair (stain, empty second channel).
+    assert set(model.net.channels_seen) == ({1} if CELLPOSE_MAJOR >= 4 else {2})
+    assert model.net.signal_outside_channel_0 == 0.0
 
 
 def test_wrong_scale_finds_nothing(field, weights):
@@ -150,7 +168,11 @@ def test_named_model_that_is_not_on_disk_is_a_clear_error(tmp_path, monkeypatch)
     assert "never downloads" in message and str(tmp_path / "cpsam_v2") in message
     (tmp_path / "cpsam_v2").write_bytes(b"weights")
     assert cellpose_backend.resolve_model_path("cpsam_v2") == tmp_path / "cpsam_v2"
-    assert cellpose_backend.resolve_model_path(None) == tmp_path / "cpsam_v2"  # the cellpose 4 default
+    if CELLPOSE_MAJOR >= 4:
+        assert cellpose_backend.resolve_model_path(None) == tmp_path / "cpsam_v2"  # the cellpose 4 default
+    else:  # cellpose 3 names its files <model>torch_0
+        (tmp_path / "nucleitorch_0").write_bytes(b"weights")
+        assert cellpose_backend.resolve_model_path(None) == tmp_path / "nucleitorch_0"
 
 
 def test_pipeline_refuses_a_missing_model_before_writing(tmp_path, monkeypatch, samples, pipelines):
