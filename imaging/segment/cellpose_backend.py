@@ -29,6 +29,7 @@ from imaging.errors import InputError
 log = logging.getLogger(__name__)
 
 WEIGHTS_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main/"
+WEIGHTS_URL_V3 = "https://www.cellpose.org/models/"
 DEFAULT_MODEL = {4: "cpsam_v2", 3: "nuclei"}
 MIN_OBJECT_PX = 15
 
@@ -72,15 +73,39 @@ def resolve_model_path(model: str | None) -> Path:
     given = Path(os.path.expanduser(name))
     if given.is_file():
         return given
+    if looks_like_path(name):
+        raise InputError(f"cellpose model file {given} does not exist",
+                         fix="check the path, or give the name of a model in cellpose's model folder "
+                             f"{model_folder()}")
     folder = model_folder()
-    for candidate in (folder / name, folder / f"{name}torch_0"):  # cellpose 3 names files <model>torch_0
+    file_name = weights_file_name(name, cellpose_major_version())
+    for candidate in dict.fromkeys((folder / name, folder / file_name)):
         if candidate.is_file():
             return candidate
     raise InputError(
         f"cellpose model {name!r} is neither a file nor in cellpose's model folder {folder}; "
         "imaging never downloads weights",
-        fix=f"on a machine with internet, download {WEIGHTS_URL}{name} (or your own trained model) and copy it "
-            f"to {folder / name}, or set segmentation.model to the file's path")
+        fix=f"on a machine with internet, download {weights_url(file_name, cellpose_major_version())} "
+            f"(or your own trained model) and copy it to {folder / file_name}, or set segmentation.model "
+            "to the file's path")
+
+
+def looks_like_path(model: str) -> bool:
+    """A model given as a path (a folder separator or a file suffix), not a name for cellpose's folder."""
+    return os.sep in model or "/" in model or Path(model).suffix != ""
+
+
+def weights_file_name(name: str, major_version: int) -> str:
+    """The file cellpose keeps a named model's weights in: cellpose 3 calls its built-in
+    cyto, cyto2 and nuclei models ``<name>torch_0``; every other name is the file name itself."""
+    if major_version < 4 and name in ("cyto", "cyto2", "nuclei"):
+        return f"{name}torch_0"
+    return name
+
+
+def weights_url(file_name: str, major_version: int) -> str:
+    """Where cellpose itself would fetch the file from (shown to the user, never fetched here)."""
+    return f"{WEIGHTS_URL_V3 if major_version < 4 else WEIGHTS_URL}{file_name}"
 
 
 def use_gpu(setting: str | bool) -> bool:

@@ -175,6 +175,26 @@ def test_named_model_that_is_not_on_disk_is_a_clear_error(tmp_path, monkeypatch)
         assert cellpose_backend.resolve_model_path(None) == tmp_path / "nucleitorch_0"
 
 
+def test_missing_model_names_the_file_cellpose_would_use(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "MODEL_DIR", tmp_path)
+    with pytest.raises(InputError) as info:
+        cellpose_backend.resolve_model_path("nuclei")
+    if CELLPOSE_MAJOR >= 4:
+        assert str(tmp_path / "nuclei") in str(info.value)
+    else:
+        assert "https://www.cellpose.org/models/nucleitorch_0" in str(info.value)
+        assert str(tmp_path / "nucleitorch_0") in str(info.value)
+
+
+def test_missing_model_path_is_reported_as_a_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "MODEL_DIR", tmp_path)
+    missing = tmp_path / "trained" / "my_nuclei_model.pt"
+    with pytest.raises(InputError) as info:
+        cellpose_backend.resolve_model_path(str(missing))
+    message = str(info.value)
+    assert f"file {missing} does not exist" in message and "download" not in message
+
+
 def test_pipeline_refuses_a_missing_model_before_writing(tmp_path, monkeypatch, samples, pipelines):
     from imaging.batch import plan_run
     from imaging.config import load_pipeline, parse_pipeline
