@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from imaging.label_stats import label_maxima
+
 FINE_SIGMA = 1.0
 COARSE_SIGMA = 4.0
 MAX_BLUR_PX = 50.0
@@ -51,12 +53,11 @@ def edge_blur_px(image: np.ndarray) -> float:
     zones, n_zones = ndi.label(coarse > np.percentile(coarse, EDGE_PERCENTILE))
     if n_zones == 0:
         return MAX_BLUR_PX
-    ids = np.arange(1, n_zones + 1)
     large = np.bincount(zones.ravel(), minlength=n_zones + 1)[1:] >= MIN_EDGE_ZONE_PX
     if not large.any():
         return MAX_BLUR_PX
-    fine_peaks = np.asarray(ndi.maximum(fine, zones, ids))[large]
-    coarse_peaks = np.asarray(ndi.maximum(coarse, zones, ids))[large]
+    fine_peaks = label_maxima(fine, zones, n_zones)[large]
+    coarse_peaks = label_maxima(coarse, zones, n_zones)[large]
     ratio_sq = float(np.median(fine_peaks / np.maximum(coarse_peaks, 1e-12))) ** 2
     if ratio_sq <= 1.0:
         return MAX_BLUR_PX

@@ -34,6 +34,7 @@ from scipy import ndimage as ndi
 from skimage import feature, filters, morphology, segmentation, transform
 from skimage.morphology import convex_hull_image
 
+from imaging.label_stats import label_maxima
 from imaging.segment.scale import estimate_radius
 
 log = logging.getLogger(__name__)
@@ -158,9 +159,8 @@ def grow_to_own_contrast(labels: np.ndarray, flattened: np.ndarray, *, radius: f
     n_objects = int(labels.max())
     if n_objects == 0:
         return labels
-    ids = np.arange(1, n_objects + 1)
     peaks = np.zeros(n_objects + 1)
-    peaks[1:] = ndi.maximum(flattened, labels, ids)
+    peaks[1:] = label_maxima(flattened, labels, n_objects)
     # Touching nuclei already share a boundary, so growth only enters background: each
     # pixel within reach goes to its nearest nucleus (expand_labels), if bright enough.
     grown = segmentation.expand_labels(labels, distance=reach_fraction * radius)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from imaging.label_stats import label_maxima
+
 MIN_RADIUS_PX = 1.5
 
 
@@ -22,8 +24,7 @@ def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
         return np.zeros(0)
     areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     distance = ndi.distance_transform_edt(mask)
-    radii = ndi.maximum(distance, labels, index=np.arange(1, n + 1))
-    return np.asarray(radii, dtype=float)[areas >= min_area]
+    return label_maxima(distance, labels, n)[areas >= min_area]
 
 
 def estimate_radius(mask: np.ndarray, *, default: float = 8.0) -> float:
