@@ -234,17 +234,25 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from imaging.evaluate import evaluate, summarize
+    from imaging.evaluate import evaluate, listed_names, pair_files, summarize, unscored_predictions
     from imaging.io.writers import write_csv
 
     table = evaluate(args.predictions, args.truths)
     summary = summarize(table)
-    with_text = table.copy()
-    print(with_text.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    shown = table if table["binary_mask"].any() else table.drop(columns="binary_mask")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"\n{len(table)} image(s): mean F1 at IoU 0.5 = {summary.loc['mean', 'f1']:.4f}, "
           f"mean AP (IoU 0.5:0.95) = {summary.loc['mean', 'ap']:.4f}")
+    masks = table.loc[table["binary_mask"] != "", "image"].tolist()
+    if masks:
+        print(f"Note: {len(masks)} image(s) read as binary masks, each connected blob one object "
+              f"(touching nuclei count as one): {listed_names(masks)}")
+    unscored = unscored_predictions(args.predictions, pair_files(args.predictions, args.truths))
+    if unscored:
+        print(f"Note: {len(unscored)} prediction(s) have no annotated image and were not scored: "
+              f"{listed_names(unscored)}")
     write_csv(table, args.csv)
     print(f"Per-image scores in {args.csv}")
 

@@ -3,6 +3,11 @@
 Predictions and truths are instance label images (0 = background). Folders are matched
 by file stem; a prediction may carry the ``_nuclei`` suffix that ``imaging segment``
 writes (``img7_nuclei.tif`` scores against ``img7.tif``).
+
+A binary mask (one foreground value, several separate blobs; what Fiji's "Convert to
+Mask" or a thresholding tool saves) is scored with each connected blob as one object:
+nuclei that touch in such a mask count as one, and the table's ``binary_mask`` column
+says which images were read so.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from skimage import measure
 
 from imaging.errors import InputError
 from imaging.io.discover import IMAGE_SUFFIXES
@@ -19,7 +25,8 @@ from imaging.io.readers import read_raw
 from imaging.metrics import match_scores
 
 PREDICTION_SUFFIXES = ("", "_nuclei", "_cells", "_labels", "_masks")
-EVALUATION_COLUMNS = ["image", "n_true", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "ap"]
+SCORE_COLUMNS = ["image", "n_true", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "ap"]
+EVALUATION_COLUMNS = SCORE_COLUMNS + ["binary_mask"]
 
 
 def _image_files(path: Path) -> list[Path]:
@@ -47,11 +54,24 @@ def pair_files(predictions: str | Path, truths: str | Path) -> list[tuple[Path, 
         else:
             pairs.append((match, truth))
     if missing:
-        listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise InputError(f"no prediction for {len(missing)} annotated image(s): {listed}", path=predictions,
+        raise InputError(f"no prediction for {len(missing)} annotated image(s): {listed_names(missing)}",
+                         path=predictions,
                          fix="segment every annotated image (prediction files are matched by name, "
                              "optionally with a _nuclei suffix)")
     return pairs
+
+
+def unscored_predictions(predictions: str | Path, pairs: list[tuple[Path, Path]]) -> list[str]:
+    """Names of the prediction files in a folder that no annotated image matched."""
+    predictions = Path(predictions)
+    if not predictions.is_dir():
+        return []
+    scored = {prediction for prediction, _ in pairs}
+    return [p.name for p in _image_files(predictions) if p not in scored]
+
+
+def listed_names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -68,14 +88,31 @@ def read_labels(path: Path) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def instances_from_mask(labels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``labels`` as instances: a binary mask (one foreground value in several separate
+    8-connected blobs) becomes one label per blob. Returns ``(labels, was_binary_mask)``."""
+    values = np.unique(labels)
+    foreground = values[values != 0]
+    if foreground.size != 1:
+        return labels, False
+    blobs, n_blobs = measure.label(labels != 0, connectivity=2, return_num=True)
+    if n_blobs < 2:
+        return labels, False
+    return blobs.astype(np.int64), True
+
+
 def evaluate_pair(prediction: Path, truth: Path) -> dict:
     """Scores of one prediction against its truth (a row of :data:`EVALUATION_COLUMNS`)."""
     predicted, true = read_labels(prediction), read_labels(truth)
     if predicted.shape != true.shape:
         raise InputError(f"shape {predicted.shape} differs from its truth {truth.name} {true.shape}",
                          path=prediction, fix="compare label images of the same field")
+    true, truth_was_mask = instances_from_mask(true)
+    predicted, prediction_was_mask = instances_from_mask(predicted)
     scores = dataclasses.asdict(match_scores(true, predicted))
-    return {"image": truth.stem} | {k: scores[k] for k in EVALUATION_COLUMNS[1:]}
+    binary = {(False, False): "", (True, False): "truth", (False, True): "prediction", (True, True): "both"}
+    return ({"image": truth.stem} | {k: scores[k] for k in SCORE_COLUMNS[1:]}
+            | {"binary_mask": binary[truth_was_mask, prediction_was_mask]})
 
 
 def evaluate(predictions: str | Path, truths: str | Path) -> pd.DataFrame:

@@ -54,3 +54,26 @@ def test_evaluate_command_prints_and_writes_csv(folders, tmp_path, capsys):
     assert code == 0 and "mean F1 at IoU 0.5 = 0.6667" in out
     assert pd.read_csv(tmp_path / "scores.csv")["f1"].round(4).tolist() == [0.6667, 0.6667]
     assert main(["evaluate", str(tmp_path / "nope"), str(folders[1])]) == 2
+
+
+def test_binary_mask_blobs_are_scored_as_objects(folders, tmp_path):
+    pred, truth = folders
+    mask = (labels_with([(0, 0, 4), (10, 10, 4)]) > 0).astype(np.uint8) * 255  # Fiji's 0/255 mask
+    tifffile.imwrite(truth / "a.tif", mask)
+    table = evaluate(pred, truth).set_index("image")
+    assert table.loc["a", ["n_true", "tp", "fn"]].tolist() == [2, 1, 1]
+    assert table.loc["a", "binary_mask"] == "truth" and table.loc["b", "binary_mask"] == ""
+    # one object of label 1 is an instance image, not a mask to split
+    tifffile.imwrite(truth / "b.tif", labels_with([(2, 2, 6)]))
+    assert evaluate(pred, truth).set_index("image").loc["b", "binary_mask"] == ""
+
+
+def test_command_notes_masks_and_unscored_predictions(folders, tmp_path, capsys):
+    pred, truth = folders
+    tifffile.imwrite(pred / "a_nuclei.tif", (labels_with([(0, 0, 4), (12, 0, 4)]) > 0).astype(np.uint8))
+    tifffile.imwrite(pred / "extra_nuclei.tif", labels_with([(0, 0, 4)]))
+    assert main(["evaluate", str(pred), str(truth), "--csv", str(tmp_path / "s.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "1 image(s) read as binary masks" in out and ": a" in out
+    assert "1 prediction(s) have no annotated image and were not scored: extra_nuclei.tif" in out
+    assert pd.read_csv(tmp_path / "s.csv").fillna("")["binary_mask"].tolist() == ["prediction", ""]
