@@ -195,3 +195,17 @@ def test_watershed_cells_follow_the_cytoplasm_stain():
     assert (cells == 2).sum() < 60
     with pytest.raises(ValueError, match="needs a cytoplasm image"):
         derive_cells(nuclei, method="watershed", distance=3)
+
+
+@pytest.mark.parametrize("disk_radius", [1, 4, 7, 12])
+def test_open_with_disk_matches_scipy_opening(disk_radius):
+    from skimage import morphology
+
+    from imaging.segment.classical import open_with_disk
+
+    rng = np.random.default_rng(disk_radius)
+    blobs = ndi.gaussian_filter(rng.random((160, 210)), 1 + disk_radius / 2) > 0.5  # blobs touching the edges
+    expected = ndi.binary_opening(blobs, structure=morphology.disk(disk_radius))
+    assert expected.any() and not np.array_equal(expected, blobs)
+    np.testing.assert_array_equal(open_with_disk(blobs, disk_radius), expected)
+    assert not open_with_disk(np.zeros((30, 30), bool), disk_radius).any()
