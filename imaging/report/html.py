@@ -170,7 +170,8 @@ def methods_paragraph(records: list[dict], pipeline, unit: str, n_plates: int) -
             "background was removed with a grey opening of four nucleus radii, foreground was taken as pixels above "
             "half the Otsu threshold and above their local mean, touching nuclei were separated by a "
             "distance-transform watershed, and adjacent pieces whose union showed no notch deeper than a quarter "
-            "of the nucleus radius were merged back.")
+            "of the nucleus radius were merged back; objects less than twice the pixel noise above background "
+            "were discarded.")
     else:
         sentences.append(f"Nuclei were segmented in the {seg.channel} channel with Cellpose (model '{seg.model}').")
     cells = pipeline.cells
