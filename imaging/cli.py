@@ -233,10 +233,36 @@ def cmd_segment(args: argparse.Namespace) -> None:
           f"{n_objects} nuclei; labels in {out}/")
 
 
+def is_tissue_run(path: str | Path) -> bool:
+    """A folder written by a tissue run that scored cells (``run.json`` and ``cells.csv``)."""
+    path = Path(path)
+    return (path / "run.json").is_file() and (path / "cells.csv").is_file()
+
+
+def cmd_evaluate_points(args: argparse.Namespace) -> None:
+    from imaging.evaluate_points import evaluate_points, summarize_points
+    from imaging.io.writers import write_csv
+
+    table = evaluate_points(args.predictions, args.truths, radius=args.radius)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    summary = summarize_points(table)
+    print(f"\n{summary['images']} image(s), matched within {table['radius_px'].iloc[0]:.1f} px: "
+          f"index error mean |{summary['mean_abs_index_error']:.2f}| points (largest {summary['max_abs_index_error']:.2f}); "
+          f"class-aware F1 {summary['mean_class_f1']:.3f}; detection F1 {summary['mean_detection_f1']:.3f} "
+          f"(recall {summary['mean_detection_recall']:.3f})")
+    write_csv(table, args.csv)
+    print(f"Per-image scores in {args.csv}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from imaging.evaluate import evaluate, listed_names, pair_files, summarize, unscored_predictions
     from imaging.io.writers import write_csv
 
+    if is_tissue_run(args.predictions):
+        return cmd_evaluate_points(args)
+    if args.radius is not None:
+        raise InputError("--radius is for point annotations", path=args.predictions,
+                         fix="give the --out folder of an IHC tissue run, or drop --radius")
     table = evaluate(args.predictions, args.truths)
     summary = summarize(table)
     shown = table if table["binary_mask"].any() else table.drop(columns="binary_mask")
@@ -274,6 +300,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"== ihc_hscore: pipelines/ihc_hscore.yaml on {tissue / 'ihc'} ==")
     run_tissue(pipelines / "ihc_hscore.yaml", tissue / "ihc", samples=None, out=out / "ihc_hscore",
                workers=args.workers, command=sys.argv)
+    print(f"== ihc_cytoplasmic: pipelines/ihc_cytoplasmic.yaml on {tissue / 'ihc_cytoplasmic'} ==")
+    run_tissue(pipelines / "ihc_cytoplasmic.yaml", tissue / "ihc_cytoplasmic", samples=None,
+               out=out / "ihc_cytoplasmic", workers=args.workers, command=sys.argv)
     print(f"== metastasis: pipelines/metastasis.yaml on {tissue / 'sections'} ==")
     run_tissue(pipelines / "metastasis.yaml", tissue / "sections", samples=tissue / "sections_samples.csv",
                out=out / "metastasis", workers=args.workers, command=sys.argv)
@@ -329,9 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     segment.set_defaults(handler=cmd_segment)
 
     evaluate = sub.add_parser("evaluate", help="score predicted label images against annotated ones "
-                                                "(precision, recall, F1 at IoU 0.5, AP 0.5:0.95)")
-    evaluate.add_argument("predictions", help="label image or folder (e.g. the --out of imaging segment)")
-    evaluate.add_argument("truths", help="annotated label image or folder (matched by file name)")
+                                                "(precision, recall, F1 at IoU 0.5, AP 0.5:0.95), or an IHC "
+                                                "tissue run's cells against positive/negative point annotations")
+    evaluate.add_argument("predictions", help="label image or folder (e.g. the --out of imaging segment), or "
+                                              "the --out folder of an IHC tissue run")
+    evaluate.add_argument("truths", help="annotated label image or folder (matched by file name); for a tissue "
+                                         "run: a points CSV (image, row, col, class), or a folder of per-image "
+                                         "CSV or QuPath GeoJSON files")
+    evaluate.add_argument("--radius", type=float, help="points: match radius in px (default: the median nucleus "
+                                                       "radius of the run's cells)")
     evaluate.add_argument("--csv", default="evaluation.csv", help="per-image scores (default: evaluation.csv)")
     evaluate.set_defaults(handler=cmd_evaluate)
 

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -256,11 +257,16 @@ class Pipeline(_Frozen):
 Vector3 = tuple[float, float, float]
 
 
+UNIT_TOLERANCE = 0.02  # a stain vector's length may differ from 1 by this much (rounded values)
+
+
 class Stains(_Frozen):
     """Brightfield stains for colour deconvolution."""
 
     preset: Literal["hdab", "he"] = "hdab"
-    vectors: Literal["default", "estimate"] | dict[str, Vector3] = "default"
+    # default: Ruifrok & Johnston; estimate: Macenko per image; auto: the defaults unless they
+    # fit the image badly (imaging.tissue.stains.choose_vectors); or unit vectors per stain
+    vectors: Literal["default", "estimate", "auto"] | dict[str, Vector3] = "auto"
 
     @property
     def names(self) -> tuple[str, str]:
@@ -273,6 +279,14 @@ class Stains(_Frozen):
             unknown = set(value) - {"hematoxylin", "dab", "eosin"}
             if unknown:
                 raise ValueError(f"unknown stain(s) {sorted(unknown)}; stains are hematoxylin, dab, eosin")
+            for name, vector in value.items():
+                vector = np.asarray(vector, dtype=float)
+                if not np.all(np.isfinite(vector)) or np.any(vector < 0):
+                    raise ValueError(f"{name} vector {[float(x) for x in vector]} must be three finite, non-negative OD values")
+                norm = float(np.linalg.norm(vector))
+                if abs(norm - 1.0) > UNIT_TOLERANCE:
+                    raise ValueError(f"{name} vector {[float(x) for x in vector]} has length {norm:.3f}; give a unit vector "
+                                     f"(divide each value by {norm:.3f})")
         return value
 
 
@@ -286,15 +300,22 @@ class TissueMask(_Frozen):
 class CellScoring(_Frozen):
     """IHC positive-cell detection (QuPath-style): nuclei from haematoxylin, DAB per cell."""
 
-    nucleus_diameter_um: float | None = Field(default=None, gt=0, description="null: estimated per tile")
-    cell_expansion_um: float = Field(default=3.0, ge=0)
-    compartment: Literal["nucleus", "cytoplasm", "cell"] = "nucleus"
+    nucleus_diameter_um: float | None = Field(default=None, gt=0, le=100, description="null: estimated per tile")
+    cell_expansion_um: float = Field(default=3.0, ge=0, le=50)
+    # where each cell's DAB is measured: nucleus (Ki67, nuclear pJNK), cytoplasm, membrane
+    # (MHCII, HER2: the cell's outer band) or the whole cell
+    compartment: Literal["nucleus", "cytoplasm", "cell", "membrane"] = "nucleus"
+    # channel nuclei are found on: auto = haematoxylin + DAB for the nucleus compartment,
+    # haematoxylin alone for the others (DAB there outlines cells, not nuclei)
+    detection: Literal["auto", "nuclear_od", "hematoxylin"] = "auto"
     thresholds: tuple[float, float, float] = (0.2, 0.4, 0.6)
-    tile_px: int = Field(default=2048, ge=256)
+    tile_px: int = Field(default=2048, ge=256, le=16384)
 
     @field_validator("thresholds")
     @classmethod
     def _increasing(cls, value):
+        if not all(np.isfinite(value)):
+            raise ValueError("thresholds must be finite numbers (OD units)")
         if not value[0] < value[1] < value[2]:
             raise ValueError("thresholds for 1+, 2+, 3+ must increase")
         return value

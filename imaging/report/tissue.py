@@ -14,6 +14,11 @@ from imaging.io.writers import atomic_path
 from imaging.report.html import STYLE, _e, comparisons_html, fmt, table_html
 
 
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters bracketed, so an image called ``a[1]`` matches itself."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
 def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
@@ -32,8 +37,14 @@ def tissue_methods(record: dict, pipeline) -> str:
                      f"{', '.join(sources)}).")
     if pipeline.cells is not None:
         spec = pipeline.cells
+        channel = ("haematoxylin plus DAB optical density (capped at 0.3 OD, so pale and dark nuclei are found "
+                   "alike)" if spec.detection == "nuclear_od" or (spec.detection == "auto" and spec.compartment == "nucleus")
+                   else "haematoxylin optical density")
+        scale = (f"a nucleus diameter of {spec.nucleus_diameter_um:g} µm" if spec.nucleus_diameter_um else
+                 "a nucleus scale estimated from each tile")
         sentences.append(
-            "Nuclei were segmented in the haematoxylin channel, cells defined as nuclei grown by "
+            f"Nuclei were detected on the {channel} at {scale} (local-contrast foreground, touching nuclei split "
+            "by distance-transform watershed and merged back where no notch supports a split), cells defined as nuclei grown by "
             f"{spec.cell_expansion_um:g} µm, and each cell classed 0/1+/2+/3+ by its mean DAB optical density in the "
             f"{spec.compartment} at thresholds {', '.join(f'{t:g}' for t in spec.thresholds)}; H-score = "
             "1×%1+ + 2×%2+ + 3×%3+, Allred = proportion score + intensity score, and positive cells were counted "
@@ -65,11 +76,16 @@ def build_tissue_report(out_dir: str | Path) -> Path:
     samples, comparisons = _read(out_dir / "samples.csv"), _read(out_dir / "comparisons.csv")
     figures = []
     for image in record["images"]:
-        path = out_dir / "plots" / f"{image['image']}_overlay.png"
-        if path.is_file():
+        name = image["image"]
+        paths = [out_dir / "plots" / f"{name}_overlay.png",
+                 *sorted((out_dir / "plots").glob(f"{glob_escape(name)}_cells_*.png"))]
+        for index, path in enumerate(p for p in paths if p.is_file()):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            figures.append(f'<figure><img alt="{_e(image["image"])}" src="data:image/png;base64,{data}" '
-                           f'style="max-width:360px"><figcaption>{_e(image["image"])}</figcaption></figure>')
+            caption = name if index == 0 else f"{name}: full-resolution crop {index}"
+            # crops open at full size in a new tab (zoomable); the thumbnail fits the page
+            figures.append(f'<figure><a href="data:image/png;base64,{data}" target="_blank">'
+                           f'<img alt="{_e(caption)}" src="data:image/png;base64,{data}" style="max-width:360px"></a>'
+                           f'<figcaption>{_e(caption)}</figcaption></figure>')
     vectors = pd.DataFrame([{"image": i["image"], "source": i.get("stain_vector_source"),
                              **{k: ", ".join(f"{x:.3f}" for x in v) for k, v in i.get("stain_vectors", {}).items()}}
                             for i in record["images"]])
@@ -94,7 +110,11 @@ lesions.csv, samples.csv, comparisons.csv.</p>
 <h2 id="samples">Per sample</h2>{table_html(samples, text_columns=tuple(c for c in samples.columns if samples[c].dtype == object))}
 {('<h2 id="regions">IHC per image</h2>' + table_html(regions, text_columns=("image",))) if not regions.empty else ""}
 {('<h2 id="sections">Burden per section</h2>' + threshold_html + table_html(sections, text_columns=("image",))) if not sections.empty else ""}
-<h2 id="overlays">Overlays</h2><p class="muted">Green: tissue; yellow: lesions; red: positive cells.</p>
+<h2 id="overlays">Overlays</h2><p class="muted">Green: tissue outline; yellow lines: lesions. Cells (dots on the
+overview, nucleus outlines on the full-resolution crops) by class: <span style="color:#286eff">blue 0</span>,
+<span style="color:#c8a800">yellow 1+</span>, <span style="color:#ff8c00">orange 2+</span>,
+<span style="color:#e60000">red 3+</span>. Every cell is in detections/&lt;image&gt;.geojson for review in QuPath
+(File &gt; Import objects).</p>
 <div class="figs">{''.join(figures)}</div>
 <h2 id="stains">Stain vectors</h2>{table_html(vectors, text_columns=tuple(vectors.columns))}
 <h2 id="methods">Methods</h2><p class="methods">{_e(tissue_methods(record, pipeline))}</p>

@@ -1,10 +1,14 @@
 """IHC positive-cell scoring (QuPath-style) and its per-region summaries.
 
-Per tile: nuclei are segmented in the haematoxylin channel of the colour deconvolution
-(the classical backend: bright objects on dark), cells are nuclei grown by a fixed reach,
-and each cell's mean DAB optical density in the chosen compartment (for ``nucleus``: its
-half-maximum haematoxylin core, see :func:`nucleus_cores`) sets its intensity class: 0 (below the first threshold), 1+, 2+, 3+. QuPath's positive cell detection uses
-the same three thresholds (0.2, 0.4, 0.6 on the nucleus DAB OD mean by default).
+Per tile: nuclei are found on the nuclear optical density of the colour deconvolution
+(haematoxylin + DAB for nuclear stains, haematoxylin alone for cytoplasmic and membranous
+ones; :mod:`imaging.tissue.nuclei`), cells are nuclei grown by a fixed reach, and each
+cell's mean DAB optical density in the chosen compartment sets its intensity class: 0
+(below the first threshold), 1+, 2+, 3+. Compartments: ``nucleus`` (its half-maximum core,
+see :func:`nucleus_cores`: Ki67, nuclear pJNK, ER), ``cytoplasm`` (cell minus nucleus),
+``membrane`` (the cell's outer band, :func:`membrane_ring`: MHCII, HER2) and ``cell``.
+QuPath's positive cell detection uses the same three thresholds (0.2, 0.4, 0.6 on the
+nucleus DAB OD mean by default).
 
 Region summaries:
 
@@ -21,13 +25,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from skimage import segmentation
 from skimage.segmentation import expand_labels
 
-from imaging.segment import segment_nuclei
+from imaging.tissue.nuclei import detect_nuclei, detection_channel
+from imaging.tissue.nuclei import nucleus_radius_px as nucleus_radius_px_for
 from imaging.tissue.stains import stain_amounts
 
 CELL_COLUMNS = ["centroid_row", "centroid_col", "nucleus_area_px", "hematoxylin_od_mean", "dab_od_mean",
                 "dab_class", "positive"]
+CLASS_NAMES = ("Negative", "1+", "2+", "3+")  # QuPath's names for the intensity classes
+COMPARTMENTS = ("nucleus", "cytoplasm", "cell", "membrane")
 
 
 def intensity_class(values, thresholds) -> np.ndarray:
@@ -35,17 +43,17 @@ def intensity_class(values, thresholds) -> np.ndarray:
     return np.searchsorted(np.asarray(thresholds, dtype=float), np.asarray(values, dtype=float), side="right")
 
 
-def nucleus_cores(nuclei: np.ndarray, hematoxylin: np.ndarray, fraction: float = 0.5) -> np.ndarray:
-    """Each nucleus reduced to its pixels above ``fraction`` of its own haematoxylin peak
+def nucleus_cores(nuclei: np.ndarray, nuclear_od: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+    """Each nucleus reduced to its pixels above ``fraction`` of its own peak nuclear OD
     (95th percentile): the stained body, without the blurred rim that segmentation adds
     and that would dilute a nuclear mean."""
     n = int(nuclei.max())
     if n == 0:
         return nuclei
     peaks = np.zeros(n + 1)
-    peaks[1:] = ndi.labeled_comprehension(hematoxylin, nuclei, np.arange(1, n + 1),
+    peaks[1:] = ndi.labeled_comprehension(nuclear_od, nuclei, np.arange(1, n + 1),
                                           lambda v: np.percentile(v, 95), float, 0.0)
-    core = np.where(hematoxylin >= fraction * peaks[nuclei], nuclei, 0)
+    core = np.where(nuclear_od >= fraction * peaks[nuclei], nuclei, 0)
     # a nucleus whose core vanished (flat or noisy) keeps its whole area
     lost = np.setdiff1d(np.arange(1, n + 1), np.unique(core))
     if lost.size:
@@ -54,17 +62,66 @@ def nucleus_cores(nuclei: np.ndarray, hematoxylin: np.ndarray, fraction: float =
     return core
 
 
-def _compartment_labels(nuclei: np.ndarray, cells: np.ndarray, compartment: str, hematoxylin: np.ndarray) -> np.ndarray:
+def membrane_ring(cells: np.ndarray, nuclei: np.ndarray, *, width_px: float) -> np.ndarray:
+    """Each cell's outer band, ``width_px`` wide, outside its nucleus: where a membranous
+    stain (MHCII on antigen-presenting cells, HER2) sits. Cells that end at their nucleus
+    (no cytoplasm in reach) keep their cell pixels, so every cell has a compartment."""
+    edge = segmentation.find_boundaries(cells, mode="inner") & (cells > 0)
+    band = ndi.distance_transform_edt(~edge) <= max(width_px, 1.0)
+    ring = np.where(band & (nuclei == 0), cells, 0)
+    missing = np.setdiff1d(np.unique(cells), np.unique(ring))
+    missing = missing[missing > 0]
+    if missing.size:
+        keep = np.isin(cells, missing)
+        ring[keep] = cells[keep]
+    return ring
+
+
+def compartment_labels(nuclei: np.ndarray, cells: np.ndarray, compartment: str, *, nuclear_od: np.ndarray,
+                       membrane_px: float) -> np.ndarray:
+    """The pixels over which each cell's DAB is averaged for its call."""
     if compartment == "nucleus":
-        return nucleus_cores(nuclei, hematoxylin)
+        return nucleus_cores(nuclei, nuclear_od)
     if compartment == "cytoplasm":
-        return np.where(nuclei > 0, 0, cells)
-    return cells
+        cytoplasm = np.where(nuclei > 0, 0, cells)
+        missing = np.setdiff1d(np.unique(nuclei), np.unique(cytoplasm))
+        missing = missing[missing > 0]
+        if missing.size:  # a cell without cytoplasm in reach is measured over its nucleus
+            keep = np.isin(cells, missing)
+            cytoplasm[keep] = cells[keep]
+        return cytoplasm
+    if compartment == "membrane":
+        return membrane_ring(cells, nuclei, width_px=membrane_px)
+    if compartment == "cell":
+        return cells
+    raise ValueError(f"unknown compartment {compartment!r}; use one of {', '.join(COMPARTMENTS)}")
+
+
+def detects_with_dab(compartment: str, detection: str = "auto") -> bool:
+    """Whether nuclei are to be detected on haematoxylin + DAB (nuclear stains) or on
+    haematoxylin alone (cytoplasmic and membranous stains, where DAB outlines cells)."""
+    if detection == "auto":
+        return compartment == "nucleus"
+    return detection == "nuclear_od"
+
+
+def detection_image(hematoxylin: np.ndarray, dab: np.ndarray, *, compartment: str, detection: str,
+                    radius_px: float | None, pixel_size_um: float | None) -> tuple[np.ndarray, float, dict]:
+    """The channel nuclei are found on, the nucleus scale, and what was chosen and why."""
+    with_dab = detects_with_dab(compartment, detection)
+    channel = detection_channel(hematoxylin, dab, include_dab=with_dab)
+    if radius_px is not None:
+        return channel, float(radius_px), {"radius_px": float(radius_px), "radius_source": "pipeline",
+                                           "detection": "nuclear_od" if with_dab else "hematoxylin"}
+    radius, source = nucleus_radius_px_for(channel, pixel_size_um=pixel_size_um)
+    return channel, radius, {"radius_px": radius, "radius_source": source,
+                             "detection": "nuclear_od" if with_dab else "hematoxylin"}
 
 
 def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartment: str = "nucleus",
-                nucleus_radius_px: float | None = None, expansion_px: float = 6.0,
-                keep: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+                nucleus_radius_px: float | None = None, pixel_size_um: float | None = None,
+                expansion_px: float = 6.0, detection: str = "auto",
+                keep: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
     """Score the cells of one RGB tile (see module docstring).
 
     Parameters
@@ -76,6 +133,13 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
         Glass brightness per channel.
     thresholds : three floats
         DAB OD limits of 1+, 2+, 3+.
+    compartment : {'nucleus', 'cytoplasm', 'cell', 'membrane'}
+        Where each cell's DAB is measured for its call.
+    nucleus_radius_px : float, optional
+        Typical nucleus radius; estimated from the tile when None
+        (:func:`imaging.tissue.nuclei.nucleus_radius_px`, bounded by ``pixel_size_um``).
+    detection : {'auto', 'nuclear_od', 'hematoxylin'}
+        Channel the nuclei are found on (:func:`detects_with_dab`).
     keep : (M, N) bool ndarray, optional
         Cells whose nucleus centre falls outside are dropped (tissue, tile core).
 
@@ -84,19 +148,29 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
     cells : DataFrame
         One row per cell (:data:`CELL_COLUMNS`, plus ``label``).
     nuclei, cell_labels : (M, N) int32 ndarrays
+    info : dict
+        ``radius_px`` and ``radius_source`` of the nucleus scale used, and the
+        ``detection`` channel (:func:`detection_image`).
     """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"IHC scoring needs an (M, N, 3) RGB tile, got shape {rgb.shape}")
+    if keep is not None and np.shape(keep) != rgb.shape[:2]:
+        raise ValueError(f"keep mask shape {np.shape(keep)} differs from the tile's {rgb.shape[:2]}")
     amounts = stain_amounts(rgb, vectors, white=white)
     hematoxylin, dab = amounts["hematoxylin"], amounts["dab"]
-    options = {} if nucleus_radius_px is None else {"radius": nucleus_radius_px}
-    nuclei, _ = segment_nuclei(np.clip(hematoxylin, 0, None), **options)
+    nuclear_od, radius, info = detection_image(hematoxylin, dab, compartment=compartment, detection=detection,
+                                               radius_px=nucleus_radius_px, pixel_size_um=pixel_size_um)
+    nuclei = detect_nuclei(nuclear_od, radius=radius)
     cells = expand_labels(nuclei, distance=expansion_px).astype(np.int32)
     n = int(nuclei.max())
     if n == 0:
-        return pd.DataFrame(columns=["label", *CELL_COLUMNS]), nuclei, cells
+        return pd.DataFrame(columns=["label", *CELL_COLUMNS]), nuclei, cells, info
     ids = np.arange(1, n + 1)
     centroids = np.asarray(ndi.center_of_mass(np.ones(nuclei.shape), nuclei, ids)).reshape(-1, 2)
-    compartment_labels = _compartment_labels(nuclei, cells, compartment, hematoxylin)
-    dab_mean = np.asarray(ndi.mean(dab, compartment_labels, ids), dtype=float)
+    measured = compartment_labels(nuclei, cells, compartment, nuclear_od=nuclear_od,
+                                  membrane_px=max(1.0, expansion_px / 2))
+    dab_mean = np.asarray(ndi.mean(dab, measured, ids), dtype=float)
     classes = intensity_class(dab_mean, thresholds)
     table = pd.DataFrame({
         "label": ids, "centroid_row": centroids[:, 0], "centroid_col": centroids[:, 1],
@@ -107,7 +181,7 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
         rows = np.clip(np.round(table["centroid_row"]).astype(int), 0, keep.shape[0] - 1)
         cols = np.clip(np.round(table["centroid_col"]).astype(int), 0, keep.shape[1] - 1)
         table = table[keep[rows, cols]].reset_index(drop=True)
-    return table, nuclei, cells
+    return table, nuclei, cells, info
 
 
 def allred_proportion(percent_positive: float) -> int:

@@ -35,13 +35,17 @@ from imaging.tissue.burden import (
 )
 from imaging.tissue.ihc import CELL_COLUMNS, score_cells, summarize_scores
 from imaging.tissue.mask import tissue_mask
+from imaging.tissue.review import (
+    CLASS_COLOURS, Crop, GeoJSONWriter, cell_features, nucleus_outlines, outlined, tile_crop,
+)
 from imaging.tissue.slide import Slide
-from imaging.tissue.stains import default_vectors, estimate_vectors, white_point
+from imaging.tissue.stains import choose_vectors, default_vectors, estimate_vectors, white_point
 
 log = logging.getLogger(__name__)
 
 TISSUE_SUFFIXES = (".tif", ".tiff", ".svs", ".png", ".jpg", ".jpeg")
 WORK_FOLDER = ".images"
+DETECTIONS_FOLDER = "detections"  # QuPath GeoJSON of the scored cells, one file per image
 SIGNAL_SAMPLE = 20000
 MIN_LESION_SEPARATION = 2.0  # Ashman's D between lesion and normal tissue signal
 
@@ -114,11 +118,7 @@ def plan_tissue(pipeline: TissuePipeline | str | Path, input_dir: str | Path, *,
         raise InputError("two images share a name", path=input_dir, fix="give every image a distinct file name")
     for path in images:
         check_image_file(path)
-        if pipeline.lesions is not None and pipeline.pixel_size_um is None:
-            with Slide(path) as slide:
-                if not slide.pixel_size_um:
-                    raise InputError("the pixel size is unknown and lesion areas need it", path=path,
-                                     fix="set pixel_size_um in the pipeline")
+        check_tissue_image(path, pipeline)
     if samples is not None:
         sheet = read_sample_sheet(samples)
         missing = sorted(set(stems) - set(sheet["image"]))
@@ -140,6 +140,38 @@ def plan_tissue(pipeline: TissuePipeline | str | Path, input_dir: str | Path, *,
                              fix="correct comparison.control_group in the pipeline or the sheet")
     return TissuePlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, images=tuple(images),
                       sheet=sheet, sheet_path=Path(samples) if samples else None, unmatched_sheet_rows=unmatched)
+
+
+PIXEL_SIZE_TOLERANCE = 0.05  # relative disagreement between the pipeline's and the file's pixel size
+
+
+def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
+    """What can be known about one image before any work: RGB where cells are scored, a
+    pixel size where lesion areas need one and that agrees with the file's, tissue present."""
+    with Slide(path) as slide:
+        recorded = slide.pixel_size_um
+        if pipeline.cells is not None and not slide.is_rgb:
+            raise InputError(f"IHC cell scoring needs an RGB brightfield image; this one has shape "
+                             f"{slide.shapes[0]} without 3 colour channels", path=path,
+                             fix="export the section as RGB, or remove 'cells' from the pipeline")
+        given = pipeline.pixel_size_um
+        if given and recorded and abs(recorded - given) > PIXEL_SIZE_TOLERANCE * recorded:
+            raise InputError(f"the pipeline's pixel_size_um {given:g} contradicts the file's {recorded:g} um/pixel",
+                             path=path, fix="remove pixel_size_um from the pipeline (the file's value is used) "
+                                            "or correct it")
+        if pipeline.lesions is not None and not (given or recorded):
+            raise InputError("the pixel size is unknown and lesion areas need it", path=path,
+                             fix="set pixel_size_um in the pipeline")
+        size = given or recorded
+        if size:
+            resolution = max(pipeline.tissue.resolution_um, size)
+        else:
+            slide.pixel_size_um = 1.0
+            resolution = float(max(1, int(np.ceil(max(slide.shape) / 1024))))
+        _, _, tissue = _overview_and_tissue(slide, pipeline, resolution, physical=bool(size))
+        if not tissue.any():
+            raise InputError("no tissue found (the image is blank glass or too faint to tell from it)", path=path,
+                             fix="remove the image from the input folder, or check it is the stained section")
 
 
 # ---- per image ---------------------------------------------------------------------------------
@@ -168,6 +200,8 @@ def _stain_vectors(pipeline: TissuePipeline, overview, tissue, white) -> tuple[d
         return default_vectors(names), "default"
     if setting == "estimate":
         return estimate_vectors(overview, tissue, names, white=white)
+    if setting == "auto":
+        return choose_vectors(overview, tissue, names, white=white)
     vectors = default_vectors(names) | {k: np.asarray(v, float) / np.linalg.norm(v) for k, v in setting.items()}
     return vectors, "pipeline"
 
@@ -215,10 +249,12 @@ def analyse_image(task: ImageTask) -> dict:
             if not slide.is_rgb:
                 raise InputError("IHC cell scoring needs an RGB brightfield image", path=path,
                                  fix="export the section as RGB, or remove 'cells' from the pipeline")
-            classes, overlay_cells = _score_image(slide, pipeline, vectors, white, tissue, overview_size, nominal,
-                                                  out_dir / WORK_FOLDER / f"{image_stem(path)}.cells.csv")
+            scored = _score_image(slide, pipeline, vectors, white, tissue, overview_size, nominal,
+                                  pixel_size, out_dir, image_stem(path))
+            overlay_cells = scored["overlay"]
             area_mm2 = tissue_area_um2 / 1e6 if pixel_size else None
-            summary["ihc"] = summarize_scores(classes, area_mm2)
+            summary["ihc"] = summarize_scores(scored["classes"], area_mm2)
+            summary["nucleus_radius_px"] = scored["radius"]
         lesion_labels = None
         if pipeline.lesions is not None:
             signal, lesion_tissue, size, _ = _lesion_inputs(slide, pipeline, vectors, white)
@@ -237,21 +273,27 @@ def analyse_image(task: ImageTask) -> dict:
     return summary
 
 
-def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue, overview_size, pixel_size, cells_path):
-    """IHC scoring tile by tile; cells streamed to ``cells_path``; returns the classes and
-    a few positive-cell positions (overview pixels) for the overlay."""
+def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue, overview_size, nominal_size,
+                 pixel_size, out_dir: Path, stem: str) -> dict:
+    """IHC scoring tile by tile. Cells are streamed to ``.images/<stem>.cells.csv`` and, as
+    QuPath detections, to ``detections/<stem>.geojson``; the few densest tiles give the
+    report's full-resolution crops. Returns the classes, the cell positions and classes for
+    the overview (overview pixels) and the nucleus scale used."""
     spec = pipeline.cells
-    radius = None if spec.nucleus_diameter_um is None else spec.nucleus_diameter_um / pixel_size / 2
-    expansion = spec.cell_expansion_um / pixel_size
-    margin = int(max(16, 4 * (radius or 8) + expansion))
-    scale = overview_size / pixel_size  # full-resolution pixels per overview pixel
+    fixed_radius = None if spec.nucleus_diameter_um is None else spec.nucleus_diameter_um / nominal_size / 2
+    expansion = spec.cell_expansion_um / nominal_size
+    margin = int(max(16, 4 * (fixed_radius or 16) + expansion))
+    scale = overview_size / nominal_size  # full-resolution pixels per overview pixel
     # The tissue mask only decides which tiles hold tissue (generously: pale stroma may fall
     # under the mask's threshold); every cell found in a tile's core counts, so a crop of
     # tissue without glass is scored whole, as an annotator would count it.
     tissue = ndi.binary_dilation(tissue, iterations=3)
-    classes, overlay = [], []
-    with atomic_path(cells_path) as temporary, open(temporary, "w", newline="") as handle:
+    classes, overlay, radii, crops, detections = [], [], [], [], []
+    work = out_dir / WORK_FOLDER
+    with atomic_path(work / f"{stem}.cells.csv") as temporary, open(temporary, "w", newline="") as handle, \
+            atomic_path(out_dir / DETECTIONS_FOLDER / f"{stem}.geojson") as geo_temporary, open(geo_temporary, "w") as geo_handle:
         header = True
+        geojson = GeoJSONWriter(geo_handle)
         for tile in slide.tiles(spec.tile_px, margin):
             rows = slice(int(tile.row / scale), int(np.ceil((tile.row + tile.height) / scale)))
             cols = slice(int(tile.col / scale), int(np.ceil((tile.col + tile.width) / scale)))
@@ -260,30 +302,67 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
             rgb = slide.read_region(tile.read_row, tile.read_col, tile.read_height, tile.read_width)
             keep = np.zeros(rgb.shape[:2], bool)  # the tile's core: each cell belongs to one tile
             keep[tile.margin_top:tile.margin_top + tile.height, tile.margin_left:tile.margin_left + tile.width] = True
-            cells, _, _ = score_cells(rgb, vectors=vectors, white=white, thresholds=spec.thresholds,
-                                      compartment=spec.compartment, nucleus_radius_px=radius,
-                                      expansion_px=expansion, keep=keep)
+            cells, nuclei, _, info = score_cells(
+                rgb, vectors=vectors, white=white, thresholds=spec.thresholds, compartment=spec.compartment,
+                nucleus_radius_px=fixed_radius, pixel_size_um=pixel_size, expansion_px=expansion,
+                detection=spec.detection, keep=keep)
+            radii.append(info["radius_px"])
+            detections.append(info["detection"])
             if cells.empty:
                 continue
+            outlines = nucleus_outlines(nuclei, cells["label"])
+            geojson.write(cell_features(cells, outlines, offset=(tile.read_row, tile.read_col)))
+            crops = _keep_densest(crops, tile_crop(
+                rgb, nuclei, cells, core=(tile.margin_top, tile.margin_left, tile.height, tile.width),
+                offset=(tile.read_row, tile.read_col)))
             cells["centroid_row"] += tile.read_row
             cells["centroid_col"] += tile.read_col
             cells = cells.drop(columns="label")
-            cells.insert(0, "image", image_stem(slide.path))
+            cells.insert(0, "image", stem)
             cells.to_csv(handle, index=False, header=header, lineterminator="\n")
             header = False
             classes.append(cells["dab_class"].to_numpy(np.int8))
-            positive = cells[cells["positive"]]
-            overlay.append(positive[["centroid_row", "centroid_col"]].to_numpy() / scale)
+            overlay.append(np.column_stack([cells[["centroid_row", "centroid_col"]].to_numpy() / scale,
+                                            cells["dab_class"].to_numpy()]))
         if header:
             pd.DataFrame(columns=["image", *CELL_COLUMNS]).to_csv(handle, index=False, lineterminator="\n")
+        geojson.close()
+    for index, crop in enumerate(crops):
+        _write_crop(crop, out_dir / "plots" / f"{stem}_cells_{index + 1}.png")
     classes = np.concatenate(classes) if classes else np.zeros(0, np.int8)
-    overlay = np.concatenate(overlay) if overlay else np.zeros((0, 2))
-    return classes, overlay
+    overlay = np.concatenate(overlay) if overlay else np.zeros((0, 3))
+    radius = {"median_px": float(np.median(radii)) if radii else None,
+              "source": "pipeline" if fixed_radius is not None else "estimated per tile"
+              + (" (limited by the pixel size)" if pixel_size else "")}
+    radius["detection"] = sorted(set(detections))
+    return {"classes": classes, "overlay": overlay, "radius": radius}
 
 
-def _write_overlay(overview, overview_size, tissue, positive_cells, lesions, path: Path) -> None:
+REPORT_CROPS = 3
+
+
+def _keep_densest(crops: list[Crop], candidate: Crop) -> list[Crop]:
+    """The :data:`REPORT_CROPS` crops with the most cells so far (memory: three crops)."""
+    return sorted([*crops, candidate], key=lambda crop: -crop.n_cells)[:REPORT_CROPS]
+
+
+def _write_crop(crop: Crop, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from imaging.report.plots import save_png
+
+    image = outlined(crop)
+    height, width = image.shape[:2]
+    figure = Figure(figsize=(width / 100, height / 100))
+    axes = figure.add_axes([0, 0, 1, 1])
+    axes.imshow(image, interpolation="nearest")
+    axes.set_axis_off()
+    save_png(figure, path, dpi=100)
+
+
+def _write_overlay(overview, overview_size, tissue, cells, lesions, path: Path) -> None:
     """Thumbnail: the overview with the tissue outline (green), lesion outlines (yellow)
-    and positive cells (red dots)."""
+    and every scored cell as a dot in its class colour (blue 0, yellow 1+, orange 2+, red 3+)."""
     from matplotlib.figure import Figure
 
     from imaging.report.plots import save_png
@@ -297,7 +376,8 @@ def _write_overlay(overview, overview_size, tissue, positive_cells, lesions, pat
     figure = Figure(figsize=(6, 6 * height / max(width, 1)))
     axes = figure.add_axes([0, 0, 1, 1])
     axes.imshow(image, cmap=None if image.ndim == 3 else "gray", interpolation="nearest")
-    axes.contour(tissue, levels=[0.5], colors=["#2ca02c"], linewidths=0.8)
+    if tissue.any() and not tissue.all():
+        axes.contour(tissue, levels=[0.5], colors=["#2ca02c"], linewidths=0.8)
     if lesions is not None and lesions[0].max() > 0:
         labels, size = lesions
         thin = max(1, int(np.ceil(max(labels.shape) / 800)))
@@ -305,9 +385,11 @@ def _write_overlay(overview, overview_size, tissue, positive_cells, lesions, pat
         scale = size * thin / overview_size  # lesion-mask pixels -> thumbnail pixels
         rows, cols = np.arange(mask.shape[0]) * scale, np.arange(mask.shape[1]) * scale
         axes.contour(cols, rows, mask, levels=[0.5], colors=["yellow"], linewidths=1.2)
-    if positive_cells is not None and len(positive_cells):
-        shown = positive_cells[:: max(1, len(positive_cells) // 20000)] / step
-        axes.scatter(shown[:, 1], shown[:, 0], s=1.5, c="red", linewidths=0)
+    if cells is not None and len(cells):
+        shown = cells[:: max(1, len(cells) // 20000)]
+        colours = np.asarray(CLASS_COLOURS, float)[shown[:, 2].astype(int)] / 255
+        size = float(np.clip(4000 / max(len(shown), 1), 1.5, 12))
+        axes.scatter(shown[:, 1] / step, shown[:, 0] / step, s=size, c=colours, linewidths=0)
     axes.set_xlim(-0.5, width - 0.5)
     axes.set_ylim(height - 0.5, -0.5)
     axes.set_axis_off()

@@ -30,6 +30,20 @@ def _rgb_from_od(od: np.ndarray, rng: np.random.Generator, noise: float = 2.0) -
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
+def nucleus_centres(rng, size: int, radius: float, n: int, *, spacing: float, attempts_per_nucleus: int):
+    """Yield up to ``n`` random centres at least ``spacing * radius`` apart. A generator, so
+    the caller draws its own random numbers between centres (the sequence is deterministic)."""
+    accepted: list[tuple[float, float]] = []
+    attempts = 0
+    while len(accepted) < n and attempts < attempts_per_nucleus * n:
+        attempts += 1
+        r, c = rng.uniform(radius, size - radius, 2)
+        if any((r - pr) ** 2 + (c - pc) ** 2 < (spacing * radius) ** 2 for pr, pc in accepted):
+            continue
+        accepted.append((r, c))
+        yield r, c
+
+
 def make_ihc_image(size: int = 512, *, n_nuclei: int = 160, class_fractions=(0.5, 0.2, 0.15, 0.15),
                    nucleus_radius: float = 6.0, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
     """An H-DAB image of a tissue field with cells of known DAB class.
@@ -47,12 +61,7 @@ def make_ihc_image(size: int = 512, *, n_nuclei: int = 160, class_fractions=(0.5
     rng = np.random.default_rng(seed)
     labels = np.zeros((size, size), np.int32)
     rows = []
-    attempts = 0
-    while len(rows) < n_nuclei and attempts < 50 * n_nuclei:
-        attempts += 1
-        r, c = rng.uniform(nucleus_radius, size - nucleus_radius, 2)
-        if any((r - p["row"]) ** 2 + (c - p["col"]) ** 2 < (2.4 * nucleus_radius) ** 2 for p in rows):
-            continue
+    for r, c in nucleus_centres(rng, size, nucleus_radius, n_nuclei, spacing=2.4, attempts_per_nucleus=50):
         radius = nucleus_radius * rng.uniform(0.85, 1.15)
         rr, cc = draw.ellipse(r, c, radius * 1.15, radius / 1.15, shape=labels.shape, rotation=rng.uniform(0, np.pi))
         label = len(rows) + 1
@@ -68,6 +77,37 @@ def make_ihc_image(size: int = 512, *, n_nuclei: int = 160, class_fractions=(0.5
     od = ndi.gaussian_filter(od, (0.5, 0.5, 0))
     truth["positive"] = truth["dab_class"] >= 1
     return _rgb_from_od(od, rng), truth
+
+
+def make_ki67_field(size: int = 384, *, nucleus_radius: float = 12.0, n_nuclei: int = 70,
+                    positive_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """A Ki67-like H-DAB field as real tiles show it: pale negative nuclei (haematoxylin
+    0.10-0.18 OD, half of them vesicular: a darker rim round a paler centre) beside dark
+    DAB-positive ones (DAB 1-2 OD), on stroma with a faint uneven counterstain.
+
+    Returns ``(rgb, truth)``; truth has ``row``, ``col``, ``positive`` per nucleus.
+    """
+    rng = np.random.default_rng(seed)
+    hematoxylin = 0.03 + 0.015 * ndi.gaussian_filter(rng.normal(size=(size, size)), 3) * 10
+    hematoxylin = np.clip(hematoxylin, 0, None)
+    dab = np.zeros((size, size))
+    rows = []
+    for r, c in nucleus_centres(rng, size, nucleus_radius, n_nuclei, spacing=2.3, attempts_per_nucleus=100):
+        radius = nucleus_radius * rng.uniform(0.8, 1.2)
+        rr, cc = draw.ellipse(r, c, radius * 1.2, radius / 1.2, shape=(size, size), rotation=rng.uniform(0, np.pi))
+        positive = bool(rng.random() < positive_fraction)
+        if positive:
+            dab[rr, cc] = rng.uniform(1.0, 2.0)
+            hematoxylin[rr, cc] += 0.1
+        else:
+            level = rng.uniform(0.10, 0.18)
+            distance = np.hypot((rr - r) / (radius * 1.2), (cc - c) / (radius * 1.2))
+            vesicular = rng.random() < 0.5
+            hematoxylin[rr, cc] += level * (0.5 + 0.7 * distance) if vesicular else level
+        rows.append({"row": r, "col": c, "positive": positive})
+    od = hematoxylin[..., None] * unit(STAIN_VECTORS["hematoxylin"]) + dab[..., None] * unit(STAIN_VECTORS["dab"])
+    od = ndi.gaussian_filter(od, (1.0, 1.0, 0))
+    return _rgb_from_od(od, rng), pd.DataFrame(rows)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,7 +75,7 @@ def test_stain_vectors_estimated_from_an_hdab_image():
                                             (2, (0.2, 0.2, 0.3, 0.3))])
 def test_percent_positive_and_h_score_match_the_truth(seed, fractions):
     rgb, truth = make_ihc_image(seed=seed, class_fractions=fractions)
-    cells, _, _ = score_cells(rgb, vectors=HDAB, white=white_point(rgb), thresholds=(0.2, 0.4, 0.6))
+    cells, _, _, _ = score_cells(rgb, vectors=HDAB, white=white_point(rgb), thresholds=(0.2, 0.4, 0.6))
     measured, expected = summarize_scores(cells["dab_class"], None), summarize_scores(truth["dab_class"], None)
     assert measured["n_cells"] == expected["n_cells"]
     assert measured["percent_positive"] == pytest.approx(expected["percent_positive"], abs=2.0)
@@ -172,7 +172,9 @@ def test_tissue_input_errors(sections, pipelines, tmp_path, capsys):
 
 
 def test_ihc_run_on_the_real_sample_image(samples, pipelines, tmp_path, capsys):
-    code = main(["run", str(pipelines / "ihc_hscore.yaml"), str(samples / "tissue" / "ihc" / "skimage_ihc.png"), "--out", str(tmp_path),
+    """FHL2 in colon: DAB fills the glands' cytoplasm; the stroma between them is blue."""
+    code = main(["run", str(pipelines / "ihc_cytoplasmic.yaml"),
+                 str(samples / "tissue" / "ihc_cytoplasmic" / "skimage_ihc.png"), "--out", str(tmp_path),
                  "--workers", "1"])
     assert code == 0, capsys.readouterr().err
     region = pd.read_csv(tmp_path / "regions.csv").iloc[0]
@@ -181,6 +183,16 @@ def test_ihc_run_on_the_real_sample_image(samples, pipelines, tmp_path, capsys):
     counts = np.bincount(cells["dab_class"], minlength=4)
     assert region["h_score"] == pytest.approx(100 * (counts[1] + 2 * counts[2] + 3 * counts[3]) / len(cells))
     assert np.isnan(region["positive_cells_per_mm2"])  # the PNG records no pixel size
+    # hand-drawn regions of the image: stroma right of the glands, the lower-left gland
+    stroma = cells[(cells["centroid_col"] > 465) & (cells["centroid_row"] < 300)]
+    gland = cells[(cells["centroid_col"] < 130) & (cells["centroid_row"] > 200)]
+    assert len(stroma) > 10 and (~stroma["positive"]).mean() > 0.9
+    assert len(gland) > 20 and gland["positive"].mean() > 0.8
+    # every cell as a QuPath detection, and full-resolution crops for the report
+    features = json.loads((tmp_path / "detections" / "skimage_ihc.geojson").read_text())["features"]
+    assert len(features) == len(cells)
+    assert {f["properties"]["classification"]["name"] for f in features} <= {"Negative", "1+", "2+", "3+"}
+    assert (tmp_path / "plots" / "skimage_ihc_cells_1.png").is_file()
 
 
 # ---- memory ------------------------------------------------------------------------------------------

@@ -1,0 +1,247 @@
+"""Score a tissue run's cells against point annotations (positive / negative nuclei).
+
+Expert IHC truth usually comes as points: one click per nucleus with its class. Truth is
+read from
+
+- a CSV with an ``image`` column (file name or stem), a position (``row`` and ``col``,
+  ``centroid_row`` and ``centroid_col``, or ``x`` and ``y`` with x = column) and a ``class``
+  column (``positive`` / ``negative``, also ``pos`` / ``neg``, ``1`` / ``0``, QuPath's
+  ``Positive``, ``Negative``, ``1+``, ``2+``, ``3+``);
+- a folder of such CSVs without ``image`` column, or of QuPath GeoJSON exports, one file per
+  image named after it (``<image>.csv``, ``<image>.geojson``; a ``_points`` or ``_nuclei``
+  suffix is allowed). GeoJSON features give their Point (or a polygon's centroid) and
+  ``properties.classification.name``.
+
+Predictions are the run's ``cells.csv`` (``centroid_row``, ``centroid_col``, ``positive``).
+Within each image, predictions and truth points are paired one to one by the Hungarian
+algorithm, a pair only when closer than ``radius`` px. Detection scores ignore the class;
+class-aware scores count a pair only when the classes agree (each class matched on its
+own, so a detection cannot be credited for a point of the other class). The Ki67 (or any
+positive) index error is predicted minus true percent positive.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+
+from imaging.errors import InputError
+
+POINT_COLUMNS = ["image", "row", "col", "positive"]
+POINT_SCORE_COLUMNS = [
+    "image", "n_true", "n_pred", "n_true_positive", "n_pred_positive",
+    "detection_precision", "detection_recall", "detection_f1",
+    "positive_f1", "negative_f1", "class_precision", "class_recall", "class_f1",
+    "index_true", "index_pred", "index_error", "radius_px",
+]
+POSITIVE_NAMES = {"positive", "pos", "1", "true", "yes", "+", "1+", "2+", "3+", "p"}
+NEGATIVE_NAMES = {"negative", "neg", "0", "false", "no", "-", "n", "0+"}
+TRUTH_SUFFIXES = ("", "_points", "_nuclei", "_truth")
+
+
+def class_is_positive(values, *, source: Path) -> np.ndarray:
+    """Booleans from the class names of an annotation file (see module docstring)."""
+    names = pd.Series(values).astype(str).str.strip().str.lower()
+    unknown = sorted(set(names) - POSITIVE_NAMES - NEGATIVE_NAMES)
+    if unknown:
+        raise InputError(f"unknown class name(s) {', '.join(map(repr, unknown[:5]))}", path=source,
+                         fix="use positive / negative (or 1 / 0, or QuPath's Positive, Negative, 1+, 2+, 3+)")
+    return names.isin(POSITIVE_NAMES).to_numpy()
+
+
+def _positions(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
+    columns = {c.lower().strip(): c for c in frame.columns}
+    for row_name, col_name in (("row", "col"), ("centroid_row", "centroid_col"), ("y", "x")):
+        if row_name in columns and col_name in columns:
+            break
+    else:
+        raise InputError(f"no point position columns (columns: {', '.join(map(str, frame.columns))})", path=source,
+                         fix="name them row and col (or x and y, x being the column)")
+    if "class" not in columns:
+        raise InputError("no 'class' column", path=source, fix="add a class column: positive or negative")
+    table = pd.DataFrame({"row": pd.to_numeric(frame[columns[row_name]], errors="coerce"),
+                          "col": pd.to_numeric(frame[columns[col_name]], errors="coerce"),
+                          "positive": class_is_positive(frame[columns["class"]], source=source)})
+    if table[["row", "col"]].isna().any().any():
+        raise InputError("a point position is empty or not a number", path=source, fix="give every point its row and col")
+    if "image" in columns:
+        table.insert(0, "image", [_stem(v) for v in frame[columns["image"]].astype(str)])
+    return table
+
+
+def _stem(name: str) -> str:
+    path = Path(name.strip())
+    stem = path.stem if path.suffix else path.name
+    return stem[:-4] if stem.endswith(".ome") else stem
+
+
+def read_geojson_points(path: Path) -> pd.DataFrame:
+    """Points and classes of a QuPath GeoJSON export (Point, MultiPoint or polygon centroids)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"is not valid GeoJSON ({exc})", path=path, fix="export the annotations again from QuPath") from None
+    features = data.get("features", []) if isinstance(data, dict) else data
+    rows = []
+    for feature in features if isinstance(features, list) else []:
+        geometry = (feature or {}).get("geometry") or {}
+        classification = ((feature.get("properties") or {}).get("classification") or {}).get("name")
+        kind, coordinates = geometry.get("type"), geometry.get("coordinates")
+        if kind == "Point":
+            points = [coordinates]
+        elif kind == "MultiPoint":
+            points = coordinates
+        elif kind == "Polygon" and coordinates:
+            points = [np.asarray(coordinates[0], float).mean(axis=0)]
+        else:
+            continue
+        rows.extend({"x": p[0], "y": p[1], "class": classification if classification is not None else ""}
+                    for p in points)
+    if not rows:
+        raise InputError("holds no point or polygon features", path=path,
+                         fix="export the annotated points (with their classification) from QuPath")
+    return _positions(pd.DataFrame(rows), path)
+
+
+def read_point_truth(path: str | Path) -> pd.DataFrame:
+    """Truth points of every annotated image (:data:`POINT_COLUMNS`)."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() == ".geojson" or path.suffix.lower() == ".json":
+            table = read_geojson_points(path)
+            table.insert(0, "image", _stem(path.name))
+            return table
+        table = _positions(_read_csv(path), path)
+        if "image" not in table.columns:
+            table.insert(0, "image", _strip_suffix(_stem(path.name)))
+        return table
+    if not path.is_dir():
+        raise InputError("no such file or folder", path=path, fix="give the annotation CSV, GeoJSON or their folder")
+    frames = []
+    for file in sorted(p for p in path.iterdir() if p.suffix.lower() in (".csv", ".geojson", ".json")):
+        table = read_point_truth(file)
+        table["image"] = table["image"].map(_strip_suffix)
+        frames.append(table)
+    if not frames:
+        raise InputError("holds no .csv or .geojson annotations", path=path, fix="give a folder of point annotations")
+    return pd.concat(frames, ignore_index=True)[POINT_COLUMNS]
+
+
+def _strip_suffix(stem: str) -> str:
+    for suffix in TRUTH_SUFFIXES[1:]:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot be read as CSV ({exc})", path=path, fix="save it as comma-separated UTF-8") from None
+
+
+def match_points(predicted: np.ndarray, true: np.ndarray, *, radius: float) -> np.ndarray:
+    """One-to-one pairs ``(i_predicted, j_true)`` (K, 2) closer than ``radius``, with the
+    smallest total distance (Hungarian algorithm)."""
+    predicted = np.asarray(predicted, float).reshape(-1, 2)
+    true = np.asarray(true, float).reshape(-1, 2)
+    if len(predicted) == 0 or len(true) == 0:
+        return np.zeros((0, 2), int)
+    distance = np.sqrt(((predicted[:, None, :] - true[None, :, :]) ** 2).sum(-1))
+    cost = np.where(distance <= radius, distance, radius * 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    close = distance[rows, cols] <= radius
+    return np.stack([rows[close], cols[close]], axis=1)
+
+
+def _f1(matched: int, n_predicted: int, n_true: int) -> float:
+    return 2 * matched / (n_predicted + n_true) if n_predicted + n_true else np.nan
+
+
+def score_points(predicted: pd.DataFrame, true: pd.DataFrame, *, radius: float) -> dict:
+    """Scores of one image (:data:`POINT_SCORE_COLUMNS` without ``image``)."""
+    p_xy, t_xy = predicted[["row", "col"]].to_numpy(float), true[["row", "col"]].to_numpy(float)
+    p_pos, t_pos = predicted["positive"].to_numpy(bool), true["positive"].to_numpy(bool)
+    detected = len(match_points(p_xy, t_xy, radius=radius))
+    per_class = {flag: len(match_points(p_xy[p_pos == flag], t_xy[t_pos == flag], radius=radius))
+                 for flag in (True, False)}
+    class_matched = per_class[True] + per_class[False]
+    n_p, n_t = len(p_xy), len(t_xy)
+    index_true = 100 * t_pos.mean() if n_t else np.nan
+    index_pred = 100 * p_pos.mean() if n_p else np.nan
+    return {
+        "n_true": n_t, "n_pred": n_p, "n_true_positive": int(t_pos.sum()), "n_pred_positive": int(p_pos.sum()),
+        "detection_precision": detected / n_p if n_p else np.nan,
+        "detection_recall": detected / n_t if n_t else np.nan,
+        "detection_f1": _f1(detected, n_p, n_t),
+        "positive_f1": _f1(per_class[True], int(p_pos.sum()), int(t_pos.sum())),
+        "negative_f1": _f1(per_class[False], int((~p_pos).sum()), int((~t_pos).sum())),
+        "class_precision": class_matched / n_p if n_p else np.nan,
+        "class_recall": class_matched / n_t if n_t else np.nan,
+        "class_f1": _f1(class_matched, n_p, n_t),
+        "index_true": index_true, "index_pred": index_pred, "index_error": index_pred - index_true,
+        "radius_px": float(radius),
+    }
+
+
+def default_radius(cells: pd.DataFrame) -> float:
+    """Match radius: the median area-equivalent radius of the predicted nuclei (a detection
+    within one nucleus radius of the click is on that nucleus); 10 px without cells."""
+    areas = pd.to_numeric(cells.get("nucleus_area_px", pd.Series(dtype=float)), errors="coerce").dropna()
+    return float(np.sqrt(areas.median() / np.pi)) if len(areas) else 10.0
+
+
+def run_cells(run_dir: str | Path) -> pd.DataFrame:
+    """Predicted points of a tissue run folder (:data:`POINT_COLUMNS` plus nucleus area)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "cells.csv" if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise InputError("has no cells.csv", path=run_dir, fix="give the --out folder of an IHC tissue run")
+    cells = pd.read_csv(path, dtype={"image": str})
+    missing = {"image", "centroid_row", "centroid_col", "positive"} - set(cells.columns)
+    if missing:
+        raise InputError(f"cells.csv lacks column(s) {', '.join(sorted(missing))}", path=path,
+                         fix="give the cells.csv of an IHC tissue run")
+    positive = cells["positive"].astype(str).str.lower().isin(["true", "1"])
+    return pd.DataFrame({"image": cells["image"].astype(str), "row": cells["centroid_row"],
+                         "col": cells["centroid_col"], "positive": positive.to_numpy(),
+                         "nucleus_area_px": cells.get("nucleus_area_px", np.nan)})
+
+
+def evaluate_points(run_dir: str | Path, truth: str | Path, *, radius: float | None = None) -> pd.DataFrame:
+    """Per-image scores of a tissue run's cells against point annotations."""
+    predicted = run_cells(run_dir)
+    true = read_point_truth(truth)
+    images = sorted(set(true["image"]))
+    unknown = sorted(set(images) - set(predicted["image"]))
+    scored_images = set(predicted["image"])
+    if unknown and not scored_images & set(images):
+        raise InputError(f"no annotated image is in the run (annotated: {', '.join(images[:5])})", path=truth,
+                         fix="name annotations after the images (file name or stem)")
+    radius = default_radius(predicted) if radius is None else float(radius)
+    if not np.isfinite(radius) or radius <= 0:
+        raise InputError(f"match radius must be a positive number of pixels, got {radius}", path=truth,
+                         fix="give --radius in pixels")
+    rows = []
+    for image in images:
+        rows.append({"image": image} | score_points(predicted[predicted["image"] == image],
+                                                    true[true["image"] == image], radius=radius))
+    return pd.DataFrame(rows, columns=POINT_SCORE_COLUMNS)
+
+
+def summarize_points(table: pd.DataFrame) -> dict:
+    """Means over images and the largest index error."""
+    return {
+        "images": int(len(table)),
+        "mean_abs_index_error": float(table["index_error"].abs().mean()),
+        "max_abs_index_error": float(table["index_error"].abs().max()),
+        "mean_class_f1": float(table["class_f1"].mean()),
+        "mean_detection_f1": float(table["detection_f1"].mean()),
+        "mean_detection_recall": float(table["detection_recall"].mean()),
+        "n_true": int(table["n_true"].sum()), "n_pred": int(table["n_pred"].sum()),
+    }

@@ -1,0 +1,150 @@
+"""What a pathologist looks at: scored cells as QuPath GeoJSON and as class-coloured crops.
+
+GeoJSON: one Feature per cell, its nucleus outline as a Polygon in full-resolution pixel
+coordinates (x = column, y = row, as QuPath expects), ``objectType: detection``, the
+intensity class as QuPath's classification names (``Negative``, ``1+``, ``2+``, ``3+``) and
+the measurements of ``cells.csv``. QuPath imports the file with File > Import objects (or by
+dropping it on the image), so detections can be reviewed in the tool pathologists use.
+The file is written as a stream, tile by tile, so memory stays bounded by one tile.
+
+Crops: the densest window of the few tiles with the most cells, at full resolution, each
+nucleus outlined in its class colour (:data:`CLASS_COLOURS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import IO
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage import measure, segmentation
+
+from imaging.tissue.ihc import CLASS_NAMES
+
+CLASS_COLOURS = ((40, 110, 255), (255, 220, 0), (255, 140, 0), (230, 0, 0))  # 0, 1+, 2+, 3+ (RGB)
+CROP_PX = 512
+
+
+def nucleus_outlines(nuclei: np.ndarray, labels) -> dict[int, list[list[float]]]:
+    """Closed outline (list of ``[x, y]`` = ``[col, row]``) of each requested nucleus label."""
+    slices = ndi.find_objects(nuclei)
+    outlines = {}
+    for label in labels:
+        box = slices[int(label) - 1] if int(label) - 1 < len(slices) else None
+        if box is None:
+            continue
+        crop = np.pad(nuclei[box] == label, 1)
+        contours = measure.find_contours(crop.astype(np.uint8), 0.5)
+        if not contours:
+            continue
+        ring = max(contours, key=len)
+        ring = measure.approximate_polygon(ring, tolerance=0.5)
+        rows = ring[:, 0] - 1 + box[0].start
+        cols = ring[:, 1] - 1 + box[1].start
+        points = [[round(float(c), 2), round(float(r), 2)] for r, c in zip(rows, cols)]
+        if len(points) >= 4:
+            if points[0] != points[-1]:
+                points.append(points[0])
+            outlines[int(label)] = points
+    return outlines
+
+
+def cell_features(cells: pd.DataFrame, outlines: dict[int, list], *, offset: tuple[int, int]) -> list[dict]:
+    """QuPath detection Features of scored cells (``label`` column: nucleus label in the
+    tile; ``offset``: the tile's (row, col) in the image)."""
+    features = []
+    measured = [c for c in ("nucleus_area_px", "hematoxylin_od_mean", "dab_od_mean") if c in cells.columns]
+    for row in cells.itertuples(index=False):
+        ring = outlines.get(int(row.label))
+        if ring is None:
+            continue
+        ring = [[x + offset[1], y + offset[0]] for x, y in ring]
+        klass = int(row.dab_class)
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {
+                "objectType": "detection",
+                "classification": {"name": CLASS_NAMES[klass], "color": list(CLASS_COLOURS[klass])},
+                "measurements": {name: float(getattr(row, name)) for name in measured},
+            },
+        })
+    return features
+
+
+class GeoJSONWriter:
+    """Streams Features into one FeatureCollection (``handle`` opened for text writing)."""
+
+    def __init__(self, handle: IO[str]):
+        self.handle = handle
+        self.count = 0
+        handle.write('{"type": "FeatureCollection", "features": [\n')
+
+    def write(self, features: list[dict]) -> None:
+        for feature in features:
+            self.handle.write((",\n" if self.count else "") + json.dumps(feature, separators=(",", ":")))
+            self.count += 1
+
+    def close(self) -> None:
+        self.handle.write("\n]}\n")
+
+
+@dataclasses.dataclass
+class Crop:
+    """A full-resolution window of scored cells for the report."""
+
+    n_cells: int
+    row: int  # in the image
+    col: int
+    rgb: np.ndarray
+    nuclei: np.ndarray
+    classes: dict[int, int]  # nucleus label -> intensity class
+
+
+def densest_window(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], size: int = CROP_PX) -> tuple[int, int]:
+    """Top-left (row, col) of the ``size`` window of ``shape`` holding most of the points."""
+    height, width = min(size, shape[0]), min(size, shape[1])
+    if len(rows) == 0:
+        return 0, 0
+    step = max(1, size // 4)
+    grid = np.zeros((shape[0] // step + 1, shape[1] // step + 1))
+    np.add.at(grid, (np.asarray(rows, int) // step, np.asarray(cols, int) // step), 1)
+    span = max(1, size // step)
+    counts = ndi.uniform_filter(grid, size=span, mode="constant", origin=-(span // 2)) * span * span
+    top, left = np.unravel_index(np.argmax(counts), counts.shape)
+    return int(min(top * step, shape[0] - height)), int(min(left * step, shape[1] - width))
+
+
+def tile_crop(rgb: np.ndarray, nuclei: np.ndarray, cells: pd.DataFrame, *, core: tuple[int, int, int, int],
+              offset: tuple[int, int]) -> Crop:
+    """The densest :data:`CROP_PX` window of a tile's core (top, left, height, width in the
+    tile) with the cells scored there."""
+    top, left, height, width = core
+    inside = cells
+    row0, col0 = densest_window(inside["centroid_row"].to_numpy() - top, inside["centroid_col"].to_numpy() - left,
+                                (height, width))
+    rows = slice(top + row0, top + row0 + min(CROP_PX, height))
+    cols = slice(left + col0, left + col0 + min(CROP_PX, width))
+    window_nuclei = nuclei[rows, cols]
+    scored = dict(zip(cells["label"].astype(int), cells["dab_class"].astype(int)))
+    present = [label for label in np.unique(window_nuclei) if label in scored]
+    return Crop(n_cells=len(present), row=offset[0] + rows.start, col=offset[1] + cols.start,
+                rgb=np.asarray(rgb[rows, cols]).copy(), nuclei=window_nuclei.copy(),
+                classes={int(label): scored[label] for label in present})
+
+
+def outlined(crop: Crop) -> np.ndarray:
+    """The crop's RGB with each scored nucleus outlined (2 px) in its class colour."""
+    image = np.asarray(crop.rgb, dtype=np.uint8).copy()
+    lookup = np.full(int(crop.nuclei.max()) + 1, -1, dtype=np.int64)
+    for label, klass in crop.classes.items():
+        lookup[label] = klass
+    klass_map = lookup[crop.nuclei]
+    edges = segmentation.find_boundaries(crop.nuclei, mode="inner")
+    edges = ndi.binary_dilation(edges, iterations=1) & (crop.nuclei > 0)
+    for klass, colour in enumerate(CLASS_COLOURS):
+        image[edges & (klass_map == klass)] = colour
+    return image

@@ -1,0 +1,216 @@
+"""IHC nucleus detection, compartments, point evaluation and QuPath export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from skimage import io
+
+from imaging.cli import main
+from imaging.config import parse_pipeline
+from imaging.errors import InputError
+from imaging.evaluate_points import evaluate_points, match_points, read_point_truth, score_points
+from imaging.tissue.ihc import membrane_ring, score_cells
+from imaging.tissue.nuclei import detect_nuclei, nucleus_radius_px
+from imaging.tissue.stains import choose_vectors, default_vectors, white_point
+from imaging.tissue.synthetic import make_ihc_image, make_ki67_field
+
+HDAB = default_vectors(("hematoxylin", "dab"))
+DEV_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ihc_dev_deepliif"
+
+
+def _points(cells: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"row": cells["centroid_row"], "col": cells["centroid_col"], "positive": cells["positive"]})
+
+
+@pytest.mark.parametrize("radius", [7, 12, 20])
+def test_pale_negative_and_dark_positive_nuclei_are_found_alike_at_any_scale(radius):
+    """20x to 60x without a setting: pale (0.1-0.18 OD) vesicular negatives beside dark DAB nuclei."""
+    for seed in (0, 1):
+        rgb, truth = make_ki67_field(size=32 * radius, nucleus_radius=radius, seed=seed)
+        cells, nuclei, _, info = score_cells(rgb, vectors=HDAB, white=white_point(rgb), thresholds=(0.2, 0.4, 0.6))
+        assert 0.7 * radius < info["radius_px"] < 1.4 * radius
+        scores = score_points(_points(cells), truth, radius=radius)
+        assert scores["detection_recall"] >= 0.95 and scores["detection_precision"] >= 0.95
+        assert abs(scores["index_error"]) <= 3
+        assert scores["class_f1"] >= 0.95
+
+
+def test_pixel_size_keeps_the_scale_physical():
+    rgb, _ = make_ki67_field(size=256, nucleus_radius=12, seed=3)
+    od = np.ones(rgb.shape[:2], np.float32)  # a flat image: no objects to measure
+    radius, source = nucleus_radius_px(od, pixel_size_um=0.25)
+    assert 10 <= radius <= 28 and source != "estimated"  # 2.5-7 um at 0.25 um/px
+    assert nucleus_radius_px(od, pixel_size_um=0.5, radius_um=4.0) == (8.0, "pipeline")
+    with pytest.raises(ValueError, match="positive"):
+        detect_nuclei(od, radius=0)
+
+
+def test_membrane_ring_is_the_outer_band_outside_the_nucleus():
+    cells = np.zeros((21, 21), np.int32)
+    cells[2:19, 2:19] = 1
+    nuclei = np.zeros_like(cells)
+    nuclei[7:14, 7:14] = 1
+    ring = membrane_ring(cells, nuclei, width_px=2)
+    assert ring[2, 10] == 1 and ring[4, 10] == 1  # the cell's edge and 2 px in
+    assert ring[6, 10] == 0 and ring[10, 10] == 0  # deeper cytoplasm, nucleus
+    # a cell that is all nucleus keeps its pixels
+    assert membrane_ring(nuclei, nuclei, width_px=2).sum() == nuclei.sum()
+
+
+def test_membranous_stain_is_called_by_the_ring():
+    """A DAB ring round blue nuclei: positive by membrane, negative by nucleus."""
+    rgb, truth = make_ihc_image(seed=4, class_fractions=(1.0, 0, 0, 0), nucleus_radius=8)
+    from scipy import ndimage as ndi
+
+    from imaging.features.stains import STAIN_VECTORS, unit
+    from imaging.tissue.stains import stain_amounts
+
+    white = white_point(rgb)
+    amounts = stain_amounts(rgb, HDAB, white=white)
+    nuclear = amounts["hematoxylin"] > 0.3
+    # the membrane: a band 3-6 px outside each nucleus, where cells grown by 6 px end
+    ring = ndi.binary_dilation(nuclear, iterations=6) & ~ndi.binary_dilation(nuclear, iterations=3)
+    od = -np.log10(np.maximum(rgb, 1) / white) + 0.8 * ring[..., None] * unit(STAIN_VECTORS["dab"])
+    ringed = np.clip(white * 10 ** (-od), 0, 255).astype(np.uint8)
+    by_membrane, *_ = score_cells(ringed, vectors=HDAB, white=white, thresholds=(0.2, 0.4, 0.6),
+                                  compartment="membrane", expansion_px=6)
+    by_nucleus, *_ = score_cells(ringed, vectors=HDAB, white=white, thresholds=(0.2, 0.4, 0.6),
+                                 compartment="nucleus", detection="hematoxylin", expansion_px=6)
+    assert len(by_membrane) > 0.8 * len(truth)
+    assert by_membrane["positive"].mean() > 0.8
+    assert by_nucleus["positive"].mean() < 0.2
+
+
+def test_auto_vectors_keep_the_defaults_when_they_fit():
+    rgb, _ = make_ihc_image(seed=1)
+    vectors, source = choose_vectors(rgb, np.ones(rgb.shape[:2], bool), ("hematoxylin", "dab"), white=white_point(rgb))
+    assert source.startswith("default") and np.allclose(vectors["dab"], HDAB["dab"])
+    # a scanner whose DAB is redder: the defaults leave a large residual, the estimate is used
+    from imaging.features.stains import unit
+
+    red_dab = unit((0.15, 0.45, 0.88))
+    od = -np.log10(np.maximum(rgb, 1) / white_point(rgb))
+    from imaging.features.stains import stain_matrix, unmix
+
+    amounts = unmix(od, stain_matrix([HDAB["hematoxylin"], HDAB["dab"]]))
+    shifted = amounts[..., :1] * HDAB["hematoxylin"] + amounts[..., 1:2] * red_dab * 1.0
+    shifted = shifted + 0.25 * np.clip(amounts[..., 1:2], 0, None) * unit((0.9, 0.1, 0.1))
+    image = np.clip(white_point(rgb) * 10 ** (-shifted), 0, 255).astype(np.uint8)
+    _, source = choose_vectors(image, np.ones(rgb.shape[:2], bool), ("hematoxylin", "dab"), white=white_point(image))
+    assert "residual" in source
+
+
+@pytest.mark.parametrize("vectors,message", [({"dab": [0.5, 0.5, 0.5]}, "unit vector"),
+                                             ({"dab": [0.9, -0.3, 0.3]}, "non-negative"),
+                                             ({"dab": [0.27, 0.57]}, "dab")])
+def test_stain_vectors_must_be_unit_3_vectors(vectors, message):
+    with pytest.raises(InputError, match=message):
+        parse_pipeline({"schema_version": 1, "mode": "tissue", "name": "x", "stains": {"vectors": vectors},
+                        "cells": {}})
+
+
+# ---- point evaluation ------------------------------------------------------------------------
+def test_matching_is_one_to_one_and_optimal():
+    """Greedy nearest-first would pair p0 with t1 and leave t0 unmatched; Hungarian pairs both."""
+    predicted = np.array([[0.0, 5.0], [0.0, 12.0]])
+    true = np.array([[0.0, 0.0], [0.0, 6.0]])
+    pairs = match_points(predicted, true, radius=7)
+    assert sorted(map(tuple, pairs)) == [(0, 0), (1, 1)]
+    assert len(match_points(predicted, true[:1], radius=4)) == 0
+
+
+def test_class_aware_scores_and_index_error_by_hand():
+    true = pd.DataFrame({"row": [10, 10, 50, 50], "col": [10, 50, 10, 50], "positive": [True, False, False, False]})
+    predicted = pd.DataFrame({"row": [11, 10, 51, 90], "col": [10, 49, 10, 90],
+                              "positive": [True, True, False, False]})
+    scores = score_points(predicted, true, radius=5)
+    assert scores["detection_recall"] == 0.75 and scores["detection_precision"] == 0.75
+    assert scores["class_f1"] == pytest.approx(2 * 2 / 8)  # (10,10) pos and (50,10) neg right
+    assert scores["positive_f1"] == pytest.approx(2 * 1 / 3)
+    assert scores["index_error"] == pytest.approx(50 - 25)
+
+
+def test_point_truth_formats(tmp_path):
+    pd.DataFrame({"image": ["a.png", "a.png"], "x": [5, 20], "y": [7, 30], "class": ["Positive", "neg"]}).to_csv(
+        tmp_path / "points.csv", index=False)
+    table = read_point_truth(tmp_path / "points.csv")
+    assert table[["image", "row", "col"]].values.tolist() == [["a", 7, 5], ["a", 30, 20]]
+    assert table["positive"].tolist() == [True, False]
+    folder = tmp_path / "geo"
+    folder.mkdir()
+    features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 7]},
+                 "properties": {"classification": {"name": "2+"}}},
+                {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]]},
+                 "properties": {"classification": {"name": "Negative"}}}]
+    (folder / "b_points.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    table = read_point_truth(folder)
+    assert table["image"].tolist() == ["b", "b"] and table["positive"].tolist() == [True, False]
+    assert table.iloc[0][["row", "col"]].tolist() == [7, 5]
+    pd.DataFrame({"row": [1], "col": [1], "class": ["maybe"]}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(InputError, match="unknown class"):
+        read_point_truth(tmp_path / "c.csv")
+
+
+def test_evaluate_a_tissue_run_against_points(tmp_path, pipelines, capsys):
+    rgb, truth = make_ki67_field(size=320, nucleus_radius=10, seed=5)
+    images = tmp_path / "images"
+    images.mkdir()
+    io.imsave(images / "tile.png", rgb, check_contrast=False)
+    truth.assign(image="tile", **{"class": np.where(truth["positive"], "positive", "negative")}).drop(
+        columns="positive").to_csv(tmp_path / "points.csv", index=False)
+    assert main(["run", str(pipelines / "ihc_hscore.yaml"), str(images), "--out", str(tmp_path / "run"),
+                 "--workers", "1"]) == 0
+    assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "points.csv"), "--csv",
+                 str(tmp_path / "scores.csv")]) == 0
+    scores = pd.read_csv(tmp_path / "scores.csv").iloc[0]
+    assert scores["class_f1"] >= 0.95 and abs(scores["index_error"]) <= 3
+    assert "class-aware F1" in capsys.readouterr().out
+    direct = evaluate_points(tmp_path / "run", tmp_path / "points.csv", radius=10)
+    assert direct.iloc[0]["n_true"] == len(truth)
+
+
+# ---- bad input, before anything is written ------------------------------------------------------
+def test_bad_tissue_images_are_refused_at_planning(tmp_path, pipelines, capsys):
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    io.imsave(blank / "glass.png", np.full((200, 200, 3), 235, np.uint8), check_contrast=False)
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    io.imsave(grey / "grey.png", (np.random.default_rng(0).random((200, 200)) * 255).astype(np.uint8))
+    for folder, message in ((blank, "no tissue found"), (grey, "needs an RGB")):
+        code = main(["run", str(pipelines / "ihc_hscore.yaml"), str(folder), "--out", str(tmp_path / "out")])
+        assert code == 2 and message in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_pixel_size_contradicting_the_file_is_refused(tmp_path, capsys):
+    import tifffile
+
+    rgb, _ = make_ki67_field(size=256, nucleus_radius=10, seed=2)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "core.ome.tif", rgb, photometric="rgb", metadata={"PhysicalSizeX": 0.25,
+                                                                                 "PhysicalSizeY": 0.25})
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("schema_version: 1\nmode: tissue\nname: p\npixel_size_um: 0.5\ncells: {}\n")
+    code = main(["run", str(pipeline), str(folder), "--out", str(tmp_path / "out")])
+    assert code == 2 and "contradicts the file's 0.25" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not DEV_DATA.is_dir(), reason="needs ../shared/data/ihc_dev_deepliif (development data)")
+def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
+    """Six real Ki67 tiles with expert per-nucleus truth (not shipped: Commons Clause).
+    Measured: index error mean 6.8, largest 19.0 (6_2, whose stromal nuclei are not
+    annotated); recall 0.86; the naive script of benchmarks/ihc.py: 55.5 and 0.33."""
+    assert main(["run", str(pipelines / "ihc_hscore.yaml"), str(DEV_DATA / "images"), "--out", str(tmp_path / "run"),
+                 "--workers", "1"]) == 0
+    table = evaluate_points(tmp_path / "run", DEV_DATA / "truth", radius=12)
+    assert table["index_error"].abs().mean() <= 7.5
+    assert table["detection_recall"].mean() >= 0.83
+    assert table["class_f1"].mean() >= 0.66
