@@ -111,7 +111,7 @@ def read_point_truth(path: str | Path) -> pd.DataFrame:
     """Truth points of every annotated image (:data:`POINT_COLUMNS`)."""
     path = Path(path)
     if path.is_file():
-        if path.suffix.lower() == ".geojson" or path.suffix.lower() == ".json":
+        if path.suffix.lower() in (".geojson", ".json"):
             table = read_geojson_points(path)
             table.insert(0, "image", _stem(path.name))
             return table
@@ -196,10 +196,11 @@ def default_radius(cells: pd.DataFrame) -> float:
     return float(np.sqrt(areas.median() / np.pi)) if len(areas) else 10.0
 
 
-def run_cells(run_dir: str | Path) -> pd.DataFrame:
-    """Predicted points of a tissue run folder (:data:`POINT_COLUMNS` plus nucleus area)."""
+def run_cells(run_dir: str | Path) -> tuple[pd.DataFrame, set[str]]:
+    """Predicted points of a tissue run folder (:data:`POINT_COLUMNS` plus nucleus area) and
+    the names of the images the run analysed (an image without cells has no row)."""
     run_dir = Path(run_dir)
-    path = run_dir / "cells.csv" if run_dir.is_dir() else run_dir
+    path = run_dir / "cells.csv"
     if not path.is_file():
         raise InputError("has no cells.csv", path=run_dir, fix="give the --out folder of an IHC tissue run")
     cells = pd.read_csv(path, dtype={"image": str})
@@ -207,30 +208,34 @@ def run_cells(run_dir: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"cells.csv lacks column(s) {', '.join(sorted(missing))}", path=path,
                          fix="give the cells.csv of an IHC tissue run")
+    try:
+        analysed = {str(image["image"]) for image in json.loads((run_dir / "run.json").read_text())["images"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError("has no readable run.json", path=run_dir,
+                         fix="give the --out folder of a finished IHC tissue run") from None
     positive = cells["positive"].astype(str).str.lower().isin(["true", "1"])
-    return pd.DataFrame({"image": cells["image"].astype(str), "row": cells["centroid_row"],
-                         "col": cells["centroid_col"], "positive": positive.to_numpy(),
-                         "nucleus_area_px": cells.get("nucleus_area_px", np.nan)})
+    table = pd.DataFrame({"image": cells["image"].astype(str), "row": cells["centroid_row"],
+                          "col": cells["centroid_col"], "positive": positive.to_numpy(),
+                          "nucleus_area_px": cells.get("nucleus_area_px", np.nan)})
+    return table, analysed
 
 
 def evaluate_points(run_dir: str | Path, truth: str | Path, *, radius: float | None = None) -> pd.DataFrame:
     """Per-image scores of a tissue run's cells against point annotations."""
-    predicted = run_cells(run_dir)
+    predicted, analysed = run_cells(run_dir)
     true = read_point_truth(truth)
     images = sorted(set(true["image"]))
-    unknown = sorted(set(images) - set(predicted["image"]))
-    scored_images = set(predicted["image"])
-    if unknown and not scored_images & set(images):
-        raise InputError(f"no annotated image is in the run (annotated: {', '.join(images[:5])})", path=truth,
-                         fix="name annotations after the images (file name or stem)")
+    not_run = [image for image in images if image not in analysed]
+    if not_run:
+        raise InputError(f"annotated image(s) {', '.join(not_run[:5])} are not in the run "
+                         f"(it analysed {', '.join(sorted(analysed)[:5])})", path=truth,
+                         fix="name annotations after the images (file name or stem), or run those images")
     radius = default_radius(predicted) if radius is None else float(radius)
     if not np.isfinite(radius) or radius <= 0:
         raise InputError(f"match radius must be a positive number of pixels, got {radius}", path=truth,
                          fix="give --radius in pixels")
-    rows = []
-    for image in images:
-        rows.append({"image": image} | score_points(predicted[predicted["image"] == image],
-                                                    true[true["image"] == image], radius=radius))
+    rows = [{"image": image} | score_points(predicted[predicted["image"] == image], true[true["image"] == image],
+                                            radius=radius) for image in images]
     return pd.DataFrame(rows, columns=POINT_SCORE_COLUMNS)
 
 

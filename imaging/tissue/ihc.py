@@ -28,8 +28,7 @@ from scipy import ndimage as ndi
 from skimage import segmentation
 from skimage.segmentation import expand_labels
 
-from imaging.tissue.nuclei import detect_nuclei, detection_channel
-from imaging.tissue.nuclei import nucleus_radius_px as nucleus_radius_px_for
+from imaging.tissue.nuclei import detect_nuclei, detection_channel, nucleus_scale
 from imaging.tissue.stains import stain_amounts
 
 CELL_COLUMNS = ["centroid_row", "centroid_col", "nucleus_area_px", "hematoxylin_od_mean", "dab_od_mean",
@@ -54,12 +53,19 @@ def nucleus_cores(nuclei: np.ndarray, nuclear_od: np.ndarray, fraction: float = 
     peaks[1:] = ndi.labeled_comprehension(nuclear_od, nuclei, np.arange(1, n + 1),
                                           lambda v: np.percentile(v, 95), float, 0.0)
     core = np.where(nuclear_od >= fraction * peaks[nuclei], nuclei, 0)
-    # a nucleus whose core vanished (flat or noisy) keeps its whole area
-    lost = np.setdiff1d(np.arange(1, n + 1), np.unique(core))
-    if lost.size:
-        keep = np.isin(nuclei, lost)
-        core[keep] = nuclei[keep]
-    return core
+    return with_fallback(core, nuclei)  # a nucleus whose core vanished (flat, noisy) keeps its area
+
+
+def with_fallback(compartment: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """``compartment`` labels, where each label of ``fallback`` that has no pixel there takes
+    its ``fallback`` pixels: every cell keeps a compartment to be measured over."""
+    missing = np.setdiff1d(np.unique(fallback), np.unique(compartment))
+    missing = missing[missing > 0]
+    if missing.size:
+        keep = np.isin(fallback, missing)
+        compartment = compartment.copy()
+        compartment[keep] = fallback[keep]
+    return compartment
 
 
 def membrane_ring(cells: np.ndarray, nuclei: np.ndarray, *, width_px: float) -> np.ndarray:
@@ -67,14 +73,8 @@ def membrane_ring(cells: np.ndarray, nuclei: np.ndarray, *, width_px: float) -> 
     stain (MHCII on antigen-presenting cells, HER2) sits. Cells that end at their nucleus
     (no cytoplasm in reach) keep their cell pixels, so every cell has a compartment."""
     edge = segmentation.find_boundaries(cells, mode="inner") & (cells > 0)
-    band = ndi.distance_transform_edt(~edge) <= max(width_px, 1.0)
-    ring = np.where(band & (nuclei == 0), cells, 0)
-    missing = np.setdiff1d(np.unique(cells), np.unique(ring))
-    missing = missing[missing > 0]
-    if missing.size:
-        keep = np.isin(cells, missing)
-        ring[keep] = cells[keep]
-    return ring
+    band = ndi.distance_transform_edt(~edge) <= width_px
+    return with_fallback(np.where(band & (nuclei == 0), cells, 0), cells)
 
 
 def compartment_labels(nuclei: np.ndarray, cells: np.ndarray, compartment: str, *, nuclear_od: np.ndarray,
@@ -82,14 +82,8 @@ def compartment_labels(nuclei: np.ndarray, cells: np.ndarray, compartment: str, 
     """The pixels over which each cell's DAB is averaged for its call."""
     if compartment == "nucleus":
         return nucleus_cores(nuclei, nuclear_od)
-    if compartment == "cytoplasm":
-        cytoplasm = np.where(nuclei > 0, 0, cells)
-        missing = np.setdiff1d(np.unique(nuclei), np.unique(cytoplasm))
-        missing = missing[missing > 0]
-        if missing.size:  # a cell without cytoplasm in reach is measured over its nucleus
-            keep = np.isin(cells, missing)
-            cytoplasm[keep] = cells[keep]
-        return cytoplasm
+    if compartment == "cytoplasm":  # a cell without cytoplasm in reach is measured over its nucleus
+        return with_fallback(np.where(nuclei > 0, 0, cells), cells)
     if compartment == "membrane":
         return membrane_ring(cells, nuclei, width_px=membrane_px)
     if compartment == "cell":
@@ -110,10 +104,10 @@ def detection_image(hematoxylin: np.ndarray, dab: np.ndarray, *, compartment: st
     """The channel nuclei are found on, the nucleus scale, and what was chosen and why."""
     with_dab = detects_with_dab(compartment, detection)
     channel = detection_channel(hematoxylin, dab, include_dab=with_dab)
-    if radius_px is not None:
-        return channel, float(radius_px), {"radius_px": float(radius_px), "radius_source": "pipeline",
-                                           "detection": "nuclear_od" if with_dab else "hematoxylin"}
-    radius, source = nucleus_radius_px_for(channel, pixel_size_um=pixel_size_um)
+    if radius_px is None:
+        radius, source = nucleus_scale(channel, pixel_size_um=pixel_size_um)
+    else:
+        radius, source = float(radius_px), "pipeline"
     return channel, radius, {"radius_px": radius, "radius_source": source,
                              "detection": "nuclear_od" if with_dab else "hematoxylin"}
 
@@ -137,7 +131,7 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
         Where each cell's DAB is measured for its call.
     nucleus_radius_px : float, optional
         Typical nucleus radius; estimated from the tile when None
-        (:func:`imaging.tissue.nuclei.nucleus_radius_px`, bounded by ``pixel_size_um``).
+        (:func:`imaging.tissue.nuclei.nucleus_scale`, bounded by ``pixel_size_um``).
     detection : {'auto', 'nuclear_od', 'hematoxylin'}
         Channel the nuclei are found on (:func:`detects_with_dab`).
     keep : (M, N) bool ndarray, optional
@@ -169,7 +163,7 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
     ids = np.arange(1, n + 1)
     centroids = np.asarray(ndi.center_of_mass(np.ones(nuclei.shape), nuclei, ids)).reshape(-1, 2)
     measured = compartment_labels(nuclei, cells, compartment, nuclear_od=nuclear_od,
-                                  membrane_px=max(1.0, expansion_px / 2))
+                                  membrane_px=max(1.0, expansion_px / 2))  # the outer half of the reach
     dab_mean = np.asarray(ndi.mean(dab, measured, ids), dtype=float)
     classes = intensity_class(dab_mean, thresholds)
     table = pd.DataFrame({

@@ -106,7 +106,7 @@ def round_components(mask: np.ndarray, *, min_axis_ratio: float = ROUND_AXIS_RAT
     return np.isin(labels, round_ids)
 
 
-def nucleus_radius_px(nuclear_od: np.ndarray, *, pixel_size_um: float | None = None,
+def nucleus_scale(nuclear_od: np.ndarray, *, pixel_size_um: float | None = None,
                       radius_um: float | None = None) -> tuple[float, str]:
     """The nucleus scale for detection and where it came from.
 
@@ -136,7 +136,7 @@ def detect_nuclei(nuclear_od: np.ndarray, *, radius: float) -> np.ndarray:
     nuclear_od : (M, N) ndarray
         :func:`detection_channel` of the tile.
     radius : float
-        Typical nucleus radius in pixels (:func:`nucleus_radius_px`).
+        Typical nucleus radius in pixels (:func:`nucleus_scale`).
     """
     nuclear_od = np.asarray(nuclear_od)
     if nuclear_od.ndim != 2:

@@ -113,7 +113,8 @@ def densest_window(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], s
     grid = np.zeros((shape[0] // step + 1, shape[1] // step + 1))
     np.add.at(grid, (np.asarray(rows, int) // step, np.asarray(cols, int) // step), 1)
     span = max(1, size // step)
-    counts = ndi.uniform_filter(grid, size=span, mode="constant", origin=-(span // 2)) * span * span
+    # window sums (up to a constant), each at the window's top-left grid cell
+    counts = ndi.uniform_filter(grid, size=span, mode="constant", origin=-(span // 2))
     top, left = np.unravel_index(np.argmax(counts), counts.shape)
     return int(min(top * step, shape[0] - height)), int(min(left * step, shape[1] - width))
 
@@ -123,8 +124,7 @@ def tile_crop(rgb: np.ndarray, nuclei: np.ndarray, cells: pd.DataFrame, *, core:
     """The densest :data:`CROP_PX` window of a tile's core (top, left, height, width in the
     tile) with the cells scored there."""
     top, left, height, width = core
-    inside = cells
-    row0, col0 = densest_window(inside["centroid_row"].to_numpy() - top, inside["centroid_col"].to_numpy() - left,
+    row0, col0 = densest_window(cells["centroid_row"].to_numpy() - top, cells["centroid_col"].to_numpy() - left,
                                 (height, width))
     rows = slice(top + row0, top + row0 + min(CROP_PX, height))
     cols = slice(left + col0, left + col0 + min(CROP_PX, width))

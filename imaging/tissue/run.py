@@ -162,13 +162,10 @@ def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
         if pipeline.lesions is not None and not (given or recorded):
             raise InputError("the pixel size is unknown and lesion areas need it", path=path,
                              fix="set pixel_size_um in the pipeline")
-        size = given or recorded
-        if size:
-            resolution = max(pipeline.tissue.resolution_um, size)
-        else:
-            slide.pixel_size_um = 1.0
-            resolution = float(max(1, int(np.ceil(max(slide.shape) / 1024))))
-        _, _, tissue = _overview_and_tissue(slide, pipeline, resolution, physical=bool(size))
+        # the overview is read again by the analysis; from a pyramid level that costs little, and
+        # a blank image must be refused before anything is written
+        scale = _working_scale(slide, pipeline)
+        _, _, tissue = _overview_and_tissue(slide, pipeline, scale.overview_um, physical=bool(scale.pixel_size_um))
         if not tissue.any():
             raise InputError("no tissue found (the image is blank glass or too faint to tell from it)", path=path,
                              fix="remove the image from the input folder, or check it is the stained section")
@@ -213,8 +210,21 @@ def _lesion_inputs(slide: Slide, pipeline: TissuePipeline, vectors, white):
     return smooth_signal(signal, smoothing_um=rule.smoothing_um, pixel_size_um=size), tissue, size, overview
 
 
-def _pixel_size(slide: Slide, pipeline: TissuePipeline) -> float | None:
-    return pipeline.pixel_size_um or slide.pixel_size_um
+@dataclasses.dataclass(frozen=True)
+class WorkingScale:
+    pixel_size_um: float | None  # the real one (pipeline, else file), None when unknown
+    nominal_um: float  # what lengths are converted with: the real one, or 1 (work in pixels)
+    overview_um: float  # pixel size of the overview the tissue is found on
+
+
+def _working_scale(slide: Slide, pipeline: TissuePipeline) -> WorkingScale:
+    """Pixel sizes for one image. Without a real pixel size the work is in pixels (areas not
+    in um; ``slide.pixel_size_um`` is set to 1) and the overview is at most 1024 px a side."""
+    pixel_size = pipeline.pixel_size_um or slide.pixel_size_um
+    if pixel_size:
+        return WorkingScale(pixel_size, pixel_size, max(pipeline.tissue.resolution_um, pixel_size))
+    slide.pixel_size_um = 1.0
+    return WorkingScale(None, 1.0, float(max(1, int(np.ceil(max(slide.shape) / 1024)))))
 
 
 def analyse_image(task: ImageTask) -> dict:
@@ -222,14 +232,9 @@ def analyse_image(task: ImageTask) -> dict:
     pipeline, path = task.pipeline, Path(task.path)
     out_dir = Path(task.out_dir)
     with Slide(path, pixel_size_um=pipeline.pixel_size_um) as slide:
-        pixel_size = _pixel_size(slide, pipeline)
-        if pixel_size:
-            nominal, resolution = pixel_size, max(pipeline.tissue.resolution_um, pixel_size)
-        else:  # no pixel size: work in pixels (areas not in um); overview at most 1024 px a side
-            nominal = 1.0
-            resolution = float(max(1, int(np.ceil(max(slide.shape) / 1024))))
-            slide.pixel_size_um = nominal
-        overview, overview_size, tissue = _overview_and_tissue(slide, pipeline, resolution,
+        scale = _working_scale(slide, pipeline)
+        pixel_size, nominal = scale.pixel_size_um, scale.nominal_um
+        overview, overview_size, tissue = _overview_and_tissue(slide, pipeline, scale.overview_um,
                                                                physical=bool(pixel_size))
         white = white_point(overview) if slide.is_rgb else None
         vectors, vector_source = _stain_vectors(pipeline, overview, tissue, white) if slide.is_rgb else ({}, "n/a")
@@ -254,7 +259,7 @@ def analyse_image(task: ImageTask) -> dict:
             overlay_cells = scored["overlay"]
             area_mm2 = tissue_area_um2 / 1e6 if pixel_size else None
             summary["ihc"] = summarize_scores(scored["classes"], area_mm2)
-            summary["nucleus_radius_px"] = scored["radius"]
+            summary["nucleus_detection"] = scored["radius"]
         lesion_labels = None
         if pipeline.lesions is not None:
             signal, lesion_tissue, size, _ = _lesion_inputs(slide, pipeline, vectors, white)
