@@ -7,7 +7,8 @@ optical density against it exceeds 0.05 (89 % transmission: any stain or counter
 pale stroma included).
 An image without glass (a crop inside tissue, a TMA core filling the field) is tissue
 throughout. Fluorescence: tissue is brighter than the background (Otsu). In both cases
-holes are filled and pieces under the minimum area dropped.
+holes are filled and pieces under the minimum area dropped (at most 5 % of the image, so a
+small field keeps its tissue).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ TISSUE_OD = 0.05
 GLASS_BRIGHTNESS = 0.9  # of the 99.5th percentile of brightness
 GLASS_CHROMA = 0.02  # (max - min) / mean of R, G, B: white-balanced glass is grey
 MIN_GLASS_FRACTION = 0.02
+MAX_MIN_AREA_FRACTION = 0.05
 
 
 def glass_pixels(rgb: np.ndarray) -> np.ndarray:
@@ -52,5 +54,7 @@ def tissue_mask(overview: np.ndarray, *, pixel_size_um: float, min_area_um2: flo
         signal = ndi.gaussian_filter(image, 1.0)
         mask = signal > filters.threshold_otsu(signal) if np.ptp(signal) > 0 else np.zeros(signal.shape, bool)
     mask = ndi.binary_fill_holes(mask)
-    min_pixels = int(min_area_um2 / pixel_size_um**2)
+    # A small field (a core crop, a tile at 40x) may be smaller than the minimum piece of a
+    # whole slide: a piece never needs to be larger than MAX_MIN_AREA_FRACTION of the image.
+    min_pixels = int(min(min_area_um2 / pixel_size_um**2, MAX_MIN_AREA_FRACTION * mask.size))
     return morphology.remove_small_objects(mask, max_size=min_pixels) if min_pixels > 0 else mask

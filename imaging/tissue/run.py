@@ -164,9 +164,10 @@ def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
                              fix="set pixel_size_um in the pipeline")
         # the overview is read again by the analysis; from a pyramid level that costs little, and
         # a blank image must be refused before anything is written
-        scale = _working_scale(slide, pipeline)
-        _, _, tissue = _overview_and_tissue(slide, pipeline, scale.overview_um, physical=bool(scale.pixel_size_um))
-        if not tissue.any():
+        # no minimum piece size here: a field of pale stroma with scattered nuclei is not blank
+        _, _, stained = _overview_and_tissue(slide, pipeline, _working_scale(slide, pipeline).overview_um,
+                                             physical=False)
+        if not stained.any():
             raise InputError("no tissue found (the image is blank glass or too faint to tell from it)", path=path,
                              fix="remove the image from the input folder, or check it is the stained section")
 
@@ -210,6 +211,9 @@ def _lesion_inputs(slide: Slide, pipeline: TissuePipeline, vectors, white):
     return smooth_signal(signal, smoothing_um=rule.smoothing_um, pixel_size_um=size), tissue, size, overview
 
 
+MIN_OVERVIEW_PX = 256
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkingScale:
     pixel_size_um: float | None  # the real one (pipeline, else file), None when unknown
@@ -222,7 +226,9 @@ def _working_scale(slide: Slide, pipeline: TissuePipeline) -> WorkingScale:
     in um; ``slide.pixel_size_um`` is set to 1) and the overview is at most 1024 px a side."""
     pixel_size = pipeline.pixel_size_um or slide.pixel_size_um
     if pixel_size:
-        return WorkingScale(pixel_size, pixel_size, max(pipeline.tissue.resolution_um, pixel_size))
+        # a small field (a core crop) keeps at least MIN_OVERVIEW_PX on its short side
+        finest_needed = min(pipeline.tissue.resolution_um, min(slide.shape) * pixel_size / MIN_OVERVIEW_PX)
+        return WorkingScale(pixel_size, pixel_size, max(finest_needed, pixel_size))
     slide.pixel_size_um = 1.0
     return WorkingScale(None, 1.0, float(max(1, int(np.ceil(max(slide.shape) / 1024)))))
 
@@ -254,7 +260,10 @@ def analyse_image(task: ImageTask) -> dict:
             if not slide.is_rgb:
                 raise InputError("IHC cell scoring needs an RGB brightfield image", path=path,
                                  fix="export the section as RGB, or remove 'cells' from the pipeline")
-            scored = _score_image(slide, pipeline, vectors, white, tissue, overview_size, nominal,
+            # tiles are chosen on any stain (no minimum piece: pale stroma may leave only the
+            # nuclei above the mask's threshold); the tissue area keeps the minimum piece size
+            stained = tissue_mask(overview, pixel_size_um=overview_size, min_area_um2=0, brightfield=True)
+            scored = _score_image(slide, pipeline, vectors, white, stained, overview_size, nominal,
                                   pixel_size, out_dir, image_stem(path))
             overlay_cells = scored["overlay"]
             area_mm2 = tissue_area_um2 / 1e6 if pixel_size else None
@@ -289,9 +298,9 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
     expansion = spec.cell_expansion_um / nominal_size
     margin = int(max(16, 4 * (fixed_radius or 16) + expansion))
     scale = overview_size / nominal_size  # full-resolution pixels per overview pixel
-    # The tissue mask only decides which tiles hold tissue (generously: pale stroma may fall
-    # under the mask's threshold); every cell found in a tile's core counts, so a crop of
-    # tissue without glass is scored whole, as an annotator would count it.
+    # The stain mask only decides which tiles hold tissue (generously: dilated); every cell
+    # found in a tile's core counts, so a crop of tissue is scored whole, as an annotator
+    # would count it.
     tissue = ndi.binary_dilation(tissue, iterations=3)
     classes, overlay, radii, crops, detections = [], [], [], [], []
     work = out_dir / WORK_FOLDER

@@ -1,8 +1,11 @@
-"""Reader: dropping a run folder (or a plate folder holding a pipeline) opens the plate browser."""
+"""Reader: dropping a plate run folder (or a plate folder holding a pipeline) opens the plate
+browser; a tissue run folder opens as layers (sections, cells by class, lesions)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import json
 
 import yaml
 
@@ -30,10 +33,24 @@ def get_reader(path):
     if not folder.is_dir():
         return None
     if (folder / "run.json").is_file():
-        return read_run
+        return read_tissue_run if _is_tissue_run(folder) else read_run
     if _pipeline_in(folder) is not None:
         return read_plate
     return None
+
+
+def _is_tissue_run(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "run.json").read_text()).get("mode") == "tissue"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_tissue_run(path):
+    """Layer data only: every section (multiscale), its cells and lesions with their tables."""
+    from imaging.tissue.layers import tissue_run_layers
+
+    return tissue_run_layers(Path(path[0] if isinstance(path, list) else path))
 
 
 def _open_browser(review):

@@ -216,3 +216,26 @@ def test_plate_folder_with_a_pipeline_opens_for_tuning(make_napari_viewer, sampl
     browser.reason_edit.setText("try")
     with pytest.raises(Exception, match="curation needs a finished run"):
         browser.review.exclude_field("SABGAL01", "A01", 1, reason="try")
+
+
+def test_a_tissue_run_opens_as_layers_with_cells_by_class(make_napari_viewer, samples, pipelines, tmp_path):
+    """The FHL2 colon image: the section, then its cells as points in their class colour with
+    the cells.csv rows as features; on screen the red (3+) and blue (0) dots are visible."""
+    from imaging.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", str(pipelines / "ihc_cytoplasmic.yaml"), str(samples / "tissue" / "ihc_cytoplasmic"),
+                 "--out", str(out), "--workers", "1"]) == 0
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(out), plugin="imaging")
+    assert [layer.name for layer in viewer.layers] == ["skimage_ihc", "skimage_ihc cells"]
+    assert viewer.layers["skimage_ihc"].rgb
+    cells = pd.read_csv(out / "cells.csv")
+    points = viewer.layers["skimage_ihc cells"]
+    assert len(points.data) == len(cells) and (points.features["dab_class"].to_numpy() == cells["dab_class"]).all()
+    assert not [w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "PlateBrowser"]
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    red = (shot[..., 0] > 180) & (shot[..., 1] < 60) & (shot[..., 2] < 60)
+    blue = (shot[..., 2] > 200) & (shot[..., 0] < 90)
+    assert red.sum() > 100 and blue.sum() > 100

@@ -213,3 +213,37 @@ def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
     assert table["index_error"].abs().mean() <= 7.5
     assert table["detection_recall"].mean() >= 0.83
     assert table["class_f1"].mean() >= 0.66
+
+
+# ---- a tissue run as viewer layers (what the napari reader returns) -----------------------------
+def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipelines):
+    import tifffile
+
+    from imaging.tissue.layers import tissue_run_layers
+    from imaging.tissue.review import CLASS_COLOURS
+
+    rgb, _ = make_ki67_field(size=512, nucleus_radius=10, seed=6)
+    images = tmp_path / "images"
+    images.mkdir()
+    with tifffile.TiffWriter(images / "core.ome.tif") as tif:  # a two-level pyramid
+        tif.write(rgb, photometric="rgb", tile=(256, 256), subifds=1, metadata={"PhysicalSizeX": 0.25,
+                                                                                 "PhysicalSizeY": 0.25})
+        tif.write(rgb[::2, ::2], photometric="rgb", tile=(256, 256), subfiletype=1)
+    assert main(["run", str(pipelines / "ihc_hscore.yaml"), str(images), "--out", str(tmp_path / "run"),
+                 "--workers", "1"]) == 0
+    layers = tissue_run_layers(tmp_path / "run")
+    assert [kind for _, _, kind in layers] == ["image", "points"]
+    (levels, image_kwargs, _), (points, point_kwargs, _) = layers
+    assert image_kwargs["multiscale"] and image_kwargs["rgb"] and [lv.shape for lv in levels] == [(512, 512, 3),
+                                                                                                   (256, 256, 3)]
+    np.testing.assert_array_equal(np.asarray(levels[0]), rgb)
+    cells = pd.read_csv(tmp_path / "run" / "cells.csv")
+    np.testing.assert_allclose(points, cells[["centroid_row", "centroid_col"]].to_numpy())
+    features = point_kwargs["features"]
+    assert len(features) == len(cells) and (features["dab_class"] == cells["dab_class"]).all()
+    expected = np.asarray(CLASS_COLOURS, float)[cells["dab_class"].to_numpy()] / 255
+    np.testing.assert_allclose(point_kwargs["border_color"][:, :3], expected)
+    with pytest.raises(InputError, match="not a tissue run"):
+        (tmp_path / "plate").mkdir()
+        (tmp_path / "plate" / "run.json").write_text('{"mode": "plate", "images": []}')
+        tissue_run_layers(tmp_path / "plate")

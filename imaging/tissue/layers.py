@@ -1,0 +1,112 @@
+"""A tissue run as viewer layers (Qt-free; the napari reader returns these as they are).
+
+Per image of the run: the section (every pyramid level, read lazily through tifffile's zarr
+view, so a whole slide opens at once and napari fetches the tiles it shows), the scored cells
+as points in their class colour with their ``cells.csv`` row as features, and the lesions as
+points sized to their area with their ``lesions.csv`` row as features.
+
+A layer is napari's ``(data, kwargs, kind)`` tuple. Coordinates are full-resolution pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imaging.errors import InputError
+from imaging.tissue.review import CLASS_COLOURS
+
+LayerData = tuple  # (data, kwargs, kind)
+
+
+def section_levels(path: Path) -> tuple[list, bool]:
+    """The image's levels, finest first, as arrays (rows, columns[, 3]) and whether it is RGB.
+
+    TIFF levels stay on disk (zarr views on an open file); other formats are read whole.
+    Levels whose channels are not last (planar RGB) are read into memory from the coarsest
+    such level only when no other level exists.
+    """
+    import tifffile
+
+    from imaging.io.readers import read_raw
+
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff", ".svs", ".btf", ".tf8"):
+        image = np.asarray(read_raw(path))
+        if image.ndim == 3 and image.shape[0] in (3, 4) and image.shape[-1] not in (3, 4):
+            image = np.moveaxis(image, 0, -1)
+        return [image[..., :3] if image.ndim == 3 else image], image.ndim == 3
+    import zarr
+
+    tif = tifffile.TiffFile(path)  # left open: the zarr views read from it while the layer lives
+    series = tif.series[0]
+    levels = [zarr.open(tif.aszarr(series=0, level=i), mode="r") for i in range(len(series.levels))]
+    rgb = levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4)
+    if levels[0].ndim == 3 and not rgb:  # planar (3, rows, columns): napari needs channels last
+        smallest = np.moveaxis(np.asarray(levels[-1]), 0, -1)
+        return [smallest], True
+    return levels, rgb
+
+
+def _record(run_dir: Path) -> dict:
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        raise InputError("has no readable run.json", path=run_dir, fix="open the --out folder of a finished run") from None
+    if record.get("mode") != "tissue":
+        raise InputError("is not a tissue run", path=run_dir, fix="open plate runs with the plate browser")
+    return record
+
+
+def _rows_of(path: Path, image: str) -> pd.DataFrame:
+    """The rows of a run table that belong to ``image``, read in chunks (tables of whole
+    sections can hold millions of cells)."""
+    if not path.is_file():
+        return pd.DataFrame()
+    parts = [chunk[chunk["image"] == image] for chunk in pd.read_csv(path, dtype={"image": str}, chunksize=500000)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
+    """Cells as points at their nucleus centre, coloured by intensity class."""
+    classes = cells["dab_class"].to_numpy(int)
+    colours = np.c_[np.asarray(CLASS_COLOURS, float)[classes] / 255, np.ones(len(cells))]
+    faces = colours * [1, 1, 1, 0.25]  # the nucleus stays visible through its marker
+    size = 2 * np.sqrt(np.median(cells["nucleus_area_px"]) / np.pi) if len(cells) else 10.0
+    kwargs = {"name": name, "features": cells.reset_index(drop=True), "face_color": faces,
+              "border_color": colours, "border_width": 0.15, "size": float(size)}
+    return cells[["centroid_row", "centroid_col"]].to_numpy(float), kwargs, "points"
+
+
+def lesion_points(lesions: pd.DataFrame, *, pixel_size_um: float, name: str) -> LayerData:
+    """Lesions as points at their centre, sized to the diameter of a disk of their area."""
+    centres = lesions[["centroid_row_um", "centroid_col_um"]].to_numpy(float) / pixel_size_um
+    sizes = 2 * np.sqrt(lesions["area_um2"].to_numpy(float) / np.pi) / pixel_size_um
+    kwargs = {"name": name, "features": lesions.reset_index(drop=True), "size": sizes,
+              "face_color": "transparent", "border_color": "yellow", "border_width": 0.05}
+    return centres, kwargs, "points"
+
+
+def tissue_run_layers(run_dir: str | Path) -> list[LayerData]:
+    """Layers of every image of a tissue run (see module docstring)."""
+    run_dir = Path(run_dir)
+    record = _record(run_dir)
+    layers = []
+    for image in record["images"]:
+        name, path = image["image"], Path(image["path"])
+        if not path.is_file():
+            raise InputError(f"the image of {name!r} is no longer at {path}", path=run_dir,
+                             fix="put the image back where the run read it")
+        levels, rgb = section_levels(path)
+        layers.append((levels if len(levels) > 1 else levels[0],
+                       {"name": name, "rgb": rgb, "multiscale": len(levels) > 1}, "image"))
+        cells = _rows_of(run_dir / "cells.csv", name)
+        if not cells.empty:
+            layers.append(cell_points(cells, name=f"{name} cells"))
+        lesions = _rows_of(run_dir / "lesions.csv", name)
+        if not lesions.empty and image.get("pixel_size_um"):
+            layers.append(lesion_points(lesions, pixel_size_um=float(image["pixel_size_um"]), name=f"{name} lesions"))
+    return layers
