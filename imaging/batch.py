@@ -34,8 +34,9 @@ from imaging.errors import InputError
 from imaging.features.sabgal import STAIN_VECTORS, estimate_xgal_vector, stained_od_sample
 from imaging.io import files
 from imaging.io.discover import Field, discover_images, group_fields
+from imaging.io.names import check_folder_name
 from imaging.io.platemap import annotate_wells, read_platemap
-from imaging.io.readers import check_image_file
+from imaging.io.readers import check_field_image
 from imaging.io.writers import write_csv, write_json, write_labels
 from imaging.tables import WORK_FOLDER, assemble_plate, curation_record, field_work_paths
 from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
@@ -90,12 +91,27 @@ def _spatial_shape(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, i
                      fix="export one channel, one z-plane and one time point per file")
 
 
+def _check_scale_fits(pipeline: Pipeline, side_px: int, path) -> None:
+    """A nucleus diameter set in the pipeline must fit in the field (1e9 px once ran for minutes
+    and gigabytes before failing)."""
+    settings = pipeline.segmentation
+    diameter_px = settings.nucleus_diameter_px
+    if diameter_px is None and settings.nucleus_diameter_um is not None and pipeline.pixel_size_um:
+        diameter_px = settings.nucleus_diameter_um / pipeline.pixel_size_um
+    if diameter_px is not None and diameter_px > side_px / 2:
+        raise InputError(f"segmentation.nucleus_diameter is {diameter_px:g} px, more than half the field's "
+                         f"shorter side ({side_px} px)", path=path,
+                         fix="give the diameter of one nucleus (in px, or in um with pixel_size_um), or leave it out "
+                             "to have it estimated")
+
+
 def check_field_files(field: Field, pipeline: Pipeline) -> None:
     """Header-level checks of one field's files (readable, complete, consistent shapes)."""
     shapes = {}
     for name, path in field.paths.items():
-        shape, _ = check_image_file(path)
+        shape, _ = check_field_image(path, max_pixels=pipeline.max_field_pixels)
         shapes[name] = _spatial_shape(shape, pipeline.channels[name].kind, path)
+    _check_scale_fits(pipeline, min(min(s) for s in shapes.values()), next(iter(field.paths.values())))
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{files.name(field.paths[n])} {s}" for n, s in shapes.items())
         raise InputError(f"the channels of plate {field.plate}, well {field.well}, site {field.site} "
@@ -116,6 +132,8 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
     channel_ids = {name: spec.id for name, spec in pipeline.channels.items()}
     fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir))
+    for plate in sorted({f.plate for f in fields}):  # plates become folders under --out
+        check_folder_name(plate, kind="plate", source=input_dir)
     imaged = pd.DataFrame([{"plate": f.plate, "well": f.well} for f in fields]).drop_duplicates()
     if platemap is not None:
         platemap = Path(platemap)

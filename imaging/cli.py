@@ -205,13 +205,13 @@ def _segment_inputs(paths: list[str]) -> list[Path]:
 def cmd_segment(args: argparse.Namespace) -> None:
     import time
 
-    from imaging.io.readers import as_grayscale, check_image_file, read_raw
+    from imaging.io.readers import as_grayscale, check_field_image, read_raw
     from imaging.runner import collect
     from imaging.segment_files import SegmentTask, segment_file
 
     files = _segment_inputs(args.paths)
     for path in files:  # refuse bad input before writing anything
-        shape, _ = check_image_file(path)
+        shape, _ = check_field_image(path)
         if len([s for s in shape if s != 1]) != 2:
             as_grayscale(read_raw(path), path=path)
     options = {"method": args.method}

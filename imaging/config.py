@@ -24,7 +24,9 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .nan and .inf are valid YAML floats but never a valid setting (a .nan threshold once wrote
+    # tables with every call empty)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_name(value: str, what: str) -> str:
@@ -174,6 +176,9 @@ class Pipeline(_Frozen):
     channels: dict[str, ChannelSpec]
     naming: Naming = Naming()
     pixel_size_um: float | None = Field(default=None, gt=0)
+    # largest field accepted (pixels per channel): a header claiming more is refused at planning,
+    # so a corrupt or hostile file cannot make a worker allocate gigabytes (default 16384 x 8192)
+    max_field_pixels: int = Field(default=2**27, ge=1, le=2**31)
     segmentation: Segmentation
     cells: Cells = Cells()
     measure: Measure = Measure()

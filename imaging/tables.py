@@ -28,15 +28,17 @@ from imaging.curation import Curation
 from imaging.errors import InputError
 from imaging.features.qc import decide_field_qc
 from imaging.features.thresholds import Threshold, apply_call, resolve_threshold
-from imaging.io.writers import atomic_path, write_csv, write_json
+from imaging.io.writers import atomic_path, safe_for_spreadsheets, write_csv, write_json
 
 WORK_FOLDER = ".fields"
 
 
 def field_work_paths(work_dir: str | Path, plate: str, well: str, site: int) -> tuple[Path, Path]:
     """Per-field result files: cells table and summary JSON."""
-    base = Path(work_dir) / f"{plate}_{well}_s{site}"
-    return base.with_suffix(".cells.csv"), base.with_suffix(".json")
+    # not Path.with_suffix: a plate named "PJNK.01" would lose ".01_A01_s1" and every field of
+    # the plate would share one file
+    key = f"{plate}_{well}_s{site}"
+    return Path(work_dir) / f"{key}.cells.csv", Path(work_dir) / f"{key}.json"
 
 
 def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) -> pd.DataFrame:
@@ -124,7 +126,7 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
                 cells.insert(0, "field_used_in_wells", field.used_in_wells)
                 for position, (name, value) in enumerate(keys.items()):
                     cells.insert(position, name, value)
-                cells.to_csv(handle, index=False, header=header, lineterminator="\n")
+                safe_for_spreadsheets(cells).to_csv(handle, index=False, header=header, lineterminator="\n")
                 header = False
             pooled = pd.concat(used_cells, ignore_index=True) if used_cells else pd.DataFrame(columns=cell_columns)
             well_rows.append({"well": well, "n_fields": len(well_fields),

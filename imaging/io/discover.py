@@ -123,7 +123,9 @@ def compile_pattern(pattern: str, *, source: str = "naming pattern") -> re.Patte
 
 def _plate_from_folder(relative: str, root: str | Path) -> str:
     """The folder holding the file (the one above ``Images/`` in a Harmony export)."""
-    parts = [files.name(root)] + relative.split("/")[:-1]
+    # a local root is resolved first: INPUT_DIR "." or ".." names its real folder
+    root_name = files.name(root) if files.is_url(root) else Path(root).resolve().name
+    parts = [root_name] + relative.split("/")[:-1]
     folders = [p for p in parts if p]
     if folders and folders[-1].lower() == "images" and len(folders) > 1:
         folders = folders[:-1]

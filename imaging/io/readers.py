@@ -70,6 +70,34 @@ def check_image_file(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
                          fix="copy the file again from the instrument or remove the field") from None
 
 
+MAX_FIELD_PIXELS = 2**27  # the default of a pipeline's max_field_pixels
+
+
+def check_field_image(path: str | Path, *, max_pixels: int = MAX_FIELD_PIXELS) -> tuple[tuple[int, ...], np.dtype]:
+    """:func:`check_image_file`, then what a field image must be before any work: at most
+    ``max_pixels`` per plane (from the header, so nothing large is allocated), numeric (not
+    boolean), and, for floating-point files (the only ones that can hold them), free of NaN
+    and infinite pixels (those files are read here: NaN would leave cells with empty values
+    in tables that otherwise look complete)."""
+    shape, dtype = check_image_file(path)
+    plane = int(np.prod(sorted(shape)[-2:], dtype=np.int64))  # the two largest axes: rows x columns
+    if plane > max_pixels:
+        raise InputError(f"the header claims {' x '.join(map(str, shape))} pixels, more than a field may have "
+                         f"({max_pixels} per plane)", path=path,
+                         fix="check the file (it may be corrupt); for truly larger fields raise max_field_pixels "
+                             "in the pipeline, or use a tissue pipeline, which reads tile by tile")
+    if dtype.kind == "b":
+        raise InputError("is a boolean (mask) image, not a measured channel", path=path,
+                         fix="give the instrument's intensity image, not a thresholded mask")
+    if dtype.kind == "f":
+        pixels = read_raw(path)
+        bad = int(np.count_nonzero(~np.isfinite(pixels)))
+        if bad:
+            raise InputError(f"has {bad} NaN or infinite pixel(s)", path=path,
+                             fix="export the image again without NaN (or replace them, e.g. with 0, in Fiji)")
+    return shape, dtype
+
+
 def read_raw(path: str | Path) -> np.ndarray:
     """Pixels of an image file, as stored; InputError on unreadable files."""
     if not files.is_file(path):

@@ -38,10 +38,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             temporary.unlink()
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_for_spreadsheets(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with text cells that a spreadsheet would run as a formula neutralised.
+
+    OWASP's rule for CSV injection: a text cell starting with ``=``, ``+``, ``-``, ``@``, tab
+    or carriage return (a plate-map value ``=HYPERLINK(...)``) gets a leading single quote,
+    which Excel and LibreOffice show as text. Numbers are untouched, also when stored as
+    text (``-1``, ``+1``: CellProfiler's control codes).
+    """
+    changed = None
+    for column in table.columns:
+        values = table[column]
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            continue
+        text = values.astype(str)
+        risky = values.map(lambda v: isinstance(v, str)) & text.str.startswith(FORMULA_STARTS)
+        if not risky.any():
+            continue
+        risky &= pd.to_numeric(text.where(risky), errors="coerce").isna()
+        if risky.any():
+            changed = table.copy() if changed is None else changed
+            changed[column] = values.where(~risky, "'" + text)
+    return table if changed is None else changed
+
+
 def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``table`` as CSV (no index) atomically; floats keep full precision."""
+    """Write ``table`` as CSV (no index) atomically; floats keep full precision; text cells
+    that would run as spreadsheet formulas are neutralised (:func:`safe_for_spreadsheets`)."""
     with atomic_path(path) as temporary:
-        table.to_csv(temporary, index=False, lineterminator="\n")
+        safe_for_spreadsheets(table).to_csv(temporary, index=False, lineterminator="\n")
     return Path(path)
 
 

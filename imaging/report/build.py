@@ -16,6 +16,7 @@ import pandas as pd
 from imaging.config import parse_pipeline
 from imaging.record import read_record
 from imaging.errors import InputError
+from imaging.io.names import file_stem
 from imaging.io.writers import atomic_path, write_csv
 from imaging.report.html import render_report
 from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot
@@ -124,7 +125,7 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) 
     images = {}
     for item in figures:
         images[item["name"]] = png_bytes(item["figure"])
-        path = out_dir / "plots" / f"{item['name']}.png"
+        path = out_dir / "plots" / f"{file_stem(item['name'])}.png"
         with atomic_path(path) as temporary:
             temporary.write_bytes(images[item["name"]])
     outputs = {"comparisons": write_csv(comparisons, out_dir / "comparisons.csv"),

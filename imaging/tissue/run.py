@@ -28,7 +28,7 @@ from imaging.config import TissuePipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.io.readers import check_image_file
-from imaging.io.writers import atomic_path, write_csv, write_json
+from imaging.io.writers import atomic_path, safe_for_spreadsheets, write_csv, write_json
 from imaging.runner import collect
 from imaging.tissue.burden import (
     LESION_COLUMNS, detect_lesions, lesion_signal, lesion_table, section_summary, smooth_signal,
@@ -454,7 +454,7 @@ def _concatenate(parts: list[Path], out_path: Path, columns: list[str]) -> None:
         header = True
         for part in parts:
             for chunk in pd.read_csv(part, chunksize=200000):
-                chunk.to_csv(handle, index=False, header=header, lineterminator="\n")
+                safe_for_spreadsheets(chunk).to_csv(handle, index=False, header=header, lineterminator="\n")
                 header = False
         if header:
             pd.DataFrame(columns=columns).to_csv(handle, index=False, lineterminator="\n")
