@@ -185,3 +185,19 @@ def test_a_nan_threshold_is_refused(samples, pipelines, tmp_path, capsys):
     assert "threshold: .nan" in pipeline.read_text()
     code = main(["run", str(pipeline), str(root / "images"), "--out", str(tmp_path / "out"), "--workers", "1"])
     assert code == 2 and "finite" in capsys.readouterr().err
+
+
+def test_semicolon_and_tab_separated_plate_maps_are_read(tmp_path):
+    """Excel in many locales saves "CSV" with semicolons: it was "no 'well' column"."""
+    from imaging.io.platemap import read_platemap
+
+    for name, separator in (("semicolon.csv", ";"), ("tab.csv", "\t")):
+        rows = [["well", "genotype", "dose"], ["A01", "sgNT", "0.5"], ["A02", "MAPK8", "1"]]
+        (tmp_path / name).write_text("\n".join(separator.join(r) for r in rows) + "\n")
+        table = read_platemap(tmp_path / name)
+        assert table["well"].tolist() == ["A01", "A02"] and table["genotype"].tolist() == ["sgNT", "MAPK8"]
+        assert table["dose"].tolist() == [0.5, 1.0]
+    # such maps often carry decimal commas: the dose is refused with its line, never misread
+    (tmp_path / "comma.csv").write_text("well;dose\nA01;0,5\n")
+    with pytest.raises(InputError, match="dose '0,5' is not a number"):
+        read_platemap(tmp_path / "comma.csv")

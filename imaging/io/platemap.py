@@ -46,6 +46,12 @@ def read_platemap(path: str | Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
                             encoding="utf-8-sig")
+        # Excel in many European locales saves "CSV" with semicolons; tab-separated text too
+        if len(table.columns) == 1:
+            separator = next((s for s in (";", "\t") if s in str(table.columns[0])), None)
+            if separator:
+                table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                    encoding="utf-8-sig", sep=separator)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot be read as CSV ({str(exc).splitlines()[0]})", path=path,
                          fix="save the plate map as comma-separated UTF-8 text with a header row") from None
