@@ -37,8 +37,10 @@ from imaging.io.discover import Field, discover_images, group_fields
 from imaging.io.names import check_folder_name
 from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_field_image
+from imaging.io.run_folder import check_same_assay, claimed, disk_error
 from imaging.io.writers import write_csv, write_json, write_labels
-from imaging.tables import WORK_FOLDER, assemble_plate, curation_record, field_work_paths
+from imaging.tables import (WORK_FOLDER, assemble_plate, cells_file_intact, cells_file_seal, clashing_output_column,
+                            curation_record, field_work_paths)
 from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
 from imaging.runner import run_tasks
 
@@ -72,9 +74,25 @@ class RunPlan:
         return [c for c in self.annotations.columns if c not in ("plate", "well")]
 
 
+MIN_FIELD_SIDE_PX = 16  # smaller than a few nuclei: a thumbnail or a broken export, not a field
+
+
 def _spatial_shape(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, int]:
-    """Rows and columns of an image from its header shape; InputError if the kind is wrong."""
-    squeezed = tuple(s for s in shape if s != 1)
+    """Rows and columns of an image from its header shape; InputError if the kind is wrong
+    or the image is too small to hold cells."""
+    rows_columns = _rows_columns(shape, kind, path)
+    if min(rows_columns) < MIN_FIELD_SIDE_PX:
+        raise InputError(f"is {rows_columns[0]} x {rows_columns[1]} px, too small for a field of cells "
+                         f"(at least {MIN_FIELD_SIDE_PX} px a side)", path=path,
+                         fix="export the full field, not a thumbnail, or leave the file out")
+    return rows_columns
+
+
+def _rows_columns(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, int]:
+    squeezed = list(shape)
+    while len(squeezed) > (3 if kind == "brightfield" else 2) and 1 in squeezed:  # leading Z/T/C of size 1
+        squeezed.remove(1)
+    squeezed = tuple(squeezed)
     if kind == "brightfield":
         if len(squeezed) == 3 and squeezed[-1] in (3, 4):
             return squeezed[0], squeezed[1]
@@ -140,6 +158,10 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
         annotations, unimaged = annotate_wells(imaged, read_platemap(platemap), source=platemap)
     else:
         annotations, unimaged = imaged.reset_index(drop=True), []
+    clash = clashing_output_column([c for c in annotations.columns if c not in ("plate", "well")], pipeline)
+    if clash is not None:
+        raise InputError(f"column {clash!r} is also computed by pipeline {pipeline.name!r}", path=platemap,
+                         fix=f"rename the plate map's column {clash!r} (for example to platemap_{clash})")
     _check_comparison_columns(pipeline, annotations, platemap)
     segmentation_model(pipeline)  # a missing model file is an input error, found before any writing
     if check_files:
@@ -208,9 +230,13 @@ def stored_fingerprint(out_dir: Path, field: Field, *, save_labels: bool) -> str
     if save_labels and not all(p.is_file() for p in _labels_paths(out_dir / field.plate / "labels", field)):
         return None
     try:
-        return json.loads(summary_path.read_text()).get("fingerprint")
+        summary = json.loads(summary_path.read_text())
     except (json.JSONDecodeError, OSError):
         return None
+    if not cells_file_intact(cells_path, summary):
+        log.warning("%s was changed or damaged after it was written: the field is measured again", cells_path)
+        return None
+    return summary.get("fingerprint")
 
 
 def _peak_rss_mb() -> float:
@@ -251,8 +277,17 @@ def persist_field(result: dict, out_dir: Path, field: Field) -> dict:
         write_labels(result["labels"][0], nuclei_path)
         write_labels(result["labels"][1], cells_labels_path)
     write_csv(result["cells"], cells_path)
-    write_json(result["summary"], summary_path)
-    return result["summary"] | {"reused": False, "worker_peak_rss_mb": result.get("worker_peak_rss_mb")}
+    summary = result["summary"] | cells_file_seal(cells_path)
+    write_json(summary, summary_path)
+    return summary | {"reused": False, "worker_peak_rss_mb": result.get("worker_peak_rss_mb")}
+
+
+def _bytes_still_needed(summaries: list[dict], n_fields: int) -> int | None:
+    """Disk the fields not yet stored will take, from those stored in this run (None before any)."""
+    stored = [s["cells_bytes"] for s in summaries if s.get("cells_bytes")]
+    if not stored:
+        return None
+    return int(np.mean(stored) * 1.1 * (n_fields - len(summaries)))
 
 
 def plate_xgal_vector(plan: RunPlan, plate: str) -> tuple[tuple[float, float, float] | None, str]:
@@ -315,8 +350,14 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
     field as it arrives, so an interrupted run keeps every finished field.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output path exists and is not a folder", path=out_dir, fix="choose another --out")
+    check_same_assay(out_dir, plan.pipeline.model_dump(mode="json"))
+    with claimed(out_dir, command=command):
+        return _execute_claimed(plan, out_dir, workers=workers, save_labels=save_labels, on_field=on_field,
+                                command=command, scheduler=scheduler)
+
+
+def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_field, command,
+                     scheduler) -> RunResult:
     started = dt.datetime.now(dt.timezone.utc)
     pipeline = plan.pipeline
     curation = curation_log.load(out_dir)  # a damaged curation file stops the run before any work
@@ -328,7 +369,10 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
     summaries = []
 
     def store(result: dict) -> None:  # on this machine, as each field's result arrives
-        summary = persist_field(result, out_dir, by_key[result["plate"], result["well"], result["site"]])
+        try:
+            summary = persist_field(result, out_dir, by_key[result["plate"], result["well"], result["site"]])
+        except OSError as exc:
+            raise disk_error(exc, needed_bytes=_bytes_still_needed(summaries, len(tasks))) or exc from None
         summaries.append(summary)
         if on_field is not None:
             on_field(summary)

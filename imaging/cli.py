@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from imaging import __version__
@@ -158,12 +160,10 @@ def cmd_report(args: argparse.Namespace) -> None:
     from imaging.report import build_report
     from imaging.tables import rebuild_tables
 
-    import json
-
+    from imaging.record import read_record
     from imaging.report.tissue import build_tissue_report
 
-    tissue = [d for d in args.run_dirs if (Path(d) / "run.json").is_file()
-              and json.loads((Path(d) / "run.json").read_text()).get("mode") == "tissue"]
+    tissue = [d for d in args.run_dirs if read_record(d)[0].get("mode") == "tissue"]
     if tissue:
         if len(args.run_dirs) > 1:
             raise InputError("tissue runs are reported one at a time", fix="give one tissue run folder")
@@ -309,6 +309,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # ---- entry point ---------------------------------------------------------------------------
+def _positive_size(text: str) -> float:
+    """A size in px: a finite number above 0 (argparse reports anything else on one line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a size in px above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from imaging.runner import default_workers
 
@@ -353,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--method", choices=["classical", "cellpose"], default="classical")
     segment.add_argument("--model", help="cellpose weights file or model name (with --method cellpose; "
                                          "default cpsam_v2 on cellpose 4)")
-    segment.add_argument("--diameter", type=float, help="typical nucleus diameter in px (default: estimated)")
+    segment.add_argument("--diameter", type=_positive_size, help="typical nucleus diameter in px (default: estimated)")
     segment.add_argument("--workers", type=int, default=default_workers())
     segment.set_defaults(handler=cmd_segment)
 
@@ -365,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("truths", help="annotated label image or folder (matched by file name); for a tissue "
                                          "run: a points CSV (image, row, col, class), or a folder of per-image "
                                          "CSV or QuPath GeoJSON files")
-    evaluate.add_argument("--radius", type=float, help="points: match radius in px (default: the median nucleus "
+    evaluate.add_argument("--radius", type=_positive_size, help="points: match radius in px (default: the median nucleus "
                                                        "radius of the run's cells)")
     evaluate.add_argument("--csv", default="evaluation.csv", help="per-image scores (default: evaluation.csv)")
     evaluate.set_defaults(handler=cmd_evaluate)
@@ -384,15 +395,39 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "workers", 1) is not None and getattr(args, "workers", 1) < 1:
         parser.error("--workers must be at least 1")
+    previous_handlers = _stop_on_termination()
     try:
         args.handler(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except OSError as exc:
+        from imaging.io.run_folder import disk_error
+
+        error = disk_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print("interrupted: completed fields are kept and reused by the next run", file=sys.stderr)
         return 130
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop_on_termination() -> dict:
+    """SIGTERM and SIGHUP (what a batch scheduler or a closed terminal sends) stop a run as
+    Ctrl-C does: workers ended, completed fields kept. Returns the handlers replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
 
 
 if __name__ == "__main__":

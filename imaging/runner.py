@@ -65,6 +65,10 @@ def _run_processes(function, tasks, notify, workers: int) -> None:
         except BaseException:
             for future in futures:
                 future.cancel()
+            # Ctrl-C reaches the workers too, but SIGTERM/SIGHUP from a scheduler only reach this
+            # process: end the workers' tasks in flight rather than wait for them
+            for worker in multiprocessing.active_children():
+                worker.terminate()
             raise
 
 

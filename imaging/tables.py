@@ -28,6 +28,8 @@ from imaging.curation import Curation
 from imaging.errors import InputError
 from imaging.features.qc import decide_field_qc
 from imaging.features.thresholds import Threshold, apply_call, resolve_threshold
+from imaging.io.platemap import RESERVED_COLUMNS
+from imaging.io.run_folder import claimed
 from imaging.io.writers import atomic_path, safe_for_spreadsheets, write_csv, write_json
 
 WORK_FOLDER = ".fields"
@@ -41,9 +43,39 @@ def field_work_paths(work_dir: str | Path, plate: str, well: str, site: int) -> 
     return Path(work_dir) / f"{key}.cells.csv", Path(work_dir) / f"{key}.json"
 
 
+def clashing_output_column(columns, pipeline: Pipeline) -> str | None:
+    """The first of ``columns`` (a plate map's) that a table of ``pipeline`` computes itself
+    (None if none does): both would be written under one name, and the join fails or the
+    plate map's values replace measured ones."""
+    call_names = [c.name for c in pipeline.calls]
+    names = set(RESERVED_COLUMNS) | set(summary_columns(pipeline.cell_columns(), call_names)) | set(call_names)
+    names |= set(pipeline.cell_columns())
+    prefixes = ("saturated_fraction_", "sabgal_", *(f"{s.column_prefix}_" for s in pipeline.measure.intensity))
+    return next((c for c in columns if c in names or str(c).startswith(prefixes)), None)
+
+
+def cells_file_seal(cells_path: Path) -> dict:
+    """Size and checksum of a stored per-field cells table (kept in the field's JSON)."""
+    import hashlib
+
+    return {"cells_bytes": cells_path.stat().st_size,
+            "cells_sha256": hashlib.sha256(cells_path.read_bytes()).hexdigest()}
+
+
+def cells_file_intact(cells_path: Path, summary: dict) -> bool:
+    """Whether a stored cells table is still the one its JSON was written with (a file damaged
+    or edited after the fact is not reused)."""
+    if "cells_sha256" not in summary or not cells_path.is_file():
+        return False
+    if cells_path.stat().st_size != summary.get("cells_bytes"):
+        return False
+    return cells_file_seal(cells_path) == {k: summary[k] for k in ("cells_bytes", "cells_sha256")}
+
+
 def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) -> pd.DataFrame:
     """One plate's field summaries with QC decisions, curation and ``used_in_wells``."""
-    fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused", "worker_peak_rss_mb"], errors="ignore")
+    fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused", "worker_peak_rss_mb", "cells_bytes", "cells_sha256"],
+                                          errors="ignore")
     fields = fields.sort_values(["row", "column", "site"], kind="stable").reset_index(drop=True)
     qc = pipeline.qc
     decisions = decide_field_qc(
@@ -210,6 +242,12 @@ def rebuild_tables(out_dir: str | Path) -> dict:
         Not a run folder, or the per-field results (``<plate>/.fields``) are gone.
     """
     out_dir = Path(out_dir)
+    read_record(out_dir)  # a folder that is not a run is refused before anything is locked or written
+    with claimed(out_dir):
+        return _rebuild_claimed(out_dir)
+
+
+def _rebuild_claimed(out_dir: Path) -> dict:
     record_path = out_dir / "run.json"
     record, pipeline = read_record(out_dir)
     annotation_columns = record.get("annotation_columns", [])
@@ -224,7 +262,13 @@ def rebuild_tables(out_dir: str | Path) -> dict:
                 raise InputError(f"per-field results of plate {plate} are missing ({summary_path.name})",
                                  path=plate_dir / WORK_FOLDER,
                                  fix="re-run `imaging run` into this folder (completed fields are reused)")
-            summaries.append(json.loads(summary_path.read_text()))
+            summary = json.loads(summary_path.read_text())
+            cells_path, _ = field_work_paths(plate_dir / WORK_FOLDER, plate, key.well, int(key.site))
+            if not cells_file_intact(cells_path, summary):
+                raise InputError(f"the stored cells of plate {plate}, well {key.well}, site {key.site} were changed "
+                                 "or damaged after the run", path=cells_path,
+                                 fix="re-run `imaging run` into this folder: that field is measured again")
+            summaries.append(summary)
         wells = pd.read_csv(plate_dir / "wells.csv", dtype={c: str for c in annotation_columns})
         annotations = wells.set_index("well")[annotation_columns] if annotation_columns else wells.set_index("well")[[]]
         stain = plate_entry.get("xgal_vector")

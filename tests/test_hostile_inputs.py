@@ -201,3 +201,245 @@ def test_semicolon_and_tab_separated_plate_maps_are_read(tmp_path):
     (tmp_path / "comma.csv").write_text("well;dose\nA01;0,5\n")
     with pytest.raises(InputError, match="dose '0,5' is not a number"):
         read_platemap(tmp_path / "comma.csv")
+
+
+# ---- the --out folder: one run at a time, one assay, writable, tidy ------------------------------
+HOLD_LOCK = """
+import sys, time
+from imaging.io.run_folder import claimed
+with claimed(sys.argv[1], command=["imaging", "run", "held-by-test"]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_into_a_busy_out_is_refused_and_a_killed_holder_frees_it(samples, pipelines, tmp_path, capsys):
+    """Two runs into one --out once mixed their tables (31 fields of one, 1 of the other)."""
+    import signal
+    import subprocess
+    import sys
+
+    root = _one_field(samples, tmp_path)
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert _run(pipelines, root / "images", out, root / "map.csv") == 2
+        err = capsys.readouterr().err
+        assert f"in use by another imaging run (process {holder.pid}" in err and "held-by-test" in err
+        assert not (out / "run.json").exists()
+        # kill -9 cannot release a lock by hand: the system drops it with the process
+        stale = out / "PJNK01" / ".fields" / ".tmp-999-deadbeef-PJNK01_A01_s1.cells.csv"
+        stale.parent.mkdir(parents=True)
+        stale.write_text("half a table")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert _run(pipelines, root / "images", out, root / "map.csv") == 0
+    assert not stale.exists()  # a killed run's temporary files are cleaned at the next start
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_a_run_into_another_assays_folder_is_refused_a_tuned_rerun_is_not(samples, pipelines, tmp_path, capsys):
+    root = _one_field(samples, tmp_path)
+    out = tmp_path / "out"
+    assert _run(pipelines, root / "images", out, root / "map.csv") == 0
+    text = (pipelines / "pjnk.yaml").read_text()
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(text.replace("max_relative_blur: 1.3", "max_relative_blur: 1.5"))
+    other = tmp_path / "other.yaml"
+    other.write_text(text.replace("name: pjnk\n", "name: cjun\n").replace("    - channel: dapi\n", ""))
+    for path, code in ((tuned, 0), (other, 2)):
+        assert main(["run", str(path), str(root / "images"), "--out", str(out), "--workers", "1",
+                     "--platemap", str(root / "map.csv")]) == code
+    assert "holds the results of 'pjnk'" in capsys.readouterr().err
+    assert pd.read_csv(out / "PJNK01" / "cells.csv").filter(like="dapi_").shape[1] > 0  # pjnk's tables kept
+
+
+def test_a_full_disk_is_one_line_with_the_space_needed(samples, pipelines, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import imaging.batch
+
+    root = copy_sample_wells(samples, WELLS, tmp_path / "plate", assay="pjnk")
+    real_write_csv, calls = imaging.batch.write_csv, []
+
+    def fills_the_disk(table, path):
+        calls.append(path)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write_csv(table, path)
+
+    monkeypatch.setattr(imaging.batch, "write_csv", fills_the_disk)
+    assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "the disk is full" in err and "MB more needed" in err and "MB free" in err
+    monkeypatch.undo()  # space freed: the next run reuses the two stored fields
+    assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 0
+    assert "2 reused" in capsys.readouterr().out
+
+
+def test_an_out_that_cannot_be_written_is_one_line(samples, pipelines, tmp_path, capsys, monkeypatch):
+    import errno
+
+    root = _one_field(samples, tmp_path)
+    (tmp_path / "a_file").write_text("")
+    assert _run(pipelines, root / "images", tmp_path / "a_file" / "out", root / "map.csv") == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)  # as a user without write access (tests may run as root)
+    assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
+    assert "Permission denied" in capsys.readouterr().err
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_sigterm_stops_the_workers_and_keeps_finished_fields(samples, pipelines, tmp_path):
+    """What a batch scheduler sends on a time limit: once the workers kept running."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = copy_sample_wells(samples, WELLS, tmp_path / "plate", assay="pjnk")
+    out = tmp_path / "out"
+    run = subprocess.Popen([sys.executable, "-m", "imaging.cli", "run", str(pipelines / "pjnk.yaml"),
+                            str(root / "images"), "--out", str(out), "--workers", "2",
+                            "--platemap", str(root / "map.csv")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("PJNK01/.fields/*.json")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    workers = _children(run.pid)
+    assert run.poll() is None and workers, "the run ended before it could be stopped"
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted" in err
+    time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)]
+    assert list(out.glob("PJNK01/.fields/*.json")) and not list(out.rglob(".tmp-*"))
+
+
+def test_a_stored_field_changed_after_the_run_is_measured_again(samples, pipelines, tmp_path, capsys):
+    root = copy_sample_wells(samples, WELLS[:2], tmp_path / "plate", assay="pjnk")
+    out = tmp_path / "out"
+    assert _run(pipelines, root / "images", out, root / "map.csv") == 0
+    expected = pd.read_csv(out / "PJNK01" / "wells.csv")
+    damaged = sorted((out / "PJNK01" / ".fields").glob("*.cells.csv"))[0]
+    lines = damaged.read_text().splitlines()
+    damaged.write_text("\n".join(lines[: len(lines) // 2]) + "\n")  # as a disk error or an editor would
+    assert main(["report", str(out)]) == 2
+    assert "changed or damaged after the run" in capsys.readouterr().err
+    assert _run(pipelines, root / "images", out, root / "map.csv") == 0
+    assert "3 reused" in capsys.readouterr().out  # 4 fields, the damaged one measured again
+    pd.testing.assert_frame_equal(pd.read_csv(out / "PJNK01" / "wells.csv"), expected)
+
+
+# ---- late failures found at planning ---------------------------------------------------------------
+@pytest.mark.parametrize("column", ["qc_pass", "pjnk_nuclear_mean", "pjnk_high_pct", "saturated_fraction_dapi"])
+def test_a_platemap_column_named_like_an_output_column_is_refused_at_planning(samples, pipelines, tmp_path,
+                                                                               capsys, column):
+    """qc_pass once gave a KeyError traceback after every field was measured."""
+    root = _one_field(samples, tmp_path)
+    table = pd.read_csv(root / "map.csv")
+    table[column] = "x"
+    table.to_csv(root / "map.csv", index=False)
+    assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
+    assert f"column {column!r} is" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_at_planning(samples, pipelines, tmp_path, capsys):
+    """Once a UnicodeEncodeError after every field was processed."""
+    root = _one_field(samples, tmp_path)
+    source = sorted((root / "images").glob("*_w1.tif"))[0]
+    os.rename(source, os.fsencode(root / "images") + b"/PJNK01_A01_s1_w1\xe9.tif")
+    assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
+    err = capsys.readouterr().err
+    assert "is not valid UTF-8" in err and "rename" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_one_pixel_image_is_named_as_too_small(samples, pipelines, tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    root = _one_field(samples, tmp_path)
+    tifffile.imwrite(sorted((root / "images").glob("*_w1.tif"))[0], np.zeros((1, 1), np.uint16))
+    assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
+    assert "is 1 x 1 px, too small" in capsys.readouterr().err
+
+
+def test_a_truncated_run_record_is_one_line(samples, pipelines, tmp_path, capsys):
+    root = _one_field(samples, tmp_path)
+    out = tmp_path / "out"
+    assert _run(pipelines, root / "images", out, root / "map.csv") == 0
+    text = (out / "run.json").read_text()
+    (out / "run.json").write_text(text[: len(text) // 2])
+    assert main(["report", str(out)]) == 2
+    assert "run.json is not valid JSON" in capsys.readouterr().err
+
+
+# ---- smaller: wording and library boundaries ------------------------------------------------------
+def test_a_blank_field_fails_qc_as_no_nuclei_not_out_of_focus():
+    from imaging.features.qc import decide_field_qc
+
+    fields = pd.DataFrame({"focus_blur_px": [1.0, 1.1, 1.0, 9.0], "n_cells": [50, 60, 55, 0],
+                           "saturated_fraction_dapi": [0.0] * 4})
+    decided = decide_field_qc(fields, channel_kinds={"dapi": "fluorescence"}, max_relative_blur=1.3,
+                              max_saturated_fraction=0.01, max_saturated_fraction_brightfield=0.05, min_cells=10)
+    assert decided["qc_pass"].tolist() == [True, True, True, False]
+    assert decided["qc_reasons"].iloc[3].startswith("no nuclei found") and "focus" not in decided["qc_reasons"].iloc[3]
+
+
+def test_library_functions_name_both_shapes_and_refuse_empty_nan_and_non_positive_sizes():
+    import numpy as np
+
+    from imaging.features.intensity import measure_compartments
+    from imaging.features.morphology import measure_morphology
+    from imaging.segment import derive_cells, segment_nuclei
+
+    labels = np.zeros((10, 12), np.int32)
+    with pytest.raises(ValueError, match=r"nuclei shape \(10, 12\) differs from x image shape \(10, 10\)"):
+        measure_compartments(np.zeros((10, 10)), labels, labels, prefix="x")
+    with pytest.raises(ValueError, match=r"cells shape \(10, 10\) differs from nuclei shape \(10, 12\)"):
+        measure_morphology(labels, np.zeros((10, 10), np.int32))
+    with pytest.raises(ValueError, match="empty"):
+        segment_nuclei(np.zeros((0, 5)))
+    nan_image = np.ones((16, 16))
+    nan_image[3, 3] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite pixels"):
+        segment_nuclei(nan_image)
+    with pytest.raises(ValueError, match="radius must be a finite size in px above 0"):
+        segment_nuclei(np.ones((16, 16)), radius=0)
+    with pytest.raises(ValueError, match="distance must be"):
+        derive_cells(labels, method="expand", distance=-1)
+    with pytest.raises(ValueError, match="integer labels"):
+        derive_cells(labels.astype(float), method="expand", distance=2)
+
+
+def test_a_diameter_or_radius_of_zero_is_refused_by_the_cli(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((32, 32), np.uint16))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(tmp_path / "a.tif"), "--out", str(tmp_path / "o"), "--diameter", "0"])
+    assert exit_info.value.code == 2 and "must be a size in px above 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
 
 COMPARTMENT_SUFFIXES = ("nuclear_mean", "nuclear_integrated", "cytoplasm_mean", "cell_mean", "nc_ratio")
@@ -76,7 +77,9 @@ def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarra
         ``<prefix>_background`` (mean of the subtracted background) and
         ``<prefix>_background_noise`` (robust SD of background pixels).
     """
-    image = np.asarray(image, dtype=np.float64)
+    image = arrays.check_image(image, name=f"{prefix} image").astype(np.float64, copy=False)
+    nuclei = arrays.check_labels(nuclei, image.shape, name="nuclei", image_name=f"{prefix} image")
+    cells = arrays.check_labels(cells, image.shape, name="cells", image_name=f"{prefix} image")
     if background == "local":
         outside = background_mask(cells, margin=margin) if cell_free is None else cell_free
         surface, noise = estimate_fluorescence_background(image, outside)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from imaging import arrays
+
 MORPHOLOGY_COLUMNS = ["label", "centroid_row", "centroid_col", "touches_border", "nucleus_area_px",
                       "cell_area_px", "nucleus_eccentricity", "nucleus_major_axis_px", "nucleus_minor_axis_px"]
 
@@ -56,6 +58,8 @@ def measure_morphology(nuclei: np.ndarray, cells: np.ndarray, *,
     micrometres (``*_area_um2``). ``touches_border`` is True when the cell reaches the
     image edge (it is then only partly imaged).
     """
+    nuclei = arrays.check_labels(nuclei, np.shape(nuclei), name="nuclei")
+    cells = arrays.check_labels(cells, nuclei.shape, name="cells", image_name="nuclei")
     ids = np.unique(nuclei[nuclei > 0])
     columns = MORPHOLOGY_COLUMNS + (["nucleus_area_um2", "cell_area_um2"] if pixel_size_um else [])
     if ids.size == 0:

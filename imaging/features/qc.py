@@ -126,7 +126,10 @@ def decide_field_qc(fields, *, channel_kinds: dict[str, str], max_relative_blur:
     reasons: list[list[str]] = [[] for _ in range(len(fields))]
     blurred = focus_outliers(fields["focus_blur_px"].to_numpy(), max_relative_blur=max_relative_blur)
     median_blur = float(np.median(fields["focus_blur_px"])) if len(fields) else float("nan")
-    for i in np.flatnonzero(blurred):
+    empty = fields["n_cells"].to_numpy() == 0
+    for i in np.flatnonzero(empty):  # a blank field has no edges: its blur says nothing about focus
+        reasons[i].append("no nuclei found (blank field, or the wrong channel as nuclei?)")
+    for i in np.flatnonzero(blurred & ~empty):
         reasons[i].append(f"out of focus (edge blur {fields['focus_blur_px'].iloc[i]:.1f} px, "
                           f"plate median {median_blur:.1f} px)")
     for channel, kind in channel_kinds.items():
@@ -134,7 +137,7 @@ def decide_field_qc(fields, *, channel_kinds: dict[str, str], max_relative_blur:
         values = fields[f"saturated_fraction_{channel}"].to_numpy()
         for i in np.flatnonzero(values > limit):
             reasons[i].append(f"{channel} saturated ({100 * values[i]:.1f}% of pixels > {100 * limit:g}%)")
-    for i in np.flatnonzero(fields["n_cells"].to_numpy() < min_cells):
+    for i in np.flatnonzero((fields["n_cells"].to_numpy() < min_cells) & ~empty):
         reasons[i].append(f"too few cells ({fields['n_cells'].iloc[i]} < {min_cells})")
     return pd.DataFrame({"qc_pass": [not r for r in reasons], "qc_reasons": ["; ".join(r) for r in reasons]},
                         index=fields.index)

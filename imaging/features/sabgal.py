@@ -20,6 +20,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
 from imaging.features.intensity import _label_means, background_mask
 from imaging.features.stains import (
@@ -86,6 +87,9 @@ def measure_sabgal(rgb: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
         ``sabgal_white_r/g/b`` (mean white reference), ``sabgal_pixel_threshold_od``,
         ``sabgal_cell_free_fraction``.
     """
+    rgb = arrays.check_image(rgb, name="brightfield image", rgb=True)
+    nuclei = arrays.check_labels(nuclei, rgb.shape[:2], name="nuclei", image_name="brightfield image")
+    cells = arrays.check_labels(cells, rgb.shape[:2], name="cells", image_name="brightfield image")
     if cell_free is None:
         cell_free = background_mask(cells, margin=margin)
     xgal, white = xgal_amount(rgb, cell_free, stain_vector=stain_vector)

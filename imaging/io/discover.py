@@ -79,6 +79,17 @@ def _is_skipped(name: str) -> bool:
     return "_thumb" in lowered or name.startswith(".")
 
 
+def _check_encodable(relative: str, root) -> None:
+    """A file name that is not valid UTF-8 (Python keeps its bytes as surrogates) cannot be
+    written into a table or run.json: refuse it at discovery, not after every field ran."""
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise InputError(f"the file name {shown!r} is not valid UTF-8", path=root,
+                         fix="rename the file (or convert the folder's names with `convmv -f latin1 -t utf8`)") from None
+
+
 def list_image_files(input_dir: str | Path) -> list[tuple[str, str]]:
     """Image files under ``input_dir`` (a folder or fsspec URL, recursively), sorted, as
     (path, path relative to the folder); InputError if there are none."""
@@ -89,6 +100,8 @@ def list_image_files(input_dir: str | Path) -> list[tuple[str, str]]:
     found = [(path, relative) for path, relative in files.list_files(input_dir)
              if posixpath.splitext(relative)[1].lower() in IMAGE_SUFFIXES
              and not _is_skipped(posixpath.basename(relative))]
+    for path, relative in found:
+        _check_encodable(relative, input_dir)
     if not found:
         raise InputError(
             "no image files (.tif, .tiff, .png, .jpg) found",

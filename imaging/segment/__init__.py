@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 from skimage.segmentation import relabel_sequential
 
+from imaging import arrays
 from imaging.segment.cells import derive_cells
 from imaging.segment.classical import segment_nuclei_classical
 
@@ -52,9 +53,11 @@ def check_labels(labels: np.ndarray, shape: tuple[int, ...], *, backend: str) ->
 
 def segment_nuclei(image: np.ndarray, *, method: str = "classical", **options) -> tuple[np.ndarray, dict]:
     """Segment nuclei in a 2-D image with the named backend (see module docstring)."""
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"nuclei segmentation needs a 2-D image, got shape {image.shape}")
+    image = arrays.check_image(image, name="nuclei image")
+    if options.get("radius") is not None:
+        arrays.check_size(options["radius"], name="radius")
+    if options.get("diameter") is not None:
+        arrays.check_size(options["diameter"], name="diameter")
     try:
         backend = BACKENDS[method]
     except KeyError:

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, segmentation
 
+from imaging import arrays
 from imaging.segment.classical import normalize_intensity, smooth_background
 
 
@@ -64,6 +65,11 @@ def derive_cells(nuclei: np.ndarray, *, method: str, distance: float,
         Typical nucleus radius (px), scales the watershed's smoothing; default
         ``distance / 2``.
     """
+    nuclei = arrays.check_labels(nuclei, np.shape(nuclei), name="nuclei")
+    arrays.check_size(distance, name="distance", allow_zero=True)
+    if cytoplasm is not None:
+        arrays.check_image(cytoplasm, name="cytoplasm image")
+        arrays.check_labels(nuclei, np.shape(cytoplasm), name="nuclei", image_name="cytoplasm image")
     if method == "expand":
         return expand_nuclei(nuclei, distance=distance)
     if method == "watershed":

@@ -28,6 +28,7 @@ from imaging.config import TissuePipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.io.readers import check_image_file
+from imaging.io.run_folder import check_same_assay, claimed
 from imaging.io.writers import atomic_path, safe_for_spreadsheets, write_csv, write_json
 from imaging.runner import collect
 from imaging.tissue.burden import (
@@ -523,10 +524,17 @@ def compare_samples(plan: TissuePlan, samples: pd.DataFrame) -> pd.DataFrame:
 
 def execute_tissue(plan: TissuePlan, out_dir: str | Path, *, workers: int = 1,
                    on_image: Callable[[dict], None] | None = None, command: list[str] | None = None) -> dict:
-    """Analyse every image of ``plan`` and write the tables, record and report."""
+    """Analyse every image of ``plan`` and write the tables, record and report (holding the
+    output folder: :func:`imaging.io.run_folder.claimed`)."""
+    out_dir = Path(out_dir)
+    check_same_assay(out_dir, plan.pipeline.model_dump(mode="json"))
+    with claimed(out_dir, command=command):
+        return _execute_tissue_claimed(plan, out_dir, workers=workers, on_image=on_image, command=command)
+
+
+def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_image, command) -> dict:
     from imaging.batch import software_versions
 
-    out_dir = Path(out_dir)
     started = dt.datetime.now(dt.timezone.utc)
     pipeline = plan.pipeline
     threshold_record = None

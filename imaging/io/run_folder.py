@@ -1,0 +1,151 @@
+"""The ``--out`` folder of a run: one run at a time, one assay per folder, writable, tidy.
+
+:func:`claimed` is held around everything that writes into a run folder (a plate or
+tissue run, a rebuild of the tables after curation):
+
+- it makes the folder, and turns "cannot write here" into an :class:`InputError` before any
+  work is done;
+- it takes an advisory lock (``fcntl.flock`` on ``OUT/.imaging.lock``). The operating system
+  drops the lock when the holding process ends, also on ``kill -9``, so a killed run never
+  leaves the folder locked; a second run while the first holds it is refused, naming the
+  holder (process, host, start time, command);
+- holding the lock, it removes the hidden ``.tmp-*`` files of the atomic writers
+  (:mod:`imaging.io.writers`) that a killed run left behind: no live writer can own them.
+
+:func:`check_same_assay` refuses a run into a folder that holds another assay's results
+(another pipeline's channels or measurements), which would leave two assays' tables side by
+side under one ``run.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Iterator
+
+from imaging.errors import InputError
+
+LOCK_FILE = ".imaging.lock"
+TEMPORARY_PREFIX = ".tmp-"  # the atomic writers' temporary files (writers.atomic_path)
+
+NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _holder_description(lock_path: Path) -> str:
+    try:
+        holder = json.loads(lock_path.read_text())
+    except (OSError, ValueError):
+        return "another imaging run"
+    command = " ".join(holder.get("command") or []) or "?"
+    return (f"another imaging run (process {holder.get('pid')} on {holder.get('host')}, started "
+            f"{holder.get('started')}: {command})")
+
+
+def remove_stale_temporaries(out_dir: Path) -> int:
+    """Remove the atomic writers' leftover temporary files under ``out_dir``; returns how many.
+
+    Only safe while holding the folder's lock (every writer into the folder holds it)."""
+    removed = 0
+    for path in out_dir.rglob(f"{TEMPORARY_PREFIX}*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _make_folder(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("output path exists and is not a folder", path=out_dir, fix="choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder ({exc.strerror})", path=out_dir,
+                         fix="choose an --out where you may write") from None
+
+
+@contextlib.contextmanager
+def claimed(out_dir: str | Path, *, command: list[str] | None = None) -> Iterator[Path]:
+    """Hold ``out_dir`` for one run (see module docstring); yields the folder."""
+    import fcntl
+
+    out_dir = Path(out_dir)
+    _make_folder(out_dir)
+    lock_path = out_dir / LOCK_FILE
+    try:
+        handle = open(lock_path, "a+")
+    except OSError as exc:
+        raise InputError(f"cannot write in the output folder ({exc.strerror})", path=out_dir,
+                         fix="choose an --out where you may write, or fix its permissions") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"is in use by {_holder_description(lock_path)}", path=out_dir,
+                             fix="wait for that run to finish, or choose another --out") from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                  "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        handle.truncate(0)
+        handle.write(json.dumps(holder))
+        handle.flush()
+        remove_stale_temporaries(out_dir)
+        try:
+            yield out_dir
+        finally:
+            handle.truncate(0)  # the lock itself goes with the handle
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def assay_identity(config: dict) -> dict:
+    """What makes two pipelines (``model_dump`` of either kind) the same assay: a tuned
+    threshold, segmentation or QC rule may share a folder; other channels, other measurements
+    or other stains need their own."""
+    if config.get("mode") == "tissue":
+        return {"mode": "tissue", "stains": config.get("stains"),
+                "scores": sorted(k for k in ("cells", "lesions") if config.get(k) is not None)}
+    return {"mode": "plate", "channels": config.get("channels"), "measure": config.get("measure")}
+
+
+def check_same_assay(out_dir: str | Path, config: dict) -> None:
+    """InputError if ``out_dir`` holds the results of another assay (see module docstring)."""
+    record_path = Path(out_dir) / "run.json"
+    if not record_path.is_file():
+        return
+    try:
+        previous = json.loads(record_path.read_text())
+        previous_config = dict(previous["pipeline"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError("holds a run.json that cannot be read", path=record_path,
+                         fix="choose another --out, or delete this folder's run.json to start over there") from None
+    if assay_identity(previous_config) != assay_identity(config):
+        name = previous_config.get("name") or "another pipeline"
+        raise InputError(f"holds the results of {name!r}, which measures other channels or readouts than "
+                         f"{config.get('name')!r}", path=out_dir,
+                         fix="give each assay its own --out (a re-run with tuned thresholds or segmentation "
+                             "may share it)")
+
+
+def disk_error(exc: OSError, *, needed_bytes: int | None = None) -> InputError | None:
+    """The one-line input error for a full disk or an unwritable place (None for other errors)."""
+    where = exc.filename or "the output folder"
+    if exc.errno in NO_SPACE:
+        folder = Path(where).parent if exc.filename else Path(".")
+        try:
+            import shutil
+
+            free = f"{shutil.disk_usage(folder).free / 1e6:.0f} MB free"
+        except OSError:
+            free = "free space unknown"
+        needed = f", about {needed_bytes / 1e6:.0f} MB more needed" if needed_bytes else ""
+        return InputError(f"the disk is full ({free}{needed})", path=where,
+                          fix="free space or choose an --out on another disk; completed work is kept and "
+                              "reused by the next run")
+    if exc.errno in NOT_WRITABLE:
+        return InputError(f"cannot be written ({exc.strerror})", path=where,
+                          fix="choose an --out where you may write, or fix its permissions")
+    return None
