@@ -36,7 +36,7 @@ from imaging.io import files
 from imaging.io.discover import Field, discover_images, group_fields
 from imaging.io.names import check_folder_name
 from imaging.io.platemap import annotate_wells, read_platemap
-from imaging.io.readers import check_field_image
+from imaging.io.readers import check_field_image, read_channel
 from imaging.io.run_folder import check_same_assay, claimed, disk_error
 from imaging.io.writers import write_csv, write_json, write_labels
 from imaging.tables import (WORK_FOLDER, assemble_plate, cells_file_intact, cells_file_seal, clashing_output_column,
@@ -124,17 +124,31 @@ def _check_scale_fits(pipeline: Pipeline, side_px: int, path) -> None:
 
 
 def check_field_files(field: Field, pipeline: Pipeline) -> None:
-    """Header-level checks of one field's files (readable, complete, consistent shapes)."""
+    """Header-level checks of one field's files (readable, complete, consistent shapes).
+
+    A colour file given for a fluorescence channel is read here: only its pixels tell a gray
+    image saved as RGB (accepted) from a colour one (refused before any field is measured)."""
     shapes = {}
     for name, path in field.paths.items():
+        kind = pipeline.channels[name].kind
         shape, _ = check_field_image(path, max_pixels=pipeline.max_field_pixels)
-        shapes[name] = _spatial_shape(shape, pipeline.channels[name].kind, path)
+        shapes[name] = _spatial_shape(shape, kind, path)
+        if kind != "brightfield" and len([s for s in shape if s != 1]) == 3:
+            read_channel(path, kind=kind)
     _check_scale_fits(pipeline, min(min(s) for s in shapes.values()), next(iter(field.paths.values())))
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{files.name(field.paths[n])} {s}" for n, s in shapes.items())
         raise InputError(f"the channels of plate {field.plate}, well {field.well}, site {field.site} "
                          f"differ in size: {listed}", path=files.name(next(iter(field.paths.values()))),
                          fix="export every channel of a field at the same size")
+
+
+def read_field_pixels(field_and_pipeline: tuple[Field, Pipeline]) -> None:
+    """Decode every channel file of a field (``imaging validate --read-pixels``): finds damaged
+    compressed strips, which no header shows, before a run."""
+    field, pipeline = field_and_pipeline
+    for name, path in field.paths.items():
+        read_channel(path, kind=pipeline.channels[name].kind)
 
 
 def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,

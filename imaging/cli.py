@@ -149,7 +149,14 @@ def cmd_validate(args: argparse.Namespace) -> None:
             print(f"plate map {args.platemap}: OK ({len(table)} wells)")
         return
     plan = plan_run(pipeline, args.input_dir, platemap=args.platemap, pattern=args.pattern)
-    print(f"images {args.input_dir}: OK ({plan.n_files} files, naming {plan.naming}, "
+    if args.read_pixels:
+        from imaging.batch import read_field_pixels
+        from imaging.runner import run_tasks
+
+        with _progress(len(plan.fields), "reading pixels") as bar:
+            run_tasks(read_field_pixels, [(f, plan.pipeline) for f in plan.fields], workers=args.workers,
+                      on_result=lambda _: bar.update(1))
+    print(f"images {args.input_dir}: OK ({plan.n_files} files{', every pixel read' if args.read_pixels else ''}, naming {plan.naming}, "
           f"{len(plan.fields)} fields in {len(plan.annotations)} wells of plate(s) {', '.join(plan.plates)})")
     if args.platemap:
         print(f"plate map {args.platemap}: OK (describes every imaged well; "
@@ -350,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--platemap")
     validate.add_argument("--samples")
     validate.add_argument("--pattern")
+    validate.add_argument("--read-pixels", action="store_true",
+                          help="also decode every image (finds damaged compressed data, which headers do not show)")
+    validate.add_argument("--workers", type=int, default=default_workers())
     validate.set_defaults(handler=cmd_validate)
 
     report = sub.add_parser("report", help="rebuild comparisons, plots and report.html from run folder(s)")

@@ -443,3 +443,40 @@ def test_a_diameter_or_radius_of_zero_is_refused_by_the_cli(tmp_path, capsys):
         main(["segment", str(tmp_path / "a.tif"), "--out", str(tmp_path / "o"), "--diameter", "0"])
     assert exit_info.value.code == 2 and "must be a size in px above 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_colour_image_for_a_fluorescence_channel_is_refused_at_planning(samples, pipelines, tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    root = _one_field(samples, tmp_path)
+    target = sorted((root / "images").glob("*_w2.tif"))[0]
+    gray = tifffile.imread(target)
+    tifffile.imwrite(target, np.stack([gray, gray, gray], axis=-1))  # gray saved as RGB: accepted
+    assert main(["validate", str(pipelines / "pjnk.yaml"), str(root / "images")]) == 0
+    colour = np.stack([gray, gray // 2, gray], axis=-1)
+    tifffile.imwrite(target, colour)
+    assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
+    assert "is a colour (RGB) image, where a grayscale fluorescence channel" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_compressed_strips_are_found_by_validate_read_pixels(samples, pipelines, tmp_path, capsys):
+    """No header shows them: `validate --read-pixels` decodes every file before a run."""
+    import numpy as np
+    import tifffile
+
+    root = _one_field(samples, tmp_path)
+    target = sorted((root / "images").glob("*_w1.tif"))[0]
+    tifffile.imwrite(target, tifffile.imread(target), compression="zlib", rowsperstrip=16)
+    with tifffile.TiffFile(target) as tif:
+        offset = int(tif.pages[0].dataoffsets[3])
+    data = bytearray(target.read_bytes())
+    data[offset:offset + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    target.write_bytes(bytes(data))
+    args = ["validate", str(pipelines / "pjnk.yaml"), str(root / "images"), "--workers", "1"]
+    assert main(args) == 0  # the header is intact
+    capsys.readouterr()
+    assert main(args + ["--read-pixels"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read as an image" in err and target.name in err

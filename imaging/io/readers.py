@@ -132,8 +132,11 @@ def as_grayscale(image: np.ndarray, *, path: str | Path = "") -> np.ndarray:
     squeezed = np.squeeze(image)
     if squeezed.ndim == 3 and squeezed.shape[-1] in (3, 4):
         rgb = squeezed[..., :3]
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            squeezed = rgb[..., 0]
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise InputError("is a colour (RGB) image, where a grayscale fluorescence channel is expected",
+                             path=path, fix="export the channel as a grayscale TIFF, or declare it as "
+                                            "kind: brightfield in the pipeline")
+        squeezed = rgb[..., 0]
     if squeezed.ndim != 2:
         raise InputError(
             f"expected a 2-D grayscale image, got shape {image.shape}", path=path,
