@@ -33,7 +33,8 @@ from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.sabgal import STAIN_VECTORS, estimate_xgal_vector, stained_od_sample
 from imaging.io import files
-from imaging.io.discover import Field, discover_images, group_fields
+from imaging.io.discover import Field
+from imaging.io.sources import find_fields
 from imaging.io.names import check_folder_name
 from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_field_image, read_channel
@@ -123,11 +124,28 @@ def _check_scale_fits(pipeline: Pipeline, side_px: int, path) -> None:
                              "to have it estimated")
 
 
+def _check_container_size(plane, pipeline: Pipeline) -> None:
+    where = f"{plane.path} [scene {plane.scene_name}]"
+    if plane.rows * plane.columns > pipeline.max_field_pixels:
+        raise InputError(f"a plane is {plane.rows} x {plane.columns} px, more than a field may have "
+                         f"({pipeline.max_field_pixels} per plane)", path=where,
+                         fix="raise max_field_pixels in the pipeline for truly larger fields")
+    if min(plane.rows, plane.columns) < MIN_FIELD_SIDE_PX:
+        raise InputError(f"is {plane.rows} x {plane.columns} px, too small for a field of cells "
+                         f"(at least {MIN_FIELD_SIDE_PX} px a side)", path=where,
+                         fix="export the full field, not a thumbnail")
+
+
 def check_field_files(field: Field, pipeline: Pipeline) -> None:
     """Header-level checks of one field's files (readable, complete, consistent shapes).
 
     A colour file given for a fluorescence channel is read here: only its pixels tell a gray
     image saved as RGB (accepted) from a colour one (refused before any field is measured)."""
+    if field.plane is not None:  # a container: dims and channels were checked from its metadata
+        side = min(field.plane.rows, field.plane.columns)
+        _check_container_size(field.plane, pipeline)
+        _check_scale_fits(pipeline, side, field.plane.path)
+        return
     shapes = {}
     for name, path in field.paths.items():
         kind = pipeline.channels[name].kind
@@ -147,6 +165,9 @@ def read_field_pixels(field_and_pipeline: tuple[Field, Pipeline]) -> None:
     """Decode every channel file of a field (``imaging validate --read-pixels``): finds damaged
     compressed strips, which no header shows, before a run."""
     field, pipeline = field_and_pipeline
+    if field.plane is not None:
+        load_field_images(field, pipeline)
+        return
     for name, path in field.paths.items():
         read_channel(path, kind=pipeline.channels[name].kind)
 
@@ -161,9 +182,8 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
         pipeline = load_pipeline(pipeline_path)
     input_dir = input_dir if files.is_url(input_dir) else Path(input_dir)
     pattern = pattern or pipeline.naming.pattern
-    table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
-    channel_ids = {name: spec.id for name, spec in pipeline.channels.items()}
-    fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir))
+    found = find_fields(input_dir, pipeline, pattern=pattern)
+    fields, naming = found.fields, found.naming
     for plate in sorted({f.plate for f in fields}):  # plates become folders under --out
         check_folder_name(plate, kind="plate", source=input_dir)
     imaged = pd.DataFrame([{"plate": f.plate, "well": f.well} for f in fields]).drop_duplicates()
@@ -183,7 +203,7 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
             check_field_files(field, pipeline)
     return RunPlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, naming=naming,
                    pattern=pattern, fields=tuple(fields), annotations=annotations,
-                   platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=len(table))
+                   platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files)
 
 
 def segmentation_model(pipeline: Pipeline) -> dict | None:
@@ -259,6 +279,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def container_source(field: Field) -> dict:
+    """Where a container field's pixels came from (columns of fields.csv; none for plain files)."""
+    plane = field.plane
+    if plane is None:
+        return {}
+    z = f"plane {plane.z_plane + 1} of {plane.n_z}" if plane.z_plane is not None else f"{plane.z_rule} of {plane.n_z}"
+    return {"source_scene": plane.scene_name, "source_z": z, "source_timepoint": plane.timepoint + 1}
+
+
 def compute_field(task: FieldTask) -> dict:
     """Measure one field (on a worker; writes nothing). Returns the field's summary and
     cells table, or only ``reused: True`` when the stored result has the same fingerprint."""
@@ -271,7 +300,8 @@ def compute_field(task: FieldTask) -> dict:
     pixel_size = field_pixel_size(field, task.pipeline)
     result = measure_field(images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector)
     summary = {"plate": field.plate, "well": field.well, "row": field.row, "column": field.column,
-               "site": field.site, **result.summary, "pixel_size_um": pixel_size, "fingerprint": fingerprint}
+               "site": field.site, **container_source(field), **result.summary, "pixel_size_um": pixel_size,
+               "fingerprint": fingerprint}
     return identity | {
         "reused": False, "summary": summary, "cells": result.cells,
         "labels": (result.nuclei, result.cell_labels) if task.save_labels else None,

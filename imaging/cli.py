@@ -51,18 +51,23 @@ def _print_run_summary(result, elapsed: float) -> None:
     missing = record["platemap_wells_without_images"]
     if missing:
         print(f"  {len(missing)} plate-map well(s) have no images (listed in run.json)")
-    print(f"Tables in {result.out_dir}/<plate>/ (cells.csv, fields.csv, wells.csv); record in "
+    formats = {"csv": "csv", "parquet": "parquet", "both": "csv + parquet"}[result.record["pipeline"]["config"]["output"]["format"]]
+    print(f"Tables in {result.out_dir}/<plate>/ (cells, fields, wells as {formats}); record in "
           f"{result.out_dir / 'run.json'}")
 
 
 def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pattern, command,
-                 scheduler=None) -> None:
+                 scheduler=None, table_format=None) -> None:
+    import dataclasses
     import time
 
     from imaging.batch import execute, plan_run
+    from imaging.config import Output
     from imaging.report import build_report
 
     plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern)
+    if table_format is not None:  # the flag overrides the pipeline's output.format (recorded in run.json)
+        plan = dataclasses.replace(plan, pipeline=plan.pipeline.model_copy(update={"output": Output(format=table_format)}))
     if platemap is None:
         log.warning("no --platemap: wells will carry no genotype/treatment annotations")
     started = time.perf_counter()
@@ -122,7 +127,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.samples:
         raise InputError("--samples is for tissue pipelines", fix="give plate runs a plate map with --platemap")
     run_pipeline(args.pipeline, args.input_dir, platemap=args.platemap, out=args.out, workers=args.workers,
-                 save_labels=args.save_labels, pattern=args.pattern, command=sys.argv, scheduler=args.scheduler)
+                 save_labels=args.save_labels, pattern=args.pattern, command=sys.argv, scheduler=args.scheduler,
+                 table_format=args.table_format)
+
+
+def _channel_label(spec) -> str:
+    return f"w{spec.id}" if spec.name is None else repr(spec.name)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -142,7 +152,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             print(f"images {args.input_dir}: OK ({len(plan.images)} image(s))")
         return
     print(f"pipeline {args.pipeline}: OK ({pipeline.name}, channels: "
-          f"{', '.join(f'{n}=w{s.id} {s.kind}' for n, s in pipeline.channels.items())})")
+          f"{', '.join(f'{n}={_channel_label(s)} {s.kind}' for n, s in pipeline.channels.items())})")
     if args.input_dir is None:
         if args.platemap:
             table = read_platemap(args.platemap)
@@ -345,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: all CPUs)")
     run.add_argument("--save-labels", action="store_true", help="also write nuclei and cell label images")
+    run.add_argument("--table-format", choices=["csv", "parquet", "both"],
+                     help="per-plate tables as CSV, Parquet or both (default: the pipeline's output.format, csv)")
     run.add_argument("--scheduler", help="Dask: 'local' (a LocalCluster of --workers processes) or the address "
                                          "of a running scheduler, e.g. tcp://10.0.0.5:8786; default: local processes")
     run.add_argument("--pattern", help="regular expression for file names (named groups plate, well or "

@@ -37,15 +37,24 @@ def _check_name(value: str, what: str) -> str:
 
 
 class ChannelSpec(_Frozen):
-    """One channel: its id in the file names and what kind of image it is."""
+    """One channel: its id in the file names (or index in a container), or its name in a
+    container's metadata, and what kind of image it is."""
 
-    id: str = Field(description="channel id as written in the file names (w1 -> '1', ch2 -> '2')")
+    id: str | None = Field(default=None, description="channel id as written in the file names (w1 -> '1', "
+                           "ch2 -> '2'); in a container file (ND2, CZI, LIF, OME) its 1-based index")
+    name: str | None = Field(default=None, description="channel name in a container's metadata (DAPI)")
     kind: Literal["fluorescence", "brightfield"] = "fluorescence"
 
     @field_validator("id", mode="before")
     @classmethod
-    def _id_as_text(cls, value: Any) -> str:
-        return str(value)
+    def _id_as_text(cls, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    @model_validator(mode="after")
+    def _id_or_name(self) -> "ChannelSpec":
+        if self.id is None and self.name is None:
+            raise ValueError("give the channel an id (w1 -> 1) or, for container files, a name (DAPI)")
+        return self
 
 
 class Naming(_Frozen):
@@ -53,7 +62,12 @@ class Naming(_Frozen):
 
     preset: Literal["auto", "imagexpress", "operetta", "regex"] = "auto"
     pattern: str | None = None
-    plane: int | None = Field(default=None, ge=1)
+    plane: int | None = Field(default=None, ge=1, description="Z plane to use (1-based)")
+    # container files (ND2, CZI, LIF, OME-TIFF, OME-Zarr): see imaging.io.containers
+    scenes: str | None = Field(default=None, description="regex with groups well (or row, column) and site, "
+                               "searched in '<file stem>/<scene name>'")
+    z: Literal["max", "best_focus"] = Field(default="max", description="Z stacks without naming.plane")
+    timepoint: int | None = Field(default=None, ge=1, description="time point of a time series (1-based)")
 
 
 class ClassicalSegmentation(_Frozen):
@@ -167,6 +181,14 @@ class Comparison(_Frozen):
     readouts: list[str] = []
 
 
+class Output(_Frozen):
+    """How the per-plate tables are written."""
+
+    format: Literal["csv", "parquet", "both"] = Field(
+        default="csv", description="cells, fields and wells tables as CSV, Parquet (pyarrow) or both; "
+        "fields.csv and wells.csv are always written too (small, read back by reports and review)")
+
+
 class Pipeline(_Frozen):
     """A whole assay pipeline (see module docstring)."""
 
@@ -185,6 +207,7 @@ class Pipeline(_Frozen):
     calls: list[Call] = []
     qc: QC = QC()
     comparison: Comparison = Comparison()
+    output: Output = Output()
 
     @field_validator("channels")
     @classmethod
@@ -193,9 +216,10 @@ class Pipeline(_Frozen):
             raise ValueError("name at least one channel")
         for name in value:
             _check_name(name, "channel name")
-        ids = [spec.id for spec in value.values()]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"two channels share an id ({ids})")
+        for what in ("id", "name"):
+            chosen = [getattr(spec, what) for spec in value.values() if getattr(spec, what) is not None]
+            if len(set(chosen)) != len(chosen):
+                raise ValueError(f"two channels share a{'n' if what == 'id' else ''} {what} ({chosen})")
         return value
 
     @model_validator(mode="after")

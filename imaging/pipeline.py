@@ -24,6 +24,7 @@ from imaging.features.qc import edge_blur_px, saturated_fraction
 from imaging.features.sabgal import STAIN_VECTORS, measure_sabgal
 from imaging.io import files
 from imaging.io.discover import Field
+from imaging.io.containers import container_digest, read_planes
 from imaging.io.readers import pixel_size_from_tiff, read_channel
 from imaging.segment import derive_cells, segment_nuclei
 
@@ -131,9 +132,13 @@ def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
 
 
 def load_field_images(field: Field, pipeline: Pipeline) -> dict[str, np.ndarray]:
-    """Read every pipeline channel of ``field``; InputError if their shapes disagree."""
-    images = {name: read_channel(field.paths[name], kind=pipeline.channels[name].kind)
-              for name in pipeline.channels}
+    """Read every pipeline channel of ``field`` (from its files, or its container's planes);
+    InputError if their shapes disagree."""
+    if field.plane is not None:
+        images = read_planes(field.plane, pipeline)
+    else:
+        images = {name: read_channel(field.paths[name], kind=pipeline.channels[name].kind)
+                  for name in pipeline.channels}
     shapes = {name: image.shape[:2] for name, image in images.items()}
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{files.name(field.paths[n])} {s}" for n, s in shapes.items())
@@ -147,6 +152,8 @@ def field_pixel_size(field: Field, pipeline: Pipeline) -> float | None:
     """Pixel size: the pipeline's, else the nuclei image's TIFF metadata, else None."""
     if pipeline.pixel_size_um:
         return pipeline.pixel_size_um
+    if field.plane is not None:
+        return field.plane.pixel_size_um
     return pixel_size_from_tiff(field.paths[pipeline.segmentation.channel])
 
 
@@ -171,9 +178,10 @@ def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
         model = describe_model(pipeline.segmentation.model)["model_sha256"]
     payload = {
         "version": __version__,
-        "pipeline": pipeline.model_dump(mode="json"),
+        "pipeline": pipeline.model_dump(mode="json", exclude={"output"}),  # the table format changes no number
         "segmentation_model_sha256": model,
-        "files": {name: file_digest(path) for name, path in sorted(field.paths.items())},
+        "files": ({name: file_digest(path) for name, path in sorted(field.paths.items())} if field.plane is None
+                  else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}),
         "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

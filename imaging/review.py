@@ -21,9 +21,11 @@ from imaging.config import Pipeline, load_pipeline, parse_pipeline
 from imaging.record import read_record
 from imaging.errors import InputError
 from imaging.features.thresholds import Threshold, apply_call
-from imaging.io.discover import Field, discover_images, group_fields
+from imaging.io.discover import Field
+from imaging.io.sources import find_fields
 from imaging.io.readers import read_raw
 from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
+from imaging.tables import read_cells_table
 
 
 def tuned_pipeline(pipeline: Pipeline, *, nucleus_diameter_px: float | None = None,
@@ -74,18 +76,14 @@ class RunReview:
         out_dir = Path(out_dir)
         record, pipeline = read_record(out_dir)
         inputs = record["inputs"]
-        table, _ = discover_images(inputs["input_dir"], preset=pipeline.naming.preset, pattern=inputs.get("pattern"))
-        fields = group_fields(table, {n: s.id for n, s in pipeline.channels.items()}, plane=pipeline.naming.plane,
-                              source=inputs["input_dir"])
+        fields = find_fields(inputs["input_dir"], pipeline, pattern=inputs.get("pattern")).fields
         return cls(pipeline, fields, out_dir=out_dir, record=record)
 
     @classmethod
     def open_plate(cls, pipeline_path: str | Path, input_dir: str | Path) -> "RunReview":
         """Open an instrument folder with a pipeline, before any run (tuning only)."""
         pipeline = load_pipeline(pipeline_path)
-        table, _ = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pipeline.naming.pattern)
-        fields = group_fields(table, {n: s.id for n, s in pipeline.channels.items()}, plane=pipeline.naming.plane,
-                              source=str(input_dir))
+        fields = find_fields(input_dir, pipeline).fields
         return cls(pipeline, fields)
 
     @property
@@ -134,7 +132,7 @@ class RunReview:
 
     def plate_cells(self, plate: str) -> pd.DataFrame:
         if plate not in self._cells:
-            self._cells[plate] = pd.read_csv(self.out_dir / plate / "cells.csv")
+            self._cells[plate] = read_cells_table(self.out_dir / plate)
         return self._cells[plate]
 
     def field_cells(self, plate: str, well: str, site: int) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from imaging.features.qc import decide_field_qc
 from imaging.features.thresholds import Threshold, apply_call, resolve_threshold
 from imaging.io.platemap import RESERVED_COLUMNS
 from imaging.io.run_folder import claimed
-from imaging.io.writers import atomic_path, safe_for_spreadsheets, write_csv, write_json
+from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_table
 
 WORK_FOLDER = ".fields"
 
@@ -140,8 +140,11 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
     cell_columns = pipeline.cell_columns()
     call_names = [c.name for c in pipeline.calls]
     field_summaries, well_rows = [], []
-    with atomic_path(out_dir / "cells.csv") as temporary, open(temporary, "w", newline="") as handle:
-        header = True
+    table_format = pipeline.output.format
+    for suffix in {"csv", "parquet"} - set(TABLE_FORMATS[table_format]):
+        (out_dir / f"cells.{suffix}").unlink(missing_ok=True)  # a previous run's, now stale
+    empty = ["plate", "well", "site", *annotation_columns, "field_used_in_wells", *cell_columns, *call_names, "curated"]
+    with StreamedTable(out_dir / "cells", table_format=table_format, empty=empty) as cells_out:
         for well, well_fields in fields.groupby("well", sort=False):
             used_cells = []
             for field in well_fields.itertuples(index=False):
@@ -158,26 +161,22 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
                 cells.insert(0, "field_used_in_wells", field.used_in_wells)
                 for position, (name, value) in enumerate(keys.items()):
                     cells.insert(position, name, value)
-                safe_for_spreadsheets(cells).to_csv(handle, index=False, header=header, lineterminator="\n")
-                header = False
+                cells_out.write(cells)
             pooled = pd.concat(used_cells, ignore_index=True) if used_cells else pd.DataFrame(columns=cell_columns)
             well_rows.append({"well": well, "n_fields": len(well_fields),
                               "n_fields_used": int(well_fields["used_in_wells"].sum()),
                               "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
                               "curation": "; ".join(sorted({n for n in well_fields["curation"] if n})),
                               **summarize_cells(pooled, cell_columns, call_names)})
-        if header:  # no field at all: header-only table
-            pd.DataFrame(columns=["plate", "well", "site", *annotation_columns, "field_used_in_wells",
-                                  *cell_columns, *call_names, "curated"]).to_csv(handle, index=False,
-                                                                                  lineterminator="\n")
     per_field = pd.DataFrame(field_summaries, columns=summary_columns(cell_columns, call_names)).drop(columns="n_cells")
     fields_out = _with_annotations(pd.concat([fields.reset_index(drop=True), per_field], axis=1),
                                    annotations, annotation_columns)
     wells = fields[["well", "row", "column"]].drop_duplicates("well").merge(pd.DataFrame(well_rows), on="well")
     wells.insert(0, "plate", plate)
     wells = _with_annotations(wells, annotations, annotation_columns)
-    write_csv(fields_out, out_dir / "fields.csv")
-    write_csv(wells, out_dir / "wells.csv")
+    small_format = "both" if table_format != "csv" else "csv"  # fields.csv, wells.csv are read back
+    write_table(fields_out, out_dir / "fields", table_format=small_format)
+    write_table(wells, out_dir / "wells", table_format=small_format)
     return fields_out, wells
 
 
@@ -230,6 +229,14 @@ def curation_record(curation: Curation) -> dict:
             "excluded_fields": [{"plate": p, "well": w, "site": s, "note": n}
                                 for (p, w, s), n in curation.excluded_fields.items()],
             "n_call_overrides": len(curation.calls)}
+
+
+def read_cells_table(plate_dir: str | Path, **options) -> pd.DataFrame:
+    """A plate's cells table, from ``cells.parquet`` when the run wrote one, else ``cells.csv``."""
+    plate_dir = Path(plate_dir)
+    if (plate_dir / "cells.parquet").is_file():
+        return pd.read_parquet(plate_dir / "cells.parquet", **options)
+    return pd.read_csv(plate_dir / "cells.csv", **options)
 
 
 def rebuild_tables(out_dir: str | Path) -> dict:

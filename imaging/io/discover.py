@@ -67,6 +67,7 @@ class Field:
     column: int
     site: int
     paths: dict[str, str]
+    plane: "ContainerPlane | None" = None  # set for fields inside a container file (io.containers)
 
     @property
     def key(self) -> str:

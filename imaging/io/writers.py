@@ -109,3 +109,87 @@ def write_labels(labels: np.ndarray, path: str | Path) -> Path:
     with atomic_path(path) as temporary:
         tifffile.imwrite(temporary, np.asarray(labels, dtype=np.int32), compression="zlib")
     return Path(path)
+
+
+TABLE_FORMATS = {"csv": ("csv",), "parquet": ("parquet",), "both": ("csv", "parquet")}
+
+
+def _arrow_schema(chunk: pd.DataFrame):
+    """The Parquet schema of a streamed table, from its first chunk: columns with no value yet
+    (all missing) are taken as float64, the type pandas gives a missing number, or as text
+    when pandas holds them as objects (a plate-map column empty in the first well)."""
+    import pyarrow as pa
+
+    schema = pa.Table.from_pandas(chunk, preserve_index=False).schema
+    fields = [f if not pa.types.is_null(f.type) else
+              pa.field(f.name, pa.string() if chunk[f.name].dtype == object else pa.float64()) for f in schema]
+    return pa.schema(fields)
+
+
+class StreamedTable:
+    """A table written chunk by chunk, as CSV and/or Parquet, each file atomic (see
+    :func:`atomic_path`): memory holds one chunk, the files appear whole or not at all.
+
+    CSV cells that a spreadsheet would run as formulas are neutralised
+    (:func:`safe_for_spreadsheets`); Parquet keeps every value as it is (no spreadsheet reads it).
+    All chunks must have the first chunk's columns. ``empty`` gives the columns of a table
+    with no rows.
+    """
+
+    def __init__(self, path_without_suffix: str | Path, *, table_format: str = "csv", empty: list[str] = ()):
+        self.base = Path(path_without_suffix)
+        self.formats = TABLE_FORMATS[table_format]
+        self.empty = list(empty)
+        self._stack = contextlib.ExitStack()
+        self._csv = None
+        self._parquet = None
+        self._parquet_path = None
+        self._columns = None
+
+    def __enter__(self) -> "StreamedTable":
+        if "csv" in self.formats:
+            temporary = self._stack.enter_context(atomic_path(self.base.with_name(self.base.name + ".csv")))
+            self._csv = self._stack.enter_context(open(temporary, "w", newline=""))
+        if "parquet" in self.formats:
+            self._parquet_path = self._stack.enter_context(atomic_path(self.base.with_name(self.base.name + ".parquet")))
+        return self
+
+    def write(self, chunk: pd.DataFrame) -> None:
+        if self._columns is None:
+            self._columns = list(chunk.columns)
+        elif list(chunk.columns) != self._columns:
+            raise ValueError(f"chunk columns {list(chunk.columns)} differ from the table's {self._columns}")
+        if self._csv is not None:
+            safe_for_spreadsheets(chunk).to_csv(self._csv, index=False, header=self._csv.tell() == 0,
+                                                lineterminator="\n")
+        if self._parquet_path is not None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._parquet is None:
+                self._schema = _arrow_schema(chunk)
+                self._parquet = pq.ParquetWriter(self._parquet_path, self._schema)
+            self._parquet.write_table(pa.Table.from_pandas(chunk, schema=self._schema, preserve_index=False))
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        error = value
+        if error is None and self._columns is None:  # no rows at all: a header-only table
+            try:
+                self.write(pd.DataFrame({c: pd.Series(dtype=float) for c in self.empty}))
+            except BaseException as exc:
+                error = exc
+        if self._parquet is not None:
+            self._parquet.close()
+        if error is None:
+            self._stack.__exit__(None, None, None)  # the temporaries are renamed into place
+            return False
+        self._stack.__exit__(type(error), error, error.__traceback__)  # ... or removed
+        if error is not value:
+            raise error
+        return False
+
+
+def write_table(table: pd.DataFrame, path_without_suffix: str | Path, *, table_format: str = "csv") -> None:
+    """Write a whole table as CSV and/or Parquet (:class:`StreamedTable` in one chunk)."""
+    with StreamedTable(path_without_suffix, table_format=table_format, empty=list(table.columns)) as out:
+        out.write(table)

@@ -24,13 +24,17 @@ def _pipeline_in(folder: Path) -> Path | None:
 
 
 def get_reader(path):
-    """A reader for a run folder (``run.json``) or a plate folder with one pipeline YAML."""
+    """A reader for a run folder (``run.json``) or a plate folder with one pipeline YAML;
+    None (never an error) for anything else, so napari offers other readers."""
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
-    folder = Path(path)
-    if not folder.is_dir():
+    try:
+        folder = Path(path)
+        if not folder.is_dir():
+            return None
+    except (TypeError, ValueError, OSError):
         return None
     if (folder / "run.json").is_file():
         return read_tissue_run if _is_tissue_run(folder) else read_run

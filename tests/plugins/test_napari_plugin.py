@@ -239,3 +239,19 @@ def test_a_tissue_run_opens_as_layers_with_cells_by_class(make_napari_viewer, sa
     red = (shot[..., 0] > 180) & (shot[..., 1] < 60) & (shot[..., 2] < 60)
     blue = (shot[..., 2] > 200) & (shot[..., 0] < 90)
     assert red.sum() > 100 and blue.sum() > 100
+
+
+def test_reader_claims_only_folders_and_declines_quietly(tmp_path, run_folder):
+    """It once claimed every file ("*"): opening any TIFF asked for it, and then it failed."""
+    pytest.importorskip("npe2")
+    from npe2 import PluginManifest
+
+    from imaging_napari._reader import get_reader
+
+    (reader,) = PluginManifest.from_distribution("imaging").contributions.readers
+    assert reader.filename_patterns == [] and reader.accepts_directories
+    image = tmp_path / "field.tif"
+    image.write_bytes(b"not even a tiff")
+    for declined in (str(image), str(tmp_path), str(tmp_path / "missing"), [str(image), str(image)], "\0bad"):
+        assert get_reader(declined) is None
+    assert get_reader(str(run_folder)) is not None
