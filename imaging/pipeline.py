@@ -154,6 +154,8 @@ def field_pixel_size(field: Field, pipeline: Pipeline) -> float | None:
         return pipeline.pixel_size_um
     if field.plane is not None:
         return field.plane.pixel_size_um
+    if field.pixel_size_um is not None:  # the instrument's index: TIFF resolution tags can be the camera's
+        return field.pixel_size_um
     return pixel_size_from_tiff(field.paths[pipeline.segmentation.channel])
 
 
@@ -182,6 +184,7 @@ def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
         "segmentation_model_sha256": model,
         "files": ({name: file_digest(path) for name, path in sorted(field.paths.items())} if field.plane is None
                   else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}),
+        "field_pixel_size_um": field.pixel_size_um,
         "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

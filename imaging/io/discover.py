@@ -68,6 +68,7 @@ class Field:
     site: int
     paths: dict[str, str]
     plane: "ContainerPlane | None" = None  # set for fields inside a container file (io.containers)
+    pixel_size_um: float | None = None  # from the instrument's metadata beside the files (io.harmony)
 
     @property
     def key(self) -> str:

@@ -3,17 +3,18 @@
 :func:`find_fields` is the one entry point (planning, review and the napari plugin use it):
 instrument containers (:mod:`imaging.io.containers`: ND2, CZI, LIF, OME-TIFF, OME-Zarr) when
 the input is one or holds some, else the file-name discovery of
-:mod:`imaging.io.discover` (tifffile's fast path for plate folders of TIFFs).
+:mod:`imaging.io.discover` (tifffile's fast path for plate folders of TIFFs), with a Harmony
+``Index.idx.xml`` (:mod:`imaging.io.harmony`), when the export has one, for pixel sizes and
+channel names.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 from imaging.errors import InputError
-from imaging.io import containers, files
+from imaging.io import containers, files, harmony
 from imaging.io.discover import Field, discover_images, group_fields
 
 log = logging.getLogger(__name__)
@@ -32,16 +33,41 @@ def find_fields(input_dir, pipeline, *, pattern: str | None = None) -> FoundFiel
     if found:
         fields, n_files = containers.container_fields(input_dir, pipeline, field_type=Field)
         return FoundFields(fields=fields, naming="containers", n_files=n_files)
-    unnamed = [name for name, spec in pipeline.channels.items() if spec.id is None]
-    if unnamed:
-        raise InputError(f"channel {unnamed[0]} is chosen by name, which only container files (ND2, CZI, LIF, "
-                         "OME) carry, and the input holds none", path=input_dir,
-                         fix=f"give channels.{unnamed[0]}.id as written in the file names (w1 -> 1)")
+    index = None if files.is_url(input_dir) else harmony.find_index(input_dir)
+    index = harmony.read_index(index) if index is not None else None
+    channel_ids = _channel_ids(pipeline, index, input_dir)
     pattern = pattern or pipeline.naming.pattern
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
-    channel_ids = {name: spec.id for name, spec in pipeline.channels.items()}
     fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir))
+    if index is not None:
+        fields = [_with_index_pixel_size(f, index, pipeline) for f in fields]
     return FoundFields(fields=fields, naming=naming, n_files=len(table))
 
 
-__all__ = ["FoundFields", "find_fields", "Path"]
+def _channel_ids(pipeline, index, input_dir) -> dict[str, str]:
+    """Pipeline channel -> id in the file names; a channel chosen by name is looked up in the
+    instrument's index (Harmony), the only plain-file export that names its channels."""
+    ids = {}
+    names = index.channel_ids_by_name() if index is not None else {}
+    for name, spec in pipeline.channels.items():
+        if spec.id is not None:
+            ids[name] = spec.id
+            continue
+        match = next((cid for cname, cid in names.items() if cname.lower() == spec.name.lower()), None)
+        if match is None:
+            known = f"the index {index.path} names {sorted(names)}" if index is not None else \
+                "only container files (ND2, CZI, LIF, OME) and Harmony exports name their channels"
+            raise InputError(f"channel {name} is chosen by name {spec.name!r}, but {known}", path=input_dir,
+                             fix=f"give channels.{name}.id as written in the file names (w1 -> 1, ch2 -> 2)")
+        ids[name] = match
+    return ids
+
+
+def _with_index_pixel_size(field: Field, index, pipeline) -> Field:
+    image = index.images.get(files.name(field.paths[pipeline.segmentation.channel]))
+    if image is None or image.pixel_size_um is None:
+        return field
+    return dataclasses.replace(field, pixel_size_um=image.pixel_size_um)
+
+
+__all__ = ["FoundFields", "find_fields"]
