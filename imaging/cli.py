@@ -301,6 +301,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 # ---- demo ----------------------------------------------------------------------------------
+def cmd_profiles(args: argparse.Namespace) -> None:
+    from imaging.profiles import write_profiles
+
+    for path in write_profiles(args.run_dir, table_format=args.format):
+        print(f"profiles for pycytominer in {path}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from imaging.samples import shipped_folder
 
@@ -407,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_results")
     demo.add_argument("--workers", type=int, default=default_workers())
     demo.set_defaults(handler=cmd_demo)
+
+    profiles = sub.add_parser("profiles", help="write each plate's cells as pycytominer single-cell profiles "
+                                               "(Metadata_ columns, CellProfiler feature names)")
+    profiles.add_argument("run_dir", help="the --out folder of a plate run")
+    profiles.add_argument("--format", choices=["csv", "parquet"], help="default: the run's table format")
+    profiles.set_defaults(handler=cmd_profiles)
     return parser
 
 
