@@ -3,15 +3,22 @@
 Rule for every measured per-cell column ``X`` (except identity and position columns):
 the field's or well's ``X`` is the mean over its cells, except ratio columns (``*_ratio``),
 which take the median because ratios are skewed. Every call ``C`` gives ``C_pct``, the
-percentage of cells called positive (cells without a call are left out). ``n_cells``
+percentage of cells called positive (cells without a call are left out), and
+``C_pct_mixture``, the positive share estimated from the plate's mixture fit without the hard
+calls' bias (:func:`imaging.features.thresholds.mixture_percent`; NaN when the threshold is
+fixed or no mixture was fitted; curated call overrides change ``C_pct`` only). ``n_cells``
 counts cells. Wells pool the cells of their fields that passed QC, so every cell weighs
 the same.
 """
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
+
+from imaging.features.thresholds import Threshold, mixture_percent
 
 NOT_AGGREGATED = {"label", "centroid_row", "centroid_col", "touches_border"}
 
@@ -23,15 +30,25 @@ def aggregated_columns(cell_columns: list[str]) -> list[str]:
 
 def summary_columns(cell_columns: list[str], call_names: list[str]) -> list[str]:
     """Column names of :func:`summarize_cells` output, in order."""
-    return ["n_cells"] + [f"{name}_pct" for name in call_names] + aggregated_columns(cell_columns)
+    calls = [column for name in call_names for column in (f"{name}_pct", f"{name}_pct_mixture")]
+    return ["n_cells"] + calls + aggregated_columns(cell_columns)
 
 
-def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: list[str]) -> dict:
-    """Summary of one group of cells (see module docstring); NaN readouts when empty."""
+def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: list[str], *,
+                    thresholds: Mapping[str, Threshold] | None = None,
+                    call_columns: Mapping[str, str] | None = None) -> dict:
+    """Summary of one group of cells (see module docstring); NaN readouts when empty.
+
+    ``thresholds`` and ``call_columns`` (call name -> its threshold, and the column it is
+    made on) give ``<call>_pct_mixture``; without them it is NaN."""
     summary: dict = {"n_cells": int(len(cells))}
     for name in call_names:
         calls = cells[name].dropna() if name in cells else pd.Series(dtype=bool)
         summary[f"{name}_pct"] = float(100.0 * calls.astype(bool).mean()) if len(calls) else np.nan
+        column = (call_columns or {}).get(name)
+        threshold = (thresholds or {}).get(name)
+        summary[f"{name}_pct_mixture"] = (mixture_percent(cells[column], threshold)
+                                          if threshold is not None and column in cells else np.nan)
     for column in aggregated_columns(cell_columns):
         values = pd.to_numeric(cells[column], errors="coerce").dropna() if column in cells else pd.Series(dtype=float)
         if values.empty:

@@ -139,6 +139,7 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
     """
     cell_columns = pipeline.cell_columns()
     call_names = [c.name for c in pipeline.calls]
+    mixture = {"thresholds": thresholds, "call_columns": {c.name: c.column for c in pipeline.calls}}
     field_summaries, well_rows = [], []
     table_format = pipeline.output.format
     for suffix in {"csv", "parquet"} - set(TABLE_FORMATS[table_format]):
@@ -153,7 +154,7 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
                 for call in pipeline.calls:
                     cells[call.name] = apply_call(cells[call.column], thresholds[call.name])
                 _apply_call_overrides(cells, curation, plate, well, int(field.site))
-                field_summaries.append(summarize_cells(cells, cell_columns, call_names))
+                field_summaries.append(summarize_cells(cells, cell_columns, call_names, **mixture))
                 if field.used_in_wells:
                     used_cells.append(cells)
                 keys = {"plate": plate, "well": well, "site": field.site}
@@ -167,7 +168,7 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
                               "n_fields_used": int(well_fields["used_in_wells"].sum()),
                               "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
                               "curation": "; ".join(sorted({n for n in well_fields["curation"] if n})),
-                              **summarize_cells(pooled, cell_columns, call_names)})
+                              **summarize_cells(pooled, cell_columns, call_names, **mixture)})
     per_field = pd.DataFrame(field_summaries, columns=summary_columns(cell_columns, call_names)).drop(columns="n_cells")
     fields_out = _with_annotations(pd.concat([fields.reset_index(drop=True), per_field], axis=1),
                                    annotations, annotation_columns)

@@ -36,6 +36,9 @@ def test_sabgal_percent_positive_within_5_points_of_truth(sabgal_run, samples):
     assert len(merged) == 16
     error = (merged["sabgal_positive_pct"] - merged["true_sabgal_positive_pct"]).abs()
     assert error.max() <= 5.0, merged[["well", "sabgal_positive_pct", "true_sabgal_positive_pct"]]
+    mixture = (merged["sabgal_positive_pct_mixture"] - merged["true_sabgal_positive_pct"]).abs()
+    assert mixture.max() <= 5.0 and mixture.mean() <= 1.5, merged[["well", "sabgal_positive_pct_mixture",
+                                                                    "true_sabgal_positive_pct"]]
 
 
 def test_cell_counts_within_10_percent(sabgal_run, pjnk_run, samples):

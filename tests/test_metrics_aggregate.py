@@ -36,6 +36,7 @@ def test_summaries_use_means_medians_and_percentages():
                           "x_nc_ratio": [1.0, 2.0, 3.0, 100.0],
                           "sabgal_positive": pd.array([True, False, True, pd.NA], dtype="boolean")})
     summary = summarize_cells(cells, ["label", "cell_area_px", "x_nc_ratio"], ["sabgal_positive"])
+    assert np.isnan(summary.pop("sabgal_positive_pct_mixture"))  # no mixture threshold given
     assert summary == {"n_cells": 4, "sabgal_positive_pct": pytest.approx(200 / 3),
                        "cell_area_px": 40.0, "x_nc_ratio": 2.5}
     empty = summarize_cells(cells.iloc[:0], ["cell_area_px"], ["sabgal_positive"])

@@ -1,9 +1,10 @@
 """Positive/negative calls: a threshold fixed in the pipeline, or ``auto`` from the data.
 
 ``auto`` fits a two-component Gaussian mixture to the per-cell values of the plate (EM,
-started from the Otsu split) and puts the threshold where the two weighted components
-are equally likely: the Bayes decision boundary between the negative and positive
-populations. Unlike Otsu alone, this follows populations of unequal size and spread. If
+started from the Otsu split; on the log scale when that explains positive values better)
+and puts the threshold where the two weighted components are equally likely: the Bayes
+decision boundary between the negative and positive populations. :func:`mixture_percent`
+gives a group's positive share from the same fit without the hard calls' bias. Unlike Otsu alone, this follows populations of unequal size and spread. If
 the fit is degenerate (a component under 1 % of cells, or no crossing between the two
 means), the Otsu threshold is used and the record says so.
 """
@@ -75,24 +76,91 @@ def mixture_boundary(fit: dict) -> float | None:
     return float(grid[i] + (grid[i + 1] - grid[i]) * difference[i] / (difference[i] - difference[i + 1]))
 
 
+def mixture_log_likelihood(values: np.ndarray, fit: dict) -> float:
+    density = sum(w * _gaussian(values, m, s) for w, m, s in zip(fit["weights"], fit["means"], fit["sds"]))
+    return float(np.log(np.maximum(density, 1e-300)).sum())
+
+
+def _fit_on_scale(values: np.ndarray, scale: str) -> tuple[dict, float, float] | None:
+    """Mixture fit on the linear or log scale: (fit, boundary on that scale, log-likelihood of
+    the values on the linear scale), or None if the fit is degenerate."""
+    transformed = np.log(values) if scale == "log" else values
+    try:
+        fit = fit_two_gaussians(transformed, start=float(threshold_otsu(transformed)))
+    except ValueError:
+        return None
+    boundary = mixture_boundary(fit)
+    if boundary is None or fit["weights"].min() < MIN_COMPONENT_WEIGHT:
+        return None
+    likelihood = mixture_log_likelihood(transformed, fit)
+    if scale == "log":  # the Jacobian of x -> log x, so both scales score the same values
+        likelihood -= float(np.log(values).sum())
+    return fit, boundary, likelihood
+
+
+def miscalled_fraction(fit: dict, boundary: float) -> float:
+    """Share of cells a hard call at ``boundary`` gets wrong if the fit is right: negatives
+    above it plus positives below it (how much the populations overlap)."""
+    from scipy.stats import norm
+
+    (w_neg, w_pos), (m_neg, m_pos), (s_neg, s_pos) = fit["weights"], fit["means"], fit["sds"]
+    return float(w_neg * norm.sf(boundary, m_neg, s_neg) + w_pos * norm.cdf(boundary, m_pos, s_pos))
+
+
 def auto_threshold(values) -> Threshold:
-    """Threshold separating negative and positive cells (see module docstring)."""
+    """Threshold separating negative and positive cells (see module docstring).
+
+    Stain amounts (optical densities, intensities) are often skewed: when every value is
+    positive, the mixture is fitted both to the values and to their logarithms (log-normal
+    populations), and the fit that explains the values better (higher likelihood, on the
+    same scale) is kept; ``detail['scale']`` records which.
+    """
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size < MIN_CELLS_FOR_AUTO or np.ptp(values) == 0:
         return Threshold(float("nan"), "undefined", int(values.size),
                          {"reason": f"needs at least {MIN_CELLS_FOR_AUTO} cells with distinct values"})
-    otsu = float(threshold_otsu(values))
-    try:
-        fit = fit_two_gaussians(values, start=otsu)
-    except ValueError as exc:
-        return Threshold(otsu, "otsu", int(values.size), {"reason": str(exc)})
-    boundary = mixture_boundary(fit)
-    detail = {k: [float(x) for x in v] for k, v in fit.items()}
-    if boundary is None or fit["weights"].min() < MIN_COMPONENT_WEIGHT:
-        detail["reason"] = "mixture degenerate; Otsu used"
-        return Threshold(otsu, "otsu", int(values.size), detail)
-    return Threshold(boundary, "mixture", int(values.size), detail)
+    scales = ("linear", "log") if values.min() > 0 else ("linear",)
+    fits = {scale: fitted for scale in scales if (fitted := _fit_on_scale(values, scale)) is not None}
+    if not fits:
+        return Threshold(float(threshold_otsu(values)), "otsu", int(values.size),
+                         {"reason": "mixture degenerate; Otsu used"})
+    scale = max(fits, key=lambda s: fits[s][2])
+    fit, boundary, likelihood = fits[scale]
+    detail = {k: [float(x) for x in v] for k, v in fit.items()} | {
+        "scale": scale, "log_likelihood": likelihood, "expected_miscalled_fraction": miscalled_fraction(fit, boundary)}
+    return Threshold(float(np.exp(boundary)) if scale == "log" else boundary, "mixture", int(values.size), detail)
+
+
+def mixture_percent(values, threshold: Threshold, *, iterations: int = 500) -> float:
+    """Percent positive of one group of cells (a well) without the hard-call bias.
+
+    With the plate's two fitted populations held fixed, the group's share of the positive
+    one is estimated by maximum likelihood (EM over the mixing weight alone). Hard calls
+    count every negative cell above the threshold as positive and every positive below it
+    as negative; when the populations overlap the two errors do not cancel, and the count
+    drifts towards the threshold's side of the larger population. NaN when the threshold
+    is not a mixture fit or the group has no values.
+    """
+    if threshold.method != "mixture":
+        return float("nan")
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if threshold.detail.get("scale") == "log":
+        values = np.log(values[values > 0])
+    if values.size == 0:
+        return float("nan")
+    (w_neg, w_pos), means, sds = threshold.detail["weights"], threshold.detail["means"], threshold.detail["sds"]
+    negative, positive = _gaussian(values, means[0], sds[0]), _gaussian(values, means[1], sds[1])
+    share = float(w_pos)
+    for _ in range(iterations):
+        total = np.maximum(share * positive + (1 - share) * negative, 1e-300)
+        updated = float(np.mean(share * positive / total))
+        if abs(updated - share) < 1e-10:
+            share = updated
+            break
+        share = updated
+    return 100.0 * share
 
 
 def resolve_threshold(values, setting: float | str) -> Threshold:

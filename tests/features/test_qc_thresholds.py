@@ -63,3 +63,41 @@ def test_threshold_fixed_and_undefined():
     calls = apply_call([0.1, np.nan, 0.5], Threshold(0.2, "fixed", 2))
     assert calls.tolist() == [False, pd.NA, True]
     assert apply_call([0.1], Threshold(float("nan"), "undefined", 1)).isna().all()
+
+
+def _overlapping_wells(rng, *, kind: str, n_wells: int = 24, n_cells: int = 300):
+    wells = []
+    for fraction in rng.uniform(0.02, 0.9, size=n_wells):
+        k = rng.binomial(n_cells, fraction)
+        if kind == "gaussian":  # 3 SD apart: about 7 % of each population beyond the boundary
+            values = np.concatenate([rng.normal(0.1, 0.05, n_cells - k), rng.normal(0.25, 0.05, k)])
+        else:
+            values = np.concatenate([rng.lognormal(np.log(0.1), 0.35, n_cells - k),
+                                     rng.lognormal(np.log(0.1) + 1.05, 0.35, k)])
+        wells.append((100.0 * k / n_cells, values))
+    return wells
+
+
+@pytest.mark.parametrize("kind,scale", [("gaussian", "linear"), ("lognormal", "log")])
+def test_mixture_percent_removes_the_hard_call_bias_of_overlapping_populations(kind, scale):
+    from imaging.features.thresholds import auto_threshold, mixture_percent
+
+    rng = np.random.default_rng(7)
+    hard_errors, mixture_errors = [], []
+    for _ in range(10):
+        wells = _overlapping_wells(rng, kind=kind)
+        threshold = auto_threshold(np.concatenate([values for _, values in wells]))
+        assert threshold.method == "mixture" and threshold.detail["scale"] == scale
+        for truth, values in wells:
+            hard_errors.append(100.0 * (values > threshold.value).mean() - truth)
+            mixture_errors.append(mixture_percent(values, threshold) - truth)
+    hard, mixture = np.abs(hard_errors), np.abs(mixture_errors)
+    assert mixture.mean() < 0.5 * hard.mean()
+    assert mixture.mean() < 1.6 and np.mean(mixture <= 5) >= 0.95
+    assert hard.mean() > 2.5  # the populations do overlap: hard calls are off here
+
+
+def test_mixture_percent_is_undefined_without_a_mixture_fit():
+    from imaging.features.thresholds import Threshold, mixture_percent
+
+    assert np.isnan(mixture_percent([0.1, 0.2], Threshold(0.15, "fixed", 2)))
