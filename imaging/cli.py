@@ -70,6 +70,11 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
         plan = dataclasses.replace(plan, pipeline=plan.pipeline.model_copy(update={"output": Output(format=table_format)}))
     if platemap is None:
         log.warning("no --platemap: wells will carry no genotype/treatment annotations")
+    elif "control" in plan.annotations.columns:
+        from imaging.io.platemap import z_prime_readiness
+
+        for problem in z_prime_readiness(plan.annotations):
+            log.warning(problem)
     started = time.perf_counter()
     with _progress(len(plan.fields), plan.pipeline.name) as bar:
         result = execute(plan, out, workers=workers, save_labels=save_labels,
@@ -171,6 +176,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if args.platemap:
         print(f"plate map {args.platemap}: OK (describes every imaged well; "
               f"{len(plan.unimaged_wells)} described well(s) without images)")
+        from imaging.io.platemap import z_prime_readiness
+
+        for problem in z_prime_readiness(plan.annotations):
+            print(f"  note: {problem}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -3,7 +3,8 @@
 A plate map is a CSV with a ``well`` column, optionally ``plate`` (when one map describes
 several plates), and any annotation columns. Known annotations: ``cell_line``,
 ``genotype``, ``treatment``, ``dose`` (numeric), ``replicate`` (biological replicate) and
-``control`` (``positive`` / ``negative`` for plate-quality statistics). Other columns are
+``control`` (``positive`` / ``negative``, or +1/-1, pos/neg, PC/NC, for plate-quality
+statistics; read as ``positive``/``negative``). Other columns are
 carried through to the output tables unchanged.
 """
 
@@ -100,8 +101,54 @@ def read_platemap(path: str | Path) -> pd.DataFrame:
                              path=path, fix="write doses as plain numbers (units in the column name "
                                             "or a separate column)")
         table["dose"] = numeric
+    if "control" in table.columns:
+        table["control"] = _control_roles(table["control"], path)
     table = table.replace("", pd.NA)
     return table
+
+
+# Codes for control wells seen in plate maps (CellProfiler's +1/-1, Harmony's PC/NC, ...);
+# anything else in a control column is refused rather than silently treated as a sample.
+POSITIVE_CODES = ("positive", "pos", "+", "+1", "pc", "p", "ctrl+", "positive_control")
+NEGATIVE_CODES = ("negative", "neg", "-", "-1", "nc", "n", "ctrl-", "negative_control")
+SAMPLE_CODES = ("", "sample", "none", "no", "0", "test", "treatment")
+
+
+def control_role(code: str) -> str | None:
+    """'positive', 'negative', '' (a sample well) or None (not a known code)."""
+    lowered = str(code).strip().lower().replace(" ", "_")
+    if lowered in POSITIVE_CODES:
+        return "positive"
+    if lowered in NEGATIVE_CODES:
+        return "negative"
+    return "" if lowered in SAMPLE_CODES else None
+
+
+def _control_roles(codes: pd.Series, path: Path) -> pd.Series:
+    roles = codes.map(control_role)
+    unknown = roles.isna()
+    if unknown.any():
+        line = int(unknown.to_numpy().nonzero()[0][0]) + 2
+        raise InputError(f"line {line}: control {codes[unknown].iloc[0]!r} is not a control code", path=path,
+                         fix="mark control wells positive or negative (also +1/-1, pos/neg, PC/NC) and leave "
+                             "sample wells empty")
+    return roles
+
+
+def z_prime_readiness(annotations: pd.DataFrame) -> list[str]:
+    """Why Z' cannot be computed for some plates (empty when every plate has at least two
+    positive and two negative control wells)."""
+    if "control" not in annotations.columns:
+        return ["the plate map has no 'control' column (positive / negative wells): Z' stays blank"]
+    problems = []
+    for plate, wells in annotations.groupby("plate") if "plate" in annotations.columns else [("", annotations)]:
+        counts = wells["control"].value_counts()
+        n_positive, n_negative = int(counts.get("positive", 0)), int(counts.get("negative", 0))
+        if n_positive < 2 or n_negative < 2:
+            where = f"plate {plate}: " if plate else ""
+            problems.append(f"{where}{n_positive} positive and {n_negative} negative control well(s) imaged; "
+                            "Z' needs at least 2 of each")
+    return problems
 
 
 def annotate_wells(imaged: pd.DataFrame, platemap: pd.DataFrame, *,

@@ -61,3 +61,31 @@ def test_plate_column_selects_rows_per_plate(tmp_path):
     assert annotated["genotype"].tolist() == ["sgNT", "KO"] and unimaged == []
     with pytest.raises(InputError, match="does not name the imaged plate"):
         annotate_wells(pd.DataFrame({"plate": ["P3"], "well": ["A01"]}), table)
+
+
+def test_control_codes_are_read_as_roles_and_unknown_ones_refused(tmp_path):
+    """CellProfiler's +1/-1 once gave a blank Z' without a word."""
+    from imaging.io.platemap import z_prime_readiness
+
+    text = "well,control\nA1,+1\nA2,-1\nA3,PC\nA4,neg\nA5,\nA6,Positive\n"
+    table = read_platemap(write(tmp_path, text))
+    assert table["control"].fillna("").tolist() == ["positive", "negative", "positive", "negative", "", "positive"]
+    assert z_prime_readiness(table) == []
+    assert z_prime_readiness(table[table["well"] != "A04"]) == [
+        "3 positive and 1 negative control well(s) imaged; Z' needs at least 2 of each"]
+    assert "no 'control' column" in z_prime_readiness(table.drop(columns="control"))[0]
+    with pytest.raises(InputError, match=r"line 3: control 'maybe' is not a control code"):
+        read_platemap(write(tmp_path, "well,control\nA1,+1\nA2,maybe\n"))
+
+
+def test_z_prime_is_computed_from_coded_controls():
+    import pandas as pd
+
+    from imaging.stats import plate_quality
+
+    wells = pd.DataFrame({"plate": "P", "well": ["A01", "A02", "A03", "A04"], "row": [1, 1, 1, 1],
+                          "column": [1, 2, 3, 4], "control": ["positive", "positive", "negative", "negative"],
+                          "x": [10.0, 11.0, 1.0, 1.5]})
+    row = plate_quality(wells, ["x"]).iloc[0]
+    expected = 1 - 3 * (wells.x[:2].std() + wells.x[2:].std()) / abs(wells.x[:2].mean() - wells.x[2:].mean())
+    assert row["z_prime"] == pytest.approx(expected) and row["n_positive_controls"] == 2
