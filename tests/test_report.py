@@ -154,3 +154,22 @@ def test_report_renders_in_a_browser_with_its_images(experiment, tmp_path):
         assert (tmp_path / "report.png").stat().st_size > 20000
     finally:
         driver.quit()
+
+
+def test_a_compound_experiment_without_genotypes_is_compared_against_vehicle(samples, pipelines, tmp_path):
+    """Comparisons once silently needed a genotype column."""
+    from imaging.cli import main
+    from tests.conftest import copy_sample_wells
+
+    root = copy_sample_wells(samples, ["A01", "A02", "A03", "A04", "B01", "B02", "B03", "B04"], tmp_path,
+                             assay="pjnk")
+    table = pd.read_csv(root / "map.csv").drop(columns=["genotype"])
+    table.to_csv(root / "map.csv", index=False)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text((pipelines / "pjnk.yaml").read_text().replace("  control_genotype: sgNT\n", ""))
+    assert main(["run", str(pipeline), str(root / "images"), "--out", str(tmp_path / "out"), "--workers", "1",
+                 "--platemap", str(root / "map.csv")]) == 0
+    comparisons = pd.read_csv(tmp_path / "out" / "comparisons.csv")
+    assert len(comparisons) > 0
+    assert set(comparisons["comparison"]) == {"treatment_vs_vehicle"}
+    assert set(comparisons["genotype"]) == {"all"}

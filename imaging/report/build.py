@@ -93,6 +93,23 @@ def _figures(tables: RunTables, readouts: list[str], settings) -> list[dict]:
     return figures
 
 
+ALL_GENOTYPES = "all"
+
+
+def comparison_design(wells: pd.DataFrame, settings) -> tuple[pd.DataFrame | None, str, str | None]:
+    """The wells to compare, the genotype column and the control genotype.
+
+    Knockout x treatment needs both columns and both references. A compound experiment
+    without genotypes (no genotype column, or no ``control_genotype``) is compared treatment
+    against vehicle alone, all wells as one genotype ``all``. None when nothing can be compared.
+    """
+    if not settings.vehicle_treatment or settings.treatment_column not in wells.columns:
+        return None, settings.genotype_column, None
+    if settings.control_genotype and settings.genotype_column in wells.columns:
+        return wells, settings.genotype_column, settings.control_genotype
+    return wells.assign(_all_genotypes=ALL_GENOTYPES), "_all_genotypes", ALL_GENOTYPES
+
+
 def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write ``comparisons.csv``, ``plate_qc.csv``, ``well_scores.csv``, ``plots/*.png``
     and ``report.html`` for the given run folder(s) into ``out_dir`` (default: the only
@@ -107,18 +124,18 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) 
     pipeline = parse_pipeline(tables.records[0]["pipeline"]["config"], source=run_dirs[0] / "run.json")
     settings = pipeline.comparison
     readouts = [r for r in (settings.readouts or default_readouts(pipeline)) if r in tables.wells.columns]
-    can_compare = (settings.control_genotype and settings.vehicle_treatment
-                   and {settings.genotype_column, settings.treatment_column} <= set(tables.wells.columns))
-    if can_compare:
-        comparisons = compare_all(tables.wells, readouts, control_genotype=settings.control_genotype,
+    compared, genotype_column, control_genotype = comparison_design(tables.wells, settings)
+    if compared is not None:
+        comparisons = compare_all(compared, readouts, control_genotype=control_genotype,
                                   vehicle_treatment=settings.vehicle_treatment,
-                                  genotype_column=settings.genotype_column,
+                                  genotype_column=genotype_column,
                                   treatment_column=settings.treatment_column,
                                   method="welch" if settings.test == "welch" else "mann-whitney")
     else:
         comparisons = compare_all(tables.wells.iloc[:0], [], control_genotype="", vehicle_treatment="")
-        log.warning("no comparisons: the pipeline's comparison settings or the plate map's genotype/"
-                    "treatment columns are missing")
+        log.warning("no comparisons: they need comparison.vehicle_treatment in the pipeline and a %r column "
+                    "in the plate map (and, for knockouts, comparison.control_genotype and a %r column)",
+                    settings.treatment_column, settings.genotype_column)
     quality = plate_quality(tables.wells, readouts)
     scores = well_scores(tables.wells, readouts)
     figures = _figures(tables, readouts, settings)
