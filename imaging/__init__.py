@@ -4,4 +4,4 @@ The library is pure functions from arrays and tables to arrays and tables; the C
 (:mod:`imaging.cli`), the batch runner and the napari plugin are thin adapters over it.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

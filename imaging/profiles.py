@@ -54,7 +54,9 @@ INTENSITY_NAMES = {
     "nuclear_mean": "Nuclei_Intensity_MeanIntensity",
     "nuclear_integrated": "Nuclei_Intensity_IntegratedIntensity",
     "cytoplasm_mean": "Cytoplasm_Intensity_MeanIntensity",
+    "cytoplasm_integrated": "Cytoplasm_Intensity_IntegratedIntensity",
     "cell_mean": "Cells_Intensity_MeanIntensity",
+    "cell_integrated": "Cells_Intensity_IntegratedIntensity",
     "nc_ratio": "Cells_Intensity_NuclearCytoplasmicRatio",
 }
 SABGAL_NAMES = {

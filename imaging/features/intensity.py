@@ -17,7 +17,8 @@ from scipy import ndimage as ndi
 from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
 
-COMPARTMENT_SUFFIXES = ("nuclear_mean", "nuclear_integrated", "cytoplasm_mean", "cell_mean", "nc_ratio")
+COMPARTMENT_SUFFIXES = ("nuclear_mean", "nuclear_integrated", "cytoplasm_mean", "cytoplasm_integrated",
+                        "cell_mean", "cell_integrated", "nc_ratio")
 
 
 def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
@@ -95,8 +96,8 @@ def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarra
         return pd.DataFrame(columns=columns), info
     cytoplasm = np.where(nuclei > 0, 0, cells)
     nuclear_mean, nuclear_area = _label_means(corrected, nuclei, ids)
-    cytoplasm_mean, _ = _label_means(corrected, cytoplasm, ids)
-    cell_mean, _ = _label_means(corrected, cells, ids)
+    cytoplasm_mean, cytoplasm_area = _label_means(corrected, cytoplasm, ids)
+    cell_mean, cell_area = _label_means(corrected, cells, ids)
     floor = noise if np.isfinite(noise) and noise > 0 else 1e-6
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nuclear_mean / np.maximum(cytoplasm_mean, floor)
@@ -105,7 +106,10 @@ def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarra
         f"{prefix}_nuclear_mean": nuclear_mean,
         f"{prefix}_nuclear_integrated": nuclear_mean * nuclear_area,
         f"{prefix}_cytoplasm_mean": cytoplasm_mean,
+        # a cell without cytoplasm pixels integrates to 0, not NaN (its mean is undefined)
+        f"{prefix}_cytoplasm_integrated": np.where(cytoplasm_area > 0, cytoplasm_mean * cytoplasm_area, 0.0),
         f"{prefix}_cell_mean": cell_mean,
+        f"{prefix}_cell_integrated": cell_mean * cell_area,
         f"{prefix}_nc_ratio": ratio,
     })
     return table, info

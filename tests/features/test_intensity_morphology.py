@@ -108,3 +108,24 @@ def test_shape_matches_scikit_image_regionprops():
     np.testing.assert_allclose(table["nucleus_major_axis_px"], props["axis_major_length"], atol=1e-9)
     np.testing.assert_allclose(table["nucleus_minor_axis_px"], props["axis_minor_length"], atol=1e-9)
     np.testing.assert_allclose(table["centroid_row"], props["centroid-0"])
+
+
+def test_integrated_intensities_add_up_per_compartment():
+    from imaging.features.intensity import measure_compartments
+
+    image = np.zeros((20, 20))
+    nuclei = np.zeros((20, 20), np.int32)
+    cells = np.zeros((20, 20), np.int32)
+    cells[2:10, 2:10] = 1
+    nuclei[4:8, 4:8] = 1  # 16 nuclear pixels, 48 cytoplasm pixels
+    cells[12:16, 12:16] = 2
+    nuclei[12:16, 12:16] = 2  # all nucleus: no cytoplasm
+    image[cells == 1] = 2.0
+    image[nuclei == 1] = 5.0
+    image[cells == 2] = 3.0
+    table, _ = measure_compartments(image, nuclei, cells, prefix="x", background="none")
+    first, second = table.iloc[0], table.iloc[1]
+    assert first["x_nuclear_integrated"] == 80.0 and first["x_cytoplasm_integrated"] == 96.0
+    assert first["x_cell_integrated"] == pytest.approx(176.0)
+    assert second["x_cytoplasm_integrated"] == 0.0 and np.isnan(second["x_cytoplasm_mean"])
+    assert second["x_cell_integrated"] == pytest.approx(48.0)
