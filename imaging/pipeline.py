@@ -168,9 +168,20 @@ def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# What a field's measurement depends on. QC limits, calls, comparisons, output and names are
+# applied to the stored per-field results afterwards: changing them reuses every field.
+FIELD_SETTINGS = ("channels", "pixel_size_um", "segmentation", "cells", "measure")
+
+
+def field_settings(pipeline: Pipeline) -> dict:
+    """The part of ``pipeline`` that :func:`measure_field` reads (see FIELD_SETTINGS)."""
+    return pipeline.model_dump(mode="json", include=set(FIELD_SETTINGS)) | {"focus_channel": pipeline.focus_channel}
+
+
 def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
-    """Content hash of everything a field's result depends on: the channel files' bytes,
-    the pipeline, the segmentation model file and the plate-level stain vector."""
+    """Content hash of everything a field's result depends on: the channel files' bytes (or
+    the container's, with the plane), the pipeline's field settings (:func:`field_settings`),
+    the segmentation model file and the plate-level stain vector."""
     from imaging import __version__
 
     model = None
@@ -180,7 +191,7 @@ def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
         model = describe_model(pipeline.segmentation.model)["model_sha256"]
     payload = {
         "version": __version__,
-        "pipeline": pipeline.model_dump(mode="json", exclude={"output"}),  # the table format changes no number
+        "pipeline": field_settings(pipeline),
         "segmentation_model_sha256": model,
         "files": ({name: file_digest(path) for name, path in sorted(field.paths.items())} if field.plane is None
                   else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}),

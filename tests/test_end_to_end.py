@@ -136,3 +136,19 @@ def test_estimated_stain_vector_recovers_the_rendered_xgal_colour(samples, pipel
     truth = pd.read_csv(plate / "truth_wells.csv")
     merged = result.wells["SABGAL01"].merge(truth, on=["plate", "well"])
     assert (merged["sabgal_positive_pct"] - merged["true_sabgal_positive_pct"]).abs().max() <= 5
+
+
+def test_changing_only_qc_calls_or_comparisons_reuses_every_field(samples, pipelines, tmp_path):
+    """Changing only the comparison block once recomputed every field."""
+    from imaging.config import load_pipeline, parse_pipeline
+
+    plate = samples / "pjnk_plate"
+    base = load_pipeline(pipelines / "pjnk.yaml").model_dump(mode="json")
+    first = execute(plan_run(parse_pipeline(base), plate / "images", platemap=plate / "platemap.csv"), tmp_path)
+    tuned = dict(base, qc=dict(base["qc"], max_relative_blur=2.0), calls=[dict(base["calls"][0], threshold=500.0)],
+                 comparison=dict(base["comparison"], readouts=["pjnk_high_pct"]))
+    again = execute(plan_run(parse_pipeline(tuned), plate / "images", platemap=plate / "platemap.csv"), tmp_path)
+    assert again.record["fields_reused_from_previous_run"] == first.record["inputs"]["n_fields"] == 32
+    cells = pd.read_csv(tmp_path / "PJNK01" / "cells.csv")
+    assert (cells["pjnk_high"] == (cells["pjnk_nuclear_mean"] > 500.0)).all()  # the new threshold applied
+    assert again.record["plates"]["PJNK01"]["thresholds"]["pjnk_high"]["method"] == "fixed"
