@@ -426,3 +426,75 @@ def well_scores(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
                                       "robust_z": z}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["plate", "well", "readout", "value", "robust_z"])
+
+
+# ---- dose-response -------------------------------------------------------------------------
+MIN_DOSES_FOR_FIT = 4
+DOSE_RESPONSE_COLUMNS = ["readout", "cell_line", "genotype", "compound", "dose_unit", "n_doses", "n_wells", "ec50",
+                         "ec50_ci_low", "ec50_ci_high", "hill", "top", "bottom", "fit_status"]
+
+
+def four_parameter_logistic(dose, bottom, top, log_ec50, hill):
+    return bottom + (top - bottom) / (1 + 10 ** ((log_ec50 - np.log10(dose)) * hill))
+
+
+def fit_dose_response(doses: np.ndarray, values: np.ndarray, *, alpha: float = ALPHA) -> dict:
+    """4-parameter logistic fit on the positive doses (each well one point).
+
+    Returns ``status`` (``fitted``, ``too few doses``, ``did not converge``) and, when fitted,
+    ``bottom`` < ``top``, ``log_ec50``, ``hill`` (> 0: the readout rises with dose; < 0: it falls), ``ec50`` and its ``1 - alpha`` confidence
+    interval (``ec50_ci_low/high``, from the fit's standard error of log10 EC50 and the t
+    distribution; NaN when the fit gives no covariance).
+    """
+    from scipy import optimize
+
+    doses, values = np.asarray(doses, float), np.asarray(values, float)
+    keep = (doses > 0) & np.isfinite(values)
+    doses, values = doses[keep], values[keep]
+    n_doses = len(np.unique(doses))
+    if n_doses < MIN_DOSES_FOR_FIT:
+        return {"status": "too few doses", "n_doses": n_doses}
+    start = [values.min(), values.max(), np.log10(np.median(doses)), 1.0]
+    try:
+        params, covariance = optimize.curve_fit(four_parameter_logistic, doses, values, p0=start, maxfev=5000)
+    except (RuntimeError, ValueError, optimize.OptimizeWarning):
+        return {"status": "did not converge", "n_doses": n_doses}
+    bottom, top, log_ec50, hill = (float(p) for p in params)
+    if bottom > top:  # the same curve: report bottom < top, the sign of hill gives the direction
+        bottom, top, hill = top, bottom, -hill
+    dof = len(values) - 4
+    se = float(np.sqrt(covariance[2, 2])) if np.isfinite(covariance).all() and dof > 0 else float("nan")
+    half = float(sps.t.ppf(1 - alpha / 2, dof)) * se if np.isfinite(se) else float("nan")
+    return {"status": "fitted", "n_doses": n_doses, "bottom": bottom, "top": top, "log_ec50": log_ec50,
+            "hill": hill, "ec50": 10 ** log_ec50, "ec50_ci_low": 10 ** (log_ec50 - half),
+            "ec50_ci_high": 10 ** (log_ec50 + half)}
+
+
+def dose_response_table(wells: pd.DataFrame, readouts: list[str], *, genotype_column: str = "genotype",
+                        treatment_column: str = "treatment", vehicle_treatment: str | None = None) -> pd.DataFrame:
+    """One 4PL fit per readout, cell line, genotype and compound (treatment), wells as points;
+    the vehicle is not a compound. Empty without a ``dose`` column. ``dose_unit`` comes from
+    the plate map's ``dose_unit`` column when it has one."""
+    if "dose" not in wells.columns:
+        return pd.DataFrame(columns=DOSE_RESPONSE_COLUMNS)
+    table = wells[wells["dose"].notna()].copy()
+    table["_cell_line"] = table["cell_line"].astype(str) if "cell_line" in table else "all"
+    table["_genotype"] = table[genotype_column].astype(str) if genotype_column in table else "all"
+    table["_compound"] = table[treatment_column].astype(str) if treatment_column in table else "dose"
+    if vehicle_treatment is not None:
+        table = table[table["_compound"] != str(vehicle_treatment)]
+    rows = []
+    for readout in readouts:
+        if readout not in table.columns:
+            continue
+        for (cell_line, genotype, compound), group in table.groupby(["_cell_line", "_genotype", "_compound"]):
+            values = pd.to_numeric(group[readout], errors="coerce")
+            fit = fit_dose_response(group["dose"].to_numpy(float), values.to_numpy(float))
+            units = group["dose_unit"].dropna().astype(str).unique() if "dose_unit" in group else []
+            rows.append({"readout": readout, "cell_line": cell_line, "genotype": genotype, "compound": compound,
+                         "dose_unit": "; ".join(units) if len(units) else None,
+                         "n_doses": fit["n_doses"], "n_wells": int(values.notna().sum()),
+                         **{k: fit.get(k, np.nan) for k in ("ec50", "ec50_ci_low", "ec50_ci_high", "hill", "top",
+                                                             "bottom")},
+                         "fit_status": fit["status"]})
+    return pd.DataFrame(rows, columns=DOSE_RESPONSE_COLUMNS)

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imaging.report.plots import dose_response, fit_dose_response, four_parameter_logistic, plate_heatmap, superplot
+from imaging.report.plots import dose_response, plate_heatmap, superplot
+from imaging.stats import dose_response_table, fit_dose_response, four_parameter_logistic
 
 
 def test_heatmap_places_wells_on_the_plate_grid():
@@ -37,3 +38,24 @@ def test_dose_response_fit_recovers_the_ec50():
     wells = pd.DataFrame({"dose": doses, "v": values, "genotype": "sgNT"})
     assert dose_response(wells, "v") is not None
     assert dose_response(wells.drop(columns="dose"), "v") is None
+    assert fit["ec50_ci_low"] < 2.0 < fit["ec50_ci_high"] and fit["ec50_ci_high"] / fit["ec50_ci_low"] < 2
+
+
+def test_dose_response_table_fits_each_compound_apart():
+    """Two compounds once pooled into one curve per genotype, the EC50 only in a PNG legend."""
+    rng = np.random.default_rng(1)
+    doses = np.repeat([0.01, 0.1, 1, 10, 100], 3)
+    rows = []
+    for compound, ec50, hill in (("tamoxifen", 2.0, 1.0), ("palbociclib", 0.2, -1.5)):
+        values = four_parameter_logistic(doses, 10, 90, np.log10(ec50), hill) + rng.normal(0, 1.0, len(doses))
+        rows += [{"treatment": compound, "genotype": "sgNT", "dose": d, "dose_unit": "uM", "v": v}
+                 for d, v in zip(doses, values)]
+    rows += [{"treatment": "DMSO", "genotype": "sgNT", "dose": 0.0, "dose_unit": "uM", "v": 50.0}] * 3
+    rows += [{"treatment": "other", "genotype": "sgNT", "dose": d, "dose_unit": "uM", "v": 1.0} for d in (1, 10)]
+    table = dose_response_table(pd.DataFrame(rows), ["v"], vehicle_treatment="DMSO").set_index("compound")
+    assert set(table.index) == {"tamoxifen", "palbociclib", "other"}  # not the vehicle
+    assert table.at["tamoxifen", "ec50"] == pytest.approx(2.0, rel=0.2)
+    assert table.at["palbociclib", "ec50"] == pytest.approx(0.2, rel=0.2)
+    assert table.at["palbociclib", "hill"] < 0 < table.at["tamoxifen", "hill"]
+    assert table.at["tamoxifen", "n_doses"] == 5 and table.at["tamoxifen", "dose_unit"] == "uM"
+    assert table.at["other", "fit_status"] == "too few doses" and np.isnan(table.at["other", "ec50"])

@@ -20,7 +20,7 @@ from imaging.io.names import file_stem
 from imaging.io.writers import atomic_path, write_csv
 from imaging.report.html import render_report
 from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot
-from imaging.stats import compare_all, plate_quality, replicate_key, well_scores
+from imaging.stats import compare_all, dose_response_table, plate_quality, replicate_key, well_scores
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ def _figures(tables: RunTables, readouts: list[str], settings) -> list[dict]:
                                                 vehicle_treatment=settings.vehicle_treatment,
                                                 genotype_column=settings.genotype_column,
                                                 treatment_column=settings.treatment_column)})
-            curve = dose_response(tables.wells, readout, genotype_column=settings.genotype_column)
+            curve = dose_response(tables.wells, readout, genotype_column=settings.genotype_column,
+                                  treatment_column=settings.treatment_column,
+                                  vehicle_treatment=settings.vehicle_treatment)
             if curve is not None:
                 figures.append({"section": "dose", "name": f"dose_{readout}", "title": f"Dose response: {readout}",
                                 "figure": curve})
@@ -147,7 +149,12 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) 
             temporary.write_bytes(images[item["name"]])
     outputs = {"comparisons": write_csv(comparisons, out_dir / "comparisons.csv"),
                "plate_qc": write_csv(quality, out_dir / "plate_qc.csv"),
-               "well_scores": write_csv(scores, out_dir / "well_scores.csv")}
+               "well_scores": write_csv(scores, out_dir / "well_scores.csv"),
+               "dose_response": write_csv(dose_response_table(tables.wells, readouts,
+                                                              genotype_column=settings.genotype_column,
+                                                              treatment_column=settings.treatment_column,
+                                                              vehicle_treatment=settings.vehicle_treatment),
+                                          out_dir / "dose_response.csv")}
     html = render_report(records=tables.records, pipeline=pipeline, wells=tables.wells, fields=tables.fields,
                          comparisons=comparisons, quality=quality, readouts=readouts,
                          figures=[{k: v for k, v in f.items() if k != "figure"} | {"png": images[f["name"]]}

@@ -17,12 +17,11 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import optimize
 from scipy import stats as sps
 
 from imaging.io.wells import row_index_to_letters
 from imaging.io.writers import atomic_path
-from imaging.stats import plate_format, replicate_key
+from imaging.stats import fit_dose_response, four_parameter_logistic, plate_format, replicate_key
 
 REPLICATE_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 
@@ -124,45 +123,35 @@ def superplot(wells: pd.DataFrame, readout: str, *, control_genotype: str | None
     return figure
 
 
-def four_parameter_logistic(dose, bottom, top, log_ec50, hill):
-    return bottom + (top - bottom) / (1 + 10 ** ((log_ec50 - np.log10(dose)) * hill))
-
-
-def fit_dose_response(doses: np.ndarray, values: np.ndarray) -> dict | None:
-    """4-parameter logistic fit on positive doses; None when it cannot be fitted."""
-    keep = (doses > 0) & np.isfinite(values)
-    doses, values = doses[keep], values[keep]
-    if len(np.unique(doses)) < 4:
-        return None
-    start = [values.min(), values.max(), np.log10(np.median(doses)), 1.0]
-    try:
-        params, _ = optimize.curve_fit(four_parameter_logistic, doses, values, p0=start, maxfev=5000)
-    except (RuntimeError, ValueError):
-        return None
-    return dict(zip(("bottom", "top", "log_ec50", "hill"), params)) | {"ec50": 10 ** params[2]}
-
-
-def dose_response(wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype") -> Figure | None:
-    """Readout against dose per genotype (means and 95% CI of units), with a 4PL fit and
-    EC50 when at least four positive doses exist; None without a usable ``dose`` column."""
+def dose_response(wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype",
+                  treatment_column: str = "treatment", vehicle_treatment: str | None = None) -> Figure | None:
+    """Readout against dose, one curve per genotype and compound (means and 95% CI of wells),
+    with a 4PL fit and EC50 when at least four positive doses exist; None without a usable
+    ``dose`` column. Vehicle wells (dose 0) are not on the log axis."""
     if "dose" not in wells.columns or wells["dose"].dropna().nunique() < 3:
         return None
     table = wells[pd.to_numeric(wells[readout], errors="coerce").notna() & wells["dose"].notna()].copy()
     table["_genotype"] = table[genotype_column].astype(str) if genotype_column in table else "all"
+    table["_compound"] = table[treatment_column].astype(str) if treatment_column in table else "dose"
+    if vehicle_treatment is not None:
+        table = table[table["_compound"] != str(vehicle_treatment)]
     figure = Figure(figsize=(5.5, 3.6))
     axes = figure.add_subplot()
-    for i, (genotype, group) in enumerate(table.groupby("_genotype")):
+    for i, ((genotype, compound), group) in enumerate(table.groupby(["_genotype", "_compound"])):
         colour = REPLICATE_COLOURS[i % len(REPLICATE_COLOURS)]
+        label = compound if table["_genotype"].nunique() == 1 else f"{genotype} {compound}"
         summary = group.groupby("dose")[readout].agg(["mean", "std", "count"]).reset_index()
         half = sps.t.ppf(0.975, np.maximum(summary["count"] - 1, 1)) * summary["std"].fillna(0) / np.sqrt(summary["count"])
         doses = summary["dose"].to_numpy(float)
         shown = np.where(doses > 0, doses, np.nan)
-        axes.errorbar(shown, summary["mean"], yerr=half, fmt="o", color=colour, capsize=3, label=genotype)
+        if not np.isfinite(shown).any():
+            continue
+        axes.errorbar(shown, summary["mean"], yerr=half, fmt="o", color=colour, capsize=3, label=label)
         fit = fit_dose_response(group["dose"].to_numpy(float), group[readout].to_numpy(float))
-        if fit:
+        if fit["status"] == "fitted":
             grid = np.logspace(np.log10(np.nanmin(shown)), np.log10(np.nanmax(shown)), 100)
             axes.plot(grid, four_parameter_logistic(grid, fit["bottom"], fit["top"], fit["log_ec50"], fit["hill"]),
-                      color=colour, label=f"{genotype} fit, EC50 {fit['ec50']:.3g}")
+                      color=colour, label=f"{label} fit, EC50 {fit['ec50']:.3g}")
     axes.set_xscale("log")
     axes.set_xlabel("dose")
     axes.set_ylabel(readout)
