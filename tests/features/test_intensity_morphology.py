@@ -129,3 +129,19 @@ def test_integrated_intensities_add_up_per_compartment():
     assert first["x_cell_integrated"] == pytest.approx(176.0)
     assert second["x_cytoplasm_integrated"] == 0.0 and np.isnan(second["x_cytoplasm_mean"])
     assert second["x_cell_integrated"] == pytest.approx(48.0)
+
+
+@pytest.mark.parametrize("grid,shape", [((16, 16), (512, 512)), ((5, 7), (300, 411)), ((1, 4), (50, 200)),
+                                        ((1, 1), (9, 9))])
+def test_separable_background_interpolation_equals_map_coordinates(grid, shape):
+    from scipy import ndimage as ndi
+
+    from imaging.features.background import interpolate_grid
+
+    values = np.random.default_rng(0).random(grid) * 1000
+    centres_r = (np.arange(grid[0]) + 0.5) * shape[0] / grid[0] - 0.5
+    centres_c = (np.arange(grid[1]) + 0.5) * shape[1] / grid[1] - 0.5
+    rr = np.interp(np.arange(shape[0]), centres_r, np.arange(grid[0]))
+    cc = np.interp(np.arange(shape[1]), centres_c, np.arange(grid[1]))
+    expected = ndi.map_coordinates(values, np.meshgrid(rr, cc, indexing="ij"), order=1, mode="nearest")
+    np.testing.assert_allclose(interpolate_grid(values, shape), expected, rtol=0, atol=1e-9)
