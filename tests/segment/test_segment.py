@@ -248,3 +248,24 @@ def test_pixel_noise_and_faint_objects():
     # object 2 (mean 0.15) is under 2 x 0.1; 1 and 3 are kept and renumbered 1, 2
     np.testing.assert_array_equal(drop_faint(labels, flattened, noise=0.1), [[1, 1, 0, 0, 0, 2]])
     np.testing.assert_array_equal(drop_faint(labels, flattened, noise=0.0), labels)
+
+
+def test_watershed_by_component_equals_the_whole_image_watershed():
+    """The per-component flooding must give exactly the labels of one masked watershed."""
+    from scipy import ndimage as ndi
+    from skimage import feature, segmentation
+
+    from imaging.segment.classical import watershed_by_component
+    from imaging.synthetic import place_nuclei
+
+    rng = np.random.default_rng(3)
+    mask = place_nuclei((300, 300), radius=8, density=0.45, rng=rng) > 0  # many touching nuclei
+    components, n = ndi.label(mask)
+    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.3)
+    peaks = feature.peak_local_max(distance, min_distance=3, labels=components, exclude_border=False)
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    per_component = np.bincount(components[markers > 0], minlength=n + 1)
+    assert (per_component[1:] >= 2).sum() > 5 and (per_component[1:] == 1).sum() > 5  # both paths taken
+    expected = segmentation.watershed(-distance, markers, mask=mask)
+    np.testing.assert_array_equal(watershed_by_component(-distance, markers, components, n), expected)
