@@ -31,17 +31,19 @@ def aggregated_columns(cell_columns: list[str]) -> list[str]:
 def summary_columns(cell_columns: list[str], call_names: list[str]) -> list[str]:
     """Column names of :func:`summarize_cells` output, in order."""
     calls = [column for name in call_names for column in (f"{name}_pct", f"{name}_pct_mixture")]
-    return ["n_cells"] + calls + aggregated_columns(cell_columns)
+    return ["n_cells", "n_cells_in_readouts"] + calls + aggregated_columns(cell_columns)
 
 
 def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: list[str], *,
                     thresholds: Mapping[str, Threshold] | None = None,
-                    call_columns: Mapping[str, str] | None = None) -> dict:
+                    call_columns: Mapping[str, str] | None = None, n_cells: int | None = None) -> dict:
     """Summary of one group of cells (see module docstring); NaN readouts when empty.
 
     ``thresholds`` and ``call_columns`` (call name -> its threshold, and the column it is
-    made on) give ``<call>_pct_mixture``; without them it is NaN."""
-    summary: dict = {"n_cells": int(len(cells))}
+    made on) give ``<call>_pct_mixture``; without them it is NaN. ``n_cells``: the group's
+    count when ``cells`` are only those its readouts use (border cells left out); the
+    summary's ``n_cells_in_readouts`` is ``len(cells)``."""
+    summary: dict = {"n_cells": int(len(cells) if n_cells is None else n_cells), "n_cells_in_readouts": int(len(cells))}
     for name in call_names:
         calls = cells[name].dropna() if name in cells else pd.Series(dtype=bool)
         summary[f"{name}_pct"] = float(100.0 * calls.astype(bool).mean()) if len(calls) else np.nan

@@ -130,6 +130,14 @@ def _apply_call_overrides(cells: pd.DataFrame, curation: Curation, plate: str, w
             cells.loc[rows, "curated"] = True
 
 
+def readout_cells(cells: pd.DataFrame, pipeline: Pipeline) -> pd.DataFrame:
+    """The cells a field's or well's readouts use: with ``qc.exclude_border_cells``, not those
+    touching the image edge (only partly imaged: their areas and intensities are cut)."""
+    if not pipeline.qc.exclude_border_cells or "touches_border" not in cells.columns:
+        return cells
+    return cells[~cells["touches_border"].fillna(False).astype(bool)]
+
+
 def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, annotations: pd.DataFrame,
                        annotation_columns: list[str], work_dir: Path, thresholds: dict[str, Threshold],
                        curation: Curation, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -147,16 +155,18 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
     empty = ["plate", "well", "site", *annotation_columns, "field_used_in_wells", *cell_columns, *call_names, "curated"]
     with StreamedTable(out_dir / "cells", table_format=table_format, empty=empty) as cells_out:
         for well, well_fields in fields.groupby("well", sort=False):
-            used_cells = []
+            used_cells, n_used_cells = [], 0
             for field in well_fields.itertuples(index=False):
                 cells_path, _ = field_work_paths(work_dir, plate, well, field.site)
                 cells = pd.read_csv(cells_path).reindex(columns=cell_columns)
                 for call in pipeline.calls:
                     cells[call.name] = apply_call(cells[call.column], thresholds[call.name])
                 _apply_call_overrides(cells, curation, plate, well, int(field.site))
-                field_summaries.append(summarize_cells(cells, cell_columns, call_names, **mixture))
+                measured = readout_cells(cells, pipeline)
+                field_summaries.append(summarize_cells(measured, cell_columns, call_names, **mixture))
                 if field.used_in_wells:
-                    used_cells.append(cells)
+                    used_cells.append(measured)
+                    n_used_cells += len(cells)
                 keys = {"plate": plate, "well": well, "site": field.site}
                 keys |= {c: annotations.at[well, c] for c in annotation_columns}
                 cells.insert(0, "field_used_in_wells", field.used_in_wells)
@@ -168,7 +178,7 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
                               "n_fields_used": int(well_fields["used_in_wells"].sum()),
                               "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
                               "curation": "; ".join(sorted({n for n in well_fields["curation"] if n})),
-                              **summarize_cells(pooled, cell_columns, call_names, **mixture)})
+                              **summarize_cells(pooled, cell_columns, call_names, **mixture, n_cells=n_used_cells)})
     per_field = pd.DataFrame(field_summaries, columns=summary_columns(cell_columns, call_names)).drop(columns="n_cells")
     fields_out = _with_annotations(pd.concat([fields.reset_index(drop=True), per_field], axis=1),
                                    annotations, annotation_columns)

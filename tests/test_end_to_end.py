@@ -152,3 +152,21 @@ def test_changing_only_qc_calls_or_comparisons_reuses_every_field(samples, pipel
     cells = pd.read_csv(tmp_path / "PJNK01" / "cells.csv")
     assert (cells["pjnk_high"] == (cells["pjnk_nuclear_mean"] > 500.0)).all()  # the new threshold applied
     assert again.record["plates"]["PJNK01"]["thresholds"]["pjnk_high"]["method"] == "fixed"
+
+
+def test_border_cells_can_be_left_out_of_readouts_and_are_still_counted(samples, pipelines, tmp_path):
+    from imaging.config import load_pipeline, parse_pipeline
+
+    plate = samples / "pjnk_plate"
+    data = load_pipeline(pipelines / "pjnk.yaml").model_dump(mode="json")
+    data["qc"]["exclude_border_cells"] = True
+    result = execute(plan_run(parse_pipeline(data), plate / "images", platemap=plate / "platemap.csv"), tmp_path)
+    cells = pd.read_csv(tmp_path / "PJNK01" / "cells.csv")
+    wells = result.wells["PJNK01"].set_index("well")
+    used = cells[cells["field_used_in_wells"]]
+    inner = used[~used["touches_border"]]
+    assert inner.shape[0] < used.shape[0]  # the fields do have border cells
+    for well, group in used.groupby("well"):
+        interior = group[~group["touches_border"]]
+        assert wells.at[well, "n_cells"] == len(group) and wells.at[well, "n_cells_in_readouts"] == len(interior)
+        assert wells.at[well, "pjnk_nuclear_mean"] == pytest.approx(interior["pjnk_nuclear_mean"].mean())
