@@ -114,3 +114,32 @@ def test_imagexpress_upper_case_extension_and_separated_guid(tmp_path):
     assert naming == "imagexpress"
     assert table[["plate", "well", "site", "channel"]].values.tolist() == [
         ["Screen1", "H12", 9, "1"], ["Screen1", "H12", 9, "2"]]
+
+
+def test_a_metaxpress_time_lapse_runs_one_chosen_time_point(tmp_path):
+    """TimePoint_1/, TimePoint_2/ hold the same file names: once 'several images of channel 1'."""
+    import numpy as np
+    import tifffile
+
+    from imaging.config import parse_pipeline
+    from imaging.errors import InputError
+    from imaging.io.sources import find_fields
+
+    for timepoint in (1, 2):
+        folder = tmp_path / "9987_Plate" / f"TimePoint_{timepoint}"
+        folder.mkdir(parents=True)
+        for well in ("B02", "B03"):
+            tifffile.imwrite(folder / f"9987_{well}_s1_w1.TIF", np.full((32, 32), timepoint, np.uint16))
+
+    def pipeline(**naming):
+        return parse_pipeline({"schema_version": 1, "name": "mx", "channels": {"dapi": {"id": 1}}, "naming": naming,
+                               "segmentation": {"method": "classical", "channel": "dapi"}})
+
+    with pytest.raises(InputError, match=r"2 time points \(TimePoint_1 ... TimePoint_2\)"):
+        find_fields(tmp_path / "9987_Plate", pipeline())
+    found = find_fields(tmp_path / "9987_Plate", pipeline(timepoint=2))
+    assert [(f.well, f.site) for f in found.fields] == [("B02", 1), ("B03", 1)] and found.n_files == 2
+    assert all("TimePoint_2" in f.paths["dapi"] for f in found.fields)
+    with pytest.raises(InputError, match=r"time points \[1, 2\]"):
+        find_fields(tmp_path / "9987_Plate", pipeline(timepoint=3))
+    assert len(find_fields(tmp_path / "9987_Plate" / "TimePoint_1", pipeline()).fields) == 2  # one folder alone
