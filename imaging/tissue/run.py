@@ -29,7 +29,7 @@ from imaging.errors import InputError
 from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.io.readers import check_image_file
 from imaging.io.run_folder import check_same_assay, claimed
-from imaging.io.writers import atomic_path, safe_for_spreadsheets, write_csv, write_json
+from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
 from imaging.runner import collect
 from imaging.tissue.burden import (
     LESION_COLUMNS, detect_lesions, lesion_signal, lesion_table, section_summary, smooth_signal,
@@ -305,9 +305,8 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
     tissue = ndi.binary_dilation(tissue, iterations=3)
     classes, overlay, radii, crops, detections = [], [], [], [], []
     work = out_dir / WORK_FOLDER
-    with atomic_path(work / f"{stem}.cells.csv") as temporary, open(temporary, "w", newline="") as handle, \
+    with StreamedTable(work / f"{stem}.cells", empty=["image", *CELL_COLUMNS]) as cells_table, \
             atomic_path(out_dir / DETECTIONS_FOLDER / f"{stem}.geojson") as geo_temporary, open(geo_temporary, "w") as geo_handle:
-        header = True
         geojson = GeoJSONWriter(geo_handle)
         for tile in slide.tiles(spec.tile_px, margin):
             rows = slice(int(tile.row / scale), int(np.ceil((tile.row + tile.height) / scale)))
@@ -334,13 +333,10 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
             cells["centroid_col"] += tile.read_col
             cells = cells.drop(columns="label")
             cells.insert(0, "image", stem)
-            cells.to_csv(handle, index=False, header=header, lineterminator="\n")
-            header = False
+            cells_table.write(cells)
             classes.append(cells["dab_class"].to_numpy(np.int8))
             overlay.append(np.column_stack([cells[["centroid_row", "centroid_col"]].to_numpy() / scale,
                                             cells["dab_class"].to_numpy()]))
-        if header:
-            pd.DataFrame(columns=["image", *CELL_COLUMNS]).to_csv(handle, index=False, lineterminator="\n")
         geojson.close()
     for index, crop in enumerate(crops):
         _write_crop(crop, out_dir / "plots" / f"{stem}_cells_{index + 1}.png")
@@ -450,15 +446,11 @@ def _annotate(table: pd.DataFrame, sheet: pd.DataFrame) -> pd.DataFrame:
 
 
 def _concatenate(parts: list[Path], out_path: Path, columns: list[str]) -> None:
-    """Stream per-image tables into one CSV (atomically)."""
-    with atomic_path(out_path) as temporary, open(temporary, "w", newline="") as handle:
-        header = True
+    """Stream per-image tables into one CSV (atomically: :class:`imaging.io.writers.StreamedTable`)."""
+    with StreamedTable(out_path.with_suffix(""), table_format="csv", empty=columns) as table:
         for part in parts:
             for chunk in pd.read_csv(part, chunksize=200000):
-                safe_for_spreadsheets(chunk).to_csv(handle, index=False, header=header, lineterminator="\n")
-                header = False
-        if header:
-            pd.DataFrame(columns=columns).to_csv(handle, index=False, lineterminator="\n")
+                table.write(chunk)
 
 
 def sample_table(plan: TissuePlan, regions: pd.DataFrame, sections: pd.DataFrame) -> pd.DataFrame:
