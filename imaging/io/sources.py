@@ -30,14 +30,16 @@ class FoundFields:
 
 def find_fields(input_dir, pipeline, *, pattern: str | None = None) -> FoundFields:
     """Every field under ``input_dir`` for ``pipeline`` (see module docstring)."""
+    pattern = pattern or pipeline.naming.pattern
     found = [] if files.is_url(input_dir) else containers.list_containers(input_dir)
-    if found:
+    # one OME-TIFF per field and channel, named like plain TIFFs: a naming pattern reads them as files
+    per_file = pattern is not None and all(containers.container_suffix(p) in (".ome.tif", ".ome.tiff") for p in found)
+    if found and not per_file:
         fields, n_files = containers.container_fields(input_dir, pipeline, field_type=Field)
         return FoundFields(fields=fields, naming="containers", n_files=n_files)
     index = None if files.is_url(input_dir) else harmony.find_index(input_dir)
     index = harmony.read_index(index) if index is not None else None
     channel_ids = _channel_ids(pipeline, index, input_dir)
-    pattern = pattern or pipeline.naming.pattern
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
     table = _one_timepoint(table, pipeline.naming.timepoint, input_dir)
     fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir))

@@ -184,3 +184,17 @@ def test_z_stacks_projected_or_best_focus_or_one_plane(tmp_path):
         np.testing.assert_array_equal(read_planes(field.plane, pipeline)["dapi"], expected)
     with pytest.raises(InputError, match="naming.plane is 4, but scene '[^']*' has 3 Z plane"):
         find_fields(tmp_path / "p_A01.ome.tif", _pipeline({"dapi": {"id": 1}}, plane=4))
+
+
+def test_per_channel_ome_tiffs_named_like_plain_tiffs_are_read_as_files_with_a_pattern(tmp_path):
+    from bioio.writers import OmeTiffWriter
+
+    for well in ("A01", "A02"):
+        for channel in (1, 2):
+            OmeTiffWriter.save(np.full((1, 32, 32), channel, np.uint16), tmp_path / f"P1_{well}_s1_w{channel}.ome.tif",
+                               dim_order="CYX")
+    channels = {"dapi": {"id": 1}, "gfp": {"id": 2}}
+    pattern = r"(?P<plate>[^_]+)_(?P<well>[A-P]\d\d)_s(?P<site>\d+)_w(?P<channel>\d)\.ome\.tif"
+    fields = find_fields(tmp_path, _pipeline(channels), pattern=pattern).fields
+    assert [(f.plate, f.well, f.plane) for f in fields] == [("P1", "A01", None), ("P1", "A02", None)]
+    assert fields[0].paths["gfp"].endswith("P1_A01_s1_w2.ome.tif")
