@@ -2,7 +2,8 @@
 
 Rule for every measured per-cell column ``X`` (except identity and position columns):
 the field's or well's ``X`` is the mean over its cells, except ratio columns (``*_ratio``),
-which take the median because ratios are skewed. Every call ``C`` gives ``C_pct``, the
+which take the median because ratios are skewed; their mean, what CellProfiler's per-image
+means give, is ``X_mean`` beside it. Every call ``C`` gives ``C_pct``, the
 percentage of cells called positive (cells without a call are left out), and
 ``C_pct_mixture``, the positive share estimated from the plate's mixture fit without the hard
 calls' bias (:func:`imaging.features.thresholds.mixture_percent`; NaN when the threshold is
@@ -31,7 +32,10 @@ def aggregated_columns(cell_columns: list[str]) -> list[str]:
 def summary_columns(cell_columns: list[str], call_names: list[str]) -> list[str]:
     """Column names of :func:`summarize_cells` output, in order."""
     calls = [column for name in call_names for column in (f"{name}_pct", f"{name}_pct_mixture")]
-    return ["n_cells", "n_cells_in_readouts"] + calls + aggregated_columns(cell_columns)
+    measured = []
+    for column in aggregated_columns(cell_columns):
+        measured += [column, f"{column}_mean"] if column.endswith("_ratio") else [column]
+    return ["n_cells", "n_cells_in_readouts"] + calls + measured
 
 
 def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: list[str], *,
@@ -53,10 +57,9 @@ def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: li
                                           if threshold is not None and column in cells else np.nan)
     for column in aggregated_columns(cell_columns):
         values = pd.to_numeric(cells[column], errors="coerce").dropna() if column in cells else pd.Series(dtype=float)
-        if values.empty:
-            summary[column] = np.nan
-        elif column.endswith("_ratio"):
-            summary[column] = float(values.median())
+        if column.endswith("_ratio"):
+            summary[column] = float(values.median()) if len(values) else np.nan
+            summary[f"{column}_mean"] = float(values.mean()) if len(values) else np.nan
         else:
-            summary[column] = float(values.mean())
+            summary[column] = float(values.mean()) if len(values) else np.nan
     return summary

@@ -38,6 +38,6 @@ def test_summaries_use_means_medians_and_percentages():
     summary = summarize_cells(cells, ["label", "cell_area_px", "x_nc_ratio"], ["sabgal_positive"])
     assert np.isnan(summary.pop("sabgal_positive_pct_mixture"))  # no mixture threshold given
     assert summary == {"n_cells": 4, "n_cells_in_readouts": 4, "sabgal_positive_pct": pytest.approx(200 / 3),
-                       "cell_area_px": 40.0, "x_nc_ratio": 2.5}
+                       "cell_area_px": 40.0, "x_nc_ratio": 2.5, "x_nc_ratio_mean": 26.5}
     empty = summarize_cells(cells.iloc[:0], ["cell_area_px"], ["sabgal_positive"])
     assert empty["n_cells"] == 0 and np.isnan(empty["cell_area_px"]) and np.isnan(empty["sabgal_positive_pct"])
