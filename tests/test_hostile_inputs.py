@@ -480,3 +480,17 @@ def test_damaged_compressed_strips_are_found_by_validate_read_pixels(samples, pi
     assert main(args + ["--read-pixels"]) == 2
     err = capsys.readouterr().err
     assert "cannot be read as an image" in err and target.name in err
+
+
+def test_a_run_recorded_by_an_older_version_is_the_same_assay(samples, pipelines, tmp_path):
+    """Settings added since (a channel's name) must not make an upgrade look like another assay."""
+    import json
+
+    root = _one_field(samples, tmp_path)
+    out = tmp_path / "out"
+    assert _run(pipelines, root / "images", out, root / "map.csv") == 0
+    record = json.loads((out / "run.json").read_text())
+    for channel in record["pipeline"]["config"]["channels"].values():
+        channel.pop("name")  # as 0.1 wrote it
+    (out / "run.json").write_text(json.dumps(record))
+    assert _run(pipelines, root / "images", out, root / "map.csv") == 0

@@ -111,6 +111,17 @@ def assay_identity(config: dict) -> dict:
     return {"mode": "plate", "channels": config.get("channels"), "measure": config.get("measure")}
 
 
+def _with_current_defaults(config: dict) -> dict:
+    """A recorded pipeline as this version dumps it (settings added since carry their defaults,
+    so an upgrade alone does not look like another assay)."""
+    from imaging.config import parse_pipeline
+
+    try:
+        return parse_pipeline(config).model_dump(mode="json")
+    except Exception:  # a record this version cannot read: compare it as written
+        return config
+
+
 def check_same_assay(out_dir: str | Path, config: dict) -> None:
     """InputError if ``out_dir`` holds the results of another assay (see module docstring)."""
     record_path = Path(out_dir) / "run.json"
@@ -122,6 +133,7 @@ def check_same_assay(out_dir: str | Path, config: dict) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError("holds a run.json that cannot be read", path=record_path,
                          fix="choose another --out, or delete this folder's run.json to start over there") from None
+    previous_config = _with_current_defaults(previous_config)
     if assay_identity(previous_config) != assay_identity(config):
         name = previous_config.get("name") or "another pipeline"
         raise InputError(f"holds the results of {name!r}, which measures other channels or readouts than "
