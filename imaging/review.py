@@ -213,3 +213,15 @@ class RunReview:
         outputs = build_report([out_dir])
         self._cells.clear()
         return outputs
+
+
+def batch_percent(wells: pd.DataFrame, well: str, call: str) -> str:
+    """The batch's percent positive of ``well`` for display: ``'excluded'`` for a well whose
+    fields were all curated or QC'd out (its readouts are empty on purpose), ``'n/a'`` for a
+    well without cells, never ``'nan%'``."""
+    value = wells.at[well, f"{call}_pct"]
+    if np.isfinite(value):
+        return f"{value:.1f}%"
+    curation = str(wells.at[well, "curation"]) if "curation" in wells.columns else ""
+    no_fields = "n_fields_used" in wells.columns and wells.at[well, "n_fields_used"] == 0
+    return "excluded" if "excluded" in curation or no_fields else "n/a"

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from imaging.io.wells import row_index_to_letters
-from imaging.review import RunReview, percent_positive, tuned_pipeline
+from imaging.review import RunReview, batch_percent, percent_positive, tuned_pipeline
 from imaging.stats import plate_format
 
 POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
@@ -50,6 +50,8 @@ def feature_colormap(labels, values, cmap: str = "viridis") -> DirectLabelColorm
     for label, value in zip(labels, scaled):
         colours[int(label)] = UNDEFINED if not np.isfinite(value) else tuple(mapping(float(value)))
     return DirectLabelColormap(color_dict=colours)
+
+
 
 
 class PlateBrowser(QWidget):
@@ -409,9 +411,10 @@ class PlateBrowser(QWidget):
         parts = []
         batch = self.review.wells_table(self.plate).set_index("well") if self.review.has_results else None
         for name, value in self.well_percentages().items():
-            text = f"{name}: {value:.1f}% of cells in {self.well}"
+            shown = f"{value:.1f}%" if np.isfinite(value) else "no cells used"
+            text = f"{name}: {shown} of cells in {self.well}" if np.isfinite(value) else f"{name}: {shown} in {self.well}"
             if batch is not None and f"{name}_pct" in batch.columns:
-                text += f" (batch: {batch.at[self.well, name + '_pct']:.1f}%)"
+                text += f" (batch: {batch_percent(batch, self.well, name)})"
             parts.append(text)
         self.percent_label.setText("\n".join(parts))
 
@@ -470,17 +473,25 @@ class PlateBrowser(QWidget):
             return None
         return reason
 
+    def _recorded(self, what: str) -> None:
+        """After each decision: the reason and the undo box are cleared, so the next decision
+        cannot silently reuse them."""
+        self.reason_edit.clear()
+        self.undo_box.setChecked(False)
+        self.status.setText(f"{what} recorded in curation.csv; rebuild to apply.")
+
     def exclude_field(self) -> None:
         if (reason := self._reason()) is not None:
+            undo = self.undo_box.isChecked()
             self.review.exclude_field(self.plate, self.well, self.site, reason=reason, user=self.user_edit.text(),
-                                      undo=self.undo_box.isChecked())
-            self.status.setText("Recorded in curation.csv; rebuild to apply.")
+                                      undo=undo)
+            self._recorded(f"{'Undo of the exclusion of' if undo else 'Exclusion of'} {self.well} s{self.site}")
 
     def exclude_well(self) -> None:
         if (reason := self._reason()) is not None:
-            self.review.exclude_well(self.plate, self.well, reason=reason, user=self.user_edit.text(),
-                                     undo=self.undo_box.isChecked())
-            self.status.setText("Recorded in curation.csv; rebuild to apply.")
+            undo = self.undo_box.isChecked()
+            self.review.exclude_well(self.plate, self.well, reason=reason, user=self.user_edit.text(), undo=undo)
+            self._recorded(f"{'Undo of the exclusion of' if undo else 'Exclusion of'} well {self.well}")
 
     def set_selected_call(self, value: bool) -> None:
         """Correct the call of the cell selected in the cells layer (the first call)."""
@@ -495,7 +506,7 @@ class PlateBrowser(QWidget):
                              user=self.user_edit.text())
         self.field_table.loc[self.field_table["label"] == label, call] = value
         self.recolour()
-        self.status.setText(f"Cell {label} set {'positive' if value else 'negative'}; rebuild to apply.")
+        self._recorded(f"Cell {label} set {'positive' if value else 'negative'}:")
 
     def rebuild(self):
         """Rebuild tables (with curation), comparisons and report in the background."""

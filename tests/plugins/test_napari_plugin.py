@@ -255,3 +255,35 @@ def test_reader_claims_only_folders_and_declines_quietly(tmp_path, run_folder):
     for declined in (str(image), str(tmp_path), str(tmp_path / "missing"), [str(image), str(image)], "\0bad"):
         assert get_reader(declined) is None
     assert get_reader(str(run_folder)) is not None
+
+
+def test_each_decision_clears_its_reason_and_an_excluded_well_says_so(make_napari_viewer, fresh_run, qtbot):
+    """The reason box once kept the last reason (the next decision silently reused it), and an
+    excluded well showed 'nan%'."""
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, fresh_run)
+    browser.open_well("C04", 1)
+    browser.reason_edit.setText("contaminated well")
+    browser.undo_box.setChecked(False)
+    browser.exclude_well()
+    assert browser.reason_edit.text() == "" and not browser.undo_box.isChecked()
+    assert "Exclusion of well C04 recorded" in browser.status.text()
+    browser.exclude_field()  # no reason now: refused, nothing recorded
+    assert "Give a reason" in browser.status.text()
+    log = pd.read_csv(fresh_run / "curation.csv")
+    assert log["action"].tolist() == ["exclude_well"] and log["reason"].tolist() == ["contaminated well"]
+    worker = browser.rebuild()
+    with qtbot.waitSignal(worker.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: "Tables rebuilt" in browser.status.text(), timeout=5000)
+    browser.open_well("C04", 1)
+    browser.update_percentages()
+    assert "batch: excluded" in browser.percent_label.text() and "nan" not in browser.percent_label.text()
+
+
+def test_batch_percent_never_shows_nan():
+    from imaging.review import batch_percent
+
+    wells = pd.DataFrame({"x_pct": [12.34, np.nan, np.nan], "curation": ["", "well excluded: dust", ""],
+                          "n_fields_used": [2, 0, 2]}, index=["A01", "A02", "A03"])
+    assert [batch_percent(wells, w, "x") for w in wells.index] == ["12.3%", "excluded", "n/a"]
