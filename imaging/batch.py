@@ -82,11 +82,15 @@ def _spatial_shape(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, i
     """Rows and columns of an image from its header shape; InputError if the kind is wrong
     or the image is too small to hold cells."""
     rows_columns = _rows_columns(shape, kind, path)
-    if min(rows_columns) < MIN_FIELD_SIDE_PX:
-        raise InputError(f"is {rows_columns[0]} x {rows_columns[1]} px, too small for a field of cells "
+    _check_min_side(*rows_columns, path)
+    return rows_columns
+
+
+def _check_min_side(rows: int, columns: int, path) -> None:
+    if min(rows, columns) < MIN_FIELD_SIDE_PX:
+        raise InputError(f"is {rows} x {columns} px, too small for a field of cells "
                          f"(at least {MIN_FIELD_SIDE_PX} px a side)", path=path,
                          fix="export the full field, not a thumbnail, or leave the file out")
-    return rows_columns
 
 
 def _rows_columns(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, int]:
@@ -124,16 +128,15 @@ def _check_scale_fits(pipeline: Pipeline, side_px: int, path) -> None:
                              "to have it estimated")
 
 
-def _check_container_size(plane, pipeline: Pipeline) -> None:
+def _check_container_plane(plane, pipeline: Pipeline) -> None:
+    """Size checks of a container field, from its metadata (the counterpart of the header checks)."""
     where = f"{plane.path} [scene {plane.scene_name}]"
     if plane.rows * plane.columns > pipeline.max_field_pixels:
         raise InputError(f"a plane is {plane.rows} x {plane.columns} px, more than a field may have "
                          f"({pipeline.max_field_pixels} per plane)", path=where,
                          fix="raise max_field_pixels in the pipeline for truly larger fields")
-    if min(plane.rows, plane.columns) < MIN_FIELD_SIDE_PX:
-        raise InputError(f"is {plane.rows} x {plane.columns} px, too small for a field of cells "
-                         f"(at least {MIN_FIELD_SIDE_PX} px a side)", path=where,
-                         fix="export the full field, not a thumbnail")
+    _check_min_side(plane.rows, plane.columns, where)
+    _check_scale_fits(pipeline, min(plane.rows, plane.columns), where)
 
 
 def check_field_files(field: Field, pipeline: Pipeline) -> None:
@@ -142,9 +145,7 @@ def check_field_files(field: Field, pipeline: Pipeline) -> None:
     A colour file given for a fluorescence channel is read here: only its pixels tell a gray
     image saved as RGB (accepted) from a colour one (refused before any field is measured)."""
     if field.plane is not None:  # a container: dims and channels were checked from its metadata
-        side = min(field.plane.rows, field.plane.columns)
-        _check_container_size(field.plane, pipeline)
-        _check_scale_fits(pipeline, side, field.plane.path)
+        _check_container_plane(field.plane, pipeline)
         return
     shapes = {}
     for name, path in field.paths.items():
@@ -161,15 +162,10 @@ def check_field_files(field: Field, pipeline: Pipeline) -> None:
                          fix="export every channel of a field at the same size")
 
 
-def read_field_pixels(field_and_pipeline: tuple[Field, Pipeline]) -> None:
-    """Decode every channel file of a field (``imaging validate --read-pixels``): finds damaged
+def read_field_pixels(task: "FieldTask") -> None:
+    """Decode every channel of a field (``imaging validate --read-pixels``): finds damaged
     compressed strips, which no header shows, before a run."""
-    field, pipeline = field_and_pipeline
-    if field.plane is not None:
-        load_field_images(field, pipeline)
-        return
-    for name, path in field.paths.items():
-        read_channel(path, kind=pipeline.channels[name].kind)
+    load_field_images(task.field, task.pipeline)
 
 
 def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,

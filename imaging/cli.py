@@ -165,12 +165,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
         return
     plan = plan_run(pipeline, args.input_dir, platemap=args.platemap, pattern=args.pattern)
     if args.read_pixels:
-        from imaging.batch import read_field_pixels
+        from imaging.batch import FieldTask, read_field_pixels
         from imaging.runner import run_tasks
 
+        tasks = [FieldTask(field=f, pipeline=plan.pipeline, xgal_vector=None) for f in plan.fields]
         with _progress(len(plan.fields), "reading pixels") as bar:
-            run_tasks(read_field_pixels, [(f, plan.pipeline) for f in plan.fields], workers=args.workers,
-                      on_result=lambda _: bar.update(1))
+            run_tasks(read_field_pixels, tasks, workers=args.workers, on_result=lambda _: bar.update(1))
     print(f"images {args.input_dir}: OK ({plan.n_files} files{', every pixel read' if args.read_pixels else ''}, naming {plan.naming}, "
           f"{len(plan.fields)} fields in {len(plan.annotations)} wells of plate(s) {', '.join(plan.plates)})")
     if args.platemap:

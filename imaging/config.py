@@ -169,7 +169,7 @@ class QC(_Frozen):
     min_cells: int = Field(default=0, ge=0)
     exclude_failed: bool = True
     # off by default: border cells are a random sample of a well's cells, so leaving them out
-    # costs precision (12 % of the cells of a 256 px field) for partial areas and intensities
+    # costs precision (25 % of the cells of the 256 px sample fields) for partial areas and intensities
     exclude_border_cells: bool = Field(default=False, description="leave cells touching the image edge out of "
                                        "field and well readouts (they stay in cells.csv, touches_border True)")
 

@@ -30,14 +30,13 @@ background-subtracted values of ``cells.csv``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
 from imaging.errors import InputError
-from imaging.features.intensity import COMPARTMENT_SUFFIXES
 from imaging.io.run_folder import claimed
 from imaging.io.writers import StreamedTable
+from imaging.tables import cells_table_chunks
 
 MORPHOLOGY_NAMES = {
     "nucleus_area_px": "Nuclei_AreaShape_Area",
@@ -67,7 +66,6 @@ SABGAL_NAMES = {
 METADATA_NAMES = {"plate": "Metadata_Plate", "well": "Metadata_Well", "site": "Metadata_Site",
                   "label": "Metadata_ObjectNumber", "touches_border": "Metadata_TouchesBorder",
                   "field_used_in_wells": "Metadata_FieldUsedInWells", "curated": "Metadata_Curated"}
-assert set(INTENSITY_NAMES) == set(COMPARTMENT_SUFFIXES)  # one list of compartments
 
 
 def profile_name(column: str, *, intensity_prefixes: list[str]) -> str:
@@ -102,20 +100,6 @@ def feature_columns(profiles: pd.DataFrame) -> list[str]:
     return [c for c in profiles.columns if c.startswith(("Nuclei_", "Cytoplasm_", "Cells_"))]
 
 
-CHUNK_ROWS = 200_000
-
-
-def _cells_chunks(plate_dir: Path, annotation_columns: list[str]) -> Iterator[pd.DataFrame]:
-    """A plate's cells table in chunks of at most CHUNK_ROWS rows (memory stays bounded)."""
-    if (plate_dir / "cells.parquet").is_file():
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(plate_dir / "cells.parquet").iter_batches(batch_size=CHUNK_ROWS):
-            yield batch.to_pandas()
-        return
-    yield from pd.read_csv(plate_dir / "cells.csv", chunksize=CHUNK_ROWS, dtype={c: str for c in annotation_columns})
-
-
 def write_profiles(out_dir: str | Path, *, table_format: str | None = None) -> list[Path]:
     """``OUT/<plate>/profiles.csv`` (or ``.parquet``) for every plate of a run; returns the
     files. ``table_format``: ``csv`` or ``parquet`` (default: the run's own format)."""
@@ -132,7 +116,7 @@ def write_profiles(out_dir: str | Path, *, table_format: str | None = None) -> l
         for plate in record["plates"]:
             plate_dir = out_dir / plate
             with StreamedTable(plate_dir / "profiles", table_format=chosen) as table:
-                for chunk in _cells_chunks(plate_dir, record.get("annotation_columns", [])):
+                for chunk in cells_table_chunks(plate_dir, text_columns=record.get("annotation_columns", [])):
                     table.write(cells_to_profiles(chunk, pipeline))
             written.append(plate_dir / f"profiles.{chosen}")
     return written

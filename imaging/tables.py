@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -242,12 +243,26 @@ def curation_record(curation: Curation) -> dict:
             "n_call_overrides": len(curation.calls)}
 
 
-def read_cells_table(plate_dir: str | Path, **options) -> pd.DataFrame:
-    """A plate's cells table, from ``cells.parquet`` when the run wrote one, else ``cells.csv``."""
+CHUNK_ROWS = 200_000
+
+
+def cells_table_chunks(plate_dir: str | Path, *, text_columns=()) -> Iterator[pd.DataFrame]:
+    """A plate's cells table in chunks of at most CHUNK_ROWS rows (memory stays bounded), from
+    ``cells.parquet`` when the run wrote one, else ``cells.csv`` (``text_columns``, e.g. the
+    plate map's, read as text from the CSV, as Parquet keeps them)."""
     plate_dir = Path(plate_dir)
     if (plate_dir / "cells.parquet").is_file():
-        return pd.read_parquet(plate_dir / "cells.parquet", **options)
-    return pd.read_csv(plate_dir / "cells.csv", **options)
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(plate_dir / "cells.parquet").iter_batches(batch_size=CHUNK_ROWS):
+            yield batch.to_pandas()
+        return
+    yield from pd.read_csv(plate_dir / "cells.csv", chunksize=CHUNK_ROWS, dtype={c: str for c in text_columns})
+
+
+def read_cells_table(plate_dir: str | Path) -> pd.DataFrame:
+    """A plate's whole cells table (:func:`cells_table_chunks`)."""
+    return pd.concat(list(cells_table_chunks(plate_dir)), ignore_index=True)
 
 
 def rebuild_tables(out_dir: str | Path) -> dict:

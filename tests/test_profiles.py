@@ -56,3 +56,10 @@ def test_pycytominer_aggregates_and_normalizes_the_export(run):
     control = normalized[normalized["Metadata_Genotype"] == "sgNT"]["Nuclei_Intensity_MeanIntensity_PJNK"]
     assert len(control) >= 1 and abs(control.mean()) < 1e-9  # standardized against the controls
     assert len(normalized) == len(WELLS)
+
+
+def test_every_compartment_measurement_has_a_profile_name():
+    from imaging.features.intensity import COMPARTMENT_SUFFIXES
+    from imaging.profiles import INTENSITY_NAMES
+
+    assert set(INTENSITY_NAMES) == set(COMPARTMENT_SUFFIXES)

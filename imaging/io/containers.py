@@ -75,9 +75,6 @@ class ContainerPlane:
     columns: int
     pixel_size_um: float | None
 
-    def channel_index(self, name: str) -> int:
-        return dict(self.channels)[name]
-
 
 def container_suffix(path: str | Path) -> str | None:
     name = Path(path).name.lower()
@@ -235,19 +232,27 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
 
 
 # ---- planes ----------------------------------------------------------------------------------
+def match_channel_name(wanted: str, channel_names: list[str]) -> int | None:
+    """Index of the channel ``wanted`` names: the same name without regard to case, else the
+    one name containing it (``FM 4-64`` for ``FM 4-64/2% CHAPS``); None if neither. The one
+    rule for channels chosen by name, in containers and in instrument indexes (io.harmony)."""
+    lowered = [c.lower() for c in channel_names]
+    wanted = wanted.lower()
+    if wanted in lowered:
+        return lowered.index(wanted)
+    containing = [i for i, c in enumerate(lowered) if wanted in c]
+    return containing[0] if len(containing) == 1 else None
+
+
 def _pick_channel(name: str, spec, channel_names: list[str], *, path, scene: str) -> int:
     listed = ", ".join(repr(c) for c in channel_names)
     if spec.name is not None:
-        lowered = [c.lower() for c in channel_names]
-        wanted = spec.name.lower()
-        if wanted in lowered:
-            return lowered.index(wanted)
-        containing = [i for i, c in enumerate(lowered) if wanted in c]
-        if len(containing) == 1:
-            return containing[0]
+        index = match_channel_name(spec.name, channel_names)
+        if index is not None:
+            return index
         raise InputError(f"scene {scene!r} has no channel named {spec.name!r} for {name} (channels: {listed})",
                          path=path, fix=f"set channels.{name}.name to one of the file's channel names, or "
-                                        "channels.{name}.id to its 1-based index")
+                                        f"channels.{name}.id to its 1-based index")
     try:
         index = int(spec.id) - 1
     except (TypeError, ValueError):

@@ -24,14 +24,15 @@ import datetime as dt
 import errno
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Iterator
 
 from imaging.errors import InputError
+from imaging.io.writers import TEMPORARY_PREFIX
 
 LOCK_FILE = ".imaging.lock"
-TEMPORARY_PREFIX = ".tmp-"  # the atomic writers' temporary files (writers.atomic_path)
 
 NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
@@ -111,29 +112,17 @@ def assay_identity(config: dict) -> dict:
     return {"mode": "plate", "channels": config.get("channels"), "measure": config.get("measure")}
 
 
-def _with_current_defaults(config: dict) -> dict:
-    """A recorded pipeline as this version dumps it (settings added since carry their defaults,
-    so an upgrade alone does not look like another assay)."""
-    from imaging.config import parse_pipeline
-
-    try:
-        return parse_pipeline(config).model_dump(mode="json")
-    except Exception:  # a record this version cannot read: compare it as written
-        return config
-
-
 def check_same_assay(out_dir: str | Path, config: dict) -> None:
-    """InputError if ``out_dir`` holds the results of another assay (see module docstring)."""
-    record_path = Path(out_dir) / "run.json"
-    if not record_path.is_file():
+    """InputError if ``out_dir`` holds the results of another assay (see module docstring).
+
+    The recorded pipeline is read back with this version's models (``record.read_record``),
+    so settings added since carry their defaults and an upgrade alone is not another assay."""
+    from imaging.record import read_record
+
+    if not (Path(out_dir) / "run.json").is_file():
         return
-    try:
-        previous = json.loads(record_path.read_text())
-        previous_config = dict(previous["pipeline"]["config"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError("holds a run.json that cannot be read", path=record_path,
-                         fix="choose another --out, or delete this folder's run.json to start over there") from None
-    previous_config = _with_current_defaults(previous_config)
+    _, previous = read_record(out_dir)
+    previous_config = previous.model_dump(mode="json")
     if assay_identity(previous_config) != assay_identity(config):
         name = previous_config.get("name") or "another pipeline"
         raise InputError(f"holds the results of {name!r}, which measures other channels or readouts than "
@@ -148,8 +137,6 @@ def disk_error(exc: OSError, *, needed_bytes: int | None = None) -> InputError |
     if exc.errno in NO_SPACE:
         folder = Path(where).parent if exc.filename else Path(".")
         try:
-            import shutil
-
             free = f"{shutil.disk_usage(folder).free / 1e6:.0f} MB free"
         except OSError:
             free = "free space unknown"

@@ -31,14 +31,15 @@ class FoundFields:
 def find_fields(input_dir, pipeline, *, pattern: str | None = None) -> FoundFields:
     """Every field under ``input_dir`` for ``pipeline`` (see module docstring)."""
     pattern = pattern or pipeline.naming.pattern
-    found = [] if files.is_url(input_dir) else containers.list_containers(input_dir)
+    local = not files.is_url(input_dir)
+    found = containers.list_containers(input_dir) if local else []
     # one OME-TIFF per field and channel, named like plain TIFFs: a naming pattern reads them as files
     per_file = pattern is not None and all(containers.container_suffix(p) in (".ome.tif", ".ome.tiff") for p in found)
     if found and not per_file:
         fields, n_files = containers.container_fields(input_dir, pipeline, field_type=Field)
         return FoundFields(fields=fields, naming="containers", n_files=n_files)
-    index = None if files.is_url(input_dir) else harmony.find_index(input_dir)
-    index = harmony.read_index(index) if index is not None else None
+    index_path = harmony.find_index(input_dir) if local else None
+    index = harmony.read_index(index_path) if index_path is not None else None
     channel_ids = _channel_ids(pipeline, index, input_dir)
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
     table = _one_timepoint(table, pipeline.naming.timepoint, input_dir)
@@ -80,18 +81,19 @@ def _channel_ids(pipeline, index, input_dir) -> dict[str, str]:
     """Pipeline channel -> id in the file names; a channel chosen by name is looked up in the
     instrument's index (Harmony), the only plain-file export that names its channels."""
     ids = {}
-    names = index.channel_ids_by_name() if index is not None else {}
+    by_name = index.channel_ids_by_name() if index is not None else {}
+    names = list(by_name)
     for name, spec in pipeline.channels.items():
         if spec.id is not None:
             ids[name] = spec.id
             continue
-        match = next((cid for cname, cid in names.items() if cname.lower() == spec.name.lower()), None)
-        if match is None:
+        position = containers.match_channel_name(spec.name, names)
+        if position is None:
             known = f"the index {index.path} names {sorted(names)}" if index is not None else \
                 "only container files (ND2, CZI, LIF, OME) and Harmony exports name their channels"
             raise InputError(f"channel {name} is chosen by name {spec.name!r}, but {known}", path=input_dir,
                              fix=f"give channels.{name}.id as written in the file names (w1 -> 1, ch2 -> 2)")
-        ids[name] = match
+        ids[name] = by_name[names[position]]
     return ids
 
 

@@ -21,13 +21,16 @@ import pandas as pd
 import tifffile
 
 
+TEMPORARY_PREFIX = ".tmp-"  # a killed run's leftovers are found by it (io.run_folder)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same name at the end (writers such as tifffile look at the extension, e.g. .ome.tif)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
+    temporary = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         yield temporary
         with open(temporary, "rb+") as handle:
@@ -142,8 +145,9 @@ class StreamedTable:
         self.empty = list(empty)
         self._stack = contextlib.ExitStack()
         self._csv = None
-        self._parquet = None
+        self._parquet = None  # the pyarrow writer, opened with the first chunk's schema
         self._parquet_path = None
+        self._schema = None
         self._columns = None
 
     def __enter__(self) -> "StreamedTable":

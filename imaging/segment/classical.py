@@ -219,7 +219,8 @@ def watershed_by_component(surface: np.ndarray, markers: np.ndarray, components:
 
     A masked watershed never floods from one connected component into another, so each can
     be flooded alone: a component holding one marker is that marker's object outright (most
-    nuclei: about 190 of 2,450 components of a dense field hold two or more), and the others
+    nuclei: 192 of 2,452 components of a dense 2048 px field held two or more in issue 15's
+    profile), and the others
     are flooded on their own bounding-box crop. Within a component the flooding order (by
     value, then by the raster order pixels were queued in) is the same as on the whole image,
     so the labels are the same, at a fraction of the time.
