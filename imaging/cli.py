@@ -51,7 +51,9 @@ def _print_run_summary(result, elapsed: float) -> None:
     missing = record["platemap_wells_without_images"]
     if missing:
         print(f"  {len(missing)} plate-map well(s) have no images (listed in run.json)")
-    formats = {"csv": "csv", "parquet": "parquet", "both": "csv + parquet"}[result.record["pipeline"]["config"]["output"]["format"]]
+    from imaging.io.writers import TABLE_FORMATS
+
+    formats = " + ".join(TABLE_FORMATS[result.record["pipeline"]["config"]["output"]["format"]])
     print(f"Tables in {result.out_dir}/<plate>/ (cells, fields, wells as {formats}); record in "
           f"{result.out_dir / 'run.json'}")
 

@@ -81,10 +81,15 @@ def mixture_log_likelihood(values: np.ndarray, fit: dict) -> float:
     return float(np.log(np.maximum(density, 1e-300)).sum())
 
 
+def _to_scale(values: np.ndarray, scale: str) -> np.ndarray:
+    """Values on the scale a mixture was fitted on (``log``: positive values only)."""
+    return np.log(values[values > 0]) if scale == "log" else values
+
+
 def _fit_on_scale(values: np.ndarray, scale: str) -> tuple[dict, float, float] | None:
     """Mixture fit on the linear or log scale: (fit, boundary on that scale, log-likelihood of
     the values on the linear scale), or None if the fit is degenerate."""
-    transformed = np.log(values) if scale == "log" else values
+    transformed = _to_scale(values, scale)
     try:
         fit = fit_two_gaussians(transformed, start=float(threshold_otsu(transformed)))
     except ValueError:
@@ -145,9 +150,7 @@ def mixture_percent(values, threshold: Threshold, *, iterations: int = 500) -> f
     if threshold.method != "mixture":
         return float("nan")
     values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if threshold.detail.get("scale") == "log":
-        values = np.log(values[values > 0])
+    values = _to_scale(values[np.isfinite(values)], threshold.detail.get("scale", "linear"))
     if values.size == 0:
         return float("nan")
     (w_neg, w_pos), means, sds = threshold.detail["weights"], threshold.detail["means"], threshold.detail["sds"]
