@@ -31,6 +31,7 @@ import pandas as pd
 from imaging import curation as curation_log
 from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
+from imaging.features.illumination import Flatfield, estimate_flatfield, flatfield_from_files
 from imaging.features.sabgal import STAIN_VECTORS, estimate_xgal_vector, stained_od_sample
 from imaging.io import files
 from imaging.io.discover import Field
@@ -39,7 +40,7 @@ from imaging.io.names import check_folder_name
 from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_field_image, read_channel
 from imaging.io.run_folder import check_same_assay, claimed, disk_error
-from imaging.io.writers import write_csv, write_json, write_labels
+from imaging.io.writers import write_csv, write_float_image, write_json, write_labels
 from imaging.tables import (WORK_FOLDER, assemble_plate, cells_file_intact, cells_file_seal, clashing_output_column,
                             curation_record, field_work_paths)
 from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
@@ -48,6 +49,8 @@ from imaging.runner import run_tasks
 log = logging.getLogger(__name__)
 
 STAIN_SAMPLE_FIELDS = 8
+ILLUMINATION_SAMPLE_FIELDS = 96  # fields spread over the plate for an illumination estimate
+ILLUMINATION_FEW_FIELDS = 10  # below this the estimate follows where the cells happen to lie
 
 
 # ---- 1. plan -------------------------------------------------------------------------------
@@ -65,6 +68,7 @@ class RunPlan:
     platemap_path: Path | None
     unimaged_wells: tuple[dict, ...]
     n_files: int
+    illumination_files: dict[str, Flatfield] = dataclasses.field(default_factory=dict)  # method: files, read
 
     @property
     def plates(self) -> list[str]:
@@ -197,9 +201,41 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
     if check_files:
         for field in fields:
             check_field_files(field, pipeline)
+    flats = illumination_files(pipeline, pipeline_path.parent if pipeline_path else Path.cwd())
+    if flats and check_files and fields:
+        _check_flatfield_shapes(flats, fields[0], pipeline)
     return RunPlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, naming=naming,
                    pattern=pattern, fields=tuple(fields), annotations=annotations,
-                   platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files)
+                   platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files,
+                   illumination_files=flats)
+
+
+def field_shape(field: Field, pipeline: Pipeline) -> tuple[int, int]:
+    """Rows and columns of a field, from its container's metadata or its nuclei file's header."""
+    if field.plane is not None:
+        return field.plane.rows, field.plane.columns
+    path = field.paths[pipeline.segmentation.channel]
+    return _rows_columns(check_field_image(path, max_pixels=pipeline.max_field_pixels)[0], "fluorescence", path)
+
+
+def illumination_files(pipeline: Pipeline, base_dir: Path) -> dict[str, Flatfield]:
+    """The flat-fields of ``illumination.method: files``, read and checked (paths relative to
+    ``base_dir``, the pipeline file's folder); empty for other methods."""
+    if pipeline.illumination.method != "files":
+        return {}
+    return {channel: flatfield_from_files(base_dir / spec.flat, None if spec.dark is None else base_dir / spec.dark)
+            for channel, spec in pipeline.illumination.files.items()}
+
+
+def _check_flatfield_shapes(flats: dict[str, Flatfield], field: Field, pipeline: Pipeline) -> None:
+    """Flat-field files must have the fields' size (checked on the first field's headers)."""
+    shape = field_shape(field, pipeline)
+    for channel, flat in flats.items():
+        if flat.flat.shape != shape:
+            raise InputError(f"the flat-field of channel {channel!r} is {flat.flat.shape[0]} x {flat.flat.shape[1]} px "
+                             f"but the fields are {shape[0]} x {shape[1]} px", path=flat.source,
+                             fix="give a flat-field made with the same camera settings (size, binning), "
+                                 "or use illumination.method: estimate")
 
 
 def segmentation_model(pipeline: Pipeline) -> dict | None:
@@ -244,6 +280,7 @@ class FieldTask:
     xgal_vector: tuple[float, float, float] | None
     previous_fingerprint: str | None = None
     save_labels: bool = False
+    illumination: dict[str, Flatfield] | None = None
 
 
 def _labels_paths(labels_dir: str | Path, field: Field) -> tuple[Path, Path]:
@@ -288,13 +325,14 @@ def compute_field(task: FieldTask) -> dict:
     """Measure one field (on a worker; writes nothing). Returns the field's summary and
     cells table, or only ``reused: True`` when the stored result has the same fingerprint."""
     field = task.field
-    fingerprint = field_fingerprint(field, task.pipeline, task.xgal_vector)
+    fingerprint = field_fingerprint(field, task.pipeline, task.xgal_vector, task.illumination)
     identity = {"plate": field.plate, "well": field.well, "site": field.site, "fingerprint": fingerprint}
     if fingerprint == task.previous_fingerprint:
         return identity | {"reused": True}
     images = load_field_images(field, task.pipeline)
     pixel_size = field_pixel_size(field, task.pipeline)
-    result = measure_field(images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector)
+    result = measure_field(images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector,
+                           illumination=task.illumination)
     summary = {"plate": field.plate, "well": field.well, "row": field.row, "column": field.column,
                "site": field.site, **container_source(field), **result.summary, "pixel_size_um": pixel_size,
                "fingerprint": fingerprint}
@@ -351,6 +389,59 @@ def plate_xgal_vector(plan: RunPlan, plate: str) -> tuple[tuple[float, float, fl
     return tuple(float(v) for v in vector), source
 
 
+def _spread_sample(fields: list[Field], n: int) -> list[Field]:
+    """At most ``n`` of ``fields``, spread evenly over them (plate order)."""
+    return [fields[i] for i in np.unique(np.linspace(0, len(fields) - 1, n).round().astype(int))] if fields else []
+
+
+def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
+                       files: dict[str, Flatfield] | None = None) -> tuple[dict[str, Flatfield] | None, dict | None]:
+    """The flat-fields of one plate and their record entry (None, None without correction).
+
+    ``files``: the flat-fields read at planning (method ``files``). For ``estimate``, up to
+    ILLUMINATION_SAMPLE_FIELDS fields spread over the plate are read and each corrected
+    channel's flat-field estimated from them (:func:`imaging.features.illumination.estimate_flatfield`);
+    the same fields give the same estimate, so a resumed run reuses every field."""
+    method = pipeline.illumination.method
+    if method == "none":
+        return None, None
+    if method == "files":
+        return dict(files or {}), {"method": "files", "channels": {
+            name: {"source": flat.source, "dark": flat.dark is not None, "sha256": flat.digest()}
+            for name, flat in (files or {}).items()}}
+    channels = pipeline.illumination.corrected_channels(pipeline.channels)
+    sample = _spread_sample(fields, ILLUMINATION_SAMPLE_FIELDS)
+    stacks: dict[str, list[np.ndarray]] = {name: [] for name in channels}
+    for field in sample:
+        images = load_field_images(field, pipeline)
+        for name in channels:
+            stacks[name].append(images[name])
+    flats, entry = {}, {"method": "estimate", "n_fields": len(sample), "channels": {}}
+    for name in channels:
+        flats[name], info = estimate_flatfield(stacks[name])
+        entry["channels"][name] = info | {"sha256": flats[name].digest()}
+    if len(sample) < ILLUMINATION_FEW_FIELDS:
+        entry["warning"] = (f"estimated from {len(sample)} field(s); at least {ILLUMINATION_FEW_FIELDS} are needed "
+                            "for the estimate to follow the lighting rather than where the cells lie")
+        log.warning("plate %s: illumination %s", fields[0].plate if fields else "?", entry["warning"])
+    return flats, entry
+
+
+def store_illumination(flats: dict[str, Flatfield] | None, entry: dict | None, plate_dir: Path,
+                       shape: tuple[int, int]) -> dict | None:
+    """Write each flat-field (mean 1, float32, at the fields' size) and dark-field to
+    ``<plate>/illumination/`` for inspection and review; returns the entry with the paths."""
+    if not flats:
+        return entry
+    for name, flat in flats.items():
+        path = write_float_image(flat.flat_at(shape), plate_dir / "illumination" / f"{name}_flat.tif")
+        entry["channels"][name]["flat_file"] = str(path.relative_to(plate_dir.parent))
+        if flat.dark is not None:
+            dark_path = write_float_image(flat.dark, plate_dir / "illumination" / f"{name}_dark.tif")
+            entry["channels"][name]["dark_file"] = str(dark_path.relative_to(plate_dir.parent))
+    return entry
+
+
 # ---- 4. the whole run ----------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class RunResult:
@@ -402,7 +493,10 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
     pipeline = plan.pipeline
     curation = curation_log.load(out_dir)  # a damaged curation file stops the run before any work
     stain = {plate: plate_xgal_vector(plan, plate) for plate in plan.plates}
+    illumination = {plate: plate_illumination(pipeline, [f for f in plan.fields if f.plate == plate],
+                                              files=plan.illumination_files) for plate in plan.plates}
     tasks = [FieldTask(field=f, pipeline=pipeline, xgal_vector=stain[f.plate][0], save_labels=save_labels,
+                       illumination=illumination[f.plate][0],
                        previous_fingerprint=stored_fingerprint(out_dir, f, save_labels=save_labels))
              for f in plan.fields]
     by_key = {(f.plate, f.well, f.site): f for f in plan.fields}
@@ -424,9 +518,14 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
     wells_out, fields_out, plates_record = {}, {}, {}
     for plate in plan.plates:
         annotations = plan.annotations[plan.annotations["plate"] == plate].set_index("well")
+        flats, entry = illumination[plate]
+        if flats:
+            first = next(f for f in plan.fields if f.plate == plate)
+            entry = store_illumination(flats, entry, out_dir / plate, field_shape(first, pipeline))
         fields_out[plate], wells_out[plate], plates_record[plate] = assemble_plate(
             plate, [s for s in summaries if s["plate"] == plate], pipeline=pipeline, annotations=annotations,
-            annotation_columns=plan.annotation_columns, out_dir=out_dir, curation=curation, stain=stain[plate])
+            annotation_columns=plan.annotation_columns, out_dir=out_dir, curation=curation, stain=stain[plate],
+            illumination=entry)
     record = {
         "imaging_version": software_versions()["imaging"],
         "created": started.isoformat(timespec="seconds"),

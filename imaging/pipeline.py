@@ -18,6 +18,7 @@ import pandas as pd
 
 from imaging.config import Pipeline
 from imaging.errors import InputError
+from imaging.features.illumination import Flatfield, correct_channels
 from imaging.features.intensity import background_mask, measure_compartments
 from imaging.features.morphology import measure_morphology
 from imaging.features.qc import edge_blur_px, saturated_fraction
@@ -81,19 +82,23 @@ def segmentation_options(pipeline: Pipeline, pixel_size_um: float | None) -> dic
 
 
 def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
-                  pixel_size_um: float | None = None, xgal_vector=None) -> FieldMeasurement:
+                  pixel_size_um: float | None = None, xgal_vector=None,
+                  illumination: dict[str, Flatfield] | None = None) -> FieldMeasurement:
     """Segment and measure one field.
 
     Parameters
     ----------
     images : dict of str to ndarray
-        Channel name -> image (2-D for fluorescence, (M, N, 3) for brightfield).
+        Channel name -> image as read (2-D for fluorescence, (M, N, 3) for brightfield).
     pipeline : Pipeline
     pixel_size_um : float, optional
         Physical pixel size; adds ``*_um2`` areas.
     xgal_vector : sequence of 3 floats, optional
         X-gal stain vector for SA-beta-gal (plate estimate or explicit); default vector
         when None.
+    illumination : dict of str to Flatfield, optional
+        Flat-fields of the channels to correct. Saturation is measured on the images as
+        read; segmentation, focus and intensities see the corrected images.
 
     Returns
     -------
@@ -101,6 +106,8 @@ def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
         ``cells`` (one row per cell, columns of :meth:`Pipeline.cell_columns`),
         ``summary`` (field-level numbers: counts, QC measures, background levels).
     """
+    saturation = {f"saturated_fraction_{name}": saturated_fraction(image) for name, image in images.items()}
+    images = correct_channels(images, illumination)
     nuclei_image = images[pipeline.segmentation.channel]
     nuclei, seg_info = segment_nuclei(nuclei_image, **segmentation_options(pipeline, pixel_size_um))
     radius = float(seg_info["radius_px"])
@@ -111,9 +118,7 @@ def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
     cell_free = background_mask(cell_labels, margin=margin)
     table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um)
     summary: dict = {"n_cells": int(len(table)), "nucleus_radius_px": radius,
-                     "focus_blur_px": edge_blur_px(images[pipeline.focus_channel])}
-    for name, image in images.items():
-        summary[f"saturated_fraction_{name}"] = saturated_fraction(image)
+                     "focus_blur_px": edge_blur_px(images[pipeline.focus_channel]), **saturation}
     for spec in pipeline.measure.intensity:
         part, info = measure_compartments(images[spec.channel], nuclei, cell_labels,
                                           prefix=spec.column_prefix, background=spec.background,
@@ -170,7 +175,7 @@ def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
 
 # What a field's measurement depends on. QC limits, calls, comparisons, output and names are
 # applied to the stored per-field results afterwards: changing them reuses every field.
-FIELD_SETTINGS = ("channels", "pixel_size_um", "segmentation", "cells", "measure")
+FIELD_SETTINGS = ("channels", "pixel_size_um", "illumination", "segmentation", "cells", "measure")
 
 
 def field_settings(pipeline: Pipeline) -> dict:
@@ -178,10 +183,11 @@ def field_settings(pipeline: Pipeline) -> dict:
     return pipeline.model_dump(mode="json", include=set(FIELD_SETTINGS)) | {"focus_channel": pipeline.focus_channel}
 
 
-def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
+def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector,
+                      illumination: dict[str, Flatfield] | None = None) -> str:
     """Content hash of everything a field's result depends on: the channel files' bytes (or
     the container's, with the plane), the pipeline's field settings (:func:`field_settings`),
-    the segmentation model file and the plate-level stain vector."""
+    the segmentation model file and the plate-level stain vector and flat-fields."""
     from imaging import __version__
 
     model = None
@@ -197,5 +203,6 @@ def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector) -> str:
                   else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}),
         "field_pixel_size_um": field.pixel_size_um,
         "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
+        "illumination": {name: flat.digest() for name, flat in sorted((illumination or {}).items())},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

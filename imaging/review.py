@@ -20,6 +20,7 @@ from imaging.aggregate import summarize_cells
 from imaging.config import Pipeline, load_pipeline, parse_pipeline
 from imaging.record import read_record
 from imaging.errors import InputError
+from imaging.features.illumination import Flatfield, correct_channels, read_illumination_image
 from imaging.features.thresholds import Threshold, apply_call
 from imaging.io.discover import Field
 from imaging.io.sources import find_fields
@@ -68,6 +69,8 @@ class RunReview:
         self.record = record or {}
         self._fields = {(f.plate, f.well, f.site): f for f in fields}
         self._cells: dict[str, pd.DataFrame] = {}
+        self._illumination: dict[str, dict[str, Flatfield] | None] = {}
+        self.pipeline_dir = Path(self.record.get("pipeline", {}).get("path") or ".").parent
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -84,7 +87,7 @@ class RunReview:
         """Open an instrument folder with a pipeline, before any run (tuning only)."""
         pipeline = load_pipeline(pipeline_path)
         fields = find_fields(input_dir, pipeline).fields
-        return cls(pipeline, fields)
+        return cls(pipeline, fields, record={"pipeline": {"path": str(pipeline_path)}})
 
     @property
     def has_results(self) -> bool:
@@ -162,9 +165,42 @@ class RunReview:
         entry = self.record.get("plates", {}).get(plate, {}).get("xgal_vector")
         return entry["vector"] if entry else None
 
+    def illumination(self, plate: str) -> dict[str, Flatfield] | None:
+        """The plate's flat-fields: those the run stored (``<plate>/illumination/``), or before a
+        run those the pipeline gives (read, or estimated from the plate's fields as a run would)."""
+        if plate not in self._illumination:
+            self._illumination[plate] = self._stored_illumination(plate) if self.has_results else \
+                self._planned_illumination(plate)
+        return self._illumination[plate]
+
+    def _stored_illumination(self, plate: str) -> dict[str, Flatfield] | None:
+        entry = self.record.get("plates", {}).get(plate, {}).get("illumination")
+        if not entry:
+            return None
+        flats = {}
+        for name, channel in entry["channels"].items():
+            dark = channel.get("dark_file")
+            flats[name] = Flatfield(flat=read_illumination_image(self.out_dir / channel["flat_file"]).astype(np.float32),
+                                    dark=None if dark is None else read_illumination_image(self.out_dir / dark).astype(np.float32),
+                                    source=channel["flat_file"])
+        return flats
+
+    def _planned_illumination(self, plate: str) -> dict[str, Flatfield] | None:
+        from imaging.batch import illumination_files, plate_illumination
+
+        fields = [f for (p, _, _), f in sorted(self._fields.items()) if p == plate]
+        flats, _ = plate_illumination(self.pipeline, fields, files=illumination_files(self.pipeline, self.pipeline_dir))
+        return flats
+
     # ---- pixels ----------------------------------------------------------------------------
     def images(self, plate: str, well: str, site: int) -> dict[str, np.ndarray]:
+        """A field's channels as read (what :meth:`measure` takes)."""
         return load_field_images(self.field(plate, well, site), self.pipeline)
+
+    def corrected_images(self, plate: str, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``images`` with the plate's illumination correction applied: what segmentation and
+        intensities saw, and what the viewer shows."""
+        return correct_channels(images, self.illumination(plate))
 
     def saved_labels(self, plate: str, well: str, site: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Label images written by ``--save-labels``, if any."""
@@ -183,7 +219,7 @@ class RunReview:
         field = self.field(plate, well, site)
         images = images if images is not None else load_field_images(field, pipeline)
         return measure_field(images, pipeline, pixel_size_um=field_pixel_size(field, pipeline),
-                             xgal_vector=self.xgal_vector(plate))
+                             xgal_vector=self.xgal_vector(plate), illumination=self.illumination(plate))
 
     # ---- curation ------------------------------------------------------------------------
     def _require_results(self) -> Path:

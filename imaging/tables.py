@@ -28,7 +28,8 @@ from imaging.record import read_record
 from imaging.curation import Curation
 from imaging.errors import InputError
 from imaging.features.qc import decide_field_qc
-from imaging.features.thresholds import Threshold, apply_call, resolve_threshold
+from imaging.features.thresholds import (Threshold, apply_call, reporter_expressed, reporter_gate_threshold,
+                                        resolve_threshold)
 from imaging.io.platemap import RESERVED_COLUMNS
 from imaging.io.run_folder import claimed
 from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_table
@@ -112,6 +113,14 @@ def plate_thresholds(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline) -
             for call in pipeline.calls}
 
 
+def plate_reporter_gate(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline) -> Threshold | None:
+    """The reporter gate's threshold from the cells of the plate's used fields (None: no gate)."""
+    gate = pipeline.qc.reporter_gate
+    if gate is None:
+        return None
+    return reporter_gate_threshold(call_values(fields, work_dir, gate.column), gate.threshold)
+
+
 def _with_annotations(table: pd.DataFrame, annotations: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Insert plate-map columns right after the well position columns."""
     if not columns:
@@ -133,18 +142,24 @@ def _apply_call_overrides(cells: pd.DataFrame, curation: Curation, plate: str, w
 
 def readout_cells(cells: pd.DataFrame, pipeline: Pipeline) -> pd.DataFrame:
     """The cells a field's or well's readouts use: with ``qc.exclude_border_cells``, not those
-    touching the image edge (only partly imaged: their areas and intensities are cut)."""
-    if not pipeline.qc.exclude_border_cells or "touches_border" not in cells.columns:
-        return cells
-    return cells[~cells["touches_border"].fillna(False).astype(bool)]
+    touching the image edge (only partly imaged: their areas and intensities are cut); with
+    ``qc.reporter_gate``, not those that do not express the reporter."""
+    keep = pd.Series(True, index=cells.index)
+    if pipeline.qc.exclude_border_cells and "touches_border" in cells.columns:
+        keep &= ~cells["touches_border"].fillna(False).astype(bool)
+    if "reporter_expressed" in cells.columns:
+        keep &= cells["reporter_expressed"].fillna(True).astype(bool)
+    return cells if keep.all() else cells[keep]
 
 
 def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, annotations: pd.DataFrame,
                        annotation_columns: list[str], work_dir: Path, thresholds: dict[str, Threshold],
-                       curation: Curation, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       curation: Curation, out_dir: Path,
+                       gate: Threshold | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write ``cells.csv`` (streamed one well at a time), ``fields.csv`` and ``wells.csv``.
 
-    ``annotations`` holds the plate map's columns indexed by well.
+    ``annotations`` holds the plate map's columns indexed by well; ``gate`` is the reporter
+    gate's threshold (None: no gate).
     """
     cell_columns = pipeline.cell_columns()
     call_names = [c.name for c in pipeline.calls]
@@ -153,7 +168,9 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
     table_format = pipeline.output.format
     for suffix in {"csv", "parquet"} - set(TABLE_FORMATS[table_format]):
         (out_dir / f"cells.{suffix}").unlink(missing_ok=True)  # a previous run's, now stale
-    empty = ["plate", "well", "site", *annotation_columns, "field_used_in_wells", *cell_columns, *call_names, "curated"]
+    gate_columns = ["reporter_expressed"] if gate is not None else []
+    empty = ["plate", "well", "site", *annotation_columns, "field_used_in_wells", *cell_columns, *call_names,
+             *gate_columns, "curated"]
     with StreamedTable(out_dir / "cells", table_format=table_format, empty=empty) as cells_out:
         for well, well_fields in fields.groupby("well", sort=False):
             used_cells, n_used_cells = [], 0
@@ -162,6 +179,8 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
                 cells = pd.read_csv(cells_path).reindex(columns=cell_columns)
                 for call in pipeline.calls:
                     cells[call.name] = apply_call(cells[call.column], thresholds[call.name])
+                if gate is not None:
+                    cells["reporter_expressed"] = reporter_expressed(cells[pipeline.qc.reporter_gate.column], gate)
                 _apply_call_overrides(cells, curation, plate, well, int(field.site))
                 measured = readout_cells(cells, pipeline)
                 field_summaries.append(summarize_cells(measured, cell_columns, call_names, **mixture))
@@ -193,7 +212,8 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
 
 
 def plate_record(fields: pd.DataFrame, wells: pd.DataFrame, thresholds: dict[str, Threshold],
-                 stain: tuple | None, pipeline: Pipeline) -> dict:
+                 stain: tuple | None, pipeline: Pipeline, *, gate: Threshold | None = None,
+                 illumination: dict | None = None) -> dict:
     """The run record's entry for one plate."""
     failed = fields[~fields["qc_pass"]]
     curated = fields[fields["curation"] != ""]
@@ -204,6 +224,8 @@ def plate_record(fields: pd.DataFrame, wells: pd.DataFrame, thresholds: dict[str
         "n_cells_in_wells": int(wells["n_cells"].sum()),
         "thresholds": {name: dataclasses.asdict(t) for name, t in thresholds.items()},
         "xgal_vector": None if not stain or stain[0] is None else {"vector": list(stain[0]), "source": stain[1]},
+        "reporter_gate": None if gate is None else dataclasses.asdict(gate),
+        "illumination": illumination,
         "qc": {
             "rules": pipeline.qc.model_dump(mode="json"),
             "n_failed": int(len(failed)),
@@ -218,19 +240,23 @@ def plate_record(fields: pd.DataFrame, wells: pd.DataFrame, thresholds: dict[str
 
 def assemble_plate(plate: str, summaries: list[dict], *, pipeline: Pipeline, annotations: pd.DataFrame,
                    annotation_columns: list[str], out_dir: Path, curation: Curation,
-                   stain: tuple | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                   stain: tuple | None = None, illumination: dict | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """QC, thresholds, calls and curation for one plate; writes its three tables.
 
-    Returns the fields and wells tables and the plate's run-record entry.
+    ``illumination`` is the plate's illumination record (kept as it is in the plate's
+    run-record entry). Returns the fields and wells tables and the plate's run-record entry.
     """
     plate_dir = out_dir / plate
     work_dir = plate_dir / WORK_FOLDER
     fields = fields_table(summaries, pipeline, curation)
     thresholds = plate_thresholds(fields, work_dir, pipeline)
+    gate = plate_reporter_gate(fields, work_dir, pipeline)
     fields_out, wells_out = write_plate_tables(plate, fields, pipeline=pipeline, annotations=annotations,
                                                annotation_columns=annotation_columns, work_dir=work_dir,
-                                               thresholds=thresholds, curation=curation, out_dir=plate_dir)
-    return fields_out, wells_out, plate_record(fields_out, wells_out, thresholds, stain, pipeline)
+                                               thresholds=thresholds, curation=curation, out_dir=plate_dir, gate=gate)
+    return fields_out, wells_out, plate_record(fields_out, wells_out, thresholds, stain, pipeline, gate=gate,
+                                               illumination=illumination)
 
 
 def curation_record(curation: Curation) -> dict:
@@ -308,7 +334,8 @@ def _rebuild_claimed(out_dir: Path) -> dict:
         _, _, record["plates"][plate] = assemble_plate(
             plate, summaries, pipeline=pipeline, annotations=annotations, annotation_columns=annotation_columns,
             out_dir=out_dir, curation=curation,
-            stain=(stain["vector"], stain["source"]) if stain else None)
+            stain=(stain["vector"], stain["source"]) if stain else None,
+            illumination=plate_entry.get("illumination"))
     record["curation"] = curation_record(curation)
     record["tables_rebuilt"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     write_json(record, record_path)

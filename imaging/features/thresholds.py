@@ -179,3 +179,49 @@ def apply_call(values, threshold: Threshold) -> pd.Series:
     calls = pd.Series(values > threshold.value, index=values.index, dtype="boolean")
     calls[values.isna() | (not np.isfinite(threshold.value))] = pd.NA
     return calls
+
+
+# A non-expressing population sits near the background: on a background-subtracted level its
+# mean is a small fraction of the expressing cells'. Two expressing populations (a drug that
+# raises the reporter 3-fold in some wells) are further apart than that, and must not be gated.
+GATE_MAX_LOW_TO_HIGH = 0.25
+GATE_MAX_MISCALLED = 0.05
+
+
+def reporter_gate_threshold(values, setting: float | str) -> Threshold:
+    """The level at or below which a cell does not express the reporter.
+
+    A number is used as it is. ``'auto'`` takes the mixture boundary of :func:`auto_threshold`
+    only when the data hold a separate low population: the two fitted populations overlap
+    little (at most 5 % of cells miscalled), the low one is the minority, and its mean is at
+    most a quarter of the high one's. Otherwise no cell is gated: ``value`` is -inf, method
+    ``'none'`` and ``detail['reason']`` says why."""
+    if setting != "auto":
+        return resolve_threshold(values, setting)
+    fitted = auto_threshold(values)
+    if fitted.method != "mixture":
+        return Threshold(float("-inf"), "none", fitted.n_values,
+                         {"reason": "no separate non-expressing population: no two-population fit"})
+    (w_low, _), means = fitted.detail["weights"], fitted.detail["means"]
+    if fitted.detail.get("scale") == "log":
+        means = np.exp(means)
+    reasons = []
+    if fitted.detail["expected_miscalled_fraction"] > GATE_MAX_MISCALLED:
+        reasons.append(f"the populations overlap ({100 * fitted.detail['expected_miscalled_fraction']:.0f} % miscalled)")
+    if w_low > 0.5:
+        reasons.append(f"the low population is the majority ({100 * w_low:.0f} %)")
+    if not means[0] <= GATE_MAX_LOW_TO_HIGH * means[1]:
+        reasons.append(f"the low population is not near background (mean {means[0]:.3g} vs {means[1]:.3g})")
+    if reasons:
+        return Threshold(float("-inf"), "none", fitted.n_values,
+                         fitted.detail | {"reason": "no separate non-expressing population: " + "; ".join(reasons)})
+    return fitted
+
+
+def reporter_expressed(values, threshold: Threshold) -> pd.Series:
+    """True where a cell expresses the reporter (``value > threshold``; every cell when no
+    gate was found); missing where the value is missing."""
+    values = pd.Series(values, dtype="float64")
+    expressed = pd.Series(values > threshold.value, index=values.index, dtype="boolean")
+    expressed[values.isna()] = pd.NA
+    return expressed

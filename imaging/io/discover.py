@@ -40,7 +40,7 @@ from imaging.io.wells import MAX_COLUMNS, MAX_ROWS, format_well, parse_well, row
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")  # BMP: BBBC013 and older instruments
 
 PRESETS: dict[str, str] = {
     "imagexpress": (
@@ -106,7 +106,7 @@ def list_image_files(input_dir: str | Path) -> list[tuple[str, str]]:
         _check_encodable(relative, input_dir)
     if not found:
         raise InputError(
-            "no image files (.tif, .tiff, .png, .jpg) found",
+            "no image files (.tif, .tiff, .png, .jpg, .bmp) found",
             path=input_dir,
             fix="point INPUT_DIR at the folder that holds the plate's images",
         )

@@ -114,6 +114,13 @@ def write_labels(labels: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
+def write_float_image(image: np.ndarray, path: str | Path) -> Path:
+    """Write a float32 image (a flat-field) as a compressed TIFF atomically."""
+    with atomic_path(path) as temporary:
+        tifffile.imwrite(temporary, np.asarray(image, dtype=np.float32), compression="zlib")
+    return Path(path)
+
+
 TABLE_FORMATS = {"csv": ("csv",), "parquet": ("parquet",), "both": ("csv", "parquet")}
 
 

@@ -303,7 +303,7 @@ class PlateBrowser(QWidget):
                 self._set_thresholds(self.review.starting_thresholds(measured.cells))
             table = (self.review.field_cells(plate, well, site) if self.review.has_results
                      else self._with_calls(measured.cells))
-        self._show_layers(images, nuclei, cells, table)
+        self._show_layers(self.review.corrected_images(plate, images), nuclei, cells, table)
         self._describe_field()
 
     def _with_calls(self, cells: pd.DataFrame) -> pd.DataFrame:

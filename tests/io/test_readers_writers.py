@@ -72,3 +72,17 @@ def test_json_writer_handles_numpy_and_nan(tmp_path):
     path = write_json({"x": np.float32(1.5), "n": np.int64(3), "bad": float("nan"), "v": np.arange(2)},
                       tmp_path / "r.json")
     assert path.read_text() == '{\n  "x": 1.5,\n  "n": 3,\n  "bad": null,\n  "v": [\n    0,\n    1\n  ]\n}\n'
+
+
+def test_bmp_fields_are_found_and_read_like_tiff(tmp_path):
+    """BBBC013-style exports (8-bit BMP per channel) are plate images like any other."""
+    import imageio.v3 as iio
+
+    from imaging.io.discover import list_image_files
+    from imaging.io.readers import check_field_image, read_channel
+
+    image = (np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) % 251).astype(np.uint8)
+    iio.imwrite(tmp_path / "Channel1-01-A-01.BMP", image)
+    assert [relative for _, relative in list_image_files(tmp_path)] == ["Channel1-01-A-01.BMP"]
+    assert check_field_image(tmp_path / "Channel1-01-A-01.BMP") == ((40, 48), np.dtype(np.uint8))
+    np.testing.assert_array_equal(read_channel(tmp_path / "Channel1-01-A-01.BMP", kind="fluorescence"), image)
