@@ -57,14 +57,22 @@ def read_tissue_run(path):
     return tissue_run_layers(Path(path[0] if isinstance(path, list) else path))
 
 
+BROWSER_DOCK = "Plate browser"
+
+
 def _open_browser(review):
+    """Show ``review`` in the viewer's plate browser: the one already docked (one per viewer,
+    so a second run replaces the first instead of leaving a stale dock), else a new one."""
     import napari
 
     from imaging_napari._widget import PlateBrowser
 
     viewer = napari.current_viewer()
-    browser = PlateBrowser(viewer, review=review)
-    viewer.window.add_dock_widget(browser, name="Plate browser", area="right")
+    docked = viewer.window.dock_widgets.get(BROWSER_DOCK)
+    if isinstance(docked, PlateBrowser):
+        docked.set_review(review)
+    else:
+        viewer.window.add_dock_widget(PlateBrowser(viewer, review=review), name=BROWSER_DOCK, area="right")
     return [(None,)]  # the browser adds the field's layers itself
 
 

@@ -18,7 +18,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QHeaderView, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from imaging.io.wells import row_index_to_letters
@@ -29,6 +29,34 @@ POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
 NEGATIVE = (0.0, 0.9, 0.9, 0.6)  # cyan
 UNDEFINED = (0.6, 0.6, 0.6, 0.6)
 CHANNEL_COLOURS = ["blue", "green", "magenta", "yellow", "red", "cyan"]
+
+
+MAX_COLUMNS_WITH_NUMBERS = 12  # a 96-well plate's cells hold a number in a 400 px dock; denser plates colour only
+
+
+def plate_grid_widget() -> QTableWidget:
+    """A well grid whose cells shrink to fit the dock (96 to 1536 wells, no scroll bars)."""
+    grid = QTableWidget()
+    grid.setMinimumHeight(120)
+    grid.setEditTriggers(QTableWidget.NoEditTriggers)
+    grid.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    grid.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    for header in (grid.horizontalHeader(), grid.verticalHeader()):
+        header.setMinimumSectionSize(4)
+        header.setSectionResizeMode(QHeaderView.Stretch)
+        font = header.font()
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+        header.setFont(font)
+    return grid
+
+
+def grid_legend(readout: str, low: float, high: float, with_numbers: bool) -> str:
+    """The grid's colour key (viridis, low to high), marks, and where the numbers are."""
+    numbers = "" if with_numbers else " Hover a well for its value."
+    return (f"{readout}: {low:.3g} <span style='background:#440154'>&nbsp;&nbsp;</span>"
+            f"<span style='background:#21918c'>&nbsp;&nbsp;</span><span style='background:#fde725'>&nbsp;&nbsp;</span>"
+            f" {high:.3g}. <b style='color:red'>!</b> a field failed QC or was curated; blank: no value "
+            f"(excluded or no cells).{numbers}")
 
 
 def call_colormap(labels, calls) -> DirectLabelColormap:
@@ -79,6 +107,11 @@ class PlateBrowser(QWidget):
         open_button.clicked.connect(self._choose_run)
         layout.addWidget(open_button)
 
+        # Three tabs keep the dock short enough for a 1366 x 768 screen
+        self.tabs = QTabWidget()
+        layout.addWidget(self.tabs)
+        plate_tab = QWidget()
+        plate_layout = QVBoxLayout(plate_tab)
         pick = QFormLayout()
         self.plate_box, self.well_box, self.site_box = QComboBox(), QComboBox(), QComboBox()
         self.readout_box, self.colour_box = QComboBox(), QComboBox()
@@ -87,20 +120,23 @@ class PlateBrowser(QWidget):
         pick.addRow("site", self.site_box)
         pick.addRow("grid colour", self.readout_box)
         pick.addRow("cell colour", self.colour_box)
-        layout.addLayout(pick)
+        plate_layout.addLayout(pick)
         self.plate_box.currentTextChanged.connect(self._plate_changed)
         self.well_box.currentTextChanged.connect(self._well_changed)
         self.site_box.currentTextChanged.connect(lambda _: self.show_field())
         self.readout_box.currentTextChanged.connect(lambda _: self.draw_grid())
         self.colour_box.currentTextChanged.connect(lambda _: self.recolour())
 
-        self.grid = QTableWidget()
-        self.grid.setMinimumHeight(180)
+        self.grid = plate_grid_widget()
         self.grid.cellClicked.connect(self._grid_clicked)
-        layout.addWidget(self.grid)
+        plate_layout.addWidget(self.grid, stretch=1)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        plate_layout.addWidget(self.legend)
         self.field_label = QLabel("")
         self.field_label.setWordWrap(True)
-        layout.addWidget(self.field_label)
+        plate_layout.addWidget(self.field_label)
+        self.tabs.addTab(plate_tab, "Plate")
 
         tuning = QGroupBox("Tuning (this field and well)")
         form = QFormLayout(tuning)
@@ -124,7 +160,7 @@ class PlateBrowser(QWidget):
         buttons.addWidget(self.apply_button)
         buttons.addWidget(save_button)
         form.addRow(buttons)
-        layout.addWidget(tuning)
+        self.tabs.addTab(tuning, "Tuning")
 
         curation = QGroupBox("Curation")
         form = QFormLayout(curation)
@@ -147,7 +183,7 @@ class PlateBrowser(QWidget):
         self.rebuild_button = QPushButton("Rebuild tables and report")
         self.rebuild_button.clicked.connect(self.rebuild)
         form.addRow(self.rebuild_button)
-        layout.addWidget(curation)
+        self.tabs.addTab(curation, "Curation")
 
         self.progress = QProgressBar()
         self.progress.setVisible(False)
@@ -155,7 +191,6 @@ class PlateBrowser(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        layout.addStretch()
 
     # ---- opening -------------------------------------------------------------------------
     def _choose_run(self) -> None:
@@ -270,9 +305,12 @@ class PlateBrowser(QWidget):
         low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
         flagged = self.review.flagged_wells(self.plate)
         mapping = colormaps["viridis"]
+        with_numbers = n_columns <= MAX_COLUMNS_WITH_NUMBERS
         for (_, row), value in zip(wells.iterrows(), values):
             text = "" if not np.isfinite(value) else f"{value:.3g}"
-            item = QTableWidgetItem(text + (" !" if row["well"] in flagged else ""))
+            shown = text if with_numbers else ""
+            item = QTableWidgetItem(shown + ("!" if not shown else " !") * (row["well"] in flagged))
+            item.setTextAlignment(Qt.AlignCenter)
             item.setData(Qt.UserRole, row["well"])
             item.setToolTip(f"{row['well']}: {readout} = {text or 'n/a'}" +
                             (" (a field failed QC or was curated)" if row["well"] in flagged else ""))
@@ -283,7 +321,7 @@ class PlateBrowser(QWidget):
             if row["well"] in flagged:
                 item.setForeground(QBrush(QColor("red")))
             self.grid.setItem(int(row["row"]) - 1, int(row["column"]) - 1, item)
-        self.grid.resizeColumnsToContents()
+        self.legend.setText(grid_legend(readout, low, high, with_numbers))
 
     # ---- field display -------------------------------------------------------------------
     def show_field(self) -> None:

@@ -287,3 +287,62 @@ def test_batch_percent_never_shows_nan():
     wells = pd.DataFrame({"x_pct": [12.34, np.nan, np.nan], "curation": ["", "well excluded: dust", ""],
                           "n_fields_used": [2, 0, 2]}, index=["A01", "A02", "A03"])
     assert [batch_percent(wells, w, "x") for w in wells.index] == ["12.3%", "excluded", "n/a"]
+
+
+class PlateOnly:
+    """Just what the plate grid reads of a review: a 384-well plate's wells table."""
+
+    has_results = True
+
+    def __init__(self, n_rows=16, n_columns=24):
+        from imaging.io.wells import row_index_to_letters
+
+        self.table = pd.DataFrame([{"well": f"{row_index_to_letters(r)}{c:02d}", "row": r, "column": c,
+                                    "translocated_pct": float(r * c)}
+                                   for r in range(1, n_rows + 1) for c in range(1, n_columns + 1)])
+
+    def wells_table(self, plate):
+        return self.table
+
+    def flagged_wells(self, plate):
+        return {"B03"}
+
+
+@pytest.mark.parametrize("n_rows, n_columns", [(8, 12), (16, 24), (32, 48)])
+def test_the_grid_shows_the_whole_plate_in_a_400_px_dock(make_napari_viewer, qtbot, n_rows, n_columns):
+    from imaging_napari._widget import PlateBrowser
+
+    viewer = make_napari_viewer(show=True)
+    browser = PlateBrowser(viewer)
+    viewer.window.add_dock_widget(browser, name="Plate browser", area="right")
+    browser.review = PlateOnly(n_rows, n_columns)
+    for box, item in ((browser.plate_box, "P1"), (browser.readout_box, "translocated_pct")):
+        box.blockSignals(True)  # the grid alone: no field is opened
+        box.addItem(item)
+        box.blockSignals(False)
+    browser.resize(400, 700)
+    browser.draw_grid()
+    qtbot.waitUntil(lambda: browser.grid.isVisible(), timeout=5000)
+    grid = browser.grid
+    assert grid.rowCount() == n_rows and grid.columnCount() == n_columns
+    assert grid.horizontalHeader().length() <= grid.viewport().width() + 1
+    assert grid.verticalHeader().length() <= grid.viewport().height() + 1
+    assert not grid.horizontalScrollBar().isVisible() and not grid.verticalScrollBar().isVisible()
+    assert grid.item(1, 2).data(0x0100) == "B03" and "!" in grid.item(1, 2).text()
+    assert grid.item(0, 0).toolTip().startswith("A01: translocated_pct = 1")
+    assert "translocated_pct" in browser.legend.text()
+
+
+def test_the_dock_fits_a_1366_x_768_screen(make_napari_viewer, run_folder):
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, run_folder)
+    assert browser.minimumSizeHint().height() <= 600 and browser.sizeHint().height() <= 700
+    assert browser.minimumSizeHint().width() <= 420
+    assert [browser.tabs.tabText(i) for i in range(browser.tabs.count())] == ["Plate", "Tuning", "Curation"]
+
+
+def test_opening_a_second_run_reuses_the_viewers_browser(make_napari_viewer, run_folder, fresh_run):
+    viewer = make_napari_viewer()
+    first = open_browser(viewer, run_folder)
+    second = open_browser(viewer, fresh_run)  # asserts there is still exactly one browser
+    assert second is first and first.review.out_dir == fresh_run
