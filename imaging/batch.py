@@ -470,7 +470,7 @@ def software_versions() -> dict:
     return versions
 
 
-def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels: bool = False,
+def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels: bool = True,
             on_field: Callable[[dict], None] | None = None, command: list[str] | None = None,
             scheduler: str | None = None) -> RunResult:
     """Process every field of ``plan`` and write the per-plate tables and ``run.json``.

@@ -10,6 +10,7 @@ library functions the batch uses.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,20 @@ from imaging.io.sources import find_fields
 from imaging.io.readers import read_raw
 from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
 from imaging.tables import read_cells_table
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedField:
+    """One field ready to show: ``images`` as displayed (illumination-corrected), label images,
+    and its cells: the batch's rows for a run, or the fresh measurement before one.
+    ``segmented_again`` is True when no saved labels existed and the field was segmented."""
+
+    key: tuple[str, str, int]
+    images: dict[str, np.ndarray]
+    nuclei: np.ndarray
+    cells: np.ndarray
+    table: pd.DataFrame
+    segmented_again: bool
 
 
 def tuned_pipeline(pipeline: Pipeline, *, nucleus_diameter_px: float | None = None,
@@ -70,7 +85,9 @@ class RunReview:
         self._fields = {(f.plate, f.well, f.site): f for f in fields}
         self._cells: dict[str, pd.DataFrame] = {}
         self._illumination: dict[str, dict[str, Flatfield] | None] = {}
-        self.pipeline_dir = Path(self.record.get("pipeline", {}).get("path") or ".").parent
+        path = self.record.get("pipeline", {}).get("path")
+        self.pipeline_path = Path(path) if path else None  # the YAML the run read (for tuning saves)
+        self.pipeline_dir = self.pipeline_path.parent if self.pipeline_path else Path(".")
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -220,6 +237,21 @@ class RunReview:
         images = images if images is not None else load_field_images(field, pipeline)
         return measure_field(images, pipeline, pixel_size_um=field_pixel_size(field, pipeline),
                              xgal_vector=self.xgal_vector(plate), illumination=self.illumination(plate))
+
+    def load_field(self, plate: str, well: str, site: int) -> LoadedField:
+        """Everything the viewer shows of one field (slow: reads pixels and, without saved
+        labels, segments; the napari plugin calls it in a thread worker)."""
+        images = self.images(plate, well, site)
+        saved = self.saved_labels(plate, well, site) if self.has_results else None
+        if saved is not None:
+            nuclei, cells = saved
+            table = self.field_cells(plate, well, site)
+        else:
+            measured = self.measure(plate, well, site, images=images)
+            nuclei, cells = measured.nuclei, measured.cell_labels
+            table = self.field_cells(plate, well, site) if self.has_results else measured.cells
+        return LoadedField(key=(plate, well, int(site)), images=self.corrected_images(plate, images), nuclei=nuclei,
+                           cells=cells, table=table, segmented_again=saved is None)
 
     # ---- curation ------------------------------------------------------------------------
     def _require_results(self) -> Path:

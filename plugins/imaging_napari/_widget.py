@@ -9,6 +9,9 @@ for ``imaging run``, and record curation decisions that the rebuilt tables honou
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
@@ -31,6 +34,9 @@ UNDEFINED = (0.6, 0.6, 0.6, 0.6)
 CHANNEL_COLOURS = ["blue", "green", "magenta", "yellow", "red", "cyan"]
 
 
+SEGMENTED_AGAIN = (" (segmented again for display: this run saved no label images; runs save them unless "
+                   "given --no-save-labels, and review is then instant)")
+FIELD_CACHE_SIZE = 4  # fields kept loaded (a 2048 px field with three channels is about 50 MB)
 MAX_COLUMNS_WITH_NUMBERS = 12  # a 96-well plate's cells hold a number in a 400 px dock; denser plates colour only
 
 
@@ -93,6 +99,10 @@ class PlateBrowser(QWidget):
         self.tuned: dict | None = None  # {"pipeline", "cells" (well), "measurement" (field)} after Apply
         self._thresholds_set = False
         self._worker = None
+        self._field_workers: list = []
+        self._field_cache: OrderedDict = OrderedDict()  # (plate, well, site) -> review.LoadedField
+        self.shown_field: tuple[str, str, int] | None = None
+        self._initial_controls: dict[str, float] = {}  # the tuning controls as first shown
         self._build()
         if review is not None:
             self.set_review(review)
@@ -188,6 +198,10 @@ class PlateBrowser(QWidget):
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         layout.addWidget(self.progress)
+        self.field_progress = QProgressBar()  # busy while a field loads
+        self.field_progress.setRange(0, 0)
+        self.field_progress.setVisible(False)
+        layout.addWidget(self.field_progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -201,6 +215,8 @@ class PlateBrowser(QWidget):
     def set_review(self, review: RunReview) -> None:
         """Show a run (or plate folder) in the browser and open its first field."""
         self.review = review
+        self.forget_fields()
+        self.shown_field = None
         source = review.out_dir if review.has_results else "plate folder (no results yet)"
         self.source_label.setText(f"{review.pipeline.name}: {source}")
         seg = review.pipeline.segmentation
@@ -215,6 +231,7 @@ class PlateBrowser(QWidget):
             box.valueChanged.connect(lambda _value, name=call.name: self.threshold_changed(name))
             self.threshold_boxes[call.name] = box
             self.threshold_form.addRow(f"{call.name} threshold", box)
+        self._initial_controls = self.controls()  # thresholds updated as the run's values arrive
         self.plate_box.blockSignals(True)
         self.plate_box.clear()
         self.plate_box.addItems(review.plates)
@@ -256,11 +273,13 @@ class PlateBrowser(QWidget):
         self._well_changed(self.well)
 
     def _set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """Put thresholds into the boxes as their starting values (not the reviewer's changes)."""
         for name, box in self.threshold_boxes.items():
             value = thresholds.get(name, np.nan)
             box.blockSignals(True)
             box.setValue(value if np.isfinite(value) else 0.0)
             box.blockSignals(False)
+            self._initial_controls[f"threshold:{name}"] = box.value()
         if thresholds:
             self._thresholds_set = True
 
@@ -324,25 +343,66 @@ class PlateBrowser(QWidget):
         self.legend.setText(grid_legend(readout, low, high, with_numbers))
 
     # ---- field display -------------------------------------------------------------------
-    def show_field(self) -> None:
-        """Load the selected field's channels and labels into the viewer."""
+    @property
+    def selected_field(self) -> tuple[str, str, int]:
+        return self.plate, self.well, self.site
+
+    def show_field(self):
+        """Show the selected field: at once when it is cached, else loaded in a thread worker
+        (reading pixels, and segmenting when the run saved no labels, takes seconds at
+        2048 px) while napari stays responsive. Returns the worker, or None."""
         if self.review is None or not self.well:
-            return
-        plate, well, site = self.plate, self.well, self.site
-        images = self.review.images(plate, well, site)
-        saved = self.review.saved_labels(plate, well, site)
-        if saved is not None and self.review.has_results:
-            nuclei, cells = saved
-            table = self.review.field_cells(plate, well, site)
-        else:
-            measured = self.review.measure(plate, well, site, images=images)
-            nuclei, cells = measured.nuclei, measured.cell_labels
-            if not self.review.has_results and not self._thresholds_set:
-                self._set_thresholds(self.review.starting_thresholds(measured.cells))
-            table = (self.review.field_cells(plate, well, site) if self.review.has_results
-                     else self._with_calls(measured.cells))
-        self._show_layers(self.review.corrected_images(plate, images), nuclei, cells, table)
+            return None
+        key = self.selected_field
+        if key in self._field_cache:
+            self._field_cache.move_to_end(key)
+            self._display_field(self._field_cache[key])
+            return None
+        self.field_progress.setVisible(True)
+        self.field_label.setText(f"Loading {key[1]} s{key[2]}...")
+        worker = create_worker(self.review.load_field, *key)
+        # bound methods, not lambdas: Qt drops these connections if the dock is closed mid-load
+        worker.returned.connect(self._field_loaded)
+        worker.errored.connect(self._field_failed)
+        worker.finished.connect(self._field_worker_done)
+        self._field_workers.append(worker)
+        worker.start()
+        return worker
+
+    def _field_failed(self, exc) -> None:
+        self.field_label.setText(f"Could not load the field: {exc}")
+
+    def _field_worker_done(self) -> None:
+        self._field_workers = [w for w in self._field_workers if w.is_running]
+        self.field_progress.setVisible(bool(self._field_workers))
+
+    @property
+    def loading(self) -> bool:
+        """True while a field is being loaded."""
+        return bool(self._field_workers)
+
+    def _field_loaded(self, loaded) -> None:
+        self._field_cache[loaded.key] = loaded
+        while len(self._field_cache) > FIELD_CACHE_SIZE:
+            self._field_cache.popitem(last=False)
+        if loaded.key == self.selected_field:  # the user may have moved on meanwhile
+            self._display_field(loaded)
+
+    def _display_field(self, loaded) -> None:
+        table = loaded.table
+        if not self.review.has_results:
+            if not self._thresholds_set:
+                self._set_thresholds(self.review.starting_thresholds(table))
+            table = self._with_calls(table)
+        self._show_layers(loaded.images, loaded.nuclei, loaded.cells, table)
+        self.shown_field = loaded.key
         self._describe_field()
+        if loaded.segmented_again and self.review.has_results:
+            self.field_label.setText(self.field_label.text() + SEGMENTED_AGAIN)
+
+    def forget_fields(self) -> None:
+        """Drop cached fields (their tables changed: after a rebuild, or another run)."""
+        self._field_cache.clear()
 
     def _with_calls(self, cells: pd.DataFrame) -> pd.DataFrame:
         """Cells with calls at the thresholds in the tuning boxes."""
@@ -477,7 +537,7 @@ class PlateBrowser(QWidget):
                 measured = self.review.measure(plate, well, each, pipeline=pipeline, images=images)
                 cells.append(measured.cells)
                 if each == site:
-                    shown = (images, measured)
+                    shown = (self.review.corrected_images(plate, images), measured)
                 yield i + 1
             return {"pipeline": pipeline, "cells": pd.concat(cells, ignore_index=True), "shown": shown}
 
@@ -491,12 +551,25 @@ class PlateBrowser(QWidget):
 
         return self._run_in_background(work, len(sites), done)
 
-    def save_pipeline(self, path) -> None:
-        """Write the tuned pipeline as YAML that ``imaging run`` accepts."""
-        from pathlib import Path
+    def controls(self) -> dict[str, float]:
+        """The tuning controls' values (the keys of :func:`imaging.tuning.tuning_changes`)."""
+        return {"nucleus_diameter_px": self.diameter_box.value(), "min_distance_fraction": self.distance_box.value(),
+                "expansion_factor": self.expansion_box.value(),
+                **{f"threshold:{name}": box.value() for name, box in self.threshold_boxes.items()}}
 
-        Path(path).write_text(self.tuned_pipeline().to_yaml(), encoding="utf-8")
-        self.status.setText(f"Pipeline saved to {path}")
+    def save_pipeline(self, path) -> list:
+        """Write the pipeline with the controls the reviewer moved (and only those) into the
+        original YAML, comments kept (:mod:`imaging.tuning`); says what changed."""
+        from imaging.io.writers import atomic_path
+        from imaging.tuning import tuned_pipeline_text, tuning_changes
+
+        changes = tuning_changes(self.review.pipeline, self._initial_controls, self.controls())
+        text = tuned_pipeline_text(self.review.pipeline, changes, original=self.review.pipeline_path)
+        with atomic_path(path) as temporary:
+            Path(temporary).write_text(text, encoding="utf-8")
+        listed = "; ".join(c.describe() for c in changes) or "no setting changed"
+        self.status.setText(f"Pipeline saved to {path} ({listed})")
+        return changes
 
     def _choose_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save pipeline", "tuned_pipeline.yaml", "YAML (*.yaml)")
@@ -555,6 +628,7 @@ class PlateBrowser(QWidget):
 
         def done(outputs):
             self.tuned = None
+            self.forget_fields()
             self.draw_grid()
             self.show_field()
             self.status.setText(f"Tables rebuilt; report at {outputs['report']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,10 +37,32 @@ def fresh_run(run_folder, tmp_path):
     return copy
 
 
+def wait_for_field(browser, key=None, timeout=60.0):
+    """Run the event loop until the browser shows ``key`` (any field when None): fields load
+    in thread workers."""
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        if not browser.loading and browser.shown_field is not None and key in (None, browser.shown_field):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"field {key} was not shown within {timeout} s (shown: {browser.shown_field})")
+
+
+def show(browser, well, site):
+    browser.open_well(well, site)
+    wait_for_field(browser, (browser.plate, well, site))
+
+
 def open_browser(viewer, folder):
     viewer.open(str(folder), plugin="imaging")
     widgets = [w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "PlateBrowser"]
     assert len(widgets) == 1
+    wait_for_field(widgets[0])
     return widgets[0]
 
 
@@ -97,6 +120,7 @@ def test_plate_grid_click_opens_the_well_and_marks_flags(make_napari_viewer, run
     assert item.text().startswith(f"{wells.loc['C04', 'sabgal_positive_pct']:.3g}")
     browser._grid_clicked(2, 3)
     assert browser.well == "C04"
+    wait_for_field(browser, ("SABGAL01", "C04", 1))
     assert viewer.layers["cells"].features["index"].size == \
         len(RunReview.open_run(run_folder).field_cells("SABGAL01", "C04", 1))
 
@@ -104,7 +128,7 @@ def test_plate_grid_click_opens_the_well_and_marks_flags(make_napari_viewer, run
 def test_threshold_change_updates_calls_and_percent_as_the_library_does(make_napari_viewer, run_folder, qtbot):
     viewer = make_napari_viewer()
     browser = open_browser(viewer, run_folder)
-    browser.open_well("A04", 1)
+    show(browser, "A04", 1)
     review = RunReview.open_run(run_folder)
     batch_threshold = review.thresholds("SABGAL01")["sabgal_positive"]
     well_cells = review.well_cells("SABGAL01", "A04")
@@ -125,7 +149,7 @@ def test_threshold_change_updates_calls_and_percent_as_the_library_does(make_nap
 def test_tuning_applies_to_the_well_and_saves_a_runnable_pipeline(make_napari_viewer, run_folder, qtbot, tmp_path):
     viewer = make_napari_viewer()
     browser = open_browser(viewer, run_folder)
-    browser.open_well("A04", 1)
+    show(browser, "A04", 1)
     area_before = viewer.layers["cells"].features["cell_area_px"].mean()
     browser.expansion_box.setValue(2.0)
     worker = browser.apply_tuning()
@@ -139,10 +163,19 @@ def test_tuning_applies_to_the_well_and_saves_a_runnable_pipeline(make_napari_vi
     threshold = browser.threshold_boxes["sabgal_positive"].value()
     assert browser.well_percentages()["sabgal_positive"] == pytest.approx(
         percent_positive(cells, "sabgal_od_mean", threshold))
-    browser.save_pipeline(tmp_path / "tuned.yaml")
+    changes = browser.save_pipeline(tmp_path / "tuned.yaml")
     saved = load_pipeline(tmp_path / "tuned.yaml")
     assert saved.cells.expansion_factor == 2.0
-    assert saved.calls[0].threshold == pytest.approx(threshold)
+    assert saved.calls[0].threshold == "auto"  # not moved: not frozen into this plate's number
+    assert [c.key for c in changes] == ["cells.expansion_factor"] and "cells.expansion_factor" in browser.status.text()
+    original = (Path(review.pipeline_path)).read_text().splitlines()
+    tuned = (tmp_path / "tuned.yaml").read_text().splitlines()
+    assert [(a, b) for a, b in zip(original, tuned) if a != b] == [
+        ("  expansion_factor: 1.0   # reach beyond the nucleus, in nucleus radii",
+         "  expansion_factor: 2.0   # reach beyond the nucleus, in nucleus radii")]  # comments kept
+    browser.threshold_boxes["sabgal_positive"].setValue(threshold + 0.05)
+    browser.save_pipeline(tmp_path / "tuned.yaml")
+    assert load_pipeline(tmp_path / "tuned.yaml").calls[0].threshold == pytest.approx(threshold + 0.05)
     plan = plan_run(tmp_path / "tuned.yaml", run_folder.parent / "images", platemap=run_folder.parent / "map.csv")
     assert len(plan.fields) == 8
 
@@ -159,12 +192,12 @@ def test_gui_and_batch_numbers_agree_when_labels_are_recomputed(run_folder):
 def test_curation_round_trips_into_rebuilt_tables(make_napari_viewer, fresh_run, qtbot):
     viewer = make_napari_viewer()
     browser = open_browser(viewer, fresh_run)
-    browser.open_well("A04", 2)
+    show(browser, "A04", 2)
     browser.user_edit.setText("dana")
     browser.reason_edit.setText("out-of-focus streak")
     browser.exclude_field()
     # correct one negative cell of C01 site 1 to positive
-    browser.open_well("C01", 1)
+    show(browser, "C01", 1)
     features = viewer.layers["cells"].features
     negative = int(features.loc[~features["sabgal_positive"].astype(bool), "index"].iloc[0])
     viewer.layers["cells"].selected_label = negative
@@ -175,6 +208,7 @@ def test_curation_round_trips_into_rebuilt_tables(make_napari_viewer, fresh_run,
     with qtbot.waitSignal(worker.finished, timeout=60000):
         pass
     qtbot.waitUntil(lambda: "Tables rebuilt" in browser.status.text(), timeout=5000)
+    wait_for_field(browser)  # the rebuild shows the field again
     wells = pd.read_csv(fresh_run / "SABGAL01" / "wells.csv").set_index("well")
     assert wells.loc["A04", "n_fields_used"] == 1 and "out-of-focus streak by dana" in wells.loc["A04", "curation"]
     n = wells_before.loc["C01", "n_cells"]
@@ -190,7 +224,7 @@ def test_curation_round_trips_into_rebuilt_tables(make_napari_viewer, fresh_run,
 def test_layers_render_on_screen(make_napari_viewer, run_folder):
     viewer = make_napari_viewer(show=True)
     browser = open_browser(viewer, run_folder)
-    browser.open_well("A04", 1)  # 70 % positive: plenty of magenta
+    show(browser, "A04", 1)  # 70 % positive: plenty of magenta
     viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot.ndim == 3 and shot.shape[0] > 100
@@ -262,7 +296,7 @@ def test_each_decision_clears_its_reason_and_an_excluded_well_says_so(make_napar
     excluded well showed 'nan%'."""
     viewer = make_napari_viewer()
     browser = open_browser(viewer, fresh_run)
-    browser.open_well("C04", 1)
+    show(browser, "C04", 1)
     browser.reason_edit.setText("contaminated well")
     browser.undo_box.setChecked(False)
     browser.exclude_well()
@@ -276,7 +310,8 @@ def test_each_decision_clears_its_reason_and_an_excluded_well_says_so(make_napar
     with qtbot.waitSignal(worker.finished, timeout=60000):
         pass
     qtbot.waitUntil(lambda: "Tables rebuilt" in browser.status.text(), timeout=5000)
-    browser.open_well("C04", 1)
+    wait_for_field(browser)  # the rebuild shows the field again
+    show(browser, "C04", 1)
     browser.update_percentages()
     assert "batch: excluded" in browser.percent_label.text() and "nan" not in browser.percent_label.text()
 
@@ -346,3 +381,43 @@ def test_opening_a_second_run_reuses_the_viewers_browser(make_napari_viewer, run
     first = open_browser(viewer, run_folder)
     second = open_browser(viewer, fresh_run)  # asserts there is still exactly one browser
     assert second is first and first.review.out_dir == fresh_run
+
+
+def test_loading_a_field_leaves_the_event_loop_free_and_caches_the_field(make_napari_viewer, fresh_run):
+    """Without saved labels the field is segmented again, in a thread worker: the event loop
+    keeps turning meanwhile (each round well under 0.1 s), the field label says why it took
+    long, and a field seen before comes back from the cache without a worker."""
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    shutil.rmtree(fresh_run / "SABGAL01" / "labels")
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, fresh_run)
+    review = browser.review
+    measure_and_show = review.load_field
+
+    def slow_load(*key):  # as slow as a 2048 px field is to read and segment
+        time.sleep(1.5)
+        return measure_and_show(*key)
+
+    review.load_field = slow_load
+    browser.open_well("C04", 1)
+    assert browser.loading and browser.shown_field != ("SABGAL01", "C04", 1)
+    rounds = []  # while the worker runs (the round that draws the loaded field is not counted)
+    while browser.loading:
+        start = time.perf_counter()
+        QApplication.processEvents()
+        if browser.shown_field != ("SABGAL01", "C04", 1):
+            rounds.append(time.perf_counter() - start)
+        time.sleep(0.01)
+    wait_for_field(browser, ("SABGAL01", "C04", 1))
+    assert len(rounds) > 20 and max(rounds) < 0.1, max(rounds)
+    assert "segmented again" in browser.field_label.text()
+    batch = review.field_cells("SABGAL01", "C04", 1)
+    assert len(viewer.layers["cells"].features) == len(batch)
+    browser.open_well("A01", 1)
+    wait_for_field(browser, ("SABGAL01", "A01", 1))
+    assert browser.show_field() is None  # cached: shown at once
+    browser.open_well("C04", 1)
+    assert browser.shown_field == ("SABGAL01", "C04", 1) and not browser.loading
