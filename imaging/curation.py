@@ -137,3 +137,28 @@ def record(out_dir: str | Path, *, action: str, plate: str, well: str, site: int
     resolve(log)  # refuse a decision that could not be applied
     write_csv(log, Path(out_dir) / CURATION_FILE)
     return log
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """A decision in force, as a reviewer sees it, and the one that would undo it."""
+
+    text: str
+    undo: dict  # keyword arguments of :func:`record` (without reason and user)
+
+
+def in_force(curation: Curation) -> list[Decision]:
+    """The decisions in force, each with its undo (exclusions are included again; a call
+    override is cleared, so the cell's measured call applies again)."""
+    decisions = []
+    for (plate, well), note in sorted(curation.excluded_wells.items()):
+        decisions.append(Decision(f"well {plate} {well} excluded: {note}",
+                                  {"action": "include_well", "plate": plate, "well": well}))
+    for (plate, well, site), note in sorted(curation.excluded_fields.items()):
+        decisions.append(Decision(f"field {plate} {well} s{site} excluded: {note}",
+                                  {"action": "include_field", "plate": plate, "well": well, "site": site}))
+    for (plate, well, site, label, call), value in sorted(curation.calls.items()):
+        decisions.append(Decision(f"cell {label} of {plate} {well} s{site}: {call} set {'positive' if value else 'negative'}",
+                                  {"action": "clear_call", "plate": plate, "well": well, "site": site,
+                                   "label": label, "call": call}))
+    return decisions

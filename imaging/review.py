@@ -271,6 +271,14 @@ class RunReview:
         curation.record(self._require_results(), action="set_call", plate=plate, well=well, site=int(site),
                         label=int(label), call=call, value=bool(value), reason=reason, user=user)
 
+    def decisions(self) -> list[curation.Decision]:
+        """The curation decisions in force (empty before a run)."""
+        return curation.in_force(curation.load(self.out_dir)) if self.has_results else []
+
+    def undo(self, decision: curation.Decision, *, reason: str, user: str = "") -> None:
+        """Record the decision that reverses ``decision`` (the log keeps both)."""
+        curation.record(self._require_results(), **decision.undo, reason=reason, user=user)
+
     def rebuild(self) -> dict:
         """Rebuild tables (applying curation), comparisons and the report; reload tables."""
         from imaging.report import build_report

@@ -21,7 +21,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QHeaderView, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
+    QHeaderView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from imaging.io.wells import row_index_to_letters
@@ -190,6 +190,13 @@ class PlateBrowser(QWidget):
             row.addWidget(button)
         form.addRow(row1)
         form.addRow(row2)
+        self.decision_list = QListWidget()  # the decisions in force, each undoable
+        self.decision_list.setMaximumHeight(110)
+        form.addRow(QLabel("decisions in force (curation.csv)"))
+        form.addRow(self.decision_list)
+        undo_button = QPushButton("Undo selected decision")
+        undo_button.clicked.connect(self.undo_selected)
+        form.addRow(undo_button)
         self.rebuild_button = QPushButton("Rebuild tables and report")
         self.rebuild_button.clicked.connect(self.rebuild)
         form.addRow(self.rebuild_button)
@@ -232,6 +239,7 @@ class PlateBrowser(QWidget):
             self.threshold_boxes[call.name] = box
             self.threshold_form.addRow(f"{call.name} threshold", box)
         self._initial_controls = self.controls()  # thresholds updated as the run's values arrive
+        self.list_decisions()
         self.plate_box.blockSignals(True)
         self.plate_box.clear()
         self.plate_box.addItems(review.plates)
@@ -586,10 +594,30 @@ class PlateBrowser(QWidget):
 
     def _recorded(self, what: str) -> None:
         """After each decision: the reason and the undo box are cleared, so the next decision
-        cannot silently reuse them."""
+        cannot silently reuse them; the list of decisions in force is refreshed."""
         self.reason_edit.clear()
         self.undo_box.setChecked(False)
+        self.list_decisions()
         self.status.setText(f"{what} recorded in curation.csv; rebuild to apply.")
+
+    def list_decisions(self) -> None:
+        """Show the decisions in force (latest per target), each selectable for undo."""
+        self.decision_list.clear()
+        for decision in self.review.decisions() if self.review is not None else []:
+            item = QListWidgetItem(decision.text)
+            item.setData(Qt.UserRole, decision)
+            self.decision_list.addItem(item)
+
+    def undo_selected(self) -> None:
+        """Undo the selected decision (with a reason, like any decision)."""
+        item = self.decision_list.currentItem()
+        if item is None:
+            self.status.setText("Select a decision in the list to undo.")
+            return
+        if (reason := self._reason()) is not None:
+            decision = item.data(Qt.UserRole)
+            self.review.undo(decision, reason=reason, user=self.user_edit.text())
+            self._recorded(f"Undo of \"{decision.text}\"")
 
     def exclude_field(self) -> None:
         if (reason := self._reason()) is not None:

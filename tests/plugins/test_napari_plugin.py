@@ -421,3 +421,25 @@ def test_loading_a_field_leaves_the_event_loop_free_and_caches_the_field(make_na
     assert browser.show_field() is None  # cached: shown at once
     browser.open_well("C04", 1)
     assert browser.shown_field == ("SABGAL01", "C04", 1) and not browser.loading
+
+
+def test_decisions_in_force_are_listed_and_undone_from_the_list(make_napari_viewer, fresh_run):
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, fresh_run)
+    show(browser, "A04", 2)
+    for reason, action in (("debris", browser.exclude_field), ("bubble", browser.exclude_well)):
+        browser.reason_edit.setText(reason)
+        action()
+    listed = [browser.decision_list.item(i).text() for i in range(browser.decision_list.count())]
+    assert len(listed) == 2 and listed[0].startswith("well SABGAL01 A04 excluded: bubble")
+    assert listed[1].startswith("field SABGAL01 A04 s2 excluded: debris")
+    browser.decision_list.setCurrentRow(1)
+    browser.undo_selected()  # no reason: refused
+    assert "Give a reason" in browser.status.text() and browser.decision_list.count() == 2
+    browser.reason_edit.setText("debris was on the lid")
+    browser.undo_selected()
+    assert [browser.decision_list.item(i).text()[:25] for i in range(browser.decision_list.count())] == \
+        ["well SABGAL01 A04 exclude"]
+    log = pd.read_csv(fresh_run / "curation.csv")
+    assert log["action"].tolist() == ["exclude_field", "exclude_well", "include_field"]
+    assert log["reason"].iloc[-1] == "debris was on the lid"
