@@ -56,6 +56,16 @@ def plate_grid_widget() -> QTableWidget:
     return grid
 
 
+def _top_aligned(widget: QWidget) -> QWidget:
+    """A tab page holding ``widget`` at its natural height (spare room below, not between rows)."""
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(widget)
+    layout.addStretch()
+    return page
+
+
 def grid_legend(readout: str, low: float, high: float, with_numbers: bool) -> str:
     """The grid's colour key (viridis, low to high), marks, and where the numbers are."""
     numbers = "" if with_numbers else " Hover a well for its value."
@@ -170,7 +180,7 @@ class PlateBrowser(QWidget):
         buttons.addWidget(self.apply_button)
         buttons.addWidget(save_button)
         form.addRow(buttons)
-        self.tabs.addTab(tuning, "Tuning")
+        self.tabs.addTab(_top_aligned(tuning), "Tuning")
 
         curation = QGroupBox("Curation")
         form = QFormLayout(curation)
@@ -200,7 +210,7 @@ class PlateBrowser(QWidget):
         self.rebuild_button = QPushButton("Rebuild tables and report")
         self.rebuild_button.clicked.connect(self.rebuild)
         form.addRow(self.rebuild_button)
-        self.tabs.addTab(curation, "Curation")
+        self.tabs.addTab(_top_aligned(curation), "Curation")
 
         self.progress = QProgressBar()
         self.progress.setVisible(False)

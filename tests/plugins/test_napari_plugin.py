@@ -443,3 +443,32 @@ def test_decisions_in_force_are_listed_and_undone_from_the_list(make_napari_view
     log = pd.read_csv(fresh_run / "curation.csv")
     assert log["action"].tolist() == ["exclude_field", "exclude_well", "include_field"]
     assert log["reason"].iloc[-1] == "debris was on the lid"
+
+
+def test_a_96_well_plate_on_a_laptop_screen_shows_every_well_in_colour(make_napari_viewer, qtbot):
+    """Screenshot of the dock in a 1366 x 768 window: the whole 8 x 12 grid is drawn in the
+    readout's colours (viridis ends both present), and every tab's buttons lie on screen."""
+    from imaging_napari._widget import PlateBrowser
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    browser = PlateBrowser(viewer)
+    viewer.window.add_dock_widget(browser, name="Plate browser", area="right")
+    browser.review = PlateOnly(8, 12)
+    for box, item in ((browser.plate_box, "P1"), (browser.readout_box, "translocated_pct")):
+        box.blockSignals(True)
+        box.addItem(item)
+        box.blockSignals(False)
+    browser.draw_grid()
+    qtbot.waitUntil(lambda: browser.grid.isVisible(), timeout=5000)
+    qtbot.wait(200)
+    image = browser.grid.grab().toImage()
+    colours = {image.pixelColor(x, y).name() for x in range(0, image.width(), 3) for y in range(0, image.height(), 3)}
+    assert "#440154" in colours and "#fde725" in colours  # the lowest and the highest well
+    window = viewer.window._qt_window
+    for button in (browser.rebuild_button, browser.apply_button):
+        browser.tabs.setCurrentWidget(next(browser.tabs.widget(i) for i in range(browser.tabs.count())
+                                           if browser.tabs.widget(i).isAncestorOf(button)))
+        qtbot.wait(50)
+        bottom = button.mapTo(window, button.rect().bottomLeft()).y()
+        assert 0 < bottom <= window.height() <= 768, (button.text(), bottom, window.height())
