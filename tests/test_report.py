@@ -173,3 +173,31 @@ def test_a_compound_experiment_without_genotypes_is_compared_against_vehicle(sam
     assert len(comparisons) > 0
     assert set(comparisons["comparison"]) == {"treatment_vs_vehicle"}
     assert set(comparisons["genotype"]) == {"all"}
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<h1>pjnk: treatments vs vehicle</h1>" in page  # the report once spoke of knockouts
+    assert "Knockout vs control" not in page and "knockout" not in page.split('id="findings"')[1].split("<h2")[0]
+
+
+def test_key_findings_list_drug_effects_and_ec50s_of_a_compound_screen():
+    """A p = 1e-8 drug effect was once left out of the key findings, which listed knockouts only."""
+    from imaging.report.html import experiment_kind, key_findings
+    from imaging.stats import DOSE_RESPONSE_COLUMNS
+
+    base = {"cell_line": "all", "genotype": "all", "reference": "DMSO", "unit": "well", "n_reference": 4,
+            "n_test": 4, "ratio": 2.0, "ratio_ci_low": 1.5, "ratio_ci_high": 2.5, "note": ""}
+    comparisons = pd.DataFrame([
+        base | {"comparison": "treatment_vs_vehicle", "readout": "nfkb_nc_ratio", "treatment": "TNF",
+                "mean_reference": 1.1, "mean_test": 2.2, "difference": 1.1, "difference_ci_low": 1.0,
+                "difference_ci_high": 1.2, "p_value": 1e-8, "q_value": 2e-8, "significant": True},
+        base | {"comparison": "treatment_vs_vehicle", "readout": "nfkb_nc_ratio", "treatment": "IL1",
+                "mean_reference": 1.1, "mean_test": 1.15, "difference": 0.05, "difference_ci_low": -0.1,
+                "difference_ci_high": 0.2, "p_value": 0.4, "q_value": 0.4, "significant": False}])
+    doses = pd.DataFrame([{"readout": "nfkb_nc_ratio", "cell_line": "all", "genotype": "all", "compound": "TNF",
+                           "dose_unit": "ng/ml", "n_doses": 8, "n_wells": 24, "ec50": 3.1, "ec50_ci_low": 2.4,
+                           "ec50_ci_high": 4.0, "hill": 1.2, "top": 2.3, "bottom": 1.1, "fit_status": "fitted"}],
+                         columns=DOSE_RESPONSE_COLUMNS)
+    findings = key_findings(comparisons, doses)
+    assert "<b>TNF</b> vs DMSO: <b>nfkb_nc_ratio</b> 2.2 vs 1.1" in findings and "IL1" not in findings
+    assert "<b>TNF</b>, <b>nfkb_nc_ratio</b>: EC50 3.1 ng/ml" in findings and "8 doses" in findings
+    assert experiment_kind(comparisons, doses).title == "treatments vs vehicle and dose response"
+    assert key_findings(comparisons.iloc[1:]) == "<p>No comparison reached q &lt; 0.05.</p>"

@@ -147,19 +147,18 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) 
         path = out_dir / "plots" / f"{file_stem(item['name'])}.png"
         with atomic_path(path) as temporary:
             temporary.write_bytes(images[item["name"]])
+    doses = dose_response_table(tables.wells, readouts, genotype_column=settings.genotype_column,
+                                treatment_column=settings.treatment_column,
+                                vehicle_treatment=settings.vehicle_treatment)
     outputs = {"comparisons": write_csv(comparisons, out_dir / "comparisons.csv"),
                "plate_qc": write_csv(quality, out_dir / "plate_qc.csv"),
                "well_scores": write_csv(scores, out_dir / "well_scores.csv"),
-               "dose_response": write_csv(dose_response_table(tables.wells, readouts,
-                                                              genotype_column=settings.genotype_column,
-                                                              treatment_column=settings.treatment_column,
-                                                              vehicle_treatment=settings.vehicle_treatment),
-                                          out_dir / "dose_response.csv")}
+               "dose_response": write_csv(doses, out_dir / "dose_response.csv")}
     html = render_report(records=tables.records, pipeline=pipeline, wells=tables.wells, fields=tables.fields,
                          comparisons=comparisons, quality=quality, readouts=readouts,
                          figures=[{k: v for k, v in f.items() if k != "figure"} | {"png": images[f["name"]]}
                                   for f in figures],
-                         unit=replicate_key(tables.wells)[1])
+                         unit=replicate_key(tables.wells)[1], doses=doses)
     with atomic_path(out_dir / "report.html") as temporary:
         temporary.write_text(html, encoding="utf-8")
     outputs["report"] = out_dir / "report.html"

@@ -8,6 +8,7 @@ mail attachment or in an electronic lab notebook.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import html
 import math
@@ -104,28 +105,97 @@ def comparisons_html(comparisons: pd.DataFrame, kind: str) -> str:
                       row_class=lambda r: "sig" if r["sig"].count("*") else "")
 
 
-def key_findings(comparisons: pd.DataFrame) -> str:
-    """Significant knockout-vs-control and interaction results as sentences."""
-    significant = comparisons[comparisons["significant"].fillna(False).astype(bool)
-                              & comparisons["comparison"].isin(["genotype_vs_control", "interaction"])]
-    if significant.empty:
-        return '<p>No knockout-vs-control difference or interaction reached q &lt; 0.05.</p>'
-    items = []
-    for row in significant.itertuples(index=False):
-        ci = _interval(row.difference_ci_low, row.difference_ci_high)
-        if row.comparison == "interaction":
-            direction = "blunts" if (row.difference < 0) == (row.mean_reference > 0) else "enhances"
-            text = (f"<b>{_e(row.genotype)}</b> {direction} the {_e(row.treatment)} response of "
-                    f"<b>{_e(row.readout)}</b> ({_e(row.cell_line)}): response {fmt(row.mean_test)} vs "
-                    f"{fmt(row.mean_reference)} in the control, interaction {fmt(row.difference)} "
-                    f"(95% CI {ci}), q = {fmt_p(row.q_value)}")
-        else:
-            text = (f"<b>{_e(row.genotype)}</b> vs {_e(row.reference)} under <b>{_e(row.treatment)}</b> "
-                    f"({_e(row.cell_line)}): <b>{_e(row.readout)}</b> {fmt(row.mean_test)} vs "
-                    f"{fmt(row.mean_reference)}, difference {fmt(row.difference)} (95% CI {ci}), "
-                    f"q = {fmt_p(row.q_value)}")
-        items.append(f"<li>{text}</li>")
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """What the plate map makes of the experiment: knockouts, drugs, dose series (the report's
+    title, sections and findings follow it)."""
+
+    knockouts: bool
+    treatments: bool
+    doses: bool
+
+    @property
+    def title(self) -> str:
+        if self.knockouts:
+            return "knockout vs control by treatment" if self.treatments else "knockout vs control"
+        if self.treatments:
+            return "treatments vs vehicle" + (" and dose response" if self.doses else "")
+        return "dose response" if self.doses else "plate summary"
+
+
+def experiment_kind(comparisons: pd.DataFrame, doses: pd.DataFrame) -> Experiment:
+    kinds = set(comparisons["comparison"]) if "comparison" in comparisons.columns else set()
+    fitted = doses is not None and not doses.empty and (doses["fit_status"] == "fitted").any()
+    return Experiment(knockouts="genotype_vs_control" in kinds, treatments=bool(kinds & {"treatment_vs_vehicle",
+                                                                                         "interaction"}),
+                      doses=bool(fitted))
+
+
+MAX_FINDINGS = 12  # the rest are in comparisons.csv and the tables below
+FINDING_ORDER = {"interaction": 0, "genotype_vs_control": 1, "treatment_vs_vehicle": 2}
+
+
+def _finding(row) -> str:
+    ci = _interval(row.difference_ci_low, row.difference_ci_high)
+    line = f" ({_e(row.cell_line)})" if isinstance(row.cell_line, str) and row.cell_line not in ("", "all") else ""
+    if row.comparison == "interaction":
+        direction = "blunts" if (row.difference < 0) == (row.mean_reference > 0) else "enhances"
+        return (f"<b>{_e(row.genotype)}</b> {direction} the {_e(row.treatment)} response of "
+                f"<b>{_e(row.readout)}</b>{line}: response {fmt(row.mean_test)} vs "
+                f"{fmt(row.mean_reference)} in the control, interaction {fmt(row.difference)} "
+                f"(95% CI {ci}), q = {fmt_p(row.q_value)}")
+    if row.comparison == "treatment_vs_vehicle":
+        within = f" in {_e(row.genotype)}" if row.genotype != "all" else ""
+        return (f"<b>{_e(row.treatment)}</b> vs {_e(row.reference)}{within}{line}: <b>{_e(row.readout)}</b> "
+                f"{fmt(row.mean_test)} vs {fmt(row.mean_reference)}, difference {fmt(row.difference)} "
+                f"(95% CI {ci}), q = {fmt_p(row.q_value)}")
+    return (f"<b>{_e(row.genotype)}</b> vs {_e(row.reference)} under <b>{_e(row.treatment)}</b>{line}: "
+            f"<b>{_e(row.readout)}</b> {fmt(row.mean_test)} vs {fmt(row.mean_reference)}, difference "
+            f"{fmt(row.difference)} (95% CI {ci}), q = {fmt_p(row.q_value)}")
+
+
+def _dose_finding(row) -> str:
+    unit = f" {_e(row.dose_unit)}" if isinstance(row.dose_unit, str) and row.dose_unit else ""
+    who = "" if row.genotype == "all" else f" in {_e(row.genotype)}"
+    return (f"<b>{_e(row.compound)}</b>{who}, <b>{_e(row.readout)}</b>: EC50 {fmt(row.ec50)}{unit} "
+            f"(95% CI {_interval(row.ec50_ci_low, row.ec50_ci_high)}), Hill slope {fmt(row.hill)}, "
+            f"{int(row.n_doses)} doses")
+
+
+def key_findings(comparisons: pd.DataFrame, doses: pd.DataFrame | None = None) -> str:
+    """Significant results of every kind the experiment has (interactions first, then
+    knockouts, then treatments, each by q), and each fitted dose-response curve's EC50."""
+    significant = comparisons[comparisons["significant"].fillna(False).astype(bool)].copy()
+    significant["_order"] = significant["comparison"].map(FINDING_ORDER)
+    significant = significant.sort_values(["_order", "q_value"], kind="stable")
+    items = [f"<li>{_finding(row)}</li>" for row in significant.head(MAX_FINDINGS).itertuples(index=False)]
+    if len(significant) > MAX_FINDINGS:
+        items.append(f"<li>... and {len(significant) - MAX_FINDINGS} more with q &lt; 0.05 (comparisons.csv)</li>")
+    if doses is not None and not doses.empty:
+        items += [f"<li>{_dose_finding(row)}</li>" for row in doses[doses["fit_status"] == "fitted"].itertuples(index=False)]
+    if not items:
+        return "<p>No comparison reached q &lt; 0.05.</p>"
     return f"<ul>{''.join(items)}</ul>"
+
+
+def knockout_sections(comparisons: pd.DataFrame) -> str:
+    return f"""<h2 id="comparisons">Knockout vs control, within each treatment</h2>
+{comparisons_html(comparisons, "genotype_vs_control")}
+<h2 id="interaction">Does the knockout change the drug response? (genotype × treatment)</h2>
+<p class="muted">mean ref / mean test: the drug's effect (drug − vehicle) in the control and in the knockout;
+difference: the interaction (negative when the knockout blunts an increase); ratio: ratio of fold changes.</p>
+{comparisons_html(comparisons, "interaction")}"""
+
+
+def doses_html(doses: pd.DataFrame) -> str:
+    """The dose-response fits (dose_response.csv) as a table."""
+    shown = pd.DataFrame({
+        "readout": doses["readout"], "genotype": doses["genotype"], "compound": doses["compound"],
+        "EC50": doses["ec50"], "95% CI": [_interval(a, b) for a, b in zip(doses["ec50_ci_low"], doses["ec50_ci_high"])],
+        "unit": doses["dose_unit"].fillna(""), "Hill": doses["hill"], "top": doses["top"], "bottom": doses["bottom"],
+        "doses": doses["n_doses"], "fit": doses["fit_status"]})
+    return ('<h2 id="dose-fits">Dose-response fits (dose_response.csv)</h2>'
+            + table_html(shown, text_columns=("readout", "genotype", "compound", "95% CI", "unit", "fit")))
 
 
 def figures_html(figures: list[dict], section: str) -> str:
@@ -233,8 +303,9 @@ def methods_paragraph(records: list[dict], pipeline, unit: str, n_plates: int) -
 
 def render_report(*, records: list[dict], pipeline, wells: pd.DataFrame, fields: pd.DataFrame,
                   comparisons: pd.DataFrame, quality: pd.DataFrame, readouts: list[str], figures: list[dict],
-                  unit: str) -> str:
+                  unit: str, doses: pd.DataFrame | None = None) -> str:
     """The report page (see module docstring)."""
+    experiment = experiment_kind(comparisons, doses)
     plates = sorted(wells["plate"].unique())
     failed = fields[~fields["qc_pass"].astype(bool)]
     n_cells = int(fields["n_cells"].sum())
@@ -266,22 +337,19 @@ def render_report(*, records: list[dict], pipeline, wells: pd.DataFrame, fields:
 <html lang="en"><head><meta charset="utf-8"><title>{_e(pipeline.name)} report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body>
-<h1>{_e(pipeline.name)}: knockout vs control by treatment</h1>
+<h1>{_e(pipeline.name)}: {_e(experiment.title)}</h1>
 <p class="muted">{_e(pipeline.description)}<br>Report generated {now} from {len(records)} run(s);
 plates {_e(', '.join(plates))}. Tables: comparisons.csv, plate_qc.csv, well_scores.csv.</p>
 <div class="cards">{cards_html}</div>
 {unit_warning}
-<h2 id="findings">Key findings</h2>{key_findings(comparisons)}
-<h2 id="comparisons">Knockout vs control, within each treatment</h2>
+<h2 id="findings">Key findings</h2>{key_findings(comparisons, doses)}
 <p class="muted">Stars: Benjamini–Hochberg q &lt; 0.05 (*), 0.01 (**), 0.001 (***); highlighted rows are significant.
 Difference = test − reference; ratio = test / reference.</p>
-{comparisons_html(comparisons, "genotype_vs_control")}
-<h2 id="interaction">Does the knockout change the drug response? (genotype × treatment)</h2>
-<p class="muted">mean ref / mean test: the drug's effect (drug − vehicle) in the control and in the knockout;
-difference: the interaction (negative when the knockout blunts an increase); ratio: ratio of fold changes.</p>
-{comparisons_html(comparisons, "interaction")}
-<h2 id="response">Drug response within each genotype (treatment vs vehicle)</h2>
+{knockout_sections(comparisons) if experiment.knockouts else ""}
+<h2 id="response">{"Drug response within each genotype (treatment vs vehicle)" if experiment.knockouts
+                   else "Treatment vs vehicle"}</h2>
 {comparisons_html(comparisons, "treatment_vs_vehicle")}
+{doses_html(doses) if experiment.doses else ""}
 <h2 id="superplots">SuperPlots</h2>{figures_html(figures, "superplots")}
 {('<h2 id="dose">Dose response</h2>' + figures_html(figures, "dose")) if any(f["section"] == "dose" for f in figures) else ""}
 <h2 id="qc">Quality control</h2>
