@@ -118,7 +118,17 @@ def plate_reporter_gate(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline
     gate = pipeline.qc.reporter_gate
     if gate is None:
         return None
-    return reporter_gate_threshold(call_values(fields, work_dir, gate.column), gate.threshold)
+    level = f"{gate_channel_prefix(pipeline)}_residual_background"
+    used = fields.loc[fields["used_in_wells"], level] if level in fields.columns else pd.Series(dtype=float)
+    background = float(used.median()) if used.notna().any() else 0.0
+    return reporter_gate_threshold(call_values(fields, work_dir, gate.column), gate.threshold, background=background)
+
+
+def gate_channel_prefix(pipeline: Pipeline) -> str | None:
+    """The intensity prefix whose column the reporter gate reads (None for a morphology column)."""
+    column = pipeline.qc.reporter_gate.column
+    prefixes = [spec.column_prefix for spec in pipeline.measure.intensity if column.startswith(spec.column_prefix + "_")]
+    return max(prefixes, key=len) if prefixes else None
 
 
 def _with_annotations(table: pd.DataFrame, annotations: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

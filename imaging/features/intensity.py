@@ -75,14 +75,16 @@ def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarra
         ``label`` and ``<prefix>_nuclear_mean``, ``_nuclear_integrated``,
         ``_cytoplasm_mean``, ``_cell_mean``, ``_nc_ratio``.
     info : dict
-        ``<prefix>_background`` (mean of the subtracted background) and
-        ``<prefix>_background_noise`` (robust SD of background pixels).
+        ``<prefix>_background`` (mean of the subtracted background),
+        ``<prefix>_background_noise`` (robust SD of background pixels) and
+        ``<prefix>_residual_background`` (median of the cell-free pixels after subtraction:
+        the level a cell without any signal reads at, about 0 with ``'local'``).
     """
     image = arrays.check_image(image, name=f"{prefix} image").astype(np.float64, copy=False)
     nuclei = arrays.check_labels(nuclei, image.shape, name="nuclei", image_name=f"{prefix} image")
     cells = arrays.check_labels(cells, image.shape, name="cells", image_name=f"{prefix} image")
+    outside = background_mask(cells, margin=margin) if cell_free is None else cell_free
     if background == "local":
-        outside = background_mask(cells, margin=margin) if cell_free is None else cell_free
         surface, noise = estimate_fluorescence_background(image, outside)
     elif background == "none":
         surface, noise = 0.0, float("nan")
@@ -91,7 +93,8 @@ def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarra
     corrected = image - surface
     ids = np.unique(nuclei[nuclei > 0])
     columns = ["label"] + [f"{prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]
-    info = {f"{prefix}_background": float(np.mean(surface)), f"{prefix}_background_noise": noise}
+    info = {f"{prefix}_background": float(np.mean(surface)), f"{prefix}_background_noise": noise,
+            f"{prefix}_residual_background": float(np.median(corrected[outside])) if outside.any() else float("nan")}
     if ids.size == 0:
         return pd.DataFrame(columns=columns), info
     cytoplasm = np.where(nuclei > 0, 0, cells)

@@ -188,14 +188,16 @@ GATE_MAX_LOW_TO_HIGH = 0.25
 GATE_MAX_MISCALLED = 0.05
 
 
-def reporter_gate_threshold(values, setting: float | str) -> Threshold:
+def reporter_gate_threshold(values, setting: float | str, *, background: float = 0.0) -> Threshold:
     """The level at or below which a cell does not express the reporter.
 
     A number is used as it is. ``'auto'`` takes the mixture boundary of :func:`auto_threshold`
     only when the data hold a separate low population: the two fitted populations overlap
     little (at most 5 % of cells miscalled), the low one is the minority, and its mean is at
-    most a quarter of the high one's. Otherwise no cell is gated: ``value`` is -inf, method
-    ``'none'`` and ``detail['reason']`` says why."""
+    most a quarter of the high one's above ``background`` (the level a cell without signal
+    reads at in these values: 0 after local background subtraction, the cell-free level
+    without). Otherwise no cell is gated: ``value`` is -inf, method ``'none'`` and
+    ``detail['reason']`` says why."""
     if setting != "auto":
         return resolve_threshold(values, setting)
     fitted = auto_threshold(values)
@@ -210,8 +212,10 @@ def reporter_gate_threshold(values, setting: float | str) -> Threshold:
         reasons.append(f"the populations overlap ({100 * fitted.detail['expected_miscalled_fraction']:.0f} % miscalled)")
     if w_low > 0.5:
         reasons.append(f"the low population is the majority ({100 * w_low:.0f} %)")
-    if not means[0] <= GATE_MAX_LOW_TO_HIGH * means[1]:
-        reasons.append(f"the low population is not near background (mean {means[0]:.3g} vs {means[1]:.3g})")
+    background = float(background) if np.isfinite(background) else 0.0
+    if not means[0] - background <= GATE_MAX_LOW_TO_HIGH * (means[1] - background):
+        reasons.append(f"the low population is not near background (mean {means[0]:.3g} vs {means[1]:.3g}, "
+                       f"background {background:.3g})")
     if reasons:
         return Threshold(float("-inf"), "none", fitted.n_values,
                          fitted.detail | {"reason": "no separate non-expressing population: " + "; ".join(reasons)})

@@ -20,6 +20,16 @@ def test_auto_gate_finds_a_separate_population_near_background():
     assert int((~expressed).sum()) == 90
 
 
+def test_auto_gate_measures_near_background_from_the_cell_free_level_without_subtraction():
+    """With ``background: none`` a cell without reporter reads at the cell-free level (here
+    100), not 0: 100 vs 300 is a non-expressing population once that level is known."""
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.normal(100, 4, 100), rng.normal(300, 25, 900)])
+    assert reporter_gate_threshold(values, "auto").method == "none"  # 100 / 300 looks like two expressing levels
+    gate = reporter_gate_threshold(values, "auto", background=100.0)
+    assert gate.method == "mixture" and int((~reporter_expressed(values, gate)).sum()) == 100
+
+
 @pytest.mark.parametrize("values, reason", [
     (np.random.default_rng(1).lognormal(np.log(400), 0.3, 1000), "no separate"),  # every cell expresses
     (np.concatenate([np.random.default_rng(2).normal(100, 10, 500), np.random.default_rng(3).normal(300, 30, 500)]),
@@ -36,14 +46,16 @@ def test_fixed_gate_and_missing_values():
     assert list(reporter_expressed(pd.Series([1.0, 5.0, np.nan, 3.0]), gate).astype(object)) == [False, True, pd.NA, False]
 
 
-def test_cells_without_the_reporter_stay_in_cells_csv_flagged_and_leave_the_well_readouts(tmp_path):
+@pytest.mark.parametrize("background", ["local", "none"])
+def test_cells_without_the_reporter_stay_in_cells_csv_flagged_and_leave_the_well_readouts(tmp_path, background):
     images = tmp_path / "images"
     images.mkdir()
     flat = np.ones((240, 320))
     truth = write_plate(images, np.random.default_rng(5), flat, n_fields=6,
                         reporter=lambda rng: np.where(rng.random(40) < 0.2, 0.0, 600.0))
     out = tmp_path / "out"
-    result = execute(plan_run(pipeline(qc={"reporter_gate": {"column": "rep_cell_mean"}, "exclude_border_cells": False}),
+    result = execute(plan_run(pipeline(qc={"reporter_gate": {"column": "rep_cell_mean"}, "exclude_border_cells": False},
+                                       measure={"intensity": [{"channel": "rep", "background": background}]}),
                               images), out)
     gate = result.record["plates"]["P1"]["reporter_gate"]
     assert gate["method"] == "mixture"
