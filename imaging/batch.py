@@ -69,6 +69,7 @@ class RunPlan:
     unimaged_wells: tuple[dict, ...]
     n_files: int
     illumination_files: dict[str, Flatfield] = dataclasses.field(default_factory=dict)  # method: files, read
+    acquired_without_images: tuple[str, ...] = ()  # wells the instrument's .HTD lists without files here
 
     @property
     def plates(self) -> list[str]:
@@ -207,6 +208,7 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
     return RunPlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, naming=naming,
                    pattern=pattern, fields=tuple(fields), annotations=annotations,
                    platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files,
+                   acquired_without_images=found.acquired_without_images,
                    illumination_files=flats)
 
 
@@ -539,6 +541,7 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
                    "platemap": {"path": str(plan.platemap_path) if plan.platemap_path else None,
                                 "sha256": _sha256(plan.platemap_path)}},
         "platemap_wells_without_images": list(plan.unimaged_wells),
+        "acquired_wells_without_images": list(plan.acquired_without_images),
         "annotation_columns": plan.annotation_columns,
         "curation": curation_record(curation),
         "segmentation_model": segmentation_model(pipeline),

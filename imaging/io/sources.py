@@ -5,7 +5,8 @@ instrument containers (:mod:`imaging.io.containers`: ND2, CZI, LIF, OME-TIFF, OM
 the input is one or holds some, else the file-name discovery of
 :mod:`imaging.io.discover` (tifffile's fast path for plate folders of TIFFs), with a Harmony
 ``Index.idx.xml`` (:mod:`imaging.io.harmony`), when the export has one, for pixel sizes and
-channel names.
+channel names, or a MetaXpress ``.HTD`` (:mod:`imaging.io.htd`) for channel names and the
+wells the instrument acquired.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import re
 
 from imaging.errors import InputError
-from imaging.io import containers, files, harmony
+from imaging.io import containers, files, harmony, htd
 from imaging.io.discover import Field, discover_images, group_fields
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class FoundFields:
     fields: list[Field]
     naming: str  # a naming preset, 'regex', or 'containers'
     n_files: int
+    acquired_without_images: tuple[str, ...] = ()  # wells the instrument's .HTD lists that have no files
 
 
 def find_fields(input_dir, pipeline, *, pattern: str | None = None) -> FoundFields:
@@ -40,13 +42,28 @@ def find_fields(input_dir, pipeline, *, pattern: str | None = None) -> FoundFiel
         return FoundFields(fields=fields, naming="containers", n_files=n_files)
     index_path = harmony.find_index(input_dir) if local else None
     index = harmony.read_index(index_path) if index_path is not None else None
-    channel_ids = _channel_ids(pipeline, index, input_dir)
+    htd_path = htd.find_htd(input_dir) if local and index is None else None
+    plate = htd.read_htd(htd_path) if htd_path is not None else None
+    channel_ids = _channel_ids(pipeline, index or plate, input_dir)
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
     table = _one_timepoint(table, pipeline.naming.timepoint, input_dir)
     fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir))
     if index is not None:
         fields = [_with_index_pixel_size(f, index, pipeline) for f in fields]
-    return FoundFields(fields=fields, naming=naming, n_files=len(table))
+    missing = _acquired_without_images(plate, fields)
+    return FoundFields(fields=fields, naming=naming, n_files=len(table), acquired_without_images=missing)
+
+
+def _acquired_without_images(plate, fields: list[Field]) -> tuple[str, ...]:
+    """Wells the .HTD says were acquired but that have no field here (a partial copy)."""
+    if plate is None:
+        return ()
+    imaged = {f.well for f in fields}
+    missing = tuple(w for w in plate.wells if w not in imaged)
+    if missing:
+        log.warning("%s lists %d acquired well(s) without image files here: %s%s", plate.path, len(missing),
+                    ", ".join(missing[:12]), " ..." if len(missing) > 12 else "")
+    return missing
 
 
 TIMEPOINT_FOLDER = re.compile(r"(?:^|/)TimePoint_(\d+)/", re.IGNORECASE)  # MetaXpress time-lapse export
@@ -79,7 +96,8 @@ def _one_timepoint(table, timepoint: int | None, input_dir):
 
 def _channel_ids(pipeline, index, input_dir) -> dict[str, str]:
     """Pipeline channel -> id in the file names; a channel chosen by name is looked up in the
-    instrument's index (Harmony), the only plain-file export that names its channels."""
+    instrument's index (Harmony ``Index.idx.xml`` or MetaXpress ``.HTD``), the plain-file
+    exports that name their channels."""
     ids = {}
     by_name = index.channel_ids_by_name() if index is not None else {}
     names = list(by_name)
@@ -90,7 +108,7 @@ def _channel_ids(pipeline, index, input_dir) -> dict[str, str]:
         position = containers.match_channel_name(spec.name, names)
         if position is None:
             known = f"the index {index.path} names {sorted(names)}" if index is not None else \
-                "only container files (ND2, CZI, LIF, OME) and Harmony exports name their channels"
+                "only container files (ND2, CZI, LIF, OME), Harmony and MetaXpress exports name their channels"
             raise InputError(f"channel {name} is chosen by name {spec.name!r}, but {known}", path=input_dir,
                              fix=f"give channels.{name}.id as written in the file names (w1 -> 1, ch2 -> 2)")
         ids[name] = by_name[names[position]]

@@ -58,7 +58,10 @@ def safe_for_spreadsheets(table: pd.DataFrame) -> pd.DataFrame:
         if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
             continue
         text = values.astype(str)
-        risky = values.map(lambda v: isinstance(v, str)) & text.str.startswith(FORMULA_STARTS)
+        # plain arrays: pandas' string dtypes keep map() results as text, and '&' then fails
+        is_text = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+        starts = text.str.startswith(FORMULA_STARTS).to_numpy(dtype=bool, na_value=False)
+        risky = pd.Series(is_text & starts, index=values.index)
         if not risky.any():
             continue
         risky &= pd.to_numeric(text.where(risky), errors="coerce").isna()
