@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage import color, feature, filters, io, segmentation
 
-from imaging.evaluate_points import read_point_truth, score_points
+from imaging.evaluate_points import read_point_truth, run_cells, score_points
 from imaging.tissue.run import execute_tissue, plan_tissue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +70,7 @@ def main() -> None:
         started = time.perf_counter()
         execute_tissue(plan_tissue(ROOT / "pipelines" / "ihc_hscore.yaml", args.data / "images"), out, workers=1)
         imaging_seconds = (time.perf_counter() - started) / len(images)
-        cells = pd.read_csv(Path(out) / "cells.csv", dtype={"image": str})
-    cells = cells.rename(columns={"centroid_row": "row", "centroid_col": "col"})
+        cells, _ = run_cells(out)  # the cells the scores count
     naive_seconds = 0.0
     for path in images:
         stem = path.stem

@@ -405,6 +405,10 @@ class CellScoring(_Frozen):
     detection: Literal["auto", "nuclear_od", "hematoxylin"] = "auto"
     thresholds: tuple[float, float, float] = (0.2, 0.4, 0.6)
     tile_px: int = Field(default=2048, ge=256, le=16384)
+    # spindle-shaped nuclei (fibroblasts, endothelium) are not tumour cells: with a limit, nuclei
+    # more elongated than it (major / minor axis) stay in cells.csv (counted false) and are left
+    # out of percent positive, H-score, Allred and densities
+    max_nucleus_elongation: float | None = Field(default=None, ge=1)
 
     @field_validator("thresholds")
     @classmethod

@@ -12,7 +12,9 @@ read from
   suffix is allowed). GeoJSON features give their Point (or a polygon's centroid) and
   ``properties.classification.name``.
 
-Predictions are the run's ``cells.csv`` (``centroid_row``, ``centroid_col``, ``positive``).
+Predictions are the run's ``cells.csv`` (``centroid_row``, ``centroid_col``, ``positive``): the
+cells its scores count (``counted``; spindle nuclei left out by ``cells.max_nucleus_elongation``
+are not predictions of tumour cells).
 Within each image, predictions and truth points are paired one to one by the Hungarian
 algorithm, a pair only when closer than ``radius`` px. Detection scores ignore the class;
 class-aware scores count a pair only when the classes agree (each class matched on its
@@ -213,6 +215,8 @@ def run_cells(run_dir: str | Path) -> tuple[pd.DataFrame, set[str]]:
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError("has no readable run.json", path=run_dir,
                          fix="give the --out folder of a finished IHC tissue run") from None
+    if "counted" in cells.columns:
+        cells = cells[cells["counted"].astype(str).str.lower().isin(["true", "1"])]
     positive = cells["positive"].astype(str).str.lower().isin(["true", "1"])
     table = pd.DataFrame({"image": cells["image"].astype(str), "row": cells["centroid_row"],
                           "col": cells["centroid_col"], "positive": positive.to_numpy(),

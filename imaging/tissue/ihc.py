@@ -28,11 +28,12 @@ from scipy import ndimage as ndi
 from skimage import segmentation
 from skimage.segmentation import expand_labels
 
+from imaging.features.morphology import ellipse_axes, label_moments
 from imaging.tissue.nuclei import detect_nuclei, detection_channel, nucleus_scale
 from imaging.tissue.stains import stain_amounts
 
-CELL_COLUMNS = ["centroid_row", "centroid_col", "nucleus_area_px", "hematoxylin_od_mean", "dab_od_mean",
-                "dab_class", "positive"]
+CELL_COLUMNS = ["centroid_row", "centroid_col", "nucleus_area_px", "nucleus_elongation", "hematoxylin_od_mean",
+                "dab_od_mean", "dab_class", "positive", "counted"]
 CLASS_NAMES = ("Negative", "1+", "2+", "3+")  # QuPath's names for the intensity classes
 COMPARTMENTS = ("nucleus", "cytoplasm", "cell", "membrane")
 
@@ -114,8 +115,8 @@ def detection_image(hematoxylin: np.ndarray, dab: np.ndarray, *, compartment: st
 
 def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartment: str = "nucleus",
                 nucleus_radius_px: float | None = None, pixel_size_um: float | None = None,
-                expansion_px: float = 6.0, detection: str = "auto",
-                keep: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
+                expansion_px: float = 6.0, detection: str = "auto", keep: np.ndarray | None = None,
+                max_elongation: float | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
     """Score the cells of one RGB tile (see module docstring).
 
     Parameters
@@ -136,6 +137,8 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
         Channel the nuclei are found on (:func:`detects_with_dab`).
     keep : (M, N) bool ndarray, optional
         Cells whose nucleus centre falls outside are dropped (tissue, tile core).
+    max_elongation : float, optional
+        Nuclei more elongated (major / minor axis) are spindle cells: ``counted`` False.
 
     Returns
     -------
@@ -161,16 +164,20 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
     if n == 0:
         return pd.DataFrame(columns=["label", *CELL_COLUMNS]), nuclei, cells, info
     ids = np.arange(1, n + 1)
-    centroids = np.asarray(ndi.center_of_mass(np.ones(nuclei.shape), nuclei, ids)).reshape(-1, 2)
+    moments = label_moments(nuclei)
+    centroids = np.stack([moments["row"][ids], moments["col"][ids]], axis=1)
+    _, major, minor = ellipse_axes(moments["mu20"][ids], moments["mu02"][ids], moments["mu11"][ids])
     measured = compartment_labels(nuclei, cells, compartment, nuclear_od=nuclear_od,
                                   membrane_px=max(1.0, expansion_px / 2))  # the outer half of the reach
     dab_mean = np.asarray(ndi.mean(dab, measured, ids), dtype=float)
     classes = intensity_class(dab_mean, thresholds)
     table = pd.DataFrame({
         "label": ids, "centroid_row": centroids[:, 0], "centroid_col": centroids[:, 1],
-        "nucleus_area_px": np.bincount(nuclei.ravel(), minlength=n + 1)[1:],
+        "nucleus_area_px": moments["area"][ids].astype(np.int64),
+        "nucleus_elongation": major / np.maximum(minor, 1e-9),  # major / minor axis of the fitted ellipse
         "hematoxylin_od_mean": np.asarray(ndi.mean(hematoxylin, nuclei, ids), dtype=float),
         "dab_od_mean": dab_mean, "dab_class": classes, "positive": classes >= 1})
+    table["counted"] = True if max_elongation is None else table["nucleus_elongation"] <= max_elongation
     if keep is not None:
         rows = np.clip(np.round(table["centroid_row"]).astype(int), 0, keep.shape[0] - 1)
         cols = np.clip(np.round(table["centroid_col"]).astype(int), 0, keep.shape[1] - 1)

@@ -52,23 +52,30 @@ def nucleus_outlines(nuclei: np.ndarray, labels) -> dict[int, list[list[float]]]
     return outlines
 
 
+NOT_COUNTED = "Spindle (not counted)"
+
+
 def cell_features(cells: pd.DataFrame, outlines: dict[int, list], *, offset: tuple[int, int]) -> list[dict]:
     """QuPath detection Features of scored cells (``label`` column: nucleus label in the
     tile; ``offset``: the tile's (row, col) in the image)."""
     features = []
-    measured = [c for c in ("nucleus_area_px", "hematoxylin_od_mean", "dab_od_mean") if c in cells.columns]
+    measured = [c for c in ("nucleus_area_px", "nucleus_elongation", "hematoxylin_od_mean", "dab_od_mean")
+                if c in cells.columns]
     for row in cells.itertuples(index=False):
         ring = outlines.get(int(row.label))
         if ring is None:
             continue
         ring = [[x + offset[1], y + offset[0]] for x, y in ring]
         klass = int(row.dab_class)
+        # a spindle nucleus left out of the scores is shown as such, not as a scored class
+        counted = bool(getattr(row, "counted", True))
+        name, colour = (CLASS_NAMES[klass], list(CLASS_COLOURS[klass])) if counted else (NOT_COUNTED, [128, 128, 128])
         features.append({
             "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [ring]},
             "properties": {
                 "objectType": "detection",
-                "classification": {"name": CLASS_NAMES[klass], "color": list(CLASS_COLOURS[klass])},
+                "classification": {"name": name, "color": colour},
                 "measurements": {name: float(getattr(row, name)) for name in measured},
             },
         })

@@ -319,7 +319,7 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
             cells, nuclei, _, info = score_cells(
                 rgb, vectors=vectors, white=white, thresholds=spec.thresholds, compartment=spec.compartment,
                 nucleus_radius_px=fixed_radius, pixel_size_um=pixel_size, expansion_px=expansion,
-                detection=spec.detection, keep=keep)
+                detection=spec.detection, keep=keep, max_elongation=spec.max_nucleus_elongation)
             radii.append(info["radius_px"])
             detections.append(info["detection"])
             if cells.empty:
@@ -334,7 +334,7 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
             cells = cells.drop(columns="label")
             cells.insert(0, "image", stem)
             cells_table.write(cells)
-            classes.append(cells["dab_class"].to_numpy(np.int8))
+            classes.append(cells.loc[cells["counted"], "dab_class"].to_numpy(np.int8))  # summaries: counted cells
             overlay.append(np.column_stack([cells[["centroid_row", "centroid_col"]].to_numpy() / scale,
                                             cells["dab_class"].to_numpy()]))
         geojson.close()

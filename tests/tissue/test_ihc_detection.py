@@ -247,3 +247,28 @@ def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipeli
         (tmp_path / "plate").mkdir()
         (tmp_path / "plate" / "run.json").write_text('{"mode": "plate", "images": []}')
         tissue_run_layers(tmp_path / "plate")
+
+
+def test_spindle_nuclei_are_kept_but_not_counted():
+    """Round tumour nuclei and thin spindles (fibroblasts, axis ratio 5): with a limit of 3,
+    every spindle is detected but has counted False, every round nucleus counts."""
+    from skimage.draw import ellipse
+
+    from imaging.tissue.synthetic import _rgb_from_od
+
+    rng = np.random.default_rng(3)
+    od = np.zeros((240, 400, 3))
+    hematoxylin = np.asarray(HDAB["hematoxylin"])
+    round_centres = [(40 + 80 * (i // 5), 40 + 80 * (i % 5)) for i in range(10)]
+    spindle_centres = [(200, 60 + 90 * i) for i in range(4)]
+    for (r, c), (a, b) in [*((p, (11, 11)) for p in round_centres), *((p, (4, 20)) for p in spindle_centres)]:
+        rr, cc = ellipse(r, c, a, b, shape=od.shape[:2])
+        od[rr, cc] += 0.45 * hematoxylin
+    rgb = _rgb_from_od(od, rng)
+    cells, *_ = score_cells(rgb, vectors=HDAB, white=white_point(rgb), thresholds=(0.2, 0.4, 0.6), max_elongation=3.0)
+    spindle = cells["centroid_row"] > 180
+    assert spindle.sum() == 4 and (~spindle).sum() == 10
+    assert (cells.loc[spindle, "nucleus_elongation"] > 3).all() and not cells.loc[spindle, "counted"].any()
+    assert (cells.loc[~spindle, "nucleus_elongation"] < 1.5).all() and cells.loc[~spindle, "counted"].all()
+    every, *_ = score_cells(rgb, vectors=HDAB, white=white_point(rgb), thresholds=(0.2, 0.4, 0.6))
+    assert every["counted"].all()
