@@ -1,4 +1,4 @@
-"""Per-label statistics that scale to tens of thousands of labels.
+"""Per-label statistics that scale to tens of thousands of labels (maxima, distance peaks).
 
 ``scipy.ndimage.maximum`` sorts every pixel by label (about 15x slower than the unbuffered
 ufunc below on a 1040 x 1388 field with 39,000 components); the results are identical.
@@ -7,6 +7,7 @@ ufunc below on a 1040 x 1388 field with 39,000 components); the results are iden
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 
 def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = None) -> np.ndarray:
@@ -36,3 +37,62 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = 
     np.maximum.at(maxima, labels[inside], values[inside])
     maxima[np.isneginf(maxima)] = 0.0
     return maxima[1:]
+
+
+def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> np.ndarray:
+    """``skimage.feature.peak_local_max(image, min_distance=min_distance, labels=labels,
+    exclude_border=False)``, the same coordinates in the same order, without its Python loop
+    over every label (2,452 on a dense 2048 px field: 0.9 s).
+
+    skimage finds each label's peaks on its own crop, other pixels set to the lowest value: a
+    pixel is a candidate when it equals the maximum of its (2 min_distance + 1) square window
+    over its label, and the candidates are thinned to ``min_distance`` apart, highest first.
+    Where a pixel's window holds no other label, that maximum is the window maximum of the
+    whole image with unlabelled pixels at the lowest value, so one maximum filter serves every
+    such label. A label with exactly one candidate has that one peak. Labels whose windows
+    meet another label, with several candidates (thinning) or with every pixel a candidate (a
+    flat object: skimage's special rule) go through skimage itself, crop by crop, with the
+    whole image's threshold, so each is treated exactly as skimage treats it. ``labels`` must
+    be the 4-connected components of a mask (as :func:`scipy.ndimage.label` gives): separate
+    labels then never touch, so openings of their union are the union of their openings.
+    """
+    from skimage import feature
+
+    labels = np.asarray(labels)
+    image = np.asarray(image)
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"label_peaks needs a floating-point image, got {image.dtype}")
+    n_labels = int(labels.max(initial=0))
+    if n_labels == 0:
+        return np.empty((0, 2), dtype=np.intp)
+    size = 2 * int(min_distance) + 1
+    threshold = image.min()  # skimage's default threshold: the whole image's minimum
+    lowest = np.finfo(image.dtype).min
+    masked = np.where(labels > 0, image, lowest)
+    window_max = ndi.maximum_filter(masked, size=size, mode="nearest")
+    highest_label = ndi.maximum_filter(labels, size=size, mode="constant", cval=0)
+    big = np.iinfo(labels.dtype).max
+    lowest_label = ndi.minimum_filter(np.where(labels > 0, labels, big), size=size, mode="constant", cval=big)
+    inside = labels > 0
+    alone = inside & (highest_label == labels) & (lowest_label == labels)
+    at_max = inside & (masked == window_max)
+    candidate = at_max & (image > threshold)
+
+    def count(where: np.ndarray) -> np.ndarray:  # pixels per label (bincount of the selected labels: no weights)
+        return np.bincount(labels[where], minlength=n_labels + 1)
+
+    area, n_alone, equal_to_max, n_candidates = count(inside), count(alone), count(at_max), count(candidate)
+    fast = (n_alone == area) & (equal_to_max < area) & (n_candidates <= 1)
+    fast[0] = False
+    peaks: dict[int, np.ndarray] = {}
+    rows, cols = np.nonzero(candidate & fast[labels])
+    for label, row, col in zip(labels[rows, cols], rows, cols):
+        peaks[int(label)] = np.array([[row, col]], dtype=np.intp)
+    for index, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None or fast[index]:
+            continue
+        found = feature.peak_local_max(image[box], min_distance=min_distance, threshold_abs=threshold,
+                                       labels=(labels[box] == index).astype(np.int32), exclude_border=False)
+        peaks[index] = found + np.array([box[0].start, box[1].start])
+    ordered = [peaks[k] for k in sorted(peaks) if len(peaks[k])]
+    return np.vstack(ordered).astype(np.intp) if ordered else np.empty((0, 2), dtype=np.intp)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy import ndimage as ndi
 
 from imaging.label_stats import label_maxima
@@ -19,3 +20,53 @@ def test_label_maxima_matches_scipy_on_many_labels():
     values = rng.normal(size=labels.shape)
     expected = ndi.maximum(values, labels, np.arange(1, n + 1))
     np.testing.assert_array_equal(label_maxima(values, labels, n), expected)
+
+
+def blobs(seed: int, shape=(300, 340), sigma=5.0, level=0.53):
+    """Random touching and separate components, a smoothed distance map on them, flat and
+    one-pixel components, and components on the image edge."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    mask = ndi.gaussian_filter(rng.random(shape), sigma) > level
+    mask[5, 5] = True  # a one-pixel component (flat: skimage's isolated-pixel rule)
+    mask[20:24, 300:304] = True  # a flat square once its distance is rounded below
+    labels, _ = ndi.label(mask)
+    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.5)
+    distance[20:24, 300:304] = 1.0
+    return distance, labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("min_distance", [1, 2, 4, 7])
+def test_label_peaks_are_peak_local_max_exactly(seed, min_distance):
+    from skimage.feature import peak_local_max
+
+    from imaging.label_stats import label_peaks
+
+    distance, labels = blobs(seed)
+    expected = peak_local_max(distance, min_distance=min_distance, labels=labels, exclude_border=False)
+    found = label_peaks(distance, labels, min_distance=min_distance)
+    np.testing.assert_array_equal(found, expected)  # same peaks, same order (they number the markers)
+    assert len(found) > 20
+
+
+def test_label_peaks_without_labels_and_with_integer_images():
+    from imaging.label_stats import label_peaks
+
+    assert label_peaks(np.zeros((8, 8)), np.zeros((8, 8), np.int32), min_distance=2).shape == (0, 2)
+    with pytest.raises(ValueError, match="floating-point"):
+        label_peaks(np.zeros((8, 8), np.uint8), np.ones((8, 8), np.int32), min_distance=2)
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (700, 900)])
+def test_distance_to_background_is_scipys(shape):
+    from scipy import ndimage as ndi
+
+    from imaging.distance import distance_to_background
+
+    rng = np.random.default_rng(1)
+    mask = ndi.gaussian_filter(rng.random(shape), 4) > 0.5
+    np.testing.assert_array_equal(distance_to_background(mask), ndi.distance_transform_edt(mask))
+    full = np.ones(shape, bool)  # no background at all: scipy's own convention is kept
+    np.testing.assert_array_equal(distance_to_background(full), ndi.distance_transform_edt(full))

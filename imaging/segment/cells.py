@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 from skimage import filters, segmentation
 
 from imaging import arrays
+from imaging.distance import distance_to_background
 from imaging.segment.classical import normalize_intensity, smooth_background
 
 
@@ -40,7 +41,7 @@ def watershed_cells(nuclei: np.ndarray, cytoplasm: np.ndarray, *, distance: floa
     """Cells grown from ``nuclei`` along a cytoplasm stain, at most ``distance`` px out."""
     if cytoplasm.shape != nuclei.shape:
         raise ValueError(f"cytoplasm image shape {cytoplasm.shape} differs from nuclei {nuclei.shape}")
-    reach = ndi.distance_transform_edt(nuclei == 0) <= distance
+    reach = distance_to_background(nuclei == 0) <= distance
     mask = (cytoplasm_foreground(cytoplasm, radius=radius) & reach) | (nuclei > 0)
     smoothed = ndi.gaussian_filter(normalize_intensity(cytoplasm), max(1.0, radius / 6))
     gradient = filters.sobel(smoothed)

@@ -34,10 +34,11 @@ import logging
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import feature, filters, morphology, segmentation, transform
+from skimage import filters, morphology, segmentation, transform
 from skimage.morphology import convex_hull_image
 
-from imaging.label_stats import label_maxima
+from imaging.distance import distance_to_background
+from imaging.label_stats import label_maxima, label_peaks
 from imaging.segment.scale import estimate_radius
 
 log = logging.getLogger(__name__)
@@ -183,10 +184,10 @@ def open_with_disk(mask: np.ndarray, disk_radius: int) -> np.ndarray:
     if disk_radius < 4:
         return ndi.binary_opening(mask, structure=morphology.disk(disk_radius))
     padded = np.pad(mask, 1)  # the ring of background that ndi.binary_erosion assumes outside
-    eroded = ndi.distance_transform_edt(padded)[1:-1, 1:-1] > disk_radius
+    eroded = distance_to_background(padded)[1:-1, 1:-1] > disk_radius
     if not eroded.any():
         return eroded
-    return ndi.distance_transform_edt(~eroded) <= disk_radius
+    return distance_to_background(~eroded) <= disk_radius
 
 
 def split_touching(mask: np.ndarray, *, radius: float, min_distance_fraction: float = 0.4) -> np.ndarray:
@@ -199,10 +200,9 @@ def split_touching(mask: np.ndarray, *, radius: float, min_distance_fraction: fl
     components, n_components = ndi.label(mask)
     if n_components == 0:
         return np.zeros(mask.shape, dtype=np.int32)
-    distance = ndi.distance_transform_edt(mask)
+    distance = distance_to_background(mask)
     distance = ndi.gaussian_filter(distance, sigma=max(0.5, radius / 6))
-    peaks = feature.peak_local_max(distance, min_distance=max(1, int(min_distance_fraction * radius)),
-                                   labels=components, exclude_border=False)
+    peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)))
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # A component without a peak (flat or tiny) still becomes one object.
@@ -289,7 +289,7 @@ def concavity_depth(mask: np.ndarray) -> float:
     notch = hull & ~mask
     if not notch.any():
         return 0.0
-    return float(ndi.distance_transform_edt(hull)[notch].max())
+    return float(distance_to_background(hull)[notch].max())
 
 
 def merge_unsupported_splits(labels: np.ndarray, *, radius: float,

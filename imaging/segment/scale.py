@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from imaging.distance import distance_to_background
 from imaging.label_stats import label_maxima
 
 MIN_RADIUS_PX = 1.5
@@ -23,7 +24,7 @@ def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
     if n == 0:
         return np.zeros(0)
     areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    distance = ndi.distance_transform_edt(mask)
+    distance = distance_to_background(mask)
     return label_maxima(distance, labels, n)[areas >= min_area]
 
 
