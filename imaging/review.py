@@ -67,10 +67,16 @@ def tuned_pipeline(pipeline: Pipeline, *, nucleus_diameter_px: float | None = No
     return parse_pipeline(data, source="tuned pipeline")
 
 
+def calls_at(values, threshold: float) -> pd.Series:
+    """Per-cell calls at a threshold chosen in review: the batch's rule
+    (:func:`imaging.features.thresholds.apply_call`: above it, missing where the value is)."""
+    values = pd.Series(values)
+    return apply_call(values, Threshold(float(threshold), "fixed", len(values)))
+
+
 def percent_positive(cells: pd.DataFrame, column: str, threshold: float) -> float:
     """Percent of ``cells`` whose ``column`` exceeds ``threshold`` (the batch's rule)."""
-    calls = apply_call(cells[column], Threshold(float(threshold), "fixed", len(cells)))
-    frame = cells.assign(_call=calls)
+    frame = cells.assign(_call=calls_at(cells[column], threshold))
     return summarize_cells(frame, [], ["_call"])["_call_pct"]
 
 

@@ -92,3 +92,19 @@ def test_an_invalid_result_is_refused(original):
     pipeline = load_pipeline(original)
     with pytest.raises(InputError):
         tuned_pipeline_text(pipeline, [TuningChange("segmentation.min_distance_fraction", 0.4, 5.0)], original=original)
+
+
+def test_review_calls_follow_the_batch_rule_for_missing_values():
+    """The napari widget once had two rules of its own: on [0.1, NaN, 0.5] at 0.3 they gave
+    False or NaN for the missing value; the batch leaves it uncalled."""
+    import numpy as np
+    import pandas as pd
+
+    from imaging.features.thresholds import Threshold, apply_call
+    from imaging.review import calls_at, percent_positive
+
+    values = pd.Series([0.1, np.nan, 0.5])
+    calls = calls_at(values, 0.3)
+    assert calls.tolist()[0] is False and calls.isna().tolist() == [False, True, False] and bool(calls[2])
+    assert calls.equals(apply_call(values, Threshold(0.3, "fixed", 3)))
+    assert percent_positive(pd.DataFrame({"v": values}), "v", 0.3) == 50.0  # the uncalled cell is not counted

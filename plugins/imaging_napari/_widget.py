@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from imaging.io.wells import row_index_to_letters
-from imaging.review import RunReview, batch_percent, percent_positive, tuned_pipeline
+from imaging.review import RunReview, batch_percent, calls_at, percent_positive, tuned_pipeline
 from imaging.stats import plate_format
 
 POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
@@ -427,7 +427,7 @@ class PlateBrowser(QWidget):
         cells = cells.copy()
         for call in self.review.pipeline.calls:
             value = self.threshold_boxes[call.name].value()
-            cells[call.name] = pd.to_numeric(cells[call.column]) > value
+            cells[call.name] = calls_at(pd.to_numeric(cells[call.column]), value)
         return cells
 
     def _set_layer(self, name: str, data, kind: str, **kwargs):
@@ -499,8 +499,7 @@ class PlateBrowser(QWidget):
             return
         call = next(c for c in self.review.pipeline.calls if c.name == name)
         value = self.threshold_boxes[name].value()
-        self.field_table[name] = (pd.to_numeric(self.field_table[call.column]) > value).where(
-            self.field_table[call.column].notna())
+        self.field_table[name] = calls_at(pd.to_numeric(self.field_table[call.column]), value)
         if "cells" in self.viewer.layers:
             features = self.viewer.layers["cells"].features
             features[name] = self.field_table[name].to_numpy()
