@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
-import platform
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +40,7 @@ from imaging.io.run_folder import check_same_assay, claimed, disk_error
 from imaging.io.writers import write_csv, write_float_image, write_json, write_labels
 from imaging.tables import (WORK_FOLDER, assemble_plate, cells_file_intact, cells_file_seal, clashing_output_column,
                             curation_record, field_work_paths)
+from imaging.record import file_sha256, software_versions
 from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
 from imaging.runner import run_tasks
 
@@ -455,23 +453,6 @@ class RunResult:
     fields: dict[str, pd.DataFrame]
 
 
-def _sha256(path: Path | None) -> str | None:
-    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def software_versions() -> dict:
-    """Versions of Python, the platform and the libraries that shape the numbers."""
-    import importlib.metadata as md
-
-    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for package in ("imaging", "numpy", "scipy", "scikit-image", "pandas", "tifffile", "pydantic", "PyYAML"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
 def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels: bool = True,
             on_field: Callable[[dict], None] | None = None, command: list[str] | None = None,
             scheduler: str | None = None) -> RunResult:
@@ -535,11 +516,11 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
         "command": command,
         "software": software_versions(),
         "pipeline": {"path": str(plan.pipeline_path) if plan.pipeline_path else None,
-                     "sha256": _sha256(plan.pipeline_path), "config": pipeline.model_dump(mode="json")},
+                     "sha256": file_sha256(plan.pipeline_path), "config": pipeline.model_dump(mode="json")},
         "inputs": {"input_dir": str(plan.input_dir), "naming": plan.naming, "pattern": plan.pattern,
                    "n_files": plan.n_files, "n_fields": len(plan.fields), "plates": plan.plates,
                    "platemap": {"path": str(plan.platemap_path) if plan.platemap_path else None,
-                                "sha256": _sha256(plan.platemap_path)}},
+                                "sha256": file_sha256(plan.platemap_path)}},
         "platemap_wells_without_images": list(plan.unimaged_wells),
         "acquired_wells_without_images": list(plan.acquired_without_images),
         "annotation_columns": plan.annotation_columns,

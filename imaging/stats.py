@@ -323,9 +323,17 @@ def compare_all(wells: pd.DataFrame, readouts: list[str], *, control_genotype: s
              for readout in readouts if readout in wells.columns]
     parts = [p for p in parts if not p.empty]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARISON_COLUMNS)
+    return with_significance(table, alpha=alpha).reindex(columns=COMPARISON_COLUMNS)
+
+
+def with_significance(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
+    """``table`` (one row per comparison, a ``p_value`` column) with Benjamini-Hochberg
+    ``q_value`` across all its rows and ``significant`` (q below ``alpha``): the one rule for
+    plate and tissue comparisons."""
+    table = table.copy()
     table["q_value"] = benjamini_hochberg(table["p_value"]) if len(table) else []
     table["significant"] = table["q_value"] < alpha
-    return table.reindex(columns=COMPARISON_COLUMNS)
+    return table
 
 
 # ---- plate quality ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.io.readers import check_image_file
 from imaging.io.run_folder import check_same_assay, claimed
 from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
+from imaging.record import file_sha256, software_versions
 from imaging.runner import collect
 from imaging.tissue.burden import (
     LESION_COLUMNS, detect_lesions, lesion_signal, lesion_table, section_summary, smooth_signal,
@@ -490,7 +491,7 @@ def sample_table(plan: TissuePlan, regions: pd.DataFrame, sections: pd.DataFrame
 
 def compare_samples(plan: TissuePlan, samples: pd.DataFrame) -> pd.DataFrame:
     """Each group against the control group, per readout, with samples as the unit."""
-    from imaging.stats import COMPARISON_COLUMNS, benjamini_hochberg, compare_groups
+    from imaging.stats import COMPARISON_COLUMNS, compare_groups, with_significance
 
     settings = plan.pipeline.comparison
     group = settings.group_column
@@ -508,10 +509,7 @@ def compare_samples(plan: TissuePlan, samples: pd.DataFrame) -> pd.DataFrame:
             rows.append({"comparison": "group_vs_control", "readout": readout, "cell_line": "", "genotype": name,
                          "treatment": "", "reference": settings.control_group, "unit": settings.sample_column}
                         | compare_groups(test, reference, method=method))
-    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    table["q_value"] = benjamini_hochberg(table["p_value"]) if len(table) else []
-    table["significant"] = table["q_value"] < 0.05
-    return table.reindex(columns=COMPARISON_COLUMNS)
+    return with_significance(pd.DataFrame(rows, columns=COMPARISON_COLUMNS)).reindex(columns=COMPARISON_COLUMNS)
 
 
 def execute_tissue(plan: TissuePlan, out_dir: str | Path, *, workers: int = 1,
@@ -525,8 +523,6 @@ def execute_tissue(plan: TissuePlan, out_dir: str | Path, *, workers: int = 1,
 
 
 def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_image, command) -> dict:
-    from imaging.batch import software_versions
-
     started = dt.datetime.now(dt.timezone.utc)
     pipeline = plan.pipeline
     threshold_record = None
@@ -570,9 +566,10 @@ def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_imag
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "software": software_versions(),
         "pipeline": {"path": str(plan.pipeline_path) if plan.pipeline_path else None,
-                     "config": pipeline.model_dump(mode="json")},
+                     "sha256": file_sha256(plan.pipeline_path), "config": pipeline.model_dump(mode="json")},
         "inputs": {"input_dir": str(plan.input_dir), "n_images": len(plan.images),
-                   "samples": str(plan.sheet_path) if plan.sheet_path else None},
+                   "samples": str(plan.sheet_path) if plan.sheet_path else None,
+                   "samples_sha256": file_sha256(plan.sheet_path)},
         "sample_sheet_rows_without_images": list(plan.unmatched_sheet_rows),
         "lesion_threshold": threshold_record,
         "images": summaries,

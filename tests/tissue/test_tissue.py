@@ -3,7 +3,9 @@ synthetic truth, tiled = in-memory, bounded memory, and the tissue run end to en
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 import tracemalloc
 
 import numpy as np
@@ -146,6 +148,9 @@ def test_metastasis_run_counts_and_measures_lesions(sections, pipelines, tmp_pat
     assert burden["test"] == "Mann-Whitney U" and burden["p_value"] == pytest.approx(1 / 3)  # exact, n = 2 vs 2
     record = json.loads((out / "run.json").read_text())
     assert record["lesion_threshold"]["method"] == "mixture midpoint"
+    assert record["pipeline"]["sha256"] == hashlib.sha256(Path(record["pipeline"]["path"]).read_bytes()).hexdigest()
+    assert len(record["inputs"]["samples_sha256"]) == 64  # the sample sheet's, as the plate map's is
+    assert (burden["q_value"], bool(burden["significant"])) == (pytest.approx(1 / 3), False)  # stats' one rule
     assert (out / "plots" / "lung0_overlay.png").is_file() and "lung0" in (out / "report.html").read_text()
 
 
