@@ -407,7 +407,8 @@ def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
         return None, None
     if method == "files":
         return dict(files or {}), {"method": "files", "channels": {
-            name: {"source": flat.source, "dark": flat.dark is not None, "sha256": flat.digest()}
+            name: {"source": flat.source, "dark": flat.dark is not None, "sha256": flat.digest(),
+                   "min": float(flat.flat.min() / flat.flat.mean()), "max": float(flat.flat.max() / flat.flat.mean())}
             for name, flat in (files or {}).items()}}
     channels = pipeline.illumination.corrected_channels(pipeline.channels)
     sample = _spread_sample(fields, ILLUMINATION_SAMPLE_FIELDS)

@@ -29,6 +29,27 @@ def _progress(total: int, description: str):
 
 
 # ---- run / validate ------------------------------------------------------------------------
+def _calibration_lines(plate_record: dict) -> list[str]:
+    """What the run estimated for a plate besides thresholds: flat-fields, the reporter gate."""
+    lines = []
+    illumination = plate_record.get("illumination")
+    if illumination:
+        for channel, entry in illumination["channels"].items():
+            where = (f"estimated from {illumination['n_fields']} fields" if illumination["method"] == "estimate"
+                     else f"from {entry['source']}")
+            spread = f", flat {entry['min']:.2f}-{entry['max']:.2f} of the mean" if "min" in entry else ""
+            lines.append(f"illumination {channel}: {where}{spread} ({entry.get('flat_file', '')})")
+        if illumination.get("warning"):
+            lines.append(f"illumination WARNING: {illumination['warning']}")
+    gate = plate_record.get("reporter_gate")
+    if gate:
+        if gate["method"] == "none":
+            lines.append(f"reporter gate: no cell gated ({gate['detail'].get('reason', '')})")
+        else:
+            lines.append(f"reporter gate: cells at or below {gate['value']:.4g} left out of readouts ({gate['method']})")
+    return lines
+
+
 def _print_run_summary(result, elapsed: float) -> None:
     record = result.record
     n_fields = record["inputs"]["n_fields"]
@@ -40,6 +61,8 @@ def _print_run_summary(result, elapsed: float) -> None:
         for name, threshold in info["thresholds"].items():
             print(f"    {name}: threshold {threshold['value']:.4g} ({threshold['method']}, "
                   f"{threshold['n_values']} cells)")
+        for line in _calibration_lines(info):
+            print(f"    {line}")
         qc = info["qc"]
         if qc["n_failed"]:
             action = "excluded from wells" if qc["failed_fields_excluded_from_wells"] else "kept in wells"

@@ -213,16 +213,23 @@ def test_illumination_settings_are_checked(setting, message):
         pipeline(illumination=setting)
 
 
-def test_the_shipped_translocation_pipeline_runs_on_a_two_channel_plate(samples, pipelines, tmp_path):
+def test_the_shipped_translocation_pipeline_runs_on_a_two_channel_plate(samples, pipelines, tmp_path, capsys):
     """pipelines/translocation.yaml (w1 DAPI, w2 reporter) on the pJNK sample plate: the
     illumination is estimated from all 32 fields, the gate finds every cell expressing (and
-    says so), border cells leave the readouts."""
+    says so, in run.json and on screen), border cells leave the readouts."""
+    from imaging.cli import main
+    from imaging.record import read_record
+
     plate = samples / "pjnk_plate"
-    result = execute(plan_run(pipelines / "translocation.yaml", plate / "images", platemap=plate / "platemap.csv"),
-                     tmp_path)
-    entry = result.record["plates"]["PJNK01"]
+    assert main(["run", str(pipelines / "translocation.yaml"), str(plate / "images"), "--platemap",
+                 str(plate / "platemap.csv"), "--out", str(tmp_path), "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "illumination reporter: estimated from 32 fields, flat 0." in printed
+    assert "reporter gate: no cell gated (no separate non-expressing population" in printed
+    record, _ = read_record(tmp_path)
+    entry = record["plates"]["PJNK01"]
     assert entry["illumination"]["n_fields"] == 32 and "warning" not in entry["illumination"]
     assert entry["reporter_gate"]["method"] == "none" and "no separate" in entry["reporter_gate"]["detail"]["reason"]
-    wells = result.wells["PJNK01"]
+    wells = pd.read_csv(tmp_path / "PJNK01" / "wells.csv")
     assert (wells["n_cells_in_readouts"] < wells["n_cells"]).all()
     assert {"reporter_nc_ratio", "reporter_nc_ratio_mean", "translocated_pct"} <= set(wells.columns)
