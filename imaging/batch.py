@@ -200,6 +200,7 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
     if check_files:
         for field in fields:
             check_field_files(field, pipeline)
+    _warn_few_fields_for_illumination(pipeline, fields)
     flats = illumination_files(pipeline, pipeline_path.parent if pipeline_path else Path.cwd())
     if flats and check_files and fields:
         _check_flatfield_shapes(flats, fields[0], pipeline)
@@ -208,6 +209,18 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
                    platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files,
                    acquired_without_images=found.acquired_without_images,
                    illumination_files=flats)
+
+
+def _warn_few_fields_for_illumination(pipeline: Pipeline, fields: list[Field]) -> None:
+    """``imaging validate`` and ``run`` say before any work when a plate has too few fields
+    for an illumination estimate (the run records the same warning)."""
+    if pipeline.illumination.method != "estimate":
+        return
+    counts = pd.Series([f.plate for f in fields]).value_counts()
+    for plate, n in counts[counts < ILLUMINATION_FEW_FIELDS].items():
+        log.warning("plate %s has %d field(s): an illumination estimate needs at least %d (it would follow where "
+                    "the cells lie); give flat-field files (illumination.method: files) or set method: none",
+                    plate, n, ILLUMINATION_FEW_FIELDS)
 
 
 def field_shape(field: Field, pipeline: Pipeline) -> tuple[int, int]:

@@ -233,3 +233,11 @@ def test_the_shipped_translocation_pipeline_runs_on_a_two_channel_plate(samples,
     wells = pd.read_csv(tmp_path / "PJNK01" / "wells.csv")
     assert (wells["n_cells_in_readouts"] < wells["n_cells"]).all()
     assert {"reporter_nc_ratio", "reporter_nc_ratio_mean", "translocated_pct"} <= set(wells.columns)
+
+
+def test_validate_warns_before_any_work_when_a_plate_is_too_small_for_an_estimate(tmp_path, caplog):
+    images = tmp_path / "images"
+    images.mkdir()
+    write_plate(images, np.random.default_rng(6), lighting(), n_fields=3)
+    plan_run(pipeline(illumination={"method": "estimate"}), images)
+    assert "plate P1 has 3 field(s): an illumination estimate needs at least 10" in caplog.text
