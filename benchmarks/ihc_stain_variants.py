@@ -1,0 +1,77 @@
+"""IHC scoring under other stains and scanners: the DeepLIIF development tiles re-rendered.
+
+Each tile is unmixed with the default haematoxylin/DAB vectors and mixed again with another
+haematoxylin hue (more purple, bluer), a weaker or stronger DAB (x0.6, x1.5), or a darker scan
+(all optical densities x1.4); ``pipelines/ihc_hscore.yaml`` then scores every variant and the
+cells are matched to the same expert points (12 px). One row per variant, all from one run:
+mean and largest |Ki67 index error|, class-aware F1, detection recall and the per-tile errors.
+The variants are made here, so they test robustness, not accuracy on another lab's slides.
+
+Usage: ``python benchmarks/ihc_stain_variants.py`` (needs ``../shared/data/ihc_dev_deepliif``)
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ihc import DEFAULT_DATA, ROOT, truth_table  # noqa: E402  (the IHC benchmark's data and truth)
+
+from imaging.evaluate_points import run_cells, score_points  # noqa: E402
+from imaging.features.stains import STAIN_VECTORS  # noqa: E402
+from imaging.tissue.run import execute_tissue, plan_tissue  # noqa: E402
+
+def unit(vector) -> np.ndarray:
+    vector = np.asarray(vector, float)
+    return vector / np.linalg.norm(vector)
+
+
+H, D = unit(STAIN_VECTORS["hematoxylin"]), unit(STAIN_VECTORS["dab"])
+R = unit(np.cross(H, D))
+M = np.stack([H, D, R])  # rows: stain OD vectors (the third completes the basis)
+
+
+def transform(rgb, *, h_new=None, dab_scale=1.0, gamma=1.0) -> np.ndarray:
+    """``rgb`` unmixed with the default vectors and mixed again with the changes."""
+    rgb = rgb[..., :3].astype(float)
+    white = np.percentile(rgb.reshape(-1, 3), 99, axis=0)
+    od = -np.log10(np.clip(rgb, 1, None) / white)
+    amounts = od.reshape(-1, 3) @ np.linalg.inv(M)
+    amounts[:, 1] *= dab_scale
+    M2 = np.stack([unit(h_new) if h_new is not None else H, D, R])
+    od2 = (amounts @ M2).reshape(od.shape) * gamma
+    return np.clip(white * 10 ** (-od2), 0, 255).astype(np.uint8)
+
+
+VARIANTS = {"original": {}, "purple haematoxylin": {"h_new": (0.55, 0.76, 0.35)},
+            "bluer haematoxylin": {"h_new": (0.75, 0.60, 0.28)},
+            "weak DAB x0.6": {"dab_scale": 0.6}, "strong DAB x1.5": {"dab_scale": 1.5},
+            "dark scan x1.4": {"gamma": 1.4}}
+
+
+def main() -> None:
+    truth = truth_table(DEFAULT_DATA)
+    for name, kw in VARIANTS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            images = Path(tmp) / "images"
+            images.mkdir()
+            for path in sorted((DEFAULT_DATA / "images").glob("*.png")):
+                iio.imwrite(images / path.name, transform(iio.imread(path), **kw) if kw else iio.imread(path)[..., :3])
+            out = Path(tmp) / "out"
+            execute_tissue(plan_tissue(ROOT / "pipelines" / "ihc_hscore.yaml", images), out, workers=2)
+            cells, _ = run_cells(out)
+        rows = [score_points(cells[cells["image"] == s], truth[truth["image"] == s], radius=12.0)
+                for s in sorted(truth["image"].unique())]
+        table = pd.DataFrame(rows)
+        print(f"{name:22s} mean|err| {table['index_error'].abs().mean():5.1f} "
+              f"max {table['index_error'].abs().max():5.1f} classF1 {table['class_f1'].mean():.3f} "
+              f"recall {table['detection_recall'].mean():.3f} {[round(v, 1) for v in table['index_error']]}")
+
+
+if __name__ == "__main__":
+    main()
