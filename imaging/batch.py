@@ -28,7 +28,7 @@ import pandas as pd
 from imaging import curation as curation_log
 from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
-from imaging.features.illumination import Flatfield, estimate_flatfield, flatfield_from_files
+from imaging.features.illumination import Flatfield, FlatfieldEstimator, flatfield_from_files
 from imaging.features.sabgal import STAIN_VECTORS, estimate_xgal_vector, stained_od_sample
 from imaging.io import files
 from imaging.io.discover import Field
@@ -425,14 +425,14 @@ def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
             for name, flat in (files or {}).items()}}
     channels = pipeline.illumination.corrected_channels(pipeline.channels)
     sample = _spread_sample(fields, ILLUMINATION_SAMPLE_FIELDS)
-    stacks: dict[str, list[np.ndarray]] = {name: [] for name in channels}
-    for field in sample:
+    estimators = {name: FlatfieldEstimator() for name in channels}
+    for field in sample:  # one field in memory at a time
         images = load_field_images(field, pipeline)
         for name in channels:
-            stacks[name].append(images[name])
+            estimators[name].add(images[name])
     flats, entry = {}, {"method": "estimate", "n_fields": len(sample), "channels": {}}
     for name in channels:
-        flats[name], info = estimate_flatfield(stacks[name])
+        flats[name], info = estimators[name].result()
         entry["channels"][name] = info | {"sha256": flats[name].digest()}
     if len(sample) < ILLUMINATION_FEW_FIELDS:
         entry["warning"] = (f"estimated from {len(sample)} field(s); at least {ILLUMINATION_FEW_FIELDS} are needed "

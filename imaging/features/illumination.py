@@ -240,32 +240,46 @@ def fit_log_polynomial(grid: np.ndarray, shape: tuple[int, int], *, degree: int 
     return np.exp(_surface(coefficients, rows_out, cols_out, degree))
 
 
-def estimate_flatfield(images: Iterable[np.ndarray], *, n_blocks: int = ESTIMATE_GRID,
-                       degree: int = POLYNOMIAL_DEGREE) -> tuple[Flatfield, dict]:
-    """Estimate one channel's flat-field from many fields of a plate (see module docstring).
+class FlatfieldEstimator:
+    """One channel's flat-field estimate, fed one field at a time (see module docstring):
+    it keeps only each field's coarse grid, so memory stays that of one field whatever the
+    plate's size."""
 
-    Returns the flat-field (a coarse grid, mean 1) and what the record says of it:
-    ``n_fields``, ``min``/``max`` of the flat (how strong the vignetting is: 0.7 means the
-    dimmest part of the field gets 70 % of the mean light)."""
-    grids, shape = [], None
-    for image in images:
+    def __init__(self, *, n_blocks: int = ESTIMATE_GRID, degree: int = POLYNOMIAL_DEGREE):
+        self.n_blocks, self.degree = n_blocks, degree
+        self.grids: list[np.ndarray] = []
+        self.shape: tuple[int, ...] | None = None
+
+    def add(self, image: np.ndarray) -> None:
         image = np.asarray(image)
-        if shape is None:
-            shape = image.shape
-        elif image.shape != shape:
-            raise InputError(f"fields differ in size ({shape} and {image.shape}); one flat-field cannot serve both",
+        if self.shape is None:
+            self.shape = image.shape
+        elif image.shape != self.shape:
+            raise InputError(f"fields differ in size ({self.shape} and {image.shape}); one flat-field cannot serve both",
                              fix="estimate illumination per acquisition setting (one pipeline run per field size)")
-        grid = block_means(image, n_blocks)
+        grid = block_means(image, self.n_blocks)
         level = np.median(grid)
-        if level > 0:
-            grids.append(grid / level)
-    if not grids:
-        raise InputError("no field with signal to estimate the illumination from",
-                         fix="set illumination.method: none, or give flat-field files")
-    combined = np.quantile(np.stack(grids), FIELD_QUANTILE, axis=0)
-    combined = np.where(combined > 0, combined, np.nan)
-    surface = fit_log_polynomial(combined, shape, degree=degree)
-    flat_full = interpolate_grid(surface, shape)
-    flat_full /= flat_full.mean()
-    info = {"n_fields": len(grids), "min": float(flat_full.min()), "max": float(flat_full.max())}
-    return Flatfield(flat=surface.astype(np.float32), grid=True, source="estimated"), info
+        if level > 0:  # a blank field says nothing about the light
+            self.grids.append(grid / level)
+
+    def result(self) -> tuple[Flatfield, dict]:
+        """The flat-field (a coarse grid, mean 1) and what the record says of it: ``n_fields``,
+        ``min``/``max`` of the flat (0.7: the dimmest part of the field gets 70 % of the mean light)."""
+        if not self.grids:
+            raise InputError("no field with signal to estimate the illumination from",
+                             fix="set illumination.method: none, or give flat-field files")
+        combined = np.quantile(np.stack(self.grids), FIELD_QUANTILE, axis=0)
+        combined = np.where(combined > 0, combined, np.nan)
+        surface = fit_log_polynomial(combined, self.shape, degree=self.degree)
+        flat_full = interpolate_grid(surface, self.shape)
+        flat_full /= flat_full.mean()
+        info = {"n_fields": len(self.grids), "min": float(flat_full.min()), "max": float(flat_full.max())}
+        return Flatfield(flat=surface.astype(np.float32), grid=True, source="estimated"), info
+
+
+def estimate_flatfield(images: Iterable[np.ndarray], **options) -> tuple[Flatfield, dict]:
+    """Estimate one channel's flat-field from many fields of a plate (:class:`FlatfieldEstimator`)."""
+    estimator = FlatfieldEstimator(**options)
+    for image in images:
+        estimator.add(image)
+    return estimator.result()
