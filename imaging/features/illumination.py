@@ -118,19 +118,39 @@ def _single_array_from_mat(path: Path) -> np.ndarray:
     return next(iter(arrays.values()))
 
 
+def _check_npy_header(path: Path) -> None:
+    """The array a ``.npy`` header claims must be field-sized, checked before it is mapped."""
+    from imaging.io.readers import MAX_FIELD_PIXELS
+
+    try:
+        with open(path, "rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(handle)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"is not a readable .npy file ({type(exc).__name__}: {exc})", path=path,
+                         fix="save the illumination function again with numpy.save") from None
+    if int(np.prod(shape, dtype=np.int64)) > MAX_FIELD_PIXELS:
+        raise InputError(f"claims {' x '.join(map(str, shape))} values, more than a field may have "
+                         f"({MAX_FIELD_PIXELS})", path=path, fix="give the flat-field of one field (the fields' size)")
+
+
 def read_illumination_image(path: str | Path) -> np.ndarray:
     """A flat- or dark-field from ``.npy`` / ``.mat`` (CellProfiler's illumination functions)
     or an image file, checked: 2-D, numeric, finite (float64)."""
-    from imaging.io.readers import read_raw
+    from imaging.io.readers import MAX_FIELD_PIXELS, check_field_image, read_raw
 
     path = Path(path)
     if not path.is_file():
         raise InputError("illumination file not found", path=path,
                          fix="give the path relative to the pipeline file, or an absolute path")
     suffix = path.suffix.lower()
+    if suffix not in (".npy", ".mat"):
+        check_field_image(path)  # headers first: a damaged or oversized TIFF is refused before it is read
     if suffix == ".npy":
+        _check_npy_header(path)
         try:
-            array = np.load(path, allow_pickle=False, mmap_mode="r")  # memory-mapped: a lying header costs nothing
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
         except Exception as exc:
             raise InputError(f"is not a readable .npy file ({type(exc).__name__}: {exc})", path=path,
                              fix="save the illumination function again with numpy.save") from None
@@ -139,6 +159,9 @@ def read_illumination_image(path: str | Path) -> np.ndarray:
     else:
         array = read_raw(path)
     array = np.squeeze(array)
+    if array.size > MAX_FIELD_PIXELS:  # before anything is converted: memory stays bounded whatever a header claims
+        raise InputError(f"holds {array.size} values, more than a field may have ({MAX_FIELD_PIXELS})", path=path,
+                         fix="give the flat-field of one field (the fields' size)")
     if array.ndim != 2 or array.dtype.kind not in "uif":
         raise InputError(f"must be a 2-D numeric image, got shape {array.shape} of {array.dtype}", path=path,
                          fix="give one plane of the illumination function")

@@ -241,3 +241,28 @@ def test_validate_warns_before_any_work_when_a_plate_is_too_small_for_an_estimat
     write_plate(images, np.random.default_rng(6), lighting(), n_fields=3)
     plan_run(pipeline(illumination={"method": "estimate"}), images)
     assert "plate P1 has 3 field(s): an illumination estimate needs at least 10" in caplog.text
+
+
+def test_a_flatfield_header_claiming_a_huge_array_is_refused_without_reading_it(tmp_path):
+    """A .npy whose header claims 40,000 x 40,000 float64 (12.8 GB; the file is sparse) is
+    refused from its header: nothing is allocated."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "flat.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1)))
+    header["shape"] = (40_000, 40_000)
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.truncate(handle.tell() + 40_000 * 40_000 * 8)  # sparse: no disk used
+    code = "\n".join([
+        "import resource, sys",
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GB: the claimed array would not fit",
+        "from imaging.errors import InputError",
+        "from imaging.features.illumination import read_illumination_image",
+        "try:",
+        "    read_illumination_image(sys.argv[1])",
+        "except InputError as error:",
+        "    print(error)"])
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert "more than a field may have" in result.stdout, result.stderr[-2000:]
