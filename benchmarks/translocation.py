@@ -33,7 +33,7 @@ from imaging.batch import execute, plan_run
 from imaging.config import load_pipeline, parse_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-PATTERN = r"Channel (?P<channel>\d)-(?P<column>\d+)-(?P<row>[A-H])-\d+-\d+\.tif"
+PATTERN = r"Channel ?(?P<channel>\d)-\d+-(?P<row>[A-H])-(?P<column>\d+)(?:-\d+)?\.(?:tif|tiff|bmp|BMP)"  # the README's
 TILES = 3
 
 
