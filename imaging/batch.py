@@ -40,8 +40,8 @@ from imaging.io.run_folder import check_same_assay, claimed, disk_error
 from imaging.io.writers import write_csv, write_float_image, write_json, write_labels
 from imaging.tables import (WORK_FOLDER, assemble_plate, cells_file_intact, cells_file_seal, clashing_output_column,
                             curation_record, field_work_paths)
-from imaging.record import file_sha256, software_versions
 from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
+from imaging.record import file_sha256, software_versions
 from imaging.runner import run_tasks
 
 log = logging.getLogger(__name__)
@@ -381,6 +381,11 @@ def _bytes_still_needed(summaries: list[dict], n_fields: int) -> int | None:
     return int(np.mean(stored) * 1.1 * (n_fields - len(summaries)))
 
 
+def _spread_sample(fields: list[Field], n: int) -> list[Field]:
+    """At most ``n`` of ``fields``, spread evenly over them (plate order)."""
+    return [fields[i] for i in np.unique(np.linspace(0, len(fields) - 1, n).round().astype(int))] if fields else []
+
+
 def plate_xgal_vector(plan: RunPlan, plate: str) -> tuple[tuple[float, float, float] | None, str]:
     """The X-gal stain vector for a plate: explicit, default, or estimated from a sample of
     its fields (spread evenly over the plate)."""
@@ -392,19 +397,13 @@ def plate_xgal_vector(plan: RunPlan, plate: str) -> tuple[tuple[float, float, fl
     if spec.stain_vector == "default":
         return tuple(STAIN_VECTORS["xgal"]), "default"
     fields = [f for f in plan.fields if f.plate == plate]
-    picks = [fields[i] for i in np.unique(np.linspace(0, len(fields) - 1, STAIN_SAMPLE_FIELDS).round().astype(int))]
     samples = []
-    for field in picks:
+    for field in _spread_sample(fields, STAIN_SAMPLE_FIELDS):
         images = load_field_images(field, plan.pipeline)
         measured = measure_field(images, plan.pipeline, pixel_size_um=field_pixel_size(field, plan.pipeline))
         samples.append(stained_od_sample(images[spec.channel], measured.cell_labels))
     vector, source = estimate_xgal_vector(np.concatenate(samples))
     return tuple(float(v) for v in vector), source
-
-
-def _spread_sample(fields: list[Field], n: int) -> list[Field]:
-    """At most ``n`` of ``fields``, spread evenly over them (plate order)."""
-    return [fields[i] for i in np.unique(np.linspace(0, len(fields) - 1, n).round().astype(int))] if fields else []
 
 
 def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
