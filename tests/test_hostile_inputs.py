@@ -317,11 +317,20 @@ def test_sigterm_stops_the_workers_and_keeps_finished_fields(samples, pipelines,
     import sys
     import time
 
-    root = copy_sample_wells(samples, WELLS, tmp_path / "plate", assay="pjnk")
+    import shutil
+
+    # 16 wells x 8 sites (each sample field copied under four site numbers): enough work left
+    # after the first field that the signal always finds the run busy, however fast fields get
+    images = tmp_path / "plate" / "images"
+    images.mkdir(parents=True)
+    for path in (samples / "pjnk_plate" / "images").glob("*.tif"):
+        plate, well, site, channel = path.stem.split("_")
+        for copy in range(4):
+            shutil.copy(path, images / f"{plate}_{well}_s{int(site[1:]) + 2 * copy}_{channel}.tif")
     out = tmp_path / "out"
     run = subprocess.Popen([sys.executable, "-m", "imaging.cli", "run", str(pipelines / "pjnk.yaml"),
-                            str(root / "images"), "--out", str(out), "--workers", "2",
-                            "--platemap", str(root / "map.csv")],
+                            str(images), "--out", str(out), "--workers", "2",
+                            "--platemap", str(samples / "pjnk_plate" / "platemap.csv")],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(out.glob("PJNK01/.fields/*.json")) and time.monotonic() < deadline and run.poll() is None:
