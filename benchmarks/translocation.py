@@ -31,6 +31,7 @@ import pandas as pd
 
 from imaging.batch import execute, plan_run
 from imaging.config import load_pipeline, parse_pipeline
+from imaging.tables import readout_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERN = r"Channel ?(?P<channel>\d)-\d+-(?P<row>[A-H])-(?P<column>\d+)(?:-\d+)?\.(?:tif|tiff|bmp|BMP)"  # the README's
@@ -67,15 +68,6 @@ def tile_z_prime(cells: pd.DataFrame, shape: tuple[int, int], statistic: str) ->
     return 1 - 3 * (high.std() + low.std()) / abs(high.mean() - low.mean())
 
 
-def used_cells(cells: pd.DataFrame, border: bool) -> pd.DataFrame:
-    keep = pd.Series(True, index=cells.index)
-    if border:
-        keep &= ~cells["touches_border"]
-    if "reporter_expressed" in cells.columns:
-        keep &= cells["reporter_expressed"].fillna(True).astype(bool)
-    return cells[keep]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "translocation_dev_bbbc014"))
@@ -89,7 +81,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             execute(plan_run(pipeline(setting), args.data), tmp, workers=1)
             plate = next(p for p in Path(tmp).iterdir() if p.is_dir() and (p / "cells.csv").is_file())
-            cells = used_cells(pd.read_csv(plate / "cells.csv"), setting["border_out"])
+            cells = readout_cells(pd.read_csv(plate / "cells.csv"), pipeline(setting))  # the cells the wells use
         cells = cells.dropna(subset=["nfkb_nc_ratio"])
         medians = cells.groupby("well")["nfkb_nc_ratio"].median()
         rows.append({"setting": ", ".join(f"{k}={v}" for k, v in change.items()) or "shipped pipeline",

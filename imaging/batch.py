@@ -202,8 +202,9 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
             check_field_files(field, pipeline)
     _warn_few_fields_for_illumination(pipeline, fields)
     flats = illumination_files(pipeline, pipeline_path.parent if pipeline_path else Path.cwd())
-    if flats and check_files and fields:
-        _check_flatfield_shapes(flats, fields[0], pipeline)
+    if check_files and fields:
+        for flat in flats.values():
+            flat.check_shape(field_shape(fields[0], pipeline))
     return RunPlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, naming=naming,
                    pattern=pattern, fields=tuple(fields), annotations=annotations,
                    platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files,
@@ -238,17 +239,6 @@ def illumination_files(pipeline: Pipeline, base_dir: Path) -> dict[str, Flatfiel
         return {}
     return {channel: flatfield_from_files(base_dir / spec.flat, None if spec.dark is None else base_dir / spec.dark)
             for channel, spec in pipeline.illumination.files.items()}
-
-
-def _check_flatfield_shapes(flats: dict[str, Flatfield], field: Field, pipeline: Pipeline) -> None:
-    """Flat-field files must have the fields' size (checked on the first field's headers)."""
-    shape = field_shape(field, pipeline)
-    for channel, flat in flats.items():
-        if flat.flat.shape != shape:
-            raise InputError(f"the flat-field of channel {channel!r} is {flat.flat.shape[0]} x {flat.flat.shape[1]} px "
-                             f"but the fields are {shape[0]} x {shape[1]} px", path=flat.source,
-                             fix="give a flat-field made with the same camera settings (size, binning), "
-                                 "or use illumination.method: estimate")
 
 
 def segmentation_model(pipeline: Pipeline) -> dict | None:
@@ -419,7 +409,7 @@ def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
         return None, None
     if method == "files":
         return dict(files or {}), {"method": "files", "channels": {
-            name: {"source": flat.source, "dark": flat.dark is not None, "sha256": flat.digest(),
+            name: {"source": flat.source, "dark": flat.dark is not None, "sha256": flat.sha256,
                    "min": float(flat.flat.min() / flat.flat.mean()), "max": float(flat.flat.max() / flat.flat.mean())}
             for name, flat in (files or {}).items()}}
     channels = pipeline.illumination.corrected_channels(pipeline.channels)
@@ -432,7 +422,7 @@ def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
     flats, entry = {}, {"method": "estimate", "n_fields": len(sample), "channels": {}}
     for name in channels:
         flats[name], info = estimators[name].result()
-        entry["channels"][name] = info | {"sha256": flats[name].digest()}
+        entry["channels"][name] = info | {"sha256": flats[name].sha256}
     if len(sample) < ILLUMINATION_FEW_FIELDS:
         entry["warning"] = (f"estimated from {len(sample)} field(s); at least {ILLUMINATION_FEW_FIELDS} are needed "
                             "for the estimate to follow the lighting rather than where the cells lie")

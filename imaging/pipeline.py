@@ -203,6 +203,6 @@ def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector,
                   else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}),
         "field_pixel_size_um": field.pixel_size_um,
         "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
-        "illumination": {name: flat.digest() for name, flat in sorted((illumination or {}).items())},
+        "illumination": {name: flat.sha256 for name, flat in sorted((illumination or {}).items())},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

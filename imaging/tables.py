@@ -118,8 +118,9 @@ def plate_reporter_gate(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline
     gate = pipeline.qc.reporter_gate
     if gate is None:
         return None
-    level = f"{gate_channel_prefix(pipeline)}_residual_background"
-    used = fields.loc[fields["used_in_wells"], level] if level in fields.columns else pd.Series(dtype=float)
+    prefix = gate_channel_prefix(pipeline)
+    level = f"{prefix}_residual_background"
+    used = fields.loc[fields["used_in_wells"], level] if prefix and level in fields.columns else pd.Series(dtype=float)
     background = float(used.median()) if used.notna().any() else 0.0
     return reporter_gate_threshold(call_values(fields, work_dir, gate.column), gate.threshold, background=background)
 

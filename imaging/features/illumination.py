@@ -47,32 +47,37 @@ class Flatfield:
     ``flat`` is either the field's own size (from a file) or, when ``grid`` is True, a
     coarse grid of a smooth surface sampled at block centres (an estimate), interpolated
     bilinearly to the field. ``dark`` (optional) is field-sized. ``source`` says where it
-    came from, for the run record."""
+    came from, for the run record. ``sha256`` (of the arrays, part of every field's
+    fingerprint) is computed once here, not once per field: a field-sized flat is 16 MB."""
 
     flat: np.ndarray
     dark: np.ndarray | None = None
     grid: bool = False
     source: str = ""
+    sha256: str = dataclasses.field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256(np.ascontiguousarray(self.flat, dtype=np.float32).tobytes())
+        digest.update(b"grid" if self.grid else b"full")
+        if self.dark is not None:
+            digest.update(np.ascontiguousarray(self.dark, dtype=np.float32).tobytes())
+        object.__setattr__(self, "sha256", digest.hexdigest())
+
+    def check_shape(self, shape: tuple[int, int]) -> None:
+        """InputError unless the flat- and dark-field files fit fields of ``shape`` (the one
+        size rule: planning checks it on the first field's header, correction on every field)."""
+        for what, array in (("flat-field", None if self.grid else self.flat), ("dark-field", self.dark)):
+            if array is not None and array.shape != tuple(shape):
+                raise InputError(f"the {what} is {array.shape[0]} x {array.shape[1]} px but the fields are "
+                                 f"{shape[0]} x {shape[1]} px", path=self.source,
+                                 fix=f"give a {what} made with the same camera settings (size, binning), "
+                                     "or use illumination.method: estimate")
 
     def flat_at(self, shape: tuple[int, int]) -> np.ndarray:
         """The flat-field at the field's size, mean 1 (float32)."""
-        if self.grid:
-            flat = interpolate_grid(self.flat, shape)
-        else:
-            if self.flat.shape != tuple(shape):
-                raise InputError(f"the flat-field is {self.flat.shape[0]} x {self.flat.shape[1]} px but the field is "
-                                 f"{shape[0]} x {shape[1]} px", path=self.source,
-                                 fix="give a flat-field image of the fields' size, or use illumination.method: estimate")
-            flat = self.flat
+        self.check_shape(shape)
+        flat = interpolate_grid(self.flat, shape) if self.grid else self.flat
         return (flat / flat.mean()).astype(np.float32)
-
-    def digest(self) -> str:
-        """SHA-256 of the arrays (part of each field's fingerprint)."""
-        sha = hashlib.sha256(np.ascontiguousarray(self.flat, dtype=np.float32).tobytes())
-        sha.update(b"grid" if self.grid else b"full")
-        if self.dark is not None:
-            sha.update(np.ascontiguousarray(self.dark, dtype=np.float32).tobytes())
-        return sha.hexdigest()
 
 
 def correct(image: np.ndarray, flatfield: Flatfield) -> np.ndarray:
@@ -81,14 +86,11 @@ def correct(image: np.ndarray, flatfield: Flatfield) -> np.ndarray:
     if image.ndim != 2:
         raise InputError(f"illumination correction needs a 2-D channel, got shape {image.shape}",
                          fix="correct fluorescence channels only")
+    flat = flatfield.flat_at(image.shape)  # checks the dark-field's size too
     corrected = image.astype(np.float32)
     if flatfield.dark is not None:
-        if flatfield.dark.shape != image.shape:
-            raise InputError(f"the dark-field is {flatfield.dark.shape[0]} x {flatfield.dark.shape[1]} px but the field "
-                             f"is {image.shape[0]} x {image.shape[1]} px", path=flatfield.source,
-                             fix="give a dark-field image of the fields' size")
         corrected -= flatfield.dark
-    corrected /= flatfield.flat_at(image.shape)
+    corrected /= flat
     return corrected
 
 
@@ -138,7 +140,7 @@ def _check_npy_header(path: Path) -> None:
 def read_illumination_image(path: str | Path) -> np.ndarray:
     """A flat- or dark-field from ``.npy`` / ``.mat`` (CellProfiler's illumination functions)
     or an image file, checked: 2-D, numeric, finite (float64)."""
-    from imaging.io.readers import MAX_FIELD_PIXELS, check_field_image, read_raw
+    from imaging.io.readers import check_field_image, read_raw
 
     path = Path(path)
     if not path.is_file():
@@ -159,9 +161,6 @@ def read_illumination_image(path: str | Path) -> np.ndarray:
     else:
         array = read_raw(path)
     array = np.squeeze(array)
-    if array.size > MAX_FIELD_PIXELS:  # before anything is converted: memory stays bounded whatever a header claims
-        raise InputError(f"holds {array.size} values, more than a field may have ({MAX_FIELD_PIXELS})", path=path,
-                         fix="give the flat-field of one field (the fields' size)")
     if array.ndim != 2 or array.dtype.kind not in "uif":
         raise InputError(f"must be a 2-D numeric image, got shape {array.shape} of {array.dtype}", path=path,
                          fix="give one plane of the illumination function")
@@ -229,13 +228,12 @@ def _surface(coefficients: np.ndarray, rows: np.ndarray, cols: np.ndarray, degre
     return sum(c * np.outer(rows[:, i], cols[:, j]) for c, (i, j) in zip(coefficients, terms))
 
 
-def fit_log_polynomial(grid: np.ndarray, shape: tuple[int, int], *, degree: int = POLYNOMIAL_DEGREE,
-                       output_grid: tuple[int, int] | None = None) -> np.ndarray:
+def fit_log_polynomial(grid: np.ndarray, shape: tuple[int, int], *, degree: int = POLYNOMIAL_DEGREE) -> np.ndarray:
     """A 2-D polynomial of total degree ``degree`` fitted to the log of ``grid`` (the
-    :func:`block_means` of a field of ``shape``; NaN blocks ignored), refitted once without
-    blocks more than 3 robust SDs off. Returns exp of the fit sampled where
-    :func:`~imaging.features.background.interpolate_grid` expects an ``output_grid`` (default:
-    the input grid's size)."""
+    :func:`block_means` of a field of ``shape``; NaN blocks ignored), refitted (REFITS fits in
+    all) without the blocks the previous fit found more than 3 robust SDs off. Returns exp of
+    the fit on a grid of the same size, at the points where
+    :func:`~imaging.features.background.interpolate_grid` puts grid values."""
     from scipy.stats import median_abs_deviation
 
     block = _block_size(shape, max(grid.shape))
@@ -257,7 +255,7 @@ def fit_log_polynomial(grid: np.ndarray, shape: tuple[int, int], *, degree: int 
         spread = median_abs_deviation(residual[keep], scale="normal")
         if spread > 0:
             keep = np.isfinite(target) & (np.abs(residual) <= 3 * spread)
-    out_rows, out_cols = output_grid or grid.shape
+    out_rows, out_cols = grid.shape
     rows_out = _powers(_grid_centres(shape[0], out_rows), shape[0], degree)
     cols_out = _powers(_grid_centres(shape[1], out_cols), shape[1], degree)
     return np.exp(_surface(coefficients, rows_out, cols_out, degree))

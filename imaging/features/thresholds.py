@@ -225,7 +225,7 @@ def reporter_gate_threshold(values, setting: float | str, *, background: float =
 def reporter_expressed(values, threshold: Threshold) -> pd.Series:
     """True where a cell expresses the reporter (``value > threshold``; every cell when no
     gate was found); missing where the value is missing."""
-    values = pd.Series(values, dtype="float64")
-    expressed = pd.Series(values > threshold.value, index=values.index, dtype="boolean")
-    expressed[values.isna()] = pd.NA
-    return expressed
+    if np.isfinite(threshold.value):
+        return apply_call(values, threshold)
+    values = pd.Series(values, dtype="float64")  # no gate: apply_call would leave every cell uncalled
+    return pd.Series(True, index=values.index, dtype="boolean").mask(values.isna())

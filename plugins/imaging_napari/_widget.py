@@ -21,7 +21,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QHeaderView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
+    QHeaderView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget,
+    QVBoxLayout, QWidget,
 )
 
 from imaging.io.wells import row_index_to_letters
@@ -36,7 +37,7 @@ CHANNEL_COLOURS = ["blue", "green", "magenta", "yellow", "red", "cyan"]
 
 SEGMENTED_AGAIN = (" (segmented again for display: this run saved no label images; runs save them unless "
                    "given --no-save-labels, and review is then instant)")
-FIELD_CACHE_SIZE = 4  # fields kept loaded (a 2048 px field with three channels is about 50 MB)
+FIELD_CACHE_SIZE = 4  # fields kept loaded (a 2048 px field: three float32 channels and two label images, 80 MB)
 MAX_COLUMNS_WITH_NUMBERS = 12  # a 96-well plate's cells hold a number in a 400 px dock; denser plates colour only
 
 
