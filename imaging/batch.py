@@ -293,8 +293,7 @@ def _labels_paths(labels_dir: str | Path, field: Field) -> tuple[Path, Path]:
 
 def stored_fingerprint(out_dir: Path, field: Field, *, save_labels: bool) -> str | None:
     """Fingerprint of a complete stored result of ``field`` (None if there is none)."""
-    cells_path, summary_path = field_work_paths(out_dir / field.plate / WORK_FOLDER, field.plate, field.well,
-                                                field.site)
+    cells_path, summary_path = field_work_paths(out_dir / field.plate / WORK_FOLDER, field.key)
     if not (cells_path.is_file() and summary_path.is_file()):
         return None
     if save_labels and not all(p.is_file() for p in _labels_paths(out_dir / field.plate / "labels", field)):
@@ -329,7 +328,7 @@ def compute_field(task: FieldTask) -> dict:
     cells table, or only ``reused: True`` when the stored result has the same fingerprint."""
     field = task.field
     fingerprint = field_fingerprint(field, task.pipeline, task.xgal_vector, task.illumination)
-    identity = {"plate": field.plate, "well": field.well, "site": field.site, "fingerprint": fingerprint}
+    identity = {"key": field.key, "fingerprint": fingerprint}
     if fingerprint == task.previous_fingerprint:
         return identity | {"reused": True}
     images = load_field_images(field, task.pipeline)
@@ -337,7 +336,8 @@ def compute_field(task: FieldTask) -> dict:
     result = measure_field(images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector,
                            illumination=task.illumination)
     summary = {"plate": field.plate, "well": field.well, "row": field.row, "column": field.column,
-               "site": field.site, **container_source(field), **result.summary, "pixel_size_um": pixel_size,
+               "site": field.site, **({} if field.timepoint is None else {"timepoint": field.timepoint}),
+               **container_source(field), **result.summary, "pixel_size_um": pixel_size,
                "fingerprint": fingerprint}
     return identity | {
         "reused": False, "summary": summary, "cells": result.cells,
@@ -350,7 +350,7 @@ def persist_field(result: dict, out_dir: Path, field: Field) -> dict:
     """Store one computed field under ``OUT/<plate>/.fields`` (the summary JSON last: its
     presence marks the field complete) and return its summary."""
     work_dir = out_dir / field.plate / WORK_FOLDER
-    cells_path, summary_path = field_work_paths(work_dir, field.plate, field.well, field.site)
+    cells_path, summary_path = field_work_paths(work_dir, field.key)
     if result["reused"]:
         return json.loads(summary_path.read_text()) | {"reused": True}
     if result["labels"] is not None:
@@ -485,12 +485,12 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
                        illumination=illumination[f.plate][0],
                        previous_fingerprint=stored_fingerprint(out_dir, f, save_labels=save_labels))
              for f in plan.fields]
-    by_key = {(f.plate, f.well, f.site): f for f in plan.fields}
+    by_key = {f.key: f for f in plan.fields}
     summaries = []
 
     def store(result: dict) -> None:  # on this machine, as each field's result arrives
         try:
-            summary = persist_field(result, out_dir, by_key[result["plate"], result["well"], result["site"]])
+            summary = persist_field(result, out_dir, by_key[result["key"]])
         except OSError as exc:
             raise disk_error(exc, needed_bytes=_bytes_still_needed(summaries, len(tasks))) or exc from None
         summaries.append(summary)

@@ -67,7 +67,20 @@ class Naming(_Frozen):
     scenes: str | None = Field(default=None, description="regex with groups well (or row, column) and site, "
                                "searched in '<file stem>/<scene name>'")
     z: Literal["max", "best_focus"] = Field(default="max", description="Z stacks without naming.plane")
-    timepoint: int | None = Field(default=None, ge=1, description="time point of a time series (1-based)")
+    timepoint: int | Literal["all"] | None = Field(
+        default=None, description="time series: one time point (1-based), or 'all' (every time point a field, "
+        "a timepoint column in every table, comparisons per time point)")
+
+    @field_validator("timepoint", mode="before")
+    @classmethod
+    def _one_or_all_timepoints(cls, value):
+        if value is None or value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("naming.timepoint is a 1-based time point (1 is the first) or 'all'")
+
+    @property
+    def every_timepoint(self) -> bool:
+        return self.timepoint == "all"
 
 
 class ClassicalSegmentation(_Frozen):

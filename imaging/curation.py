@@ -12,6 +12,7 @@ action     ``exclude_field``, ``include_field``, ``exclude_well``,
 plate      plate
 well       well (``A01``)
 site       field (for field and call actions)
+timepoint  time point of the field, in a run of every time point (else empty)
 label      cell id in the field (for call actions)
 call       call name, e.g. ``sabgal_positive`` (for call actions)
 value      ``True`` / ``False`` (for ``set_call``)
@@ -37,7 +38,7 @@ from imaging.io.wells import parse_well, format_well
 from imaging.io.writers import write_csv
 
 CURATION_FILE = "curation.csv"
-COLUMNS = ["time", "user", "action", "plate", "well", "site", "label", "call", "value", "reason"]
+COLUMNS = ["time", "user", "action", "plate", "well", "site", "timepoint", "label", "call", "value", "reason"]
 ACTIONS = ("exclude_field", "include_field", "exclude_well", "include_well", "set_call", "clear_call")
 
 
@@ -45,9 +46,10 @@ ACTIONS = ("exclude_field", "include_field", "exclude_well", "include_well", "se
 class Curation:
     """The decisions in force: what is excluded and which calls are overridden."""
 
-    excluded_fields: dict[tuple[str, str, int], str]  # (plate, well, site) -> note
+    # a field is (plate, well, site, timepoint), timepoint None outside a run of every time point
+    excluded_fields: dict[tuple[str, str, int, int | None], str]  # field -> note
     excluded_wells: dict[tuple[str, str], str]  # (plate, well) -> note
-    calls: dict[tuple[str, str, int, int, str], bool]  # (plate, well, site, label, call) -> value
+    calls: dict[tuple[str, str, int, int | None, int, str], bool]  # (*field, label, call) -> value
     log: pd.DataFrame  # every decision, in order
 
     @property
@@ -93,7 +95,7 @@ def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curatio
         well = format_well(*parsed)
         try:
             if row.action in ("exclude_field", "include_field"):
-                key = (str(row.plate), well, int(row.site))
+                key = (str(row.plate), well, int(row.site), _timepoint(row.timepoint))
                 if row.action == "exclude_field":
                     fields[key] = _note(row)
                 else:
@@ -105,7 +107,7 @@ def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curatio
                 else:
                     wells.pop(key, None)
             else:
-                key = (str(row.plate), well, int(row.site), int(row.label), str(row.call))
+                key = (str(row.plate), well, int(row.site), _timepoint(row.timepoint), int(row.label), str(row.call))
                 if row.action == "set_call":
                     if str(row.value).lower() not in ("true", "false", "1", "0"):
                         raise ValueError(f"value {row.value!r} is not True or False")
@@ -118,19 +120,24 @@ def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curatio
     return Curation(excluded_fields=fields, excluded_wells=wells, calls=calls, log=log)
 
 
+def _timepoint(text: str) -> int | None:
+    return int(text) if str(text).strip() else None
+
+
 def load(out_dir: str | Path) -> Curation:
     """Read and resolve ``OUT/curation.csv``."""
     return resolve(read_log(out_dir), source=Path(out_dir) / CURATION_FILE)
 
 
 def record(out_dir: str | Path, *, action: str, plate: str, well: str, site: int | None = None,
-           label: int | None = None, call: str | None = None, value: bool | None = None,
+           timepoint: int | None = None, label: int | None = None, call: str | None = None, value: bool | None = None,
            reason: str = "", user: str = "") -> pd.DataFrame:
     """Append one decision to ``OUT/curation.csv`` (rewritten atomically) and return the log."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     row = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "user": user,
            "action": action, "plate": plate, "well": well, "site": "" if site is None else str(int(site)),
+           "timepoint": "" if timepoint is None else str(int(timepoint)),
            "label": "" if label is None else str(int(label)), "call": call or "",
            "value": "" if value is None else str(bool(value)), "reason": reason}
     log = pd.concat([read_log(out_dir), pd.DataFrame([row])], ignore_index=True)
@@ -154,11 +161,18 @@ def in_force(curation: Curation) -> list[Decision]:
     for (plate, well), note in sorted(curation.excluded_wells.items()):
         decisions.append(Decision(f"well {plate} {well} excluded: {note}",
                                   {"action": "include_well", "plate": plate, "well": well}))
-    for (plate, well, site), note in sorted(curation.excluded_fields.items()):
-        decisions.append(Decision(f"field {plate} {well} s{site} excluded: {note}",
-                                  {"action": "include_field", "plate": plate, "well": well, "site": site}))
-    for (plate, well, site, label, call), value in sorted(curation.calls.items()):
-        decisions.append(Decision(f"cell {label} of {plate} {well} s{site}: {call} set {'positive' if value else 'negative'}",
+    for (plate, well, site, timepoint), note in sorted(curation.excluded_fields.items()):
+        decisions.append(Decision(f"field {field_name(plate, well, site, timepoint)} excluded: {note}",
+                                  {"action": "include_field", "plate": plate, "well": well, "site": site,
+                                   "timepoint": timepoint}))
+    for (plate, well, site, timepoint, label, call), value in sorted(curation.calls.items()):
+        decisions.append(Decision(f"cell {label} of {field_name(plate, well, site, timepoint)}: {call} set "
+                                  f"{'positive' if value else 'negative'}",
                                   {"action": "clear_call", "plate": plate, "well": well, "site": site,
-                                   "label": label, "call": call}))
+                                   "timepoint": timepoint, "label": label, "call": call}))
     return decisions
+
+
+def field_name(plate: str, well: str, site: int, timepoint: int | None = None) -> str:
+    """How a field is named to a reviewer: ``P1 A01 s2`` (``P1 A01 s2 t3`` in a time series)."""
+    return f"{plate} {well} s{site}" + ("" if timepoint is None else f" t{timepoint}")

@@ -20,8 +20,9 @@ renames the measured columns accordingly:
 ``sabgal_od_mean`` etc.      ``Cells_Intensity_MeanXgalOD``, ``_IntegratedXgalOD``, ``_XgalStainedFraction``
 ==========================  =========================================================
 
-Everything else becomes metadata: plate, well, site and the plate map's columns
-(``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``, ``Metadata_<Column>``), the cell's
+Everything else becomes metadata: plate, well, site, timepoint (a time series) and the plate
+map's columns (``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``, ``Metadata_Timepoint``,
+``Metadata_<Column>``), the cell's
 label (``Metadata_ObjectNumber``), border contact, field use, curation and the calls, with
 booleans as 0/1 (pycytominer's ``aggregate`` averages what it is given). Intensities are the
 background-subtracted values of ``cells.csv``.
@@ -64,6 +65,7 @@ SABGAL_NAMES = {
     "sabgal_stained_fraction": "Cells_Intensity_XgalStainedFraction",
 }
 METADATA_NAMES = {"plate": "Metadata_Plate", "well": "Metadata_Well", "site": "Metadata_Site",
+                  "timepoint": "Metadata_Timepoint",
                   "label": "Metadata_ObjectNumber", "touches_border": "Metadata_TouchesBorder",
                   "field_used_in_wells": "Metadata_FieldUsedInWells", "curated": "Metadata_Curated"}
 

@@ -23,7 +23,7 @@ from imaging.record import read_record
 from imaging.errors import InputError
 from imaging.features.illumination import Flatfield, correct_channels, read_illumination_image
 from imaging.features.thresholds import Threshold, apply_call
-from imaging.io.discover import Field
+from imaging.io.discover import Field, field_key
 from imaging.io.sources import find_fields
 from imaging.io.readers import read_raw
 from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
@@ -36,7 +36,7 @@ class LoadedField:
     and its cells: the batch's rows for a run, or the fresh measurement before one.
     ``segmented_again`` is True when no saved labels existed and the field was segmented."""
 
-    key: tuple[str, str, int]
+    key: tuple  # (plate, well, site, timepoint)
     images: dict[str, np.ndarray]
     nuclei: np.ndarray
     cells: np.ndarray
@@ -88,7 +88,7 @@ class RunReview:
         self.pipeline = pipeline
         self.out_dir = out_dir
         self.record = record or {}
-        self._fields = {(f.plate, f.well, f.site): f for f in fields}
+        self._fields = {f.position: f for f in fields}  # (plate, well, site, timepoint)
         self._cells: dict[str, pd.DataFrame] = {}
         self._illumination: dict[str, dict[str, Flatfield] | None] = {}
         path = self.record.get("pipeline", {}).get("path")
@@ -125,31 +125,38 @@ class RunReview:
         wells = {(f.row, f.column, f.well) for key, f in self._fields.items() if key[0] == plate}
         return [w for _, _, w in sorted(wells)]
 
-    def sites(self, plate: str, well: str) -> list[int]:
-        return sorted(site for (p, w, site) in self._fields if (p, w) == (plate, well))
+    def timepoints(self, plate: str) -> list[int]:
+        """The plate's time points in a run of every time point (``naming.timepoint: all``);
+        empty otherwise. Field-level calls then take ``timepoint=``."""
+        return sorted({t for (p, _, _, t) in self._fields if p == plate and t is not None})
 
-    def field(self, plate: str, well: str, site: int) -> Field:
+    def sites(self, plate: str, well: str, timepoint: int | None = None) -> list[int]:
+        return sorted(site for (p, w, site, t) in self._fields if (p, w, t) == (plate, well, timepoint))
+
+    def field(self, plate: str, well: str, site: int, timepoint: int | None = None) -> Field:
         try:
-            return self._fields[plate, well, int(site)]
+            return self._fields[plate, well, int(site), timepoint]
         except KeyError:
-            raise InputError(f"no field plate {plate}, well {well}, site {site}", fix="pick an imaged field") from None
+            raise InputError(f"no field {curation.field_name(plate, well, site, timepoint)}",
+                             fix="pick an imaged field (and, in a time series, its time point)") from None
 
-    def wells_table(self, plate: str) -> pd.DataFrame:
-        """The plate's wells.csv, or the imaged wells without readouts before a run."""
+    def wells_table(self, plate: str, timepoint: int | None = None) -> pd.DataFrame:
+        """The plate's wells.csv (in a time series, the rows of ``timepoint``), or the imaged
+        wells without readouts before a run."""
         if self.has_results:
-            return pd.read_csv(self.out_dir / plate / "wells.csv")
-        rows = {(f.well, f.row, f.column) for (p, _, _), f in self._fields.items() if p == plate}
+            return _at_timepoint(pd.read_csv(self.out_dir / plate / "wells.csv"), timepoint)
+        rows = {(f.well, f.row, f.column) for (p, _, _, _), f in self._fields.items() if p == plate}
         return pd.DataFrame(sorted(rows, key=lambda r: (r[1], r[2])), columns=["well", "row", "column"])
 
-    def fields_table(self, plate: str) -> pd.DataFrame:
+    def fields_table(self, plate: str, timepoint: int | None = None) -> pd.DataFrame:
         if not self.has_results:
             return pd.DataFrame(columns=["plate", "well", "site", "qc_pass", "qc_reasons", "curation"])
-        return pd.read_csv(self.out_dir / plate / "fields.csv", keep_default_na=False,
-                           dtype={"qc_reasons": str, "curation": str})
+        return _at_timepoint(pd.read_csv(self.out_dir / plate / "fields.csv", keep_default_na=False,
+                                         dtype={"qc_reasons": str, "curation": str}), timepoint)
 
-    def flagged_wells(self, plate: str) -> set[str]:
+    def flagged_wells(self, plate: str, timepoint: int | None = None) -> set[str]:
         """Wells with a field that failed QC or was curated."""
-        fields = self.fields_table(plate)
+        fields = self.fields_table(plate, timepoint)
         if fields.empty:
             return set()
         curated = fields["curation"].astype(str) != "" if "curation" in fields.columns else False
@@ -161,14 +168,14 @@ class RunReview:
             self._cells[plate] = read_cells_table(self.out_dir / plate)
         return self._cells[plate]
 
-    def field_cells(self, plate: str, well: str, site: int) -> pd.DataFrame:
+    def field_cells(self, plate: str, well: str, site: int, timepoint: int | None = None) -> pd.DataFrame:
         """The batch's per-cell rows of one field (cells.csv)."""
-        cells = self.plate_cells(plate)
+        cells = _at_timepoint(self.plate_cells(plate), timepoint)
         return cells[(cells["well"] == well) & (cells["site"] == int(site))].reset_index(drop=True)
 
-    def well_cells(self, plate: str, well: str) -> pd.DataFrame:
+    def well_cells(self, plate: str, well: str, timepoint: int | None = None) -> pd.DataFrame:
         """The batch's cells of one well's fields used in the well's aggregates."""
-        cells = self.plate_cells(plate)
+        cells = _at_timepoint(self.plate_cells(plate), timepoint)
         return cells[(cells["well"] == well) & cells["field_used_in_wells"].astype(bool)].reset_index(drop=True)
 
     def thresholds(self, plate: str) -> dict[str, float]:
@@ -211,52 +218,53 @@ class RunReview:
     def _planned_illumination(self, plate: str) -> dict[str, Flatfield] | None:
         from imaging.batch import illumination_files, plate_illumination
 
-        fields = [f for (p, _, _), f in sorted(self._fields.items()) if p == plate]
+        fields = [f for (p, *_), f in self._fields.items() if p == plate]
         flats, _ = plate_illumination(self.pipeline, fields, files=illumination_files(self.pipeline, self.pipeline_dir))
         return flats
 
     # ---- pixels ----------------------------------------------------------------------------
-    def images(self, plate: str, well: str, site: int) -> dict[str, np.ndarray]:
+    def images(self, plate: str, well: str, site: int, timepoint: int | None = None) -> dict[str, np.ndarray]:
         """A field's channels as read (what :meth:`measure` takes)."""
-        return load_field_images(self.field(plate, well, site), self.pipeline)
+        return load_field_images(self.field(plate, well, site, timepoint), self.pipeline)
 
     def corrected_images(self, plate: str, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``images`` with the plate's illumination correction applied: what segmentation and
         intensities saw, and what the viewer shows."""
         return correct_channels(images, self.illumination(plate))
 
-    def saved_labels(self, plate: str, well: str, site: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def saved_labels(self, plate: str, well: str, site: int,
+                     timepoint: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Label images written by ``--save-labels``, if any."""
         if not self.has_results:
             return None
-        base = self.out_dir / plate / "labels" / f"{plate}_{well}_s{int(site)}"
+        base = self.out_dir / plate / "labels" / field_key(plate, well, site, timepoint)
         paths = Path(f"{base}_nuclei.tif"), Path(f"{base}_cells.tif")
         if not all(p.is_file() for p in paths):
             return None
         return read_raw(paths[0]).astype(np.int32), read_raw(paths[1]).astype(np.int32)
 
     def measure(self, plate: str, well: str, site: int, pipeline: Pipeline | None = None,
-                images: dict | None = None) -> FieldMeasurement:
+                images: dict | None = None, timepoint: int | None = None) -> FieldMeasurement:
         """Segment and measure a field exactly as the batch does (optionally with a tuned pipeline)."""
         pipeline = pipeline or self.pipeline
-        field = self.field(plate, well, site)
+        field = self.field(plate, well, site, timepoint)
         images = images if images is not None else load_field_images(field, pipeline)
         return measure_field(images, pipeline, pixel_size_um=field_pixel_size(field, pipeline),
                              xgal_vector=self.xgal_vector(plate), illumination=self.illumination(plate))
 
-    def load_field(self, plate: str, well: str, site: int) -> LoadedField:
+    def load_field(self, plate: str, well: str, site: int, timepoint: int | None = None) -> LoadedField:
         """Everything the viewer shows of one field (slow: reads pixels and, without saved
         labels, segments; the napari plugin calls it in a thread worker)."""
-        images = self.images(plate, well, site)
-        saved = self.saved_labels(plate, well, site) if self.has_results else None
+        images = self.images(plate, well, site, timepoint)
+        saved = self.saved_labels(plate, well, site, timepoint) if self.has_results else None
         if saved is not None:
             nuclei, cells = saved
-            table = self.field_cells(plate, well, site)
+            table = self.field_cells(plate, well, site, timepoint)
         else:
-            measured = self.measure(plate, well, site, images=images)
+            measured = self.measure(plate, well, site, images=images, timepoint=timepoint)
             nuclei, cells = measured.nuclei, measured.cell_labels
-            table = self.field_cells(plate, well, site) if self.has_results else measured.cells
-        return LoadedField(key=(plate, well, int(site)), images=self.corrected_images(plate, images), nuclei=nuclei,
+            table = self.field_cells(plate, well, site, timepoint) if self.has_results else measured.cells
+        return LoadedField(key=(plate, well, int(site), timepoint), images=self.corrected_images(plate, images), nuclei=nuclei,
                            cells=cells, table=table, segmented_again=saved is None)
 
     # ---- curation ------------------------------------------------------------------------
@@ -265,17 +273,19 @@ class RunReview:
             raise InputError("curation needs a finished run", fix="run `imaging run` first, then open its output folder")
         return self.out_dir
 
-    def exclude_field(self, plate, well, site, *, reason: str, user: str = "", undo: bool = False) -> None:
+    def exclude_field(self, plate, well, site, *, reason: str, user: str = "", undo: bool = False,
+                      timepoint: int | None = None) -> None:
         curation.record(self._require_results(), action="include_field" if undo else "exclude_field", plate=plate,
-                        well=well, site=int(site), reason=reason, user=user)
+                        well=well, site=int(site), timepoint=timepoint, reason=reason, user=user)
 
     def exclude_well(self, plate, well, *, reason: str, user: str = "", undo: bool = False) -> None:
         curation.record(self._require_results(), action="include_well" if undo else "exclude_well", plate=plate,
                         well=well, reason=reason, user=user)
 
-    def set_call(self, plate, well, site, label: int, call: str, value: bool, *, reason: str, user: str = "") -> None:
+    def set_call(self, plate, well, site, label: int, call: str, value: bool, *, reason: str, user: str = "",
+                 timepoint: int | None = None) -> None:
         curation.record(self._require_results(), action="set_call", plate=plate, well=well, site=int(site),
-                        label=int(label), call=call, value=bool(value), reason=reason, user=user)
+                        timepoint=timepoint, label=int(label), call=call, value=bool(value), reason=reason, user=user)
 
     def decisions(self) -> list[curation.Decision]:
         """The curation decisions in force (empty before a run)."""
@@ -295,6 +305,13 @@ class RunReview:
         outputs = build_report([out_dir])
         self._cells.clear()
         return outputs
+
+
+def _at_timepoint(table: pd.DataFrame, timepoint: int | None) -> pd.DataFrame:
+    """The rows of one time point of a time-series table (the table as it is otherwise)."""
+    if timepoint is None or "timepoint" not in table.columns:
+        return table
+    return table[table["timepoint"] == int(timepoint)].reset_index(drop=True)
 
 
 def batch_percent(wells: pd.DataFrame, well: str, call: str) -> str:

@@ -313,17 +313,41 @@ def compare_readout(wells: pd.DataFrame, readout: str, *, control_genotype: str,
     return pd.DataFrame(rows)
 
 
+def per_timepoint(function, wells: pd.DataFrame, *args, **kwargs) -> pd.DataFrame:
+    """``function(wells, ...)``, a table; for the wells of a time series (a ``timepoint``
+    column: ``naming.timepoint: all``) applied to each time point's wells, the results stacked
+    with a ``timepoint`` column first. Time points are never pooled: a replicate imaged at
+    several times is one unit at each time, not several units."""
+    if "timepoint" not in wells.columns:
+        return function(wells, *args, **kwargs)
+    parts = []
+    for timepoint, part in wells.groupby("timepoint", sort=True):
+        result = function(part.drop(columns="timepoint"), *args, **kwargs)
+        result.insert(0, "timepoint", int(timepoint))
+        parts.append(result)
+    if not parts:
+        empty = function(wells.iloc[:0].drop(columns="timepoint"), *args, **kwargs)
+        empty.insert(0, "timepoint", pd.Series(dtype="int64"))
+        return empty
+    return pd.concat(parts, ignore_index=True)
+
+
+def _readout_comparisons(wells: pd.DataFrame, readouts: list[str], **settings) -> pd.DataFrame:
+    parts = [compare_readout(wells, readout, **settings) for readout in readouts if readout in wells.columns]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARISON_COLUMNS)
+
+
 def compare_all(wells: pd.DataFrame, readouts: list[str], *, control_genotype: str, vehicle_treatment: str,
                 genotype_column: str = "genotype", treatment_column: str = "treatment",
                 method: str = "welch", alpha: float = ALPHA) -> pd.DataFrame:
-    """Every comparison of every readout, with Benjamini-Hochberg q-values across them all."""
-    parts = [compare_readout(wells, readout, control_genotype=control_genotype,
-                             vehicle_treatment=vehicle_treatment, genotype_column=genotype_column,
-                             treatment_column=treatment_column, method=method)
-             for readout in readouts if readout in wells.columns]
-    parts = [p for p in parts if not p.empty]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARISON_COLUMNS)
-    return with_significance(table, alpha=alpha).reindex(columns=COMPARISON_COLUMNS)
+    """Every comparison of every readout (in a time series, at every time point: see
+    :func:`per_timepoint`), with Benjamini-Hochberg q-values across them all."""
+    table = per_timepoint(_readout_comparisons, wells, readouts, control_genotype=control_genotype,
+                          vehicle_treatment=vehicle_treatment, genotype_column=genotype_column,
+                          treatment_column=treatment_column, method=method)
+    columns = (["timepoint"] if "timepoint" in wells.columns else []) + COMPARISON_COLUMNS
+    return with_significance(table, alpha=alpha).reindex(columns=columns)
 
 
 def with_significance(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
@@ -399,8 +423,13 @@ def edge_effect(plate_wells: pd.DataFrame, readout: str) -> dict:
 
 
 def plate_quality(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
-    """Per plate and readout: Z' (when a ``control`` column marks positive and negative
-    wells), edge effect, and the number of robust-z outlier wells (|z| > 3)."""
+    """Per plate and readout (and time point: :func:`per_timepoint`): Z' (when a ``control``
+    column marks positive and negative wells), edge effect, and the number of robust-z outlier
+    wells (|z| > 3)."""
+    return per_timepoint(_plate_quality, wells, readouts)
+
+
+def _plate_quality(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
     rows = []
     for plate, plate_wells in wells.groupby("plate", sort=True):
         for readout in readouts:
@@ -421,8 +450,13 @@ def plate_quality(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
 
 
 def well_scores(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
-    """Long table of each well's readout and its robust z-score within its plate (on the
-    residual from its condition's median, so treatment effects are not outliers)."""
+    """Long table of each well's readout and its robust z-score within its plate (and time
+    point: :func:`per_timepoint`), on the residual from its condition's median, so treatment
+    effects are not outliers."""
+    return per_timepoint(_well_scores, wells, readouts)
+
+
+def _well_scores(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
     rows = []
     for plate, plate_wells in wells.groupby("plate", sort=True):
         for readout in readouts:
@@ -480,9 +514,15 @@ def fit_dose_response(doses: np.ndarray, values: np.ndarray, *, alpha: float = A
 
 def dose_response_table(wells: pd.DataFrame, readouts: list[str], *, genotype_column: str = "genotype",
                         treatment_column: str = "treatment", vehicle_treatment: str | None = None) -> pd.DataFrame:
-    """One 4PL fit per readout, cell line, genotype and compound (treatment), wells as points;
-    the vehicle is not a compound. Empty without a ``dose`` column. ``dose_unit`` comes from
-    the plate map's ``dose_unit`` column when it has one."""
+    """One 4PL fit per readout, cell line, genotype and compound (treatment) (and time point:
+    :func:`per_timepoint`), wells as points; the vehicle is not a compound. Empty without a
+    ``dose`` column. ``dose_unit`` comes from the plate map's ``dose_unit`` column when it has one."""
+    return per_timepoint(_dose_response_table, wells, readouts, genotype_column=genotype_column,
+                         treatment_column=treatment_column, vehicle_treatment=vehicle_treatment)
+
+
+def _dose_response_table(wells: pd.DataFrame, readouts: list[str], *, genotype_column: str,
+                         treatment_column: str, vehicle_treatment: str | None) -> pd.DataFrame:
     if "dose" not in wells.columns:
         return pd.DataFrame(columns=DOSE_RESPONSE_COLUMNS)
     table = wells[wells["dose"].notna()].copy()

@@ -25,11 +25,12 @@ from imaging import curation as curation_log
 from imaging.aggregate import summarize_cells, summary_columns
 from imaging.config import Pipeline
 from imaging.record import read_record
-from imaging.curation import Curation
+from imaging.curation import Curation, field_name
 from imaging.errors import InputError
 from imaging.features.qc import decide_field_qc
 from imaging.features.thresholds import (Threshold, apply_call, reporter_expressed, reporter_gate_threshold,
                                         resolve_threshold)
+from imaging.io.discover import field_key
 from imaging.io.platemap import RESERVED_COLUMNS
 from imaging.io.run_folder import claimed
 from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_table
@@ -37,12 +38,29 @@ from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_t
 WORK_FOLDER = ".fields"
 
 
-def field_work_paths(work_dir: str | Path, plate: str, well: str, site: int) -> tuple[Path, Path]:
-    """Per-field result files: cells table and summary JSON."""
+def field_work_paths(work_dir: str | Path, key: str) -> tuple[Path, Path]:
+    """Per-field result files (``key``: :func:`imaging.io.discover.field_key`): cells table and
+    summary JSON."""
     # not Path.with_suffix: a plate named "PJNK.01" would lose ".01_A01_s1" and every field of
     # the plate would share one file
-    key = f"{plate}_{well}_s{site}"
     return Path(work_dir) / f"{key}.cells.csv", Path(work_dir) / f"{key}.json"
+
+
+def field_position(plate: str, row) -> tuple:
+    """(plate, well, site, timepoint) of a row of a fields table (timepoint None outside a run of
+    every time point, whose tables have no timepoint column)."""
+    timepoint = getattr(row, "timepoint", None)
+    return plate, row.well, int(row.site), None if timepoint is None else int(timepoint)
+
+
+def row_key(plate: str, row) -> str:
+    """The per-field file key of a row of a fields table."""
+    return field_key(*field_position(plate, row))
+
+
+def position_columns(table: pd.DataFrame) -> list[str]:
+    """A table's columns that place a row on the plate, in order (timepoint only in a time series)."""
+    return [c for c in ("plate", "well", "row", "column", "site", "timepoint") if c in table.columns]
 
 
 def clashing_output_column(columns, pipeline: Pipeline) -> str | None:
@@ -78,7 +96,8 @@ def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) 
     """One plate's field summaries with QC decisions, curation and ``used_in_wells``."""
     fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused", "worker_peak_rss_mb", "cells_bytes", "cells_sha256"],
                                           errors="ignore")
-    fields = fields.sort_values(["row", "column", "site"], kind="stable").reset_index(drop=True)
+    order = [c for c in ("row", "column", "timepoint", "site") if c in fields.columns]
+    fields = fields.sort_values(order, kind="stable").reset_index(drop=True)
     qc = pipeline.qc
     decisions = decide_field_qc(
         fields, channel_kinds={n: s.kind for n, s in pipeline.channels.items()},
@@ -90,8 +109,9 @@ def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) 
         note = []
         if (row.plate, row.well) in curation.excluded_wells:
             note.append(f"well excluded: {curation.excluded_wells[row.plate, row.well]}")
-        if (row.plate, row.well, int(row.site)) in curation.excluded_fields:
-            note.append(f"field excluded: {curation.excluded_fields[row.plate, row.well, int(row.site)]}")
+        position = field_position(row.plate, row)
+        if position in curation.excluded_fields:
+            note.append(f"field excluded: {curation.excluded_fields[position]}")
         notes.append("; ".join(note))
     fields["curation"] = notes
     fields["used_in_wells"] = (fields["qc_pass"] | (not qc.exclude_failed)) & (fields["curation"] == "")
@@ -101,8 +121,8 @@ def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) 
 def call_values(fields: pd.DataFrame, work_dir: Path, column: str) -> np.ndarray:
     """Every value of ``column`` over the cells of the fields used in wells."""
     values = []
-    for key in fields.loc[fields["used_in_wells"], ["plate", "well", "site"]].itertuples(index=False):
-        cells_path, _ = field_work_paths(work_dir, key.plate, key.well, key.site)
+    for row in fields.loc[fields["used_in_wells"]].itertuples(index=False):
+        cells_path, _ = field_work_paths(work_dir, row_key(row.plate, row))
         values.append(pd.read_csv(cells_path, usecols=[column])[column].to_numpy(dtype=float))
     return np.concatenate(values) if values else np.zeros(0)
 
@@ -137,15 +157,15 @@ def _with_annotations(table: pd.DataFrame, annotations: pd.DataFrame, columns: l
     if not columns:
         return table
     joined = table.merge(annotations[columns], left_on="well", right_index=True, how="left")
-    keys = [c for c in ("plate", "well", "row", "column", "site") if c in table.columns]
+    keys = position_columns(table)
     order = keys + columns + [c for c in table.columns if c not in keys]
     return joined[order]
 
 
-def _apply_call_overrides(cells: pd.DataFrame, curation: Curation, plate: str, well: str, site: int) -> None:
+def _apply_call_overrides(cells: pd.DataFrame, curation: Curation, position: tuple) -> None:
     cells["curated"] = False
-    for (o_plate, o_well, o_site, label, call), value in curation.calls.items():
-        if (o_plate, o_well, o_site) == (plate, well, site) and call in cells.columns:
+    for (*field, label, call), value in curation.calls.items():
+        if tuple(field) == position and call in cells.columns:
             rows = cells["label"] == label
             cells.loc[rows, call] = value
             cells.loc[rows, "curated"] = True
@@ -180,32 +200,38 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
     for suffix in {"csv", "parquet"} - set(TABLE_FORMATS[table_format]):
         (out_dir / f"cells.{suffix}").unlink(missing_ok=True)  # a previous run's, now stale
     gate_columns = ["reporter_expressed"] if gate is not None else []
-    empty = ["plate", "well", "site", *annotation_columns, "field_used_in_wells", *cell_columns, *call_names,
+    series = "timepoint" in fields.columns
+    empty = ["plate", "well", "site", *(["timepoint"] if series else []), *annotation_columns, "field_used_in_wells", *cell_columns, *call_names,
              *gate_columns, "curated"]
     with StreamedTable(out_dir / "cells", table_format=table_format, empty=empty) as cells_out:
-        for well, well_fields in fields.groupby("well", sort=False):
+        # a well's readouts pool its sites; in a time series, per time point
+        for group, well_fields in fields.groupby(["well", "timepoint"] if series else "well", sort=False):
+            well = group[0] if series else group
             used_cells, n_used_cells = [], 0
             for field in well_fields.itertuples(index=False):
-                cells_path, _ = field_work_paths(work_dir, plate, well, field.site)
+                position = field_position(plate, field)
+                cells_path, _ = field_work_paths(work_dir, field_key(*position))
                 cells = pd.read_csv(cells_path).reindex(columns=cell_columns)
                 for call in pipeline.calls:
                     cells[call.name] = apply_call(cells[call.column], thresholds[call.name])
                 if gate is not None:
                     cells["reporter_expressed"] = reporter_expressed(cells[pipeline.qc.reporter_gate.column], gate)
-                _apply_call_overrides(cells, curation, plate, well, int(field.site))
+                _apply_call_overrides(cells, curation, position)
                 measured = readout_cells(cells, pipeline)
                 field_summaries.append(summarize_cells(measured, cell_columns, call_names, **mixture))
                 if field.used_in_wells:
                     used_cells.append(measured)
                     n_used_cells += len(cells)
                 keys = {"plate": plate, "well": well, "site": field.site}
+                keys |= {"timepoint": field.timepoint} if series else {}
                 keys |= {c: annotations.at[well, c] for c in annotation_columns}
                 cells.insert(0, "field_used_in_wells", field.used_in_wells)
                 for position, (name, value) in enumerate(keys.items()):
                     cells.insert(position, name, value)
                 cells_out.write(cells)
             pooled = pd.concat(used_cells, ignore_index=True) if used_cells else pd.DataFrame(columns=cell_columns)
-            well_rows.append({"well": well, "n_fields": len(well_fields),
+            well_rows.append({"well": well, **({"timepoint": group[1]} if series else {}),
+                              "n_fields": len(well_fields),
                               "n_fields_used": int(well_fields["used_in_wells"].sum()),
                               "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
                               "curation": "; ".join(sorted({n for n in well_fields["curation"] if n})),
@@ -213,6 +239,7 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
     per_field = pd.DataFrame(field_summaries, columns=summary_columns(cell_columns, call_names)).drop(columns="n_cells")
     fields_out = _with_annotations(pd.concat([fields.reset_index(drop=True), per_field], axis=1),
                                    annotations, annotation_columns)
+    # one row per well (per well and time point in a time series), in the fields' order
     wells = fields[["well", "row", "column"]].drop_duplicates("well").merge(pd.DataFrame(well_rows), on="well")
     wells.insert(0, "plate", plate)
     wells = _with_annotations(wells, annotations, annotation_columns)
@@ -241,12 +268,16 @@ def plate_record(fields: pd.DataFrame, wells: pd.DataFrame, thresholds: dict[str
             "rules": pipeline.qc.model_dump(mode="json"),
             "n_failed": int(len(failed)),
             "failed_fields_excluded_from_wells": bool(pipeline.qc.exclude_failed),
-            "failed_fields": [{"well": r.well, "site": int(r.site), "reasons": r.qc_reasons}
-                              for r in failed.itertuples(index=False)],
+            "failed_fields": [{**_field_entry(r), "reasons": r.qc_reasons} for r in failed.itertuples(index=False)],
         },
-        "curated_fields": [{"well": r.well, "site": int(r.site), "curation": r.curation}
-                           for r in curated.itertuples(index=False)],
+        "curated_fields": [{**_field_entry(r), "curation": r.curation} for r in curated.itertuples(index=False)],
     }
+
+
+def _field_entry(row) -> dict:
+    """A field as the run record names it: well, site (and timepoint in a time series)."""
+    _, well, site, timepoint = field_position("", row)
+    return {"well": well, "site": site} | ({} if timepoint is None else {"timepoint": timepoint})
 
 
 def assemble_plate(plate: str, summaries: list[dict], *, pipeline: Pipeline, annotations: pd.DataFrame,
@@ -275,8 +306,8 @@ def curation_record(curation: Curation) -> dict:
     return {"file": curation_log.CURATION_FILE, "n_decisions": int(len(curation.log)),
             "decisions": curation.log.to_dict(orient="records"),
             "excluded_wells": [{"plate": p, "well": w, "note": n} for (p, w), n in curation.excluded_wells.items()],
-            "excluded_fields": [{"plate": p, "well": w, "site": s, "note": n}
-                                for (p, w, s), n in curation.excluded_fields.items()],
+            "excluded_fields": [{"plate": p, "well": w, "site": s, **({} if t is None else {"timepoint": t}),
+                                 "note": n} for (p, w, s, t), n in curation.excluded_fields.items()],
             "n_call_overrides": len(curation.calls)}
 
 
@@ -326,21 +357,21 @@ def _rebuild_claimed(out_dir: Path) -> dict:
         plate_dir = out_dir / plate
         fields = pd.read_csv(plate_dir / "fields.csv")
         summaries = []
-        for key in fields[["well", "site"]].itertuples(index=False):
-            _, summary_path = field_work_paths(plate_dir / WORK_FOLDER, plate, key.well, int(key.site))
+        for row in fields.itertuples(index=False):
+            cells_path, summary_path = field_work_paths(plate_dir / WORK_FOLDER, row_key(plate, row))
             if not summary_path.is_file():
                 raise InputError(f"per-field results of plate {plate} are missing ({summary_path.name})",
                                  path=plate_dir / WORK_FOLDER,
                                  fix="re-run `imaging run` into this folder (completed fields are reused)")
             summary = json.loads(summary_path.read_text())
-            cells_path, _ = field_work_paths(plate_dir / WORK_FOLDER, plate, key.well, int(key.site))
             if not cells_file_intact(cells_path, summary):
-                raise InputError(f"the stored cells of plate {plate}, well {key.well}, site {key.site} were changed "
+                raise InputError(f"the stored cells of field {field_name(*field_position(plate, row))} were changed "
                                  "or damaged after the run", path=cells_path,
                                  fix="re-run `imaging run` into this folder: that field is measured again")
             summaries.append(summary)
         wells = pd.read_csv(plate_dir / "wells.csv", dtype={c: str for c in annotation_columns})
-        annotations = wells.set_index("well")[annotation_columns] if annotation_columns else wells.set_index("well")[[]]
+        # one row per well (a time series has one per well and time point; the map is per well)
+        annotations = wells.drop_duplicates("well").set_index("well")[annotation_columns]
         stain = plate_entry.get("xgal_vector")
         _, _, record["plates"][plate] = assemble_plate(
             plate, summaries, pipeline=pipeline, annotations=annotations, annotation_columns=annotation_columns,

@@ -112,3 +112,13 @@ def test_empty_and_missing_files(tmp_path):
         load_pipeline(tmp_path / "empty.yaml")
     with pytest.raises(InputError, match="not found"):
         load_pipeline(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("value", [0, -1, "first", 2.5, True])
+def test_naming_timepoint_is_a_1_based_time_point_or_all(value):
+    data = {"schema_version": 1, "name": "t", "channels": {"dapi": {"id": 1}}, "naming": {"timepoint": value},
+            "segmentation": {"method": "classical", "channel": "dapi"}}
+    with pytest.raises(InputError, match=r"'naming.timepoint': .*1-based time point .* or 'all' \(got "):
+        parse_pipeline(data)
+    assert parse_pipeline(data | {"naming": {"timepoint": "all"}}).naming.every_timepoint
+    assert parse_pipeline(data | {"naming": {"timepoint": 3}}).naming.timepoint == 3

@@ -39,9 +39,9 @@ def test_latest_decision_wins(tmp_path):
     curation.record(tmp_path, action="set_call", plate="P", well="A01", site=1, label=7, call="pos", value=True)
     curation.record(tmp_path, action="include_well", plate="P", well="B01", reason="was fine")
     resolved = curation.load(tmp_path)
-    assert list(resolved.excluded_fields) == [("P", "A01", 2)]
-    assert resolved.excluded_fields["P", "A01", 2].startswith("bubble by ana")
-    assert resolved.excluded_wells == {} and resolved.calls == {("P", "A01", 1, 7, "pos"): True}
+    assert list(resolved.excluded_fields) == [("P", "A01", 2, None)]
+    assert resolved.excluded_fields["P", "A01", 2, None].startswith("bubble by ana")
+    assert resolved.excluded_wells == {} and resolved.calls == {("P", "A01", 1, None, 7, "pos"): True}
     assert len(resolved.log) == 4
     with pytest.raises(InputError, match="need a site"):
         curation.record(tmp_path, action="exclude_field", plate="P", well="A01")

@@ -25,8 +25,8 @@ A pipeline channel is chosen by ``name`` (the channel name in the metadata, matc
 regard to case, else as the one name containing it) or by ``id`` (its 1-based index).
 Z stacks: ``naming.plane`` picks one plane (1-based), else ``naming.z`` projects them
 (``max``, or ``best_focus``: the plane with the most Laplacian variance in the
-segmentation channel). A time series needs ``naming.timepoint`` (1-based): one time point
-per run.
+segmentation channel). A time series needs ``naming.timepoint``: one time point (1-based), or
+``all``, where each time point of a scene is a field of its own (``Field.timepoint``).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class ContainerPlane:
     rows: int
     columns: int
     pixel_size_um: float | None
+    n_timepoints: int = 1
 
 
 def container_suffix(path: str | Path) -> str | None:
@@ -277,9 +278,9 @@ def describe_plane(image, *, path, scene_index: int, pipeline, label: str | None
     found = f"dims {dict(zip(dims.order, dims.shape))}, channels {names}"
     if dims.T > 1 and naming.timepoint is None:
         raise InputError(f"scene {scene!r} is a time series of {dims.T} time points ({found})", path=path,
-                         fix="choose one with naming.timepoint (1-based) in the pipeline; run each time point "
-                             "into its own --out")
-    timepoint = 0 if naming.timepoint is None else naming.timepoint - 1
+                         fix="set naming.timepoint: all in the pipeline (a timepoint column in every table), "
+                             "or naming.timepoint: N for one time point")
+    timepoint = naming.timepoint - 1 if isinstance(naming.timepoint, int) else 0  # 'all': one field per time point (_fields)
     if timepoint >= dims.T:
         raise InputError(f"naming.timepoint is {naming.timepoint}, but scene {scene!r} has {dims.T}", path=path,
                          fix="choose a time point the file has")
@@ -303,7 +304,7 @@ def describe_plane(image, *, path, scene_index: int, pipeline, label: str | None
         pixel = None  # an OME-Zarr scale without a unit is in pixels, not um
     return ContainerPlane(path=str(path), scene=scene_index, scene_name=str(scene), channels=channels,
                           z_plane=z_plane, z_rule="plane" if z_plane is not None else naming.z, n_z=int(dims.Z),
-                          timepoint=timepoint, rows=int(dims.Y), columns=int(dims.X), pixel_size_um=pixel)
+                          timepoint=timepoint, n_timepoints=int(dims.T), rows=int(dims.Y), columns=int(dims.X), pixel_size_um=pixel)
 
 
 def container_fields(input_dir: str | Path, pipeline, *, field_type) -> tuple[list, int]:
@@ -317,26 +318,31 @@ def container_fields(input_dir: str | Path, pipeline, *, field_type) -> tuple[li
             for entry in plate_fields:
                 plane = describe_plane(open_image(entry["path"], suffix=".zarr"), path=entry["path"], scene_index=0,
                                        pipeline=pipeline)
-                fields.append(_field(field_type, entry["plate"], entry["well"], entry["site"], plane))
+                fields += _fields(field_type, entry["plate"], entry["well"], entry["site"], plane, pipeline)
             continue
         image = open_image(path)
         stem = Path(path).name[: -len(container_suffix(path))]
         scenes = scene_names(image, container_suffix(path))
         for index, (well, site) in enumerate(scene_positions(stem, scenes, pipeline.naming.scenes, path=path)):
             plane = describe_plane(image, path=path, scene_index=index, pipeline=pipeline, label=scenes[index])
-            fields.append(_field(field_type, stem, well, site, plane))
-    keys = [(f.plate, f.well, f.site) for f in fields]
+            fields += _fields(field_type, stem, well, site, plane, pipeline)
+    keys = [(f.plate, f.well, f.site, f.timepoint) for f in fields]
     if len(set(keys)) != len(keys):
-        plate, well, site = next(k for k in keys if keys.count(k) > 1)
+        plate, well, site, _ = next(k for k in keys if keys.count(k) > 1)
         raise InputError(f"two containers hold plate {plate}, well {well}, site {site}", path=input_dir,
                          fix="give each plate's files distinct names, or set naming.scenes")
-    return sorted(fields, key=lambda f: (f.plate, f.row, f.column, f.site)), len(containers)
+    return sorted(fields, key=lambda f: (f.plate, f.row, f.column, f.site, f.timepoint or 0)), len(containers)
 
 
-def _field(field_type, plate: str, well: str, site: int, plane: ContainerPlane):
+def _fields(field_type, plate: str, well: str, site: int, plane: ContainerPlane, pipeline) -> list:
+    """The field of one scene, or, in a run of every time point, one field per time point."""
     row, column = parse_well(well)
-    return field_type(plate=plate, well=well, row=row, column=column, site=site,
-                      paths={name: plane.path for name, _ in plane.channels}, plane=plane)
+    paths = {name: plane.path for name, _ in plane.channels}
+    if not pipeline.naming.every_timepoint:
+        return [field_type(plate=plate, well=well, row=row, column=column, site=site, paths=paths, plane=plane)]
+    return [field_type(plate=plate, well=well, row=row, column=column, site=site, paths=paths,
+                       plane=dataclasses.replace(plane, timepoint=t), timepoint=t + 1)
+            for t in range(plane.n_timepoints)]
 
 
 def read_planes(plane: ContainerPlane, pipeline) -> dict[str, np.ndarray]:

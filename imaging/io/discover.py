@@ -50,11 +50,13 @@ PRESETS: dict[str, str] = {
     ),
     "operetta": (
         r"r(?P<row>\d{1,2})c(?P<column>\d{1,2})f(?P<site>\d+)p(?P<plane>\d+)"
-        r"-ch(?P<channel>\d+)(?:[a-z]+\d+)*\.tiff?"
+        r"-ch(?P<channel>\d+)(?:sk(?P<timepoint>\d+))?(?:[a-z]+\d+)*\.tiff?"  # sk: time point
     ),
 }
 
-FIELD_TABLE_COLUMNS = ["plate", "well", "row", "column", "site", "channel", "plane", "path"]
+FIELD_TABLE_COLUMNS = ["plate", "well", "row", "column", "site", "timepoint", "channel", "plane", "path"]
+# a MetaXpress time-lapse export keeps each time point's files in TimePoint_<n>/ (same file names)
+TIMEPOINT_FOLDER = re.compile(r"(?:^|/)TimePoint_(\d+)/", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +71,24 @@ class Field:
     paths: dict[str, str]
     plane: "ContainerPlane | None" = None  # set for fields inside a container file (io.containers)
     pixel_size_um: float | None = None  # from the instrument's metadata beside the files (io.harmony)
+    timepoint: int | None = None  # 1-based; set only in a run of every time point (naming.timepoint: all)
 
     @property
     def key(self) -> str:
-        """File-name-safe identifier, ``<plate>_<well>_s<site>``."""
-        return f"{self.plate}_{self.well}_s{self.site}"
+        """File-name-safe identifier (see :func:`field_key`)."""
+        return field_key(self.plate, self.well, self.site, self.timepoint)
+
+    @property
+    def position(self) -> tuple:
+        """(plate, well, site, timepoint): the field's identity in tables, curation and review."""
+        return self.plate, self.well, self.site, self.timepoint
+
+
+def field_key(plate: str, well: str, site: int, timepoint: int | None = None) -> str:
+    """The one rule for a field's file-name-safe identifier: ``<plate>_<well>_s<site>``, and
+    ``_t<timepoint>`` in a run of every time point."""
+    key = f"{plate}_{well}_s{int(site)}"
+    return key if timepoint is None else f"{key}_t{int(timepoint)}"
 
 
 def _is_skipped(name: str) -> bool:
@@ -126,11 +141,11 @@ def compile_pattern(pattern: str, *, source: str = "naming pattern") -> re.Patte
             f"{source} {pattern!r} needs a named group 'well', or both 'row' and 'column'",
             fix="write groups like (?P<well>[A-P]\\d+) or (?P<row>[A-P])(?P<column>\\d+)",
         )
-    unknown = groups - {"plate", "well", "row", "column", "site", "channel", "plane"}
+    unknown = groups - {"plate", "well", "row", "column", "site", "timepoint", "channel", "plane"}
     if unknown:
         raise InputError(
             f"{source} has unknown named groups {sorted(unknown)}",
-            fix="allowed groups: plate, well, row, column, site, channel, plane "
+            fix="allowed groups: plate, well, row, column, site, timepoint, channel, plane "
                 "(use unnamed groups (...) for anything else)",
         )
     return compiled
@@ -181,10 +196,19 @@ def parse_file_name(path: str, relative: str, root: str | Path, pattern: re.Patt
         "row": row,
         "column": column,
         "site": int(groups.get("site", 1)),
+        "timepoint": _timepoint_of(groups, relative),
         "channel": _normalize_channel(groups.get("channel")),
         "plane": int(groups["plane"]) if "plane" in groups else 1,
         "path": str(path),
     }
+
+
+def _timepoint_of(groups: dict, relative: str) -> int:
+    """1-based time point: the pattern's ``timepoint`` group, else a ``TimePoint_<n>/`` folder, else 1."""
+    if "timepoint" in groups:
+        return int(groups["timepoint"])
+    match = TIMEPOINT_FOLDER.search(relative.replace("\\", "/"))
+    return int(match.group(1)) if match else 1
 
 
 def _table(found: list[tuple[str, str]], root, pattern: re.Pattern) -> pd.DataFrame:
@@ -210,7 +234,7 @@ def discover_images(input_dir: str | Path, *, preset: str = "auto",
     -------
     table : DataFrame
         One row per image file: plate, well (canonical ``A01``), row, column, site,
-        channel (string, numeric ids without leading zeros), plane, path.
+        timepoint (1-based; 1 without a time axis), channel (string, numeric ids without leading zeros), plane, path.
     naming : str
         The preset used, or ``'regex'``.
     """
@@ -243,14 +267,14 @@ def discover_images(input_dir: str | Path, *, preset: str = "auto",
     if unmatched:
         log.warning("%d of %d image files in %s do not match the %s naming and are ignored",
                     unmatched, len(found), root, naming)
-    table = table.sort_values(["plate", "row", "column", "site", "channel", "plane"],
+    table = table.sort_values(["plate", "row", "column", "site", "timepoint", "channel", "plane"],
                               kind="stable").reset_index(drop=True)
     return table, naming
 
 
 def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
-                 plane: int | None = None, source: str | None = None) -> list[Field]:
-    """One :class:`Field` per (plate, well, site) with a file for each pipeline channel.
+                 plane: int | None = None, source: str | None = None, every_timepoint: bool = False) -> list[Field]:
+    """One :class:`Field` per (plate, well, site, timepoint) with a file for each pipeline channel.
 
     Parameters
     ----------
@@ -260,6 +284,9 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
         Pipeline channel name -> channel id in the file names (``{'dapi': '1'}``).
     plane : int, optional
         Keep only this z-plane (Operetta ``pNN``) when fields have several.
+    every_timepoint : bool
+        A run of every time point: each field carries its ``timepoint``. Otherwise the table
+        holds one time point (``io.sources`` chose it) and fields carry none.
 
     Raises
     ------
@@ -280,10 +307,10 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
             fix="check the channel ids under 'channels' in the pipeline against the file names",
         )
     fields: list[Field] = []
-    for (plate, row, column, site), group in table.groupby(
-            ["plate", "row", "column", "site"], sort=True):
+    for (plate, row, column, site, timepoint), group in table.groupby(
+            ["plate", "row", "column", "site", "timepoint"], sort=True):
         well = format_well(row, column)
-        name = f"plate {plate}, well {well}, site {site}"
+        name = f"plate {plate}, well {well}, site {site}" + (f", time point {timepoint}" if every_timepoint else "")
         duplicated = group["channel"][group["channel"].duplicated()]
         if not duplicated.empty:
             raise InputError(
@@ -303,5 +330,5 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
             )
         paths = {wanted[c]: p for c, p in zip(group["channel"], group["path"])}
         fields.append(Field(plate=str(plate), well=well, row=int(row), column=int(column),
-                            site=int(site), paths=paths))
+                            site=int(site), paths=paths, timepoint=int(timepoint) if every_timepoint else None))
     return fields

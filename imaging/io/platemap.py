@@ -21,7 +21,7 @@ from imaging.io.wells import format_well, parse_well
 KNOWN_ANNOTATIONS = ("cell_line", "genotype", "treatment", "dose", "replicate", "control")
 # Columns every pipeline's tables carry: a plate map may not define them (the measured columns
 # a given pipeline adds are checked at planning: tables.clashing_output_column)
-RESERVED_COLUMNS = ("row", "column", "site", "label", "n_cells", "n_cells_in_readouts", "nucleus_radius_px", "focus_blur_px",
+RESERVED_COLUMNS = ("row", "column", "site", "timepoint", "label", "n_cells", "n_cells_in_readouts", "nucleus_radius_px", "focus_blur_px",
                     "pixel_size_um", "qc_pass", "qc_reasons", "curation", "used_in_wells",
                     "field_used_in_wells", "curated", "n_fields", "n_fields_used", "n_fields_failed_qc")
 

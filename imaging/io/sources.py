@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 
 from imaging.errors import InputError
 from imaging.io import containers, files, harmony, htd
@@ -46,8 +45,9 @@ def find_fields(input_dir, pipeline, *, pattern: str | None = None) -> FoundFiel
     plate = htd.read_htd(htd_path) if htd_path is not None else None
     channel_ids = _channel_ids(pipeline, index or plate, input_dir)
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
-    table = _one_timepoint(table, pipeline.naming.timepoint, input_dir)
-    fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir))
+    table = _timepoints_chosen(table, pipeline.naming.timepoint, input_dir)
+    fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir),
+                          every_timepoint=pipeline.naming.every_timepoint)
     if index is not None:
         fields = [_with_index_pixel_size(f, index, pipeline) for f in fields]
     missing = _acquired_without_images(plate, fields)
@@ -66,32 +66,22 @@ def _acquired_without_images(plate, fields: list[Field]) -> tuple[str, ...]:
     return missing
 
 
-TIMEPOINT_FOLDER = re.compile(r"(?:^|/)TimePoint_(\d+)/", re.IGNORECASE)  # MetaXpress time-lapse export
-
-
-def _timepoint_of(path: str) -> int | None:
-    match = TIMEPOINT_FOLDER.search(path.replace("\\", "/"))
-    return int(match.group(1)) if match else None
-
-
-def _one_timepoint(table, timepoint: int | None, input_dir):
-    """The files of one time point of a MetaXpress time-lapse (``TimePoint_<n>/`` folders):
-    ``naming.timepoint`` chooses it; several without a choice is an error, as for containers."""
-    found = table["path"].map(lambda path: _timepoint_of(str(path)))
-    timepoints = sorted({int(t) for t in found.dropna()})
-    if not timepoints:
+def _timepoints_chosen(table, timepoint: int | str | None, input_dir):
+    """The files of the time points the run measures (``timepoint`` from the discovery table:
+    a pattern's group, Operetta ``sk<n>``, MetaXpress ``TimePoint_<n>/``): ``naming.timepoint``
+    picks one, or ``all``; several without a choice is an error, as for containers."""
+    timepoints = sorted(int(t) for t in table["timepoint"].unique())
+    if timepoint == "all" or (timepoint is None and len(timepoints) == 1):
         return table
     if timepoint is None:
-        if len(timepoints) == 1:
-            return table
-        raise InputError(f"holds a time series: {len(timepoints)} time points (TimePoint_{timepoints[0]} ... "
-                         f"TimePoint_{timepoints[-1]})", path=input_dir,
-                         fix="choose one with naming.timepoint (1-based) in the pipeline; run each time point "
-                             "into its own --out")
+        raise InputError(f"holds a time series: {len(timepoints)} time points ({timepoints[0]} ... "
+                         f"{timepoints[-1]})", path=input_dir,
+                         fix="set naming.timepoint: all in the pipeline (a timepoint column in every table), "
+                             "or naming.timepoint: N for one time point")
     if timepoint not in timepoints:
         raise InputError(f"naming.timepoint is {timepoint}, but the folder has time points {timepoints}", path=input_dir,
                          fix="choose a time point the export has")
-    return table[found == timepoint].reset_index(drop=True)
+    return table[table["timepoint"] == timepoint].reset_index(drop=True)
 
 
 def _channel_ids(pipeline, index, input_dir) -> dict[str, str]:

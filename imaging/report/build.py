@@ -19,7 +19,7 @@ from imaging.errors import InputError
 from imaging.io.names import file_stem
 from imaging.io.writers import atomic_path, write_csv
 from imaging.report.html import render_report
-from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot
+from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot, time_course
 from imaging.stats import compare_all, dose_response_table, plate_quality, replicate_key, well_scores
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,19 @@ def default_readouts(pipeline) -> list[str]:
 
 
 def _figures(tables: RunTables, readouts: list[str], settings) -> list[dict]:
-    """Every plot of the report: (section, name, title, figure)."""
+    """Every plot of the report: (section, name, title, figure). A time series gets a time
+    course per readout; its SuperPlots, dose responses and plate maps show the last time point."""
     figures = []
+    if "timepoint" in tables.wells.columns:
+        for readout in readouts:
+            figures.append({"section": "time", "name": f"time_{readout}", "title": f"Time course: {readout}",
+                            "figure": time_course(tables.wells, readout, genotype_column=settings.genotype_column,
+                                                  treatment_column=settings.treatment_column,
+                                                  control_genotype=settings.control_genotype,
+                                                  vehicle_treatment=settings.vehicle_treatment)})
+        last = tables.wells["timepoint"].max()
+        tables = dataclasses.replace(tables, wells=tables.wells[tables.wells["timepoint"] == last],
+                                     fields=tables.fields[tables.fields["timepoint"] == last])
     for readout in readouts:
         if readout in tables.wells.columns:
             figures.append({"section": "superplots", "name": f"superplot_{readout}",

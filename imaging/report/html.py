@@ -88,6 +88,7 @@ def comparisons_html(comparisons: pd.DataFrame, kind: str) -> str:
     if rows.empty:
         return '<p class="muted">none</p>'
     shown = pd.DataFrame({
+        **({"time point": rows["timepoint"]} if "timepoint" in rows.columns else {}),
         "readout": rows["readout"], "cell line": rows["cell_line"], "genotype": rows["genotype"],
         "treatment": rows["treatment"], "vs": rows["reference"], "unit": rows["unit"],
         "n ref/test": [f"{a}/{b}" for a, b in zip(rows["n_reference"], rows["n_test"])],
@@ -138,6 +139,8 @@ FINDING_ORDER = {"interaction": 0, "genotype_vs_control": 1, "treatment_vs_vehic
 def _finding(row) -> str:
     ci = _interval(row.difference_ci_low, row.difference_ci_high)
     line = f" ({_e(row.cell_line)})" if isinstance(row.cell_line, str) and row.cell_line not in ("", "all") else ""
+    if getattr(row, "timepoint", None) is not None:
+        line += f" at time point {int(row.timepoint)}"
     if row.comparison == "interaction":
         direction = "blunts" if (row.difference < 0) == (row.mean_reference > 0) else "enhances"
         return (f"<b>{_e(row.genotype)}</b> {direction} the {_e(row.treatment)} response of "
@@ -157,6 +160,8 @@ def _finding(row) -> str:
 def _dose_finding(row) -> str:
     unit = f" {_e(row.dose_unit)}" if isinstance(row.dose_unit, str) and row.dose_unit else ""
     who = "" if row.genotype == "all" else f" in {_e(row.genotype)}"
+    if getattr(row, "timepoint", None) is not None:
+        who += f" at time point {int(row.timepoint)}"
     return (f"<b>{_e(row.compound)}</b>{who}, <b>{_e(row.readout)}</b>: EC50 {fmt(row.ec50)}{unit} "
             f"(95% CI {_interval(row.ec50_ci_low, row.ec50_ci_high)}), Hill slope {fmt(row.hill)}, "
             f"{int(row.n_doses)} doses")
@@ -190,6 +195,7 @@ difference: the interaction (negative when the knockout blunts an increase); rat
 def doses_html(doses: pd.DataFrame) -> str:
     """The dose-response fits (dose_response.csv) as a table."""
     shown = pd.DataFrame({
+        **({"time point": doses["timepoint"]} if "timepoint" in doses.columns else {}),
         "readout": doses["readout"], "genotype": doses["genotype"], "compound": doses["compound"],
         "EC50": doses["ec50"], "95% CI": [_interval(a, b) for a, b in zip(doses["ec50_ci_low"], doses["ec50_ci_high"])],
         "unit": doses["dose_unit"].fillna(""), "Hill": doses["hill"], "top": doses["top"], "bottom": doses["bottom"],
@@ -301,6 +307,19 @@ def methods_paragraph(records: list[dict], pipeline, unit: str, n_plates: int) -
     return " ".join(sentences)
 
 
+def last_timepoint_note(wells: pd.DataFrame) -> str:
+    """Headings of the plots a time series shows at its last time point (report.build)."""
+    return f" (time point {int(wells['timepoint'].max())})" if "timepoint" in wells.columns else ""
+
+
+def time_course_html(figures: list[dict], wells: pd.DataFrame) -> str:
+    if "timepoint" not in wells.columns:
+        return ""
+    return (f'<h2 id="time">Time course</h2><p class="muted">{wells["timepoint"].nunique()} time points; '
+            'comparisons above are made at each time point (time points are never pooled), with q-values '
+            'across all of them.</p>' + figures_html(figures, "time"))
+
+
 def render_report(*, records: list[dict], pipeline, wells: pd.DataFrame, fields: pd.DataFrame,
                   comparisons: pd.DataFrame, quality: pd.DataFrame, readouts: list[str], figures: list[dict],
                   unit: str, doses: pd.DataFrame | None = None) -> str:
@@ -312,7 +331,8 @@ def render_report(*, records: list[dict], pipeline, wells: pd.DataFrame, fields:
     cards = [("plates", len(plates)), ("wells", len(wells)), ("fields", len(fields)),
              ("fields excluded", len(failed)), ("cells", n_cells), ("unit of analysis", unit)]
     cards_html = "".join(f'<div class="card"><span class="muted">{_e(k)}</span><b>{_e(v)}</b></div>' for k, v in cards)
-    failed_table = failed[["plate", "well", "site", "qc_reasons"]].rename(columns={"qc_reasons": "reasons"})
+    failed_table = failed[[c for c in ("plate", "well", "site", "timepoint", "qc_reasons") if c in failed.columns]
+                          ].rename(columns={"qc_reasons": "reasons"})
     thresholds = []
     for record in records:
         for plate, info in record["plates"].items():
@@ -328,7 +348,7 @@ def render_report(*, records: list[dict], pipeline, wells: pd.DataFrame, fields:
     unit_warning = ('<p class="warn">Only one biological replicate: wells are the unit, so p-values describe '
                     'this plate, not the biology. Repeat the experiment to test the biology.</p>'
                     if unit == "well" else "")
-    summary_columns = [c for c in ["plate", "well", "cell_line", "genotype", "treatment", "replicate", "n_fields_used",
+    summary_columns = [c for c in ["plate", "well", "timepoint", "cell_line", "genotype", "treatment", "replicate", "n_fields_used",
                                    "n_cells", *readouts] if c in wells.columns]
     software = records[0]["software"]
     methods = methods_paragraph(records, pipeline, unit, len(plates))
@@ -350,7 +370,8 @@ Difference = test − reference; ratio = test / reference.</p>
                    else "Treatment vs vehicle"}</h2>
 {comparisons_html(comparisons, "treatment_vs_vehicle")}
 {doses_html(doses) if experiment.doses else ""}
-<h2 id="superplots">SuperPlots</h2>{figures_html(figures, "superplots")}
+{time_course_html(figures, wells)}
+<h2 id="superplots">SuperPlots{last_timepoint_note(wells)}</h2>{figures_html(figures, "superplots")}
 {('<h2 id="dose">Dose response</h2>' + figures_html(figures, "dose")) if any(f["section"] == "dose" for f in figures) else ""}
 <h2 id="qc">Quality control</h2>
 <h3>Fields excluded ({len(failed)})</h3>{table_html(failed_table, text_columns=("plate", "well", "reasons"))}
@@ -362,7 +383,7 @@ edge effect: outer-ring wells vs inner wells after removing each condition's med
 and the shift exceeds one robust SD); outliers: wells with |robust z| &gt; 3 within their condition.</p>
 {table_html(quality_table, text_columns=("plate", "readout", "plate_format"))}
 <h3>Thresholds and stain vectors used</h3>{table_html(pd.DataFrame(thresholds), text_columns=("plate", "call", "threshold", "method"))}
-<h2 id="plates">Plate maps</h2><p class="muted">Red crosses: wells with a field that failed QC.</p>
+<h2 id="plates">Plate maps{last_timepoint_note(wells)}</h2><p class="muted">Red crosses: wells with a field that failed QC.</p>
 {figures_html(figures, "plates")}
 <h2 id="wells">Per-well summary</h2>{table_html(wells[summary_columns], text_columns=("plate", "well", "cell_line", "genotype", "treatment", "replicate"))}
 <h2 id="methods">Methods</h2><p class="methods">{_e(methods)}</p>

@@ -21,7 +21,8 @@ from scipy import stats as sps
 
 from imaging.io.wells import row_index_to_letters
 from imaging.io.writers import atomic_path
-from imaging.stats import fit_dose_response, four_parameter_logistic, plate_format, replicate_key
+from imaging.stats import (experimental_units, fit_dose_response, four_parameter_logistic, per_timepoint,
+                           plate_format, replicate_key)
 
 REPLICATE_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 
@@ -119,6 +120,42 @@ def superplot(wells: pd.DataFrame, readout: str, *, control_genotype: str | None
         handles = [axes.scatter([], [], color=colours[r], s=40) for r in replicates]
         axes.legend(handles, [f"{key} {r}" for r in replicates], fontsize=7, frameon=False,
                     loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.spines[["top", "right"]].set_visible(False)
+    return figure
+
+
+def time_course(wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype",
+                treatment_column: str = "treatment", control_genotype: str | None = None,
+                vehicle_treatment: str | None = None) -> Figure:
+    """One readout over time (wells of a time series, with a ``timepoint`` column): a line per
+    genotype and treatment through the mean of the experimental units (replicates, or wells
+    for a single replicate) at each time point, with its 95 % t confidence interval."""
+    table = wells.assign(_genotype=wells[genotype_column].astype(str) if genotype_column in wells else "all",
+                         _treatment=wells[treatment_column].astype(str) if treatment_column in wells else "all")
+    units = per_timepoint(lambda part: experimental_units(part, readout, genotype_column="_genotype",
+                                                          treatment_column="_treatment")[0], table)
+    _, unit = replicate_key(wells)
+    figure = Figure(figsize=(6.4, 3.6))
+    axes = figure.add_subplot()
+    genotypes = _condition_order(units["genotype"], control_genotype)
+    treatments = _condition_order(units["treatment"], vehicle_treatment)
+    styles = ["-", "--", ":", "-."]
+    for g, genotype in enumerate(genotypes):
+        for t, treatment in enumerate(treatments):
+            group = units[(units["genotype"] == genotype) & (units["treatment"] == treatment)]
+            if group.empty:
+                continue
+            summary = group.groupby("timepoint")["value"].agg(["mean", "std", "count"]).reset_index()
+            half = [sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n >= 2 else 0.0
+                    for sd, n in zip(summary["std"], summary["count"])]
+            label = " ".join(v for v in (genotype, treatment) if v != "all") or readout
+            axes.errorbar(summary["timepoint"], summary["mean"], yerr=half, capsize=3, linewidth=1.4,
+                          linestyle=styles[g % len(styles)], color=REPLICATE_COLOURS[t % len(REPLICATE_COLOURS)],
+                          label=label)
+    axes.set_xlabel("time point")
+    axes.set_ylabel(readout)
+    axes.set_title(f"{readout} over time: mean and 95% CI of {unit}s", fontsize=9)
+    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.spines[["top", "right"]].set_visible(False)
     return figure
 

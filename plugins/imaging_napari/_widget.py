@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
+from imaging.curation import field_name
 from imaging.io.wells import row_index_to_letters
 from imaging.review import RunReview, batch_percent, calls_at, percent_positive, tuned_pipeline
 from imaging.stats import plate_format
@@ -111,8 +112,8 @@ class PlateBrowser(QWidget):
         self._thresholds_set = False
         self._worker = None
         self._field_workers: list = []
-        self._field_cache: OrderedDict = OrderedDict()  # (plate, well, site) -> review.LoadedField
-        self.shown_field: tuple[str, str, int] | None = None
+        self._field_cache: OrderedDict = OrderedDict()  # (plate, well, site, timepoint) -> review.LoadedField
+        self.shown_field: tuple | None = None
         self._initial_controls: dict[str, float] = {}  # the tuning controls as first shown
         self._build()
         if review is not None:
@@ -135,16 +136,22 @@ class PlateBrowser(QWidget):
         plate_layout = QVBoxLayout(plate_tab)
         pick = QFormLayout()
         self.plate_box, self.well_box, self.site_box = QComboBox(), QComboBox(), QComboBox()
+        self.timepoint_box = QComboBox()  # shown only for a run of every time point
         self.readout_box, self.colour_box = QComboBox(), QComboBox()
         pick.addRow("plate", self.plate_box)
+        pick.addRow("time point", self.timepoint_box)
         pick.addRow("well", self.well_box)
         pick.addRow("site", self.site_box)
+        self._pick_form = pick
+        self.timepoint_box.setVisible(False)
+        pick.labelForField(self.timepoint_box).setVisible(False)
         pick.addRow("grid colour", self.readout_box)
         pick.addRow("cell colour", self.colour_box)
         plate_layout.addLayout(pick)
         self.plate_box.currentTextChanged.connect(self._plate_changed)
         self.well_box.currentTextChanged.connect(self._well_changed)
         self.site_box.currentTextChanged.connect(lambda _: self.show_field())
+        self.timepoint_box.currentTextChanged.connect(self._timepoint_changed)
         self.readout_box.currentTextChanged.connect(lambda _: self.draw_grid())
         self.colour_box.currentTextChanged.connect(lambda _: self.recolour())
 
@@ -270,14 +277,32 @@ class PlateBrowser(QWidget):
     def site(self) -> int:
         return int(self.site_box.currentText()) if self.site_box.currentText() else 1
 
+    @property
+    def timepoint(self) -> int | None:
+        """The time point shown (None outside a run of every time point)."""
+        return int(self.timepoint_box.currentText()) if self.timepoint_box.currentText() else None
+
+    def _timepoint_changed(self, _text: str) -> None:
+        if self.review is None or not self.plate:
+            return
+        self.draw_grid()
+        self._well_changed(self.well)
+
     def _plate_changed(self, plate: str) -> None:
         if not plate or self.review is None:
             return
+        timepoints = self.review.timepoints(plate)
+        self.timepoint_box.blockSignals(True)
+        self.timepoint_box.clear()
+        self.timepoint_box.addItems([str(t) for t in timepoints])
+        self.timepoint_box.blockSignals(False)
+        self.timepoint_box.setVisible(bool(timepoints))  # (QFormLayout.setRowVisible needs Qt 6.4)
+        self._pick_form.labelForField(self.timepoint_box).setVisible(bool(timepoints))
         thresholds = self.review.thresholds(plate)
         self._thresholds_set = bool(thresholds)  # before a run, the first field shown sets them
         self._set_thresholds(thresholds)
-        wells = self.review.wells_table(plate)
-        readouts = [c for c in wells.columns if c not in ("plate", "well", "row", "column", "curation")
+        wells = self.review.wells_table(plate, self.timepoint)
+        readouts = [c for c in wells.columns if c not in ("plate", "well", "row", "column", "timepoint", "curation")
                     and pd.api.types.is_numeric_dtype(wells[c])]
         preferred = [f"{c.name}_pct" for c in self.review.pipeline.calls if f"{c.name}_pct" in readouts]
         self.readout_box.blockSignals(True)
@@ -308,7 +333,7 @@ class PlateBrowser(QWidget):
         self.tuned = None
         self.site_box.blockSignals(True)
         self.site_box.clear()
-        self.site_box.addItems([str(s) for s in self.review.sites(self.plate, well)])
+        self.site_box.addItems([str(s) for s in self.review.sites(self.plate, well, self.timepoint)])
         self.site_box.blockSignals(False)
         self.show_field()
 
@@ -329,7 +354,7 @@ class PlateBrowser(QWidget):
         are marked with '!'."""
         if self.review is None or not self.plate:
             return
-        wells = self.review.wells_table(self.plate)
+        wells = self.review.wells_table(self.plate, self.timepoint)
         n_rows, n_columns = plate_format(int(wells["row"].max()), int(wells["column"].max()))
         self.grid.clear()
         self.grid.setRowCount(n_rows)
@@ -341,7 +366,7 @@ class PlateBrowser(QWidget):
             np.nan, index=wells.index)
         finite = values[np.isfinite(values)]
         low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
-        flagged = self.review.flagged_wells(self.plate)
+        flagged = self.review.flagged_wells(self.plate, self.timepoint)
         mapping = colormaps["viridis"]
         with_numbers = n_columns <= MAX_COLUMNS_WITH_NUMBERS
         for (_, row), value in zip(wells.iterrows(), values):
@@ -363,8 +388,8 @@ class PlateBrowser(QWidget):
 
     # ---- field display -------------------------------------------------------------------
     @property
-    def selected_field(self) -> tuple[str, str, int]:
-        return self.plate, self.well, self.site
+    def selected_field(self) -> tuple:
+        return self.plate, self.well, self.site, self.timepoint
 
     def show_field(self):
         """Show the selected field: at once when it is cached, else loaded in a thread worker
@@ -378,7 +403,7 @@ class PlateBrowser(QWidget):
             self._display_field(self._field_cache[key])
             return None
         self.field_progress.setVisible(True)
-        self.field_label.setText(f"Loading {key[1]} s{key[2]}...")
+        self.field_label.setText(f"Loading {field_name(*key)}...")
         worker = create_worker(self.review.load_field, *key)
         # bound methods, not lambdas: Qt drops these connections if the dock is closed mid-load
         worker.returned.connect(self._field_loaded)
@@ -455,7 +480,7 @@ class PlateBrowser(QWidget):
         features.insert(0, "index", features["label"].astype(int))
         layer.features = features
         options = [c.name for c in self.review.pipeline.calls] + [
-            c for c in features.columns if c not in ("index", "label", "plate", "well", "site")
+            c for c in features.columns if c not in ("index", "label", "plate", "well", "site", "timepoint")
             and pd.api.types.is_numeric_dtype(features[c])]
         current = self.colour_box.currentText()
         self.colour_box.blockSignals(True)
@@ -481,9 +506,9 @@ class PlateBrowser(QWidget):
         self.viewer.layers["cells"].colormap = colormap
 
     def _describe_field(self) -> None:
-        text = f"{self.plate} {self.well} s{self.site}: {len(self.field_table)} cells"
+        text = f"{field_name(*self.selected_field)}: {len(self.field_table)} cells"
         if self.review.has_results:
-            fields = self.review.fields_table(self.plate)
+            fields = self.review.fields_table(self.plate, self.timepoint)
             row = fields[(fields["well"] == self.well) & (fields["site"] == self.site)]
             if not row.empty:
                 row = row.iloc[0]
@@ -514,7 +539,7 @@ class PlateBrowser(QWidget):
         if self.tuned is not None:
             cells = self.tuned["cells"]
         elif self.review.has_results:
-            cells = self.review.well_cells(self.plate, self.well)
+            cells = self.review.well_cells(self.plate, self.well, self.timepoint)
         else:
             cells = self.field_table
         return {c.name: percent_positive(cells, c.column, self.threshold_boxes[c.name].value())
@@ -525,7 +550,7 @@ class PlateBrowser(QWidget):
             self.percent_label.setText("")
             return
         parts = []
-        batch = self.review.wells_table(self.plate).set_index("well") if self.review.has_results else None
+        batch = self.review.wells_table(self.plate, self.timepoint).set_index("well") if self.review.has_results else None
         for name, value in self.well_percentages().items():
             shown = f"{value:.1f}%" if np.isfinite(value) else "no cells used"
             text = f"{name}: {shown} of cells in {self.well}" if np.isfinite(value) else f"{name}: {shown} in {self.well}"
@@ -545,14 +570,14 @@ class PlateBrowser(QWidget):
         """Re-measure every field of the current well with the tuned settings, in a
         background thread; shows the current field and the well's percentages when done."""
         pipeline = self.tuned_pipeline()
-        plate, well, site = self.plate, self.well, self.site
-        sites = self.review.sites(plate, well)
+        plate, well, site, timepoint = self.selected_field
+        sites = self.review.sites(plate, well, timepoint)
 
         def work():
             cells, shown = [], None
             for i, each in enumerate(sites):
-                images = self.review.images(plate, well, each)
-                measured = self.review.measure(plate, well, each, pipeline=pipeline, images=images)
+                images = self.review.images(plate, well, each, timepoint)
+                measured = self.review.measure(plate, well, each, pipeline=pipeline, images=images, timepoint=timepoint)
                 cells.append(measured.cells)
                 if each == site:
                     shown = (self.review.corrected_images(plate, images), measured)
@@ -563,7 +588,8 @@ class PlateBrowser(QWidget):
             self.tuned = result
             images, measured = result["shown"]
             self._show_layers(images, measured.nuclei, measured.cell_labels, self._with_calls(measured.cells))
-            self.field_label.setText(f"{plate} {well} s{site}: {len(measured.cells)} cells (tuned settings)")
+            self.field_label.setText(f"{field_name(plate, well, site, timepoint)}: {len(measured.cells)} cells "
+                                     "(tuned settings)")
             self.update_percentages()
             self.status.setText("Tuned settings applied to this well. Save the pipeline to use them in a run.")
 
@@ -633,8 +659,8 @@ class PlateBrowser(QWidget):
         if (reason := self._reason()) is not None:
             undo = self.undo_box.isChecked()
             self.review.exclude_field(self.plate, self.well, self.site, reason=reason, user=self.user_edit.text(),
-                                      undo=undo)
-            self._recorded(f"{'Undo of the exclusion of' if undo else 'Exclusion of'} {self.well} s{self.site}")
+                                      undo=undo, timepoint=self.timepoint)
+            self._recorded(f"{'Undo of the exclusion of' if undo else 'Exclusion of'} {field_name(*self.selected_field)}")
 
     def exclude_well(self) -> None:
         if (reason := self._reason()) is not None:
@@ -652,7 +678,7 @@ class PlateBrowser(QWidget):
             return
         call = self.review.pipeline.calls[0].name
         self.review.set_call(self.plate, self.well, self.site, label, call, value, reason=reason,
-                             user=self.user_edit.text())
+                             user=self.user_edit.text(), timepoint=self.timepoint)
         self.field_table.loc[self.field_table["label"] == label, call] = value
         self.recolour()
         self._recorded(f"Cell {label} set {'positive' if value else 'negative'}:")

@@ -56,6 +56,9 @@ def test_nd2_channels_by_name_z_and_time_as_the_file_says(tmp_path):
     assert dict(plane.channels) == {"membrane": 1, "dye": 0}  # substring, and case-insensitive
     assert plane.pixel_size_um == pytest.approx(0.16780898, abs=1e-6)
     assert plane.z_rule == "max" and plane.z_plane is None
+    every = find_fields(path, _pipeline({"membrane": {"name": "FM 4-64"}}, timepoint="all")).fields
+    assert [(f.timepoint, f.plane.timepoint, f.key) for f in every] == [
+        (1, 0, "P1_C05_C05_s1_t1"), (2, 1, "P1_C05_C05_s1_t2"), (3, 2, "P1_C05_C05_s1_t3")]
     with pytest.raises(InputError, match=r"no channel named 'DAPI' for nuclei \(channels: '5-FAM/pH 9.0', "
                                          r"'FM 4-64/2% CHAPS'\)"):
         find_fields(path, _pipeline({"nuclei": {"name": "DAPI"}}, timepoint=1))

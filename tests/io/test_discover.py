@@ -135,7 +135,7 @@ def test_a_metaxpress_time_lapse_runs_one_chosen_time_point(tmp_path):
         return parse_pipeline({"schema_version": 1, "name": "mx", "channels": {"dapi": {"id": 1}}, "naming": naming,
                                "segmentation": {"method": "classical", "channel": "dapi"}})
 
-    with pytest.raises(InputError, match=r"2 time points \(TimePoint_1 ... TimePoint_2\)"):
+    with pytest.raises(InputError, match=r"2 time points \(1 ... 2\).*naming.timepoint: all"):
         find_fields(tmp_path / "9987_Plate", pipeline())
     found = find_fields(tmp_path / "9987_Plate", pipeline(timepoint=2))
     assert [(f.well, f.site) for f in found.fields] == [("B02", 1), ("B03", 1)] and found.n_files == 2
@@ -143,3 +143,42 @@ def test_a_metaxpress_time_lapse_runs_one_chosen_time_point(tmp_path):
     with pytest.raises(InputError, match=r"time points \[1, 2\]"):
         find_fields(tmp_path / "9987_Plate", pipeline(timepoint=3))
     assert len(find_fields(tmp_path / "9987_Plate" / "TimePoint_1", pipeline()).fields) == 2  # one folder alone
+    every = find_fields(tmp_path / "9987_Plate", pipeline(timepoint="all")).fields
+    assert [(f.well, f.timepoint, f.key) for f in every] == [
+        ("B02", 1, "9987_B02_s1_t1"), ("B02", 2, "9987_B02_s1_t2"),
+        ("B03", 1, "9987_B03_s1_t1"), ("B03", 2, "9987_B03_s1_t2")]
+    assert all(f"TimePoint_{f.timepoint}" in f.paths["dapi"] for f in every)
+
+
+def test_time_points_from_operetta_names_and_from_a_pattern_group(tmp_path):
+    """Operetta's sk<n> is the time point; a pattern may name a timepoint group; without a time
+    axis a run of every time point has time point 1."""
+    import numpy as np
+    import tifffile
+
+    from imaging.config import parse_pipeline
+    from imaging.io.sources import find_fields
+
+    operetta = tmp_path / "op"
+    operetta.mkdir()
+    for t in (1, 2, 3):
+        tifffile.imwrite(operetta / f"r02c03f01p01-ch1sk{t}fk1fl1.tiff", np.zeros((8, 8), np.uint16))
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    for t in (5, 10):
+        tifffile.imwrite(custom / f"P1_C04_t{t:03d}_dapi.tif", np.zeros((8, 8), np.uint16))
+
+    def pipeline(**naming):
+        return parse_pipeline({"schema_version": 1, "name": "t", "channels": {"dapi": {"id": 1}}, "naming": naming,
+                               "segmentation": {"method": "classical", "channel": "dapi"}})
+
+    found = find_fields(operetta, pipeline(timepoint="all")).fields
+    assert [(f.well, f.site, f.timepoint) for f in found] == [("B03", 1, 1), ("B03", 1, 2), ("B03", 1, 3)]
+    assert [f.timepoint for f in find_fields(operetta, pipeline(timepoint=2)).fields] == [None]
+    pattern = r"(?P<plate>[^_]+)_(?P<well>[A-P]\d+)_t(?P<timepoint>\d+)_dapi\.tif"
+    found = find_fields(custom, pipeline(timepoint="all", preset="regex", pattern=pattern)).fields
+    assert [(f.plate, f.well, f.timepoint) for f in found] == [("P1", "C04", 5), ("P1", "C04", 10)]
+    single = tmp_path / "single"
+    single.mkdir()
+    tifffile.imwrite(single / "P2_A01_s1_w1.tif", np.zeros((8, 8), np.uint16))
+    assert [f.key for f in find_fields(single, pipeline(timepoint="all")).fields] == ["P2_A01_s1_t1"]

@@ -55,7 +55,7 @@ def wait_for_field(browser, key=None, timeout=60.0):
 
 def show(browser, well, site):
     browser.open_well(well, site)
-    wait_for_field(browser, (browser.plate, well, site))
+    wait_for_field(browser, (browser.plate, well, site, browser.timepoint))
 
 
 def open_browser(viewer, folder):
@@ -120,9 +120,9 @@ def test_plate_grid_click_opens_the_well_and_marks_flags(make_napari_viewer, run
     assert item.text().startswith(f"{wells.loc['C04', 'sabgal_positive_pct']:.3g}")
     browser._grid_clicked(2, 3)
     assert browser.well == "C04"
-    wait_for_field(browser, ("SABGAL01", "C04", 1))
+    wait_for_field(browser, ("SABGAL01", "C04", 1, None))
     assert viewer.layers["cells"].features["index"].size == \
-        len(RunReview.open_run(run_folder).field_cells("SABGAL01", "C04", 1))
+        len(RunReview.open_run(run_folder).field_cells("SABGAL01", "C04", 1, None))
 
 
 def test_threshold_change_updates_calls_and_percent_as_the_library_does(make_napari_viewer, run_folder, qtbot):
@@ -336,10 +336,10 @@ class PlateOnly:
                                     "translocated_pct": float(r * c)}
                                    for r in range(1, n_rows + 1) for c in range(1, n_columns + 1)])
 
-    def wells_table(self, plate):
+    def wells_table(self, plate, timepoint=None):
         return self.table
 
-    def flagged_wells(self, plate):
+    def flagged_wells(self, plate, timepoint=None):
         return {"B03"}
 
 
@@ -403,24 +403,24 @@ def test_loading_a_field_leaves_the_event_loop_free_and_caches_the_field(make_na
 
     review.load_field = slow_load
     browser.open_well("C04", 1)
-    assert browser.loading and browser.shown_field != ("SABGAL01", "C04", 1)
+    assert browser.loading and browser.shown_field != ("SABGAL01", "C04", 1, None)
     rounds = []  # while the worker runs (the round that draws the loaded field is not counted)
     while browser.loading:
         start = time.perf_counter()
         QApplication.processEvents()
-        if browser.shown_field != ("SABGAL01", "C04", 1):
+        if browser.shown_field != ("SABGAL01", "C04", 1, None):
             rounds.append(time.perf_counter() - start)
         time.sleep(0.01)
-    wait_for_field(browser, ("SABGAL01", "C04", 1))
+    wait_for_field(browser, ("SABGAL01", "C04", 1, None))
     assert len(rounds) > 20 and max(rounds) < 0.1, max(rounds)
     assert "segmented again" in browser.field_label.text()
-    batch = review.field_cells("SABGAL01", "C04", 1)
+    batch = review.field_cells("SABGAL01", "C04", 1, None)
     assert len(viewer.layers["cells"].features) == len(batch)
     browser.open_well("A01", 1)
-    wait_for_field(browser, ("SABGAL01", "A01", 1))
+    wait_for_field(browser, ("SABGAL01", "A01", 1, None))
     assert browser.show_field() is None  # cached: shown at once
     browser.open_well("C04", 1)
-    assert browser.shown_field == ("SABGAL01", "C04", 1) and not browser.loading
+    assert browser.shown_field == ("SABGAL01", "C04", 1, None) and not browser.loading
 
 
 def test_decisions_in_force_are_listed_and_undone_from_the_list(make_napari_viewer, fresh_run):
@@ -472,3 +472,39 @@ def test_a_96_well_plate_on_a_laptop_screen_shows_every_well_in_colour(make_napa
         qtbot.wait(50)
         bottom = button.mapTo(window, button.rect().bottomLeft()).y()
         assert 0 < bottom <= window.height() <= 768, (button.text(), bottom, window.height())
+
+
+def test_a_time_series_run_is_browsed_one_time_point_at_a_time(make_napari_viewer, samples, pipelines, tmp_path):
+    """naming.timepoint: all: a time point box appears (absent for other runs); the grid and
+    the field shown follow it, and curation names the time point."""
+    import tifffile
+
+    root = copy_sample_wells(samples, ["A01", "A04"], tmp_path / "plate")
+    for t in (1, 2):  # time point 2 holds the other well's images: A01 then reads as A04 did
+        (root / "series" / f"TimePoint_{t}").mkdir(parents=True)
+        for path in (root / "images").glob("*.tif"):
+            swapped = {"_A01_": "_A04_", "_A04_": "_A01_"}
+            name = path.name if t == 1 else next(path.name.replace(a, b) for a, b in swapped.items() if a in path.name)
+            tifffile.imwrite(root / "series" / f"TimePoint_{t}" / name, tifffile.imread(path))
+    pipeline = tmp_path / "sabgal_series.yaml"
+    pipeline.write_text((pipelines / "sabgal.yaml").read_text().replace("naming:\n", "naming:\n  timepoint: all\n"))
+    assert "timepoint: all" in pipeline.read_text()
+    out = tmp_path / "out"
+    execute(plan_run(pipeline, root / "series", platemap=root / "map.csv"), out, save_labels=True)
+    viewer = make_napari_viewer()
+    browser = open_browser(viewer, out)
+    assert browser.timepoint_box.isVisibleTo(browser) and browser.timepoint == 1
+    assert [browser.timepoint_box.itemText(i) for i in range(browser.timepoint_box.count())] == ["1", "2"]
+    wells = pd.read_csv(out / "SABGAL01" / "wells.csv").set_index(["well", "timepoint"])
+    readout = browser.readout_box.currentText()
+    assert browser.grid.item(0, 0).text().startswith(f"{wells.loc[('A01', 1), readout]:.3g}")
+    browser.timepoint_box.setCurrentText("2")
+    wait_for_field(browser, ("SABGAL01", "A01", 1, 2))
+    assert browser.grid.item(0, 0).text().startswith(f"{wells.loc[('A01', 2), readout]:.3g}")
+    assert wells.loc[("A01", 2), "n_cells"] == wells.loc[("A04", 1), "n_cells"] != wells.loc[("A01", 1), "n_cells"]
+    assert "t2" in browser.field_label.text()
+    assert (viewer.layers["cells"].features["timepoint"] == 2).all()
+    browser.reason_edit.setText("drift")
+    browser.exclude_field()
+    log = pd.read_csv(out / "curation.csv")
+    assert log[["action", "well", "site", "timepoint"]].values.tolist() == [["exclude_field", "A01", 1, 2]]
