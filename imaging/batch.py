@@ -36,8 +36,8 @@ from imaging.io.sources import find_fields
 from imaging.io.names import check_folder_name
 from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_field_image, read_channel
-from imaging.io.run_folder import check_same_assay, claimed, disk_error
-from imaging.io.writers import write_csv, write_float_image, write_json, write_labels
+from imaging.io.run_folder import check_same_assay, claimed, disk_error, field_label_paths
+from imaging.io.writers import write_csv, write_float_image, write_json, write_labels, write_labels_ome_zarr
 from imaging.tables import (WORK_FOLDER, assemble_plate, cells_file_intact, cells_file_seal, clashing_output_column,
                             curation_record, field_work_paths)
 from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
@@ -286,17 +286,16 @@ class FieldTask:
     illumination: dict[str, Flatfield] | None = None
 
 
-def _labels_paths(labels_dir: str | Path, field: Field) -> tuple[Path, Path]:
-    base = Path(labels_dir) / field.key
-    return Path(f"{base}_nuclei.tif"), Path(f"{base}_cells.tif")
+def _label_paths(out_dir: Path, field: Field, pipeline: Pipeline) -> dict[str, tuple[Path, ...]]:
+    return field_label_paths(out_dir / field.plate / "labels", field.key, pipeline.output.labels)
 
 
-def stored_fingerprint(out_dir: Path, field: Field, *, save_labels: bool) -> str | None:
+def stored_fingerprint(out_dir: Path, field: Field, pipeline: Pipeline, *, save_labels: bool) -> str | None:
     """Fingerprint of a complete stored result of ``field`` (None if there is none)."""
     cells_path, summary_path = field_work_paths(out_dir / field.plate / WORK_FOLDER, field.key)
     if not (cells_path.is_file() and summary_path.is_file()):
         return None
-    if save_labels and not all(p.is_file() for p in _labels_paths(out_dir / field.plate / "labels", field)):
+    if save_labels and not all(p.exists() for paths in _label_paths(out_dir, field, pipeline).values() for p in paths):
         return None
     try:
         summary = json.loads(summary_path.read_text())
@@ -346,7 +345,7 @@ def compute_field(task: FieldTask) -> dict:
     }
 
 
-def persist_field(result: dict, out_dir: Path, field: Field) -> dict:
+def persist_field(result: dict, out_dir: Path, field: Field, pipeline: Pipeline) -> dict:
     """Store one computed field under ``OUT/<plate>/.fields`` (the summary JSON last: its
     presence marks the field complete) and return its summary."""
     work_dir = out_dir / field.plate / WORK_FOLDER
@@ -354,9 +353,14 @@ def persist_field(result: dict, out_dir: Path, field: Field) -> dict:
     if result["reused"]:
         return json.loads(summary_path.read_text()) | {"reused": True}
     if result["labels"] is not None:
-        nuclei_path, cells_labels_path = _labels_paths(out_dir / field.plate / "labels", field)
-        write_labels(result["labels"][0], nuclei_path)
-        write_labels(result["labels"][1], cells_labels_path)
+        images = dict(zip(("nuclei", "cells"), result["labels"]))
+        for kind, paths in _label_paths(out_dir, field, pipeline).items():
+            for path in paths:
+                if path.name.endswith(".ome.zarr"):
+                    write_labels_ome_zarr(images[kind], path, name=kind,
+                                          pixel_size_um=result["summary"].get("pixel_size_um"))
+                else:
+                    write_labels(images[kind], path)
     write_csv(result["cells"], cells_path)
     summary = result["summary"] | cells_file_seal(cells_path)
     write_json(summary, summary_path)
@@ -483,14 +487,14 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
                                               files=plan.illumination_files) for plate in plan.plates}
     tasks = [FieldTask(field=f, pipeline=pipeline, xgal_vector=stain[f.plate][0], save_labels=save_labels,
                        illumination=illumination[f.plate][0],
-                       previous_fingerprint=stored_fingerprint(out_dir, f, save_labels=save_labels))
+                       previous_fingerprint=stored_fingerprint(out_dir, f, pipeline, save_labels=save_labels))
              for f in plan.fields]
     by_key = {f.key: f for f in plan.fields}
     summaries = []
 
     def store(result: dict) -> None:  # on this machine, as each field's result arrives
         try:
-            summary = persist_field(result, out_dir, by_key[result["key"]])
+            summary = persist_field(result, out_dir, by_key[result["key"]], pipeline)
         except OSError as exc:
             raise disk_error(exc, needed_bytes=_bytes_still_needed(summaries, len(tasks))) or exc from None
         summaries.append(summary)

@@ -259,6 +259,9 @@ class Output(_Frozen):
     format: Literal["csv", "parquet", "both"] = Field(
         default="csv", description="cells, fields and wells tables as CSV, Parquet (pyarrow) or both; "
         "fields.csv and wells.csv are always written too (small, read back by reports and review)")
+    labels: Literal["tiff", "ome-zarr", "both"] = Field(
+        default="tiff", description="label images (unless --no-save-labels) as zlib TIFFs, OME-Zarr label "
+        "images (NGFF 0.4) or both, in <plate>/labels/")
 
 
 class Pipeline(_Frozen):

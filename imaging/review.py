@@ -26,6 +26,8 @@ from imaging.features.thresholds import Threshold, apply_call
 from imaging.io.discover import Field, field_key
 from imaging.io.sources import find_fields
 from imaging.io.readers import read_raw
+from imaging.io.run_folder import field_label_paths
+from imaging.io.writers import read_labels_ome_zarr
 from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
 from imaging.tables import read_cells_table
 
@@ -237,11 +239,15 @@ class RunReview:
         """Label images written by ``--save-labels``, if any."""
         if not self.has_results:
             return None
-        base = self.out_dir / plate / "labels" / field_key(plate, well, site, timepoint)
-        paths = Path(f"{base}_nuclei.tif"), Path(f"{base}_cells.tif")
-        if not all(p.is_file() for p in paths):
-            return None
-        return read_raw(paths[0]).astype(np.int32), read_raw(paths[1]).astype(np.int32)
+        found = []
+        for paths in field_label_paths(self.out_dir / plate / "labels", field_key(plate, well, site, timepoint),
+                                       "both").values():
+            path = next((p for p in paths if p.exists()), None)
+            if path is None:
+                return None
+            found.append(read_labels_ome_zarr(path) if path.name.endswith(".ome.zarr")
+                         else read_raw(path).astype(np.int32))
+        return found[0], found[1]
 
     def measure(self, plate: str, well: str, site: int, pipeline: Pipeline | None = None,
                 images: dict | None = None, timepoint: int | None = None) -> FieldMeasurement:

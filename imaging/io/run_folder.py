@@ -52,10 +52,15 @@ def remove_stale_temporaries(out_dir: Path) -> int:
     """Remove the atomic writers' leftover temporary files under ``out_dir``; returns how many.
 
     Only safe while holding the folder's lock (every writer into the folder holds it)."""
+    import shutil
+
     removed = 0
-    for path in out_dir.rglob(f"{TEMPORARY_PREFIX}*"):
+    for path in list(out_dir.rglob(f"{TEMPORARY_PREFIX}*")):
         if path.is_file():
             path.unlink(missing_ok=True)
+            removed += 1
+        elif path.is_dir():  # a folder-shaped output (OME-Zarr) a killed run left half-written
+            shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed
 
@@ -148,3 +153,15 @@ def disk_error(exc: OSError, *, needed_bytes: int | None = None) -> InputError |
         return InputError(f"cannot be written ({exc.strerror})", path=where,
                           fix="choose an --out where you may write, or fix its permissions")
     return None
+
+
+LABEL_SUFFIXES = {"tiff": ("_{kind}.tif",), "ome-zarr": ("_{kind}.ome.zarr",),
+                  "both": ("_{kind}.tif", "_{kind}.ome.zarr")}
+
+
+def field_label_paths(labels_dir: str | Path, key: str, label_format: str = "tiff") -> dict[str, tuple[Path, ...]]:
+    """Where a field's label images go (``OUT/<plate>/labels/<key>_nuclei.tif``, and/or
+    ``.ome.zarr``), for ``nuclei`` and ``cells``, in the order they are read back (TIFF first)."""
+    return {kind: tuple(Path(labels_dir) / (key + suffix.format(kind=kind)) for suffix in LABEL_SUFFIXES[label_format])
+            for kind in ("nuclei", "cells")}
+

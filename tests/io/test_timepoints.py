@@ -153,3 +153,15 @@ def test_curation_and_review_address_one_time_point(series, every):
     assert len(review.wells_table("PJNK01", 1)) == len(WELLS)
     curation.record(out, action="include_field", plate="PJNK01", well="A01", site=1, timepoint=2, reason="undo")
     rebuild_tables(out)
+
+
+def test_profiles_carry_the_time_point_and_pycytominer_aggregates_per_time_point(every):
+    pycytominer = pytest.importorskip("pycytominer")
+    assert main(["profiles", str(every.parent)]) == 0
+    profiles = pd.read_csv(every / "profiles.csv")
+    assert sorted(profiles["Metadata_Timepoint"].unique()) == [1, 2]
+    per_well = pycytominer.aggregate(profiles, strata=["Metadata_Plate", "Metadata_Well", "Metadata_Timepoint"],
+                                     features=["Nuclei_Intensity_MeanIntensity_PJNK"], operation="mean")
+    assert len(per_well) == 2 * len(WELLS)
+    by_time = per_well.set_index(["Metadata_Well", "Metadata_Timepoint"])["Nuclei_Intensity_MeanIntensity_PJNK"]
+    assert np.allclose(by_time.xs(2, level=1) / by_time.xs(1, level=1), BRIGHTER, rtol=0.01)
