@@ -68,6 +68,7 @@ class RunPlan:
     n_files: int
     illumination_files: dict[str, Flatfield] = dataclasses.field(default_factory=dict)  # method: files, read
     acquired_without_images: tuple[str, ...] = ()  # wells the instrument's .HTD lists without files here
+    scene_map_path: Path | None = None  # the CSV placing container scenes (--scene-map)
 
     @property
     def plates(self) -> list[str]:
@@ -173,7 +174,7 @@ def read_field_pixels(task: "FieldTask") -> None:
 
 def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
              platemap: str | Path | None = None, pattern: str | None = None,
-             check_files: bool = True) -> RunPlan:
+             scene_map: str | Path | None = None, check_files: bool = True) -> RunPlan:
     """Check a run's inputs and list its fields (see module docstring, step 1)."""
     pipeline_path = None
     if not isinstance(pipeline, Pipeline):
@@ -181,7 +182,8 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
         pipeline = load_pipeline(pipeline_path)
     input_dir = input_dir if files.is_url(input_dir) else Path(input_dir)
     pattern = pattern or pipeline.naming.pattern
-    found = find_fields(input_dir, pipeline, pattern=pattern)
+    scene_map = Path(scene_map) if scene_map is not None else None
+    found = find_fields(input_dir, pipeline, pattern=pattern, scene_map=scene_map)
     fields, naming = found.fields, found.naming
     for plate in sorted({f.plate for f in fields}):  # plates become folders under --out
         check_folder_name(plate, kind="plate", source=input_dir)
@@ -209,7 +211,7 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
                    pattern=pattern, fields=tuple(fields), annotations=annotations,
                    platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files,
                    acquired_without_images=found.acquired_without_images,
-                   illumination_files=flats)
+                   illumination_files=flats, scene_map_path=scene_map)
 
 
 def _warn_few_fields_for_illumination(pipeline: Pipeline, fields: list[Field]) -> None:
@@ -527,7 +529,9 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
         "inputs": {"input_dir": str(plan.input_dir), "naming": plan.naming, "pattern": plan.pattern,
                    "n_files": plan.n_files, "n_fields": len(plan.fields), "plates": plan.plates,
                    "platemap": {"path": str(plan.platemap_path) if plan.platemap_path else None,
-                                "sha256": file_sha256(plan.platemap_path)}},
+                                "sha256": file_sha256(plan.platemap_path)},
+                   "scene_map": {"path": str(plan.scene_map_path.resolve()) if plan.scene_map_path else None,
+                                 "sha256": file_sha256(plan.scene_map_path)}},
         "platemap_wells_without_images": list(plan.unimaged_wells),
         "acquired_wells_without_images": list(plan.acquired_without_images),
         "annotation_columns": plan.annotation_columns,

@@ -82,7 +82,7 @@ def _print_run_summary(result, elapsed: float) -> None:
 
 
 def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pattern, command,
-                 scheduler=None, table_format=None) -> None:
+                 scheduler=None, table_format=None, scene_map=None) -> None:
     import dataclasses
     import time
 
@@ -90,7 +90,7 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
     from imaging.config import Output
     from imaging.report import build_report
 
-    plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern)
+    plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern, scene_map=scene_map)
     if table_format is not None:  # the flag overrides the pipeline's output.format (recorded in run.json)
         plan = dataclasses.replace(plan, pipeline=plan.pipeline.model_copy(update={"output": Output(format=table_format)}))
     if platemap is None:
@@ -151,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     if is_tissue_pipeline(args.pipeline):
         if args.platemap:
             raise InputError("--platemap is for plate pipelines", fix="give tissue runs a sample sheet with --samples")
+        if args.scene_map:
+            raise InputError("--scene-map is for plate pipelines", fix="tissue runs take their images as files")
         run_tissue(args.pipeline, args.input_dir, samples=args.samples, out=args.out, workers=args.workers,
                    command=sys.argv)
         return
@@ -158,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise InputError("--samples is for tissue pipelines", fix="give plate runs a plate map with --platemap")
     run_pipeline(args.pipeline, args.input_dir, platemap=args.platemap, out=args.out, workers=args.workers,
                  save_labels=args.save_labels, pattern=args.pattern, command=sys.argv, scheduler=args.scheduler,
-                 table_format=args.table_format)
+                 table_format=args.table_format, scene_map=args.scene_map)
 
 
 def _channel_label(spec) -> str:
@@ -188,7 +190,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             table = read_platemap(args.platemap)
             print(f"plate map {args.platemap}: OK ({len(table)} wells)")
         return
-    plan = plan_run(pipeline, args.input_dir, platemap=args.platemap, pattern=args.pattern)
+    plan = plan_run(pipeline, args.input_dir, platemap=args.platemap, pattern=args.pattern, scene_map=args.scene_map)
     if args.read_pixels:
         from imaging.batch import FieldTask, read_field_pixels
         from imaging.runner import run_tasks
@@ -404,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "of a running scheduler, e.g. tcp://10.0.0.5:8786; default: local processes")
     run.add_argument("--pattern", help="regular expression for file names (named groups plate, well or "
                                        "row+column, site, channel); overrides the pipeline's naming")
+    run.add_argument("--scene-map", help="CSV placing the scenes of container files (ND2, CZI, LIF, OME-TIFF) on the "
+                                         "plate: columns scene, well, and optionally site, plate, file")
     run.set_defaults(handler=cmd_run)
 
     validate = sub.add_parser("validate", help="check a pipeline (and plate map, and image folder) without running")
@@ -412,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--platemap")
     validate.add_argument("--samples")
     validate.add_argument("--pattern")
+    validate.add_argument("--scene-map")
     validate.add_argument("--read-pixels", action="store_true",
                           help="also decode every image (finds damaged compressed data, which headers do not show)")
     validate.add_argument("--workers", type=int, default=default_workers())

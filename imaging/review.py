@@ -29,7 +29,7 @@ from imaging.io.readers import read_raw
 from imaging.io.run_folder import field_label_paths
 from imaging.io.writers import read_labels_ome_zarr
 from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
-from imaging.tables import read_cells_table
+from imaging.tables import read_cells_table, read_plate_csv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,8 @@ class RunReview:
         out_dir = Path(out_dir)
         record, pipeline = read_record(out_dir)
         inputs = record["inputs"]
-        fields = find_fields(inputs["input_dir"], pipeline, pattern=inputs.get("pattern")).fields
+        fields = find_fields(inputs["input_dir"], pipeline, pattern=inputs.get("pattern"),
+                             scene_map=(inputs.get("scene_map") or {}).get("path")).fields
         return cls(pipeline, fields, out_dir=out_dir, record=record)
 
     @classmethod
@@ -146,15 +147,15 @@ class RunReview:
         """The plate's wells.csv (in a time series, the rows of ``timepoint``), or the imaged
         wells without readouts before a run."""
         if self.has_results:
-            return _at_timepoint(pd.read_csv(self.out_dir / plate / "wells.csv"), timepoint)
+            return _at_timepoint(read_plate_csv(self.out_dir / plate / "wells.csv"), timepoint)
         rows = {(f.well, f.row, f.column) for (p, _, _, _), f in self._fields.items() if p == plate}
         return pd.DataFrame(sorted(rows, key=lambda r: (r[1], r[2])), columns=["well", "row", "column"])
 
     def fields_table(self, plate: str, timepoint: int | None = None) -> pd.DataFrame:
         if not self.has_results:
             return pd.DataFrame(columns=["plate", "well", "site", "qc_pass", "qc_reasons", "curation"])
-        return _at_timepoint(pd.read_csv(self.out_dir / plate / "fields.csv", keep_default_na=False,
-                                         dtype={"qc_reasons": str, "curation": str}), timepoint)
+        return _at_timepoint(read_plate_csv(self.out_dir / plate / "fields.csv", keep_default_na=False,
+                                            text_columns=("qc_reasons", "curation")), timepoint)
 
     def flagged_wells(self, plate: str, timepoint: int | None = None) -> set[str]:
         """Wells with a field that failed QC or was curated."""

@@ -311,6 +311,12 @@ def curation_record(curation: Curation) -> dict:
             "n_call_overrides": len(curation.calls)}
 
 
+def read_plate_csv(path: str | Path, *, text_columns=(), **options) -> pd.DataFrame:
+    """A plate's cells, fields or wells CSV as written: plate and well names (and
+    ``text_columns``, e.g. the plate map's) as text, so plate ``9987`` stays the name it is."""
+    return pd.read_csv(path, dtype={c: str for c in ("plate", "well", *text_columns)}, **options)
+
+
 CHUNK_ROWS = 200_000
 
 
@@ -325,7 +331,7 @@ def cells_table_chunks(plate_dir: str | Path, *, text_columns=()) -> Iterator[pd
         for batch in pq.ParquetFile(plate_dir / "cells.parquet").iter_batches(batch_size=CHUNK_ROWS):
             yield batch.to_pandas()
         return
-    yield from pd.read_csv(plate_dir / "cells.csv", chunksize=CHUNK_ROWS, dtype={c: str for c in text_columns})
+    yield from read_plate_csv(plate_dir / "cells.csv", chunksize=CHUNK_ROWS, text_columns=text_columns)
 
 
 def read_cells_table(plate_dir: str | Path) -> pd.DataFrame:
@@ -355,7 +361,7 @@ def _rebuild_claimed(out_dir: Path) -> dict:
     curation = curation_log.load(out_dir)
     for plate, plate_entry in record["plates"].items():
         plate_dir = out_dir / plate
-        fields = pd.read_csv(plate_dir / "fields.csv")
+        fields = read_plate_csv(plate_dir / "fields.csv")
         summaries = []
         for row in fields.itertuples(index=False):
             cells_path, summary_path = field_work_paths(plate_dir / WORK_FOLDER, row_key(plate, row))
@@ -369,7 +375,7 @@ def _rebuild_claimed(out_dir: Path) -> dict:
                                  "or damaged after the run", path=cells_path,
                                  fix="re-run `imaging run` into this folder: that field is measured again")
             summaries.append(summary)
-        wells = pd.read_csv(plate_dir / "wells.csv", dtype={c: str for c in annotation_columns})
+        wells = read_plate_csv(plate_dir / "wells.csv", text_columns=annotation_columns)
         # one row per well (a time series has one per well and time point; the map is per well)
         annotations = wells.drop_duplicates("well").set_index("well")[annotation_columns]
         stain = plate_entry.get("xgal_vector")

@@ -212,9 +212,10 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
         except ValueError:
             shown = ", ".join(repr(s) for s in scene_names[:4]) + (" ..." if len(scene_names) > 4 else "")
             raise InputError(f"no well found for scene {scene!r} (file {stem!r}; scenes: {shown})", path=path,
-                             fix="name the file or scenes after their wells (e.g. plate1_B03.nd2), or give "
-                                 "naming.scenes, a regular expression with groups well (or row and column) and "
-                                 "site matched against '<file stem>/<scene name>'") from None
+                             fix="give a scene map (--scene-map CSV with columns scene, well[, site]), name the "
+                                 "file or scenes after their wells (e.g. plate1_B03.nd2), or give naming.scenes, a "
+                                 "regular expression with groups well (or row and column) and site matched against "
+                                 "'<file stem>/<scene name>'") from None
         well = format_well(row, column)
         if groups.get("site"):
             site = int(groups["site"])
@@ -230,6 +231,71 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
         raise InputError(f"two scenes are well {well}, site {site}", path=path,
                          fix="give naming.scenes a site group that tells the scenes apart")
     return positions
+
+
+SCENE_MAP_COLUMNS = ("file", "scene", "plate", "well", "site")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenePosition:
+    """Where a scene lies on a plate, as a scene map (``--scene-map``) says."""
+
+    well: str
+    site: int | None  # None: counted in scene order, as without a map
+    plate: str | None  # None: the container's file stem
+
+
+def read_scene_map(path: str | Path) -> dict[tuple[str, str], ScenePosition]:
+    """A user's CSV placing container scenes on a plate: columns ``scene`` (the scene's name as
+    an InputError lists it, or bioio's id such as ``Image:0``) and ``well``, optional ``site``,
+    ``plate`` and ``file`` (the container's file name, for folders of several). Keyed by
+    (file name or ``""``, scene). InputError naming the line for anything unreadable."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError("scene map not found", path=path, fix="check the --scene-map path") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot be read as CSV ({exc})", path=path, fix="save the scene map as CSV") from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in ("scene", "well") if c not in table.columns]
+    unknown = [c for c in table.columns if c not in SCENE_MAP_COLUMNS]
+    if missing or unknown:
+        raise InputError(f"has no {missing[0]!r} column" if missing else f"has unknown column(s) {unknown}", path=path,
+                         fix=f"columns are scene, well and optionally site, plate, file ({', '.join(SCENE_MAP_COLUMNS)})")
+    mapping = {}
+    for line, row in enumerate(table.to_dict("records"), start=2):
+        parsed = parse_well(row["well"].strip())
+        site = row.get("site", "").strip()
+        if parsed is None or (site and not (site.isdigit() and int(site) >= 1)):
+            raise InputError(f"line {line}: {'well ' + repr(row['well']) if parsed is None else 'site ' + repr(site)} "
+                             "is not valid", path=path, fix="write wells as A01 and sites as 1, 2, ...")
+        key = (row.get("file", "").strip(), row["scene"].strip())
+        if key in mapping:
+            raise InputError(f"line {line}: scene {key[1]!r} is listed twice", path=path,
+                             fix="give each scene one row (add a file column for folders of several files)")
+        mapping[key] = ScenePosition(well=format_well(*parsed), site=int(site) if site else None,
+                                     plate=row.get("plate", "").strip() or None)
+    return mapping
+
+
+def mapped_positions(path: Path, scenes: list[str], ids: list[str], mapping: dict, *,
+                     source) -> list[ScenePosition]:
+    """Each scene's position from a scene map, found by (file, name), (file, id), then name
+    or id alone; InputError listing the scenes the map lacks."""
+    found, unmapped = [], []
+    for name, scene_id in zip(scenes, ids):
+        keys = [(path.name, name), (path.name, scene_id), ("", name), ("", scene_id)]
+        position = next((mapping[k] for k in keys if k in mapping), None)
+        (found if position is not None else unmapped).append(position or name)
+    if unmapped:
+        shown = ", ".join(repr(s) for s in unmapped[:4]) + (" ..." if len(unmapped) > 4 else "")
+        raise InputError(f"the scene map has no row for {len(unmapped)} scene(s) of {path.name}: {shown}", path=source,
+                         fix="add a row (scene, well, site) for each scene; a scene is named as listed here or "
+                             "by its id (Image:0, ...)")
+    return found
 
 
 # ---- planes ----------------------------------------------------------------------------------
@@ -307,9 +373,11 @@ def describe_plane(image, *, path, scene_index: int, pipeline, label: str | None
                           timepoint=timepoint, n_timepoints=int(dims.T), rows=int(dims.Y), columns=int(dims.X), pixel_size_um=pixel)
 
 
-def container_fields(input_dir: str | Path, pipeline, *, field_type) -> tuple[list, int]:
+def container_fields(input_dir: str | Path, pipeline, *, field_type,
+                     scene_map: dict[tuple[str, str], ScenePosition] | None = None) -> tuple[list, int]:
     """Every field of the containers under ``input_dir`` (``field_type``: discover.Field),
-    with their planes checked from metadata; returns (fields, number of container files)."""
+    with their planes checked from metadata; returns (fields, number of container files).
+    ``scene_map`` (:func:`read_scene_map`) places the scenes instead of their names."""
     fields = []
     containers = list_containers(input_dir)
     for path in containers:
@@ -323,15 +391,32 @@ def container_fields(input_dir: str | Path, pipeline, *, field_type) -> tuple[li
         image = open_image(path)
         stem = Path(path).name[: -len(container_suffix(path))]
         scenes = scene_names(image, container_suffix(path))
-        for index, (well, site) in enumerate(scene_positions(stem, scenes, pipeline.naming.scenes, path=path)):
+        for index, (plate, well, site) in enumerate(_scene_places(Path(path), stem, image, scenes, pipeline,
+                                                                   scene_map, source=input_dir)):
             plane = describe_plane(image, path=path, scene_index=index, pipeline=pipeline, label=scenes[index])
-            fields += _fields(field_type, stem, well, site, plane, pipeline)
+            fields += _fields(field_type, plate, well, site, plane, pipeline)
     keys = [(f.plate, f.well, f.site, f.timepoint) for f in fields]
     if len(set(keys)) != len(keys):
         plate, well, site, _ = next(k for k in keys if keys.count(k) > 1)
-        raise InputError(f"two containers hold plate {plate}, well {well}, site {site}", path=input_dir,
-                         fix="give each plate's files distinct names, or set naming.scenes")
+        raise InputError(f"two scenes are plate {plate}, well {well}, site {site}", path=input_dir,
+                         fix="give each plate's files distinct names, set naming.scenes, or give each scene its own "
+                             "well and site in the scene map")
     return sorted(fields, key=lambda f: (f.plate, f.row, f.column, f.site, f.timepoint or 0)), len(containers)
+
+
+def _scene_places(path: Path, stem: str, image, scenes: list[str], pipeline, scene_map, *,
+                  source) -> list[tuple[str, str, int]]:
+    """(plate, well, site) of each scene of one container: from the scene map when given (sites
+    the map leaves out counted in scene order), else from the scene names."""
+    if scene_map is None:
+        return [(stem, well, site) for well, site in scene_positions(stem, scenes, pipeline.naming.scenes, path=path)]
+    places, next_site = [], {}
+    for position in mapped_positions(path, scenes, [str(s) for s in image.scenes], scene_map, source=source):
+        plate = position.plate or stem
+        site = position.site or next_site.get((plate, position.well), 1)
+        next_site[plate, position.well] = site + 1
+        places.append((plate, position.well, site))
+    return places
 
 
 def _fields(field_type, plate: str, well: str, site: int, plane: ContainerPlane, pipeline) -> list:

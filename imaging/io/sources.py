@@ -29,16 +29,21 @@ class FoundFields:
     acquired_without_images: tuple[str, ...] = ()  # wells the instrument's .HTD lists that have no files
 
 
-def find_fields(input_dir, pipeline, *, pattern: str | None = None) -> FoundFields:
-    """Every field under ``input_dir`` for ``pipeline`` (see module docstring)."""
+def find_fields(input_dir, pipeline, *, pattern: str | None = None, scene_map=None) -> FoundFields:
+    """Every field under ``input_dir`` for ``pipeline`` (see module docstring); ``scene_map``, a
+    CSV placing container scenes on the plate (:func:`imaging.io.containers.read_scene_map`)."""
     pattern = pattern or pipeline.naming.pattern
     local = not files.is_url(input_dir)
     found = containers.list_containers(input_dir) if local else []
     # one OME-TIFF per field and channel, named like plain TIFFs: a naming pattern reads them as files
     per_file = pattern is not None and all(containers.container_suffix(p) in (".ome.tif", ".ome.tiff") for p in found)
+    mapping = containers.read_scene_map(scene_map) if scene_map is not None else None
     if found and not per_file:
-        fields, n_files = containers.container_fields(input_dir, pipeline, field_type=Field)
+        fields, n_files = containers.container_fields(input_dir, pipeline, field_type=Field, scene_map=mapping)
         return FoundFields(fields=fields, naming="containers", n_files=n_files)
+    if mapping is not None:
+        raise InputError("a scene map places the scenes of container files (ND2, CZI, LIF, OME), but this input "
+                         "holds none", path=input_dir, fix="drop --scene-map; plain files are placed by their names")
     index_path = harmony.find_index(input_dir) if local else None
     index = harmony.read_index(index_path) if index_path is not None else None
     htd_path = htd.find_htd(input_dir) if local and index is None else None

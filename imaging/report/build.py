@@ -20,6 +20,7 @@ from imaging.io.names import file_stem
 from imaging.io.writers import atomic_path, write_csv
 from imaging.report.html import render_report
 from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot, time_course
+from imaging.tables import read_plate_csv
 from imaging.stats import compare_all, dose_response_table, plate_quality, replicate_key, well_scores
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def load_runs(run_dirs: list[str | Path]) -> RunTables:
                 if not path.is_file():
                     raise InputError(f"missing {name} of plate {plate}", path=run_dir,
                                      fix="re-run `imaging run` into this folder")
-                bucket.append(pd.read_csv(path))
+                bucket.append(read_plate_csv(path))
     if not wells:
         raise InputError("the run has no plates", path=run_dirs[0], fix="check the run folder")
     return RunTables(records=records, wells=pd.concat(wells, ignore_index=True),

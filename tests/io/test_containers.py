@@ -201,3 +201,72 @@ def test_per_channel_ome_tiffs_named_like_plain_tiffs_are_read_as_files_with_a_p
     fields = find_fields(tmp_path, _pipeline(channels), pattern=pattern).fields
     assert [(f.plate, f.well, f.plane) for f in fields] == [("P1", "A01", None), ("P1", "A02", None)]
     assert fields[0].paths["gfp"].endswith("P1_A01_s1_w2.ome.tif")
+
+
+MMSTACK = "181003_multi_pos_time_course_1_MMStack.ome.tif"
+
+
+def test_a_scene_map_places_a_real_micro_manager_time_course(tmp_path):
+    """Micro-Manager positions carry no well names: a scene map places them; with every time
+    point, 2 positions x 10 time points are 20 fields with the file's pixel size. (The file keeps
+    its name: its OME-XML names itself, and a renamed copy no longer opens.)"""
+    path = _copy(MMSTACK, tmp_path)
+    pipeline = _pipeline({"nuclei": {"name": "Default"}}, timepoint="all")
+    with pytest.raises(InputError, match=r"no well found for scene 'Image:0'.*--scene-map"):
+        find_fields(path, pipeline)
+    scenes = tmp_path / "scenes.csv"
+    scenes.write_text("scene,well\nImage:0,B02\nImage:1,B03\n")
+    fields = find_fields(path, pipeline, scene_map=scenes).fields
+    assert [(f.well, f.site, f.timepoint) for f in fields][:2] == [("B02", 1, 1), ("B02", 1, 2)]
+    assert len(fields) == 20 and {f.well for f in fields} == {"B02", "B03"}
+    assert np.allclose([f.plane.pixel_size_um for f in fields], 5.2304)
+    scenes.write_text(f"file,scene,plate,well,site\n{MMSTACK},Image:0,dish1,C03,2\n{MMSTACK},Image:1,dish1,C03,3\n")
+    one = find_fields(path, _pipeline({"nuclei": {"name": "Default"}}, timepoint=4), scene_map=scenes).fields
+    assert [(f.plate, f.well, f.site, f.plane.timepoint) for f in one] == [("dish1", "C03", 2, 3), ("dish1", "C03", 3, 3)]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("scene,position\nImage:0,B02\n", "has no 'well' column"),
+    ("scene,well,colour\nImage:0,B02,red\n", r"unknown column\(s\) \['colour'\]"),
+    ("scene,well\nImage:0,Z99\n", "line 2: well 'Z99' is not valid"),
+    ("scene,well,site\nImage:0,B02,0\n", "line 2: site '0' is not valid"),
+    ("scene,well\nImage:0,B02\nImage:0,B03\n", "line 3: scene 'Image:0' is listed twice"),
+    ("scene,well\nImage:0,B02\n", r"no row for 1 scene\(s\) of .*MMStack.ome.tif: 'Image:1'"),
+    ("scene,well\nImage:0,B02\nImage:1,B02\n", None),  # sites counted: B02 s1, s2
+    ("scene,well,site\nImage:0,B02,1\nImage:1,B02,1\n", "two scenes are plate .*, well B02, site 1"),
+])
+def test_a_bad_scene_map_is_one_line_naming_it(tmp_path, content, message):
+    path = _copy(MMSTACK, tmp_path)
+    scenes = tmp_path / "scenes.csv"
+    scenes.write_text(content)
+    pipeline = _pipeline({"nuclei": {"id": 1}}, timepoint=1)
+    if message is None:
+        assert [(f.well, f.site) for f in find_fields(path, pipeline, scene_map=scenes).fields] == [("B02", 1), ("B02", 2)]
+        return
+    with pytest.raises(InputError, match=message):
+        find_fields(path, pipeline, scene_map=scenes)
+
+
+def test_a_run_with_a_scene_map_records_it_and_reopens_for_review(tmp_path):
+    from imaging.review import RunReview
+
+    path = _copy(MMSTACK, tmp_path)
+    scenes = tmp_path / "scenes.csv"
+    scenes.write_text("scene,well\nImage:0,B02\nImage:1,B03\n")
+    pipeline = tmp_path / "mm.yaml"
+    pipeline.write_text("schema_version: 1\nname: mm\nchannels:\n  nuclei: {name: Default}\nnaming: {timepoint: 2}\n"
+                        "segmentation: {method: classical, channel: nuclei}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(pipeline), str(path), "--scene-map", str(scenes), "--out", str(out), "--workers", "1"]) == 0
+    import json
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["inputs"]["scene_map"]["path"] == str(scenes.resolve()) and record["inputs"]["scene_map"]["sha256"]
+    wells = pd.read_csv(out / MMSTACK[:-len(".ome.tif")] / "wells.csv")
+    assert wells["well"].tolist() == ["B02", "B03"] and (wells["n_cells"] > 50).all()
+    review = RunReview.open_run(out)
+    assert review.wells(MMSTACK[:-len(".ome.tif")]) == ["B02", "B03"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    tifffile.imwrite(plain / "P1_A01_s1_w1.tif", np.zeros((32, 32), np.uint16))
+    assert main(["run", str(pipeline), str(plain), "--scene-map", str(scenes), "--out", str(tmp_path / "o2")]) == 2

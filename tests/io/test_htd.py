@@ -14,7 +14,7 @@ from imaging.errors import InputError
 from imaging.io.htd import read_htd
 from imaging.io.sources import find_fields
 
-HTD = Path(__file__).resolve().parents[1] / "data" / "formats" / "metaxpress" / "9987.HTD"
+HTD = Path(__file__).resolve().parents[1] / "data" / "formats" / "metaxpress" / "9987_Plate_3435" / "9987.HTD"
 
 
 def test_the_real_htd_lists_wells_sites_and_wavelength_names():
@@ -85,3 +85,25 @@ def test_an_oversized_htd_is_refused_before_it_is_read(tmp_path):
         handle.truncate(2 << 20)  # sparse: no memory or disk used
     with pytest.raises(InputError, match="not a MetaXpress plate description"):
         find_fields(folder, pipeline(nuclei={"id": "1"}))
+
+
+def test_the_real_time_lapse_export_runs_every_time_point_with_its_metadata(tmp_path):
+    """The real MetaXpress export (TimePoint_1/, TimePoint_2/): channels by the .HTD's names,
+    the pixel size from the MetaSeries XML, each time point a field; a numeric plate name
+    (9987) stays text through the tables and the report."""
+    import pandas as pd
+
+    from imaging.cli import main
+
+    pipeline_path = tmp_path / "mx.yaml"
+    pipeline_path.write_text("schema_version: 1\nname: mx\nchannels:\n  nuclei: {name: DAPI}\n  signal: {name: FITC}\n"
+                             "naming: {timepoint: all}\nsegmentation: {method: classical, channel: nuclei}\n"
+                             "measure:\n  intensity:\n    - channel: signal\n")
+    assert main(["run", str(pipeline_path), str(HTD.parent), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    fields = pd.read_csv(tmp_path / "out" / "9987" / "fields.csv", dtype={"plate": str})
+    assert sorted(zip(fields["well"], fields["site"], fields["timepoint"])) == [
+        (w, s, t) for w in ("B02", "B03") for s in (1, 2) for t in (1, 2)]
+    assert np.allclose(fields["pixel_size_um"], 1.3672) and (fields["n_cells"] > 0).all()
+    wells = pd.read_csv(tmp_path / "out" / "9987" / "wells.csv")
+    assert len(wells) == 4 and (wells["n_fields"] == 2).all()
+    assert "9987" in (tmp_path / "out" / "report.html").read_text()
