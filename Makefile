@@ -16,7 +16,10 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/imaging demo --out demo_results
 
+LINTED := imaging plugins tests benchmarks
 test: $(INSTALLED)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -q
 
 # The cellpose adapter under cellpose 3 (the main environment has cellpose 4): a separate

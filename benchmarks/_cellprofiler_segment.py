@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import cellprofiler_library.opts.threshold as ThresholdOpts
 import numpy as np
 import tifffile
 from cellprofiler_library.modules import identifyprimaryobjects
 from cellprofiler_library.opts.identifyprimaryobjects import FillHolesMethod, UnclumpMethod, WatershedMethod
-import cellprofiler_library.opts.threshold as ThresholdOpts
 
 
 def as_unit_float(image: np.ndarray) -> np.ndarray:
@@ -37,11 +37,20 @@ def main() -> None:
         image = as_unit_float(np.squeeze(tifffile.imread(path)))
         start = time.perf_counter()
         labels = identifyprimaryobjects(
-            image, threshold_method=ThresholdOpts.Method.MINIMUM_CROSS_ENTROPY,
-            threshold_scope=ThresholdOpts.Scope.GLOBAL, threshold_smoothing=1.3488,
-            min_size=8, max_size=80, exclude_size=True, exclude_border_objects=True,
-            unclump_method=UnclumpMethod.INTENSITY, watershed_method=WatershedMethod.INTENSITY,
-            fill_holes_method=FillHolesMethod.THRESHOLDING, automatic_suppression=True, low_res_maxima=True)
+            image,
+            threshold_method=ThresholdOpts.Method.MINIMUM_CROSS_ENTROPY,
+            threshold_scope=ThresholdOpts.Scope.GLOBAL,
+            threshold_smoothing=1.3488,
+            min_size=8,
+            max_size=80,
+            exclude_size=True,
+            exclude_border_objects=True,
+            unclump_method=UnclumpMethod.INTENSITY,
+            watershed_method=WatershedMethod.INTENSITY,
+            fill_holes_method=FillHolesMethod.THRESHOLDING,
+            automatic_suppression=True,
+            low_res_maxima=True,
+        )
         seconds[path.stem] = time.perf_counter() - start
         tifffile.imwrite(out / f"{path.stem}.tif", np.asarray(labels, dtype=np.int32))
     print(json.dumps(seconds))

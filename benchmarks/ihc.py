@@ -82,16 +82,29 @@ def main() -> None:
             scores = score_points(predicted, true, radius=args.radius)
             rows.append({"image": stem, "method": method} | scores)
     table = pd.DataFrame(rows)
-    shown = ["image", "method", "n_true", "n_pred", "index_true", "index_pred", "index_error",
-             "detection_recall", "positive_f1", "negative_f1", "class_f1"]
+    shown = [
+        "image",
+        "method",
+        "n_true",
+        "n_pred",
+        "index_true",
+        "index_pred",
+        "index_error",
+        "detection_recall",
+        "positive_f1",
+        "negative_f1",
+        "class_f1",
+    ]
     pd.set_option("display.width", 200)
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
     summary = table.groupby("method", sort=False).agg(
         mean_abs_index_error=("index_error", lambda v: v.abs().mean()),
         max_abs_index_error=("index_error", lambda v: v.abs().max()),
-        mean_class_f1=("class_f1", "mean"), mean_detection_f1=("detection_f1", "mean"),
-        mean_detection_recall=("detection_recall", "mean"))
+        mean_class_f1=("class_f1", "mean"),
+        mean_detection_f1=("detection_f1", "mean"),
+        mean_detection_recall=("detection_recall", "mean"),
+    )
     summary["s_per_tile"] = [imaging_seconds, naive_seconds]
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"\nmatch radius {args.radius:g} px; imaging time is the whole run (tissue, stains, report) per tile")

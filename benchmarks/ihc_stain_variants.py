@@ -9,6 +9,7 @@ The variants are made here, so they test robustness, not accuracy on another lab
 
 Usage: ``python benchmarks/ihc_stain_variants.py`` (needs ``../shared/data/ihc_dev_deepliif``)
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,6 +26,7 @@ from ihc import DEFAULT_DATA, ROOT, truth_table  # noqa: E402  (the IHC benchmar
 from imaging.evaluate_points import run_cells, score_points  # noqa: E402
 from imaging.features.stains import STAIN_VECTORS  # noqa: E402
 from imaging.tissue.run import execute_tissue, plan_tissue  # noqa: E402
+
 
 def unit(vector) -> np.ndarray:
     vector = np.asarray(vector, float)
@@ -48,10 +50,14 @@ def transform(rgb, *, h_new=None, dab_scale=1.0, gamma=1.0) -> np.ndarray:
     return np.clip(white * 10 ** (-od2), 0, 255).astype(np.uint8)
 
 
-VARIANTS = {"original": {}, "purple haematoxylin": {"h_new": (0.55, 0.76, 0.35)},
-            "bluer haematoxylin": {"h_new": (0.75, 0.60, 0.28)},
-            "weak DAB x0.6": {"dab_scale": 0.6}, "strong DAB x1.5": {"dab_scale": 1.5},
-            "dark scan x1.4": {"gamma": 1.4}}
+VARIANTS = {
+    "original": {},
+    "purple haematoxylin": {"h_new": (0.55, 0.76, 0.35)},
+    "bluer haematoxylin": {"h_new": (0.75, 0.60, 0.28)},
+    "weak DAB x0.6": {"dab_scale": 0.6},
+    "strong DAB x1.5": {"dab_scale": 1.5},
+    "dark scan x1.4": {"gamma": 1.4},
+}
 
 
 def main() -> None:
@@ -65,12 +71,16 @@ def main() -> None:
             out = Path(tmp) / "out"
             execute_tissue(plan_tissue(ROOT / "pipelines" / "ihc_hscore.yaml", images), out, workers=2)
             cells, _ = run_cells(out)
-        rows = [score_points(cells[cells["image"] == s], truth[truth["image"] == s], radius=12.0)
-                for s in sorted(truth["image"].unique())]
+        rows = [
+            score_points(cells[cells["image"] == s], truth[truth["image"] == s], radius=12.0)
+            for s in sorted(truth["image"].unique())
+        ]
         table = pd.DataFrame(rows)
-        print(f"{name:22s} mean|err| {table['index_error'].abs().mean():5.1f} "
-              f"max {table['index_error'].abs().max():5.1f} classF1 {table['class_f1'].mean():.3f} "
-              f"recall {table['detection_recall'].mean():.3f} {[round(v, 1) for v in table['index_error']]}")
+        print(
+            f"{name:22s} mean|err| {table['index_error'].abs().mean():5.1f} "
+            f"max {table['index_error'].abs().max():5.1f} classF1 {table['class_f1'].mean():.3f} "
+            f"recall {table['detection_recall'].mean():.3f} {[round(v, 1) for v in table['index_error']]}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ import tifffile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.features.test_illumination import lighting, pipeline, write_plate  # noqa: E402  (the plate generator)
-
 from imaging.batch import execute, plan_run  # noqa: E402
+from tests.features.test_illumination import lighting, pipeline, write_plate  # noqa: E402  (the plate generator)
 
 
 def main() -> None:
@@ -37,8 +36,11 @@ def main() -> None:
         images.mkdir()
         write_plate(images, np.random.default_rng(2), truth, n_fields=16)
         np.save(tmp / "flat.npy", truth * 7.0)
-        settings = {"none": {"method": "none"}, "estimate": {"method": "estimate"},
-                    "files (true flat)": {"method": "files", "files": {"dapi": "flat.npy", "rep": "flat.npy"}}}
+        settings = {
+            "none": {"method": "none"},
+            "estimate": {"method": "estimate"},
+            "files (true flat)": {"method": "files", "files": {"dapi": "flat.npy", "rep": "flat.npy"}},
+        }
         for name, setting in settings.items():
             path = tmp / f"{name.split()[0]}.yaml"
             path.write_text(pipeline(illumination=setting).to_yaml())
@@ -52,8 +54,15 @@ def main() -> None:
             if entry:
                 flat = tifffile.imread(tmp / name.split()[0] / entry["channels"]["rep"]["flat_file"])
                 error = float(np.abs(flat / truth - 1).max())
-            rows.append({"illumination": name, "cells": len(values), "cv_nuclear_mean": values.std() / values.mean(),
-                         "flat_max_rel_error": error, "s_per_field": seconds})
+            rows.append(
+                {
+                    "illumination": name,
+                    "cells": len(values),
+                    "cv_nuclear_mean": values.std() / values.mean(),
+                    "flat_max_rel_error": error,
+                    "s_per_field": seconds,
+                }
+            )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 

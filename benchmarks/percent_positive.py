@@ -32,8 +32,9 @@ def main() -> None:
         for index in range(args.plates):
             folder = Path(tmp) / f"plate{index}"
             paths = make_plate(folder, assay="sabgal", seed=100 + index, plate=f"S{index}")
-            result = execute(plan_run(PIPELINE, paths["images"], platemap=paths["platemap"]), folder / "out",
-                             workers=args.workers)
+            result = execute(
+                plan_run(PIPELINE, paths["images"], platemap=paths["platemap"]), folder / "out", workers=args.workers
+            )
             wells.append(result.wells[f"S{index}"].merge(pd.read_csv(paths["truth_wells"]), on=["plate", "well"]))
     table = pd.concat(wells, ignore_index=True)
     print(f"{len(table)} wells of {args.plates} synthetic SA-beta-gal plates")

@@ -44,9 +44,10 @@ def make_plate(folder: Path, n_fields: int, size: int) -> None:
         light = vignetting((size, size), strength=0.3, rng=rng)
         well = f"{'ABCDEFGH'[i // 12]}{i % 12 + 1:02d}"
         tifffile.imwrite(folder / f"SCALE_{well}_s1_w1.tif", render_dapi(nuclei, rng=rng, illumination=light))
-        tifffile.imwrite(folder / f"SCALE_{well}_s1_w2.tif", render_pjnk(nuclei, cells, np.full(n, 500.0),
-                                                                          np.full(n, 150.0), rng=rng,
-                                                                          illumination=light))
+        tifffile.imwrite(
+            folder / f"SCALE_{well}_s1_w2.tif",
+            render_pjnk(nuclei, cells, np.full(n, 500.0), np.full(n, 150.0), rng=rng, illumination=light),
+        )
 
 
 def floor(folder: Path) -> float:
@@ -73,8 +74,10 @@ def main() -> None:
         rows = [("floor: read 2 channels + 1 Gaussian", 1, floor(folder), None)]
         settings = [("imaging run", 1, None)]
         for workers in sorted({2, cpus}):
-            settings += [("imaging run, local processes", workers, None),
-                         ("imaging run, Dask LocalCluster", workers, "local")]
+            settings += [
+                ("imaging run, local processes", workers, None),
+                ("imaging run, Dask LocalCluster", workers, "local"),
+            ]
         for name, workers, scheduler in settings:
             out = Path(tmp) / f"out_{name[-5:]}_{workers}"
             start = time.perf_counter()
@@ -89,8 +92,10 @@ def main() -> None:
     single = args.fields / rows[1][2]
     best = max((args.fields / r[2], r[1]) for r in rows[2:])
     efficiency = best[0] / (single * best[1])
-    print(f"\n384-well x 9-site plate ({PLATE_FIELDS} fields): one worker does {single:.3f} fields/s; "
-          f"parallel efficiency at {best[1]} workers {efficiency:.2f}")
+    print(
+        f"\n384-well x 9-site plate ({PLATE_FIELDS} fields): one worker does {single:.3f} fields/s; "
+        f"parallel efficiency at {best[1]} workers {efficiency:.2f}"
+    )
     print(f"{'target time':>12s} {'workers needed':>15s}")
     for minutes in (240, 120, 60, 30, 15):
         needed = math.ceil(PLATE_FIELDS / (single * efficiency * minutes * 60))

@@ -48,8 +48,11 @@ def naive_otsu_watershed(image: np.ndarray) -> np.ndarray:
 
 
 def image_pairs(data: Path) -> list[tuple[Path, Path]]:
-    pairs = [(p, data / "labels" / p.name) for p in sorted((data / "images").glob("*.tif"))
-             if (data / "labels" / p.name).is_file()]
+    pairs = [
+        (p, data / "labels" / p.name)
+        for p in sorted((data / "images").glob("*.tif"))
+        if (data / "labels" / p.name).is_file()
+    ]
     sample = ROOT / "sample_images" / "stardist_nuclei"
     return pairs + [(sample / "img2d.tif", sample / "mask2d.tif")]
 
@@ -69,8 +72,12 @@ def score_in_process(function, pairs) -> tuple[list, list, float]:
 
 def score_cellprofiler(python: str, pairs) -> tuple[list, list, float]:
     with tempfile.TemporaryDirectory() as out:
-        result = subprocess.run([python, str(ROOT / "benchmarks" / "_cellprofiler_segment.py"), out,
-                                 *[str(p) for p, _ in pairs]], capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [python, str(ROOT / "benchmarks" / "_cellprofiler_segment.py"), out, *[str(p) for p, _ in pairs]],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         seconds = json.loads(result.stdout.strip().splitlines()[-1])
         f1, ap = [], []
         for image_path, truth_path in pairs:
@@ -86,18 +93,24 @@ def main() -> None:
     parser.add_argument("--cellprofiler-python", default=os.environ.get("CELLPROFILER_PYTHON"))
     args = parser.parse_args()
     pairs = image_pairs(args.data)
-    rows = [("imaging classical (default)",) + score_in_process(lambda im: segment_nuclei(im)[0], pairs),
-            ("naive Otsu + distance watershed",) + score_in_process(naive_otsu_watershed, pairs)]
+    rows = [
+        ("imaging classical (default)",) + score_in_process(lambda im: segment_nuclei(im)[0], pairs),
+        ("naive Otsu + distance watershed",) + score_in_process(naive_otsu_watershed, pairs),
+    ]
     if args.cellprofiler_python:
         rows.append(("CellProfiler IdentifyPrimaryObjects",) + score_cellprofiler(args.cellprofiler_python, pairs))
     else:
         print("(CellProfiler skipped: give --cellprofiler-python)", file=sys.stderr)
     naive_seconds = rows[1][3]
     print(f"{len(pairs)} annotated images ({len(pairs) - 1} from {args.data.name}, 1 stardist sample)")
-    print(f"{'method':38s} {'mean F1':>8s} {'median F1':>9s} {'min F1':>7s} {'mean AP':>8s} {'s/image':>8s} {'x naive':>8s}")
+    print(
+        f"{'method':38s} {'mean F1':>8s} {'median F1':>9s} {'min F1':>7s} {'mean AP':>8s} {'s/image':>8s} {'x naive':>8s}"
+    )
     for name, f1, ap, seconds in rows:
-        print(f"{name:38s} {np.mean(f1):8.4f} {np.median(f1):9.4f} {np.min(f1):7.3f} {np.mean(ap):8.4f} "
-              f"{seconds:8.3f} {seconds / naive_seconds:8.1f}")
+        print(
+            f"{name:38s} {np.mean(f1):8.4f} {np.median(f1):9.4f} {np.min(f1):7.3f} {np.mean(ap):8.4f} "
+            f"{seconds:8.3f} {seconds / naive_seconds:8.1f}"
+        )
 
 
 if __name__ == "__main__":

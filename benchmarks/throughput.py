@@ -87,9 +87,11 @@ def main() -> None:
             images = {"dapi": tifffile.imread(pair[0]), "pjnk": tifffile.imread(pair[1])}
             return measure_field(images, pipeline)
 
-        rows = [("floor: read + 1 Gaussian", timed(floor, pairs, repeats=2)),
-                ("naive: Otsu + label + mean", timed(naive, pairs, repeats=2)),
-                ("pipeline: measure_field, 1 process", timed(full, pairs))]
+        rows = [
+            ("floor: read + 1 Gaussian", timed(floor, pairs, repeats=2)),
+            ("naive: Otsu + label + mean", timed(naive, pairs, repeats=2)),
+            ("pipeline: measure_field, 1 process", timed(full, pairs)),
+        ]
         for workers in args.workers:
             plan = plan_run(pipeline, folder)
             start = time.perf_counter()

@@ -69,27 +69,47 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     section_path = folder / f"section_{args.size}.ome.tif"
     start = time.perf_counter()
-    section = random_section((args.size, args.size), pixel_size_um=0.25, n_lesions=12, seed=1,
-                             lesion_radius_um=(100.0, 600.0))
+    section = random_section(
+        (args.size, args.size), pixel_size_um=0.25, n_lesions=12, seed=1, lesion_radius_um=(100.0, 600.0)
+    )
     if not section_path.exists():
         write_section(section, section_path, tile=512)
     written = time.perf_counter() - start
     crop_path = folder / f"crop_{args.ihc_size}.ome.tif"
     if not crop_path.exists():
-        crop = random_section((args.ihc_size, args.ihc_size), pixel_size_um=0.25, n_lesions=3, seed=2,
-                              lesion_radius_um=(50.0, 150.0))
+        crop = random_section(
+            (args.ihc_size, args.ihc_size), pixel_size_um=0.25, n_lesions=3, seed=2, lesion_radius_um=(50.0, 150.0)
+        )
         write_section(crop, crop_path, tile=512)
     raw_gb = args.size**2 * 3 / 1e9
     rows = []
     rows.append(("floor: read every level-0 tile",) + measured([sys.executable, "-c", FLOOR, str(section_path)]))
-    rows.append((f"IHC cell scoring, {args.ihc_size} px crop",) + measured(
-        [sys.executable, "-c", IHC, str(crop_path), str(folder / "ihc_out")]))
-    rows.append(("metastasis: imaging run (whole section)",) + measured(
-        [sys.executable, "-m", "imaging.cli", "run", str(ROOT / "pipelines" / "metastasis.yaml"), str(section_path),
-         "--out", str(folder / "metastasis_out"), "--workers", "1"]))
-    print(f"section {args.size} x {args.size} RGB at 0.25 um/px ({raw_gb:.1f} GB of pixels), "
-          f"{section_path.stat().st_size / 1e9:.2f} GB on disk, written in {written:.0f} s; "
-          f"{len(section.lesions)} planted lesions")
+    rows.append(
+        (f"IHC cell scoring, {args.ihc_size} px crop",)
+        + measured([sys.executable, "-c", IHC, str(crop_path), str(folder / "ihc_out")])
+    )
+    rows.append(
+        ("metastasis: imaging run (whole section)",)
+        + measured(
+            [
+                sys.executable,
+                "-m",
+                "imaging.cli",
+                "run",
+                str(ROOT / "pipelines" / "metastasis.yaml"),
+                str(section_path),
+                "--out",
+                str(folder / "metastasis_out"),
+                "--workers",
+                "1",
+            ]
+        )
+    )
+    print(
+        f"section {args.size} x {args.size} RGB at 0.25 um/px ({raw_gb:.1f} GB of pixels), "
+        f"{section_path.stat().st_size / 1e9:.2f} GB on disk, written in {written:.0f} s; "
+        f"{len(section.lesions)} planted lesions"
+    )
     print(f"{'step':44s} {'seconds':>8s} {'peak RSS MB':>12s}  output")
     for name, seconds, peak, output in rows:
         print(f"{name:44s} {seconds:8.1f} {peak:12.0f}  {output[:60]}")

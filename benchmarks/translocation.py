@@ -26,7 +26,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from imaging.batch import execute, plan_run
@@ -39,8 +38,15 @@ TILES = 3
 
 
 SHIPPED = {"background": "none", "ring": 0.3, "border_out": True, "gate": True, "illumination": "none"}
-VARIANTS = [{}, {"background": "local"}, {"ring": 0.5}, {"ring": 1.0}, {"border_out": False}, {"gate": False},
-            {"illumination": "estimate"}]
+VARIANTS = [
+    {},
+    {"background": "local"},
+    {"ring": 0.5},
+    {"ring": 1.0},
+    {"border_out": False},
+    {"gate": False},
+    {"illumination": "estimate"},
+]
 
 
 def pipeline(setting: dict):
@@ -84,11 +90,18 @@ def main() -> None:
             cells = readout_cells(pd.read_csv(plate / "cells.csv"), pipeline(setting))  # the cells the wells use
         cells = cells.dropna(subset=["nfkb_nc_ratio"])
         medians = cells.groupby("well")["nfkb_nc_ratio"].median()
-        rows.append({"setting": ", ".join(f"{k}={v}" for k, v in change.items()) or "shipped pipeline",
-                     "cells_A01": int((cells["well"] == "A01").sum()), "cells_A12": int((cells["well"] == "A12").sum()),
-                     "nc_A01": medians["A01"], "nc_A12": medians["A12"], "fold": medians["A01"] / medians["A12"],
-                     "tile_z_median": tile_z_prime(cells, shape, "median"),
-                     "tile_z_mean": tile_z_prime(cells, shape, "mean")})
+        rows.append(
+            {
+                "setting": ", ".join(f"{k}={v}" for k, v in change.items()) or "shipped pipeline",
+                "cells_A01": int((cells["well"] == "A01").sum()),
+                "cells_A12": int((cells["well"] == "A12").sum()),
+                "nc_A01": medians["A01"],
+                "nc_A12": medians["A12"],
+                "fold": medians["A01"] / medians["A12"],
+                "tile_z_median": tile_z_prime(cells, shape, "median"),
+                "tile_z_mean": tile_z_prime(cells, shape, "mean"),
+            }
+        )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -54,8 +54,9 @@ def make_fields(folder: Path, n: int, size: int) -> list[str]:
         flat = np.ones((size, size))
         count = int(nuclei.max())
         dapi = render_dapi(nuclei, rng=rng, illumination=flat)
-        pjnk = render_pjnk(nuclei, cells, rng.lognormal(6, 0.3, count), rng.lognormal(5, 0.3, count), rng=rng,
-                           illumination=flat)
+        pjnk = render_pjnk(
+            nuclei, cells, rng.lognormal(6, 0.3, count), rng.lognormal(5, 0.3, count), rng=rng, illumination=flat
+        )
         stem = str(folder / f"field{i}")
         tifffile.imwrite(stem + "_w1.tif", dapi)
         tifffile.imwrite(stem + "_w2.tif", pjnk)
@@ -64,12 +65,18 @@ def make_fields(folder: Path, n: int, size: int) -> list[str]:
 
 
 def time_code(code_root: Path, stems: list[str], tables: Path) -> dict:
-    environment = dict(os.environ, PYTHONPATH=str(code_root), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-                       MKL_NUM_THREADS="1")
+    environment = dict(
+        os.environ, PYTHONPATH=str(code_root), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"
+    )
     tables.mkdir()
-    output = subprocess.run([sys.executable, "-c", TIMER, str(code_root / "pipelines" / "pjnk.yaml"), str(tables),
-                             *stems],
-                            env=environment, capture_output=True, text=True, check=True, cwd=code_root)
+    output = subprocess.run(
+        [sys.executable, "-c", TIMER, str(code_root / "pipelines" / "pjnk.yaml"), str(tables), *stems],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=code_root,
+    )
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
@@ -84,8 +91,10 @@ def same_cells(base_dir: Path, current_dir: Path, name: str) -> bool:
     shared = [c for c in base.columns if c in current.columns]
     if base.shape[0] != current.shape[0]:
         return False
-    return all(np.allclose(base[c].to_numpy(float), current[c].to_numpy(float), rtol=1e-9, atol=0, equal_nan=True)
-               for c in shared)
+    return all(
+        np.allclose(base[c].to_numpy(float), current[c].to_numpy(float), rtol=1e-9, atol=0, equal_nan=True)
+        for c in shared
+    )
 
 
 def main() -> None:
@@ -98,8 +107,9 @@ def main() -> None:
         tmp = Path(tmp)
         stems = make_fields(tmp, args.fields, args.size)
         worktree = tmp / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.base], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), args.base], cwd=ROOT, check=True, capture_output=True
+        )
         try:
             base = time_code(worktree, stems, tmp / "base_tables")
         finally:

@@ -14,7 +14,7 @@ the same.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,15 @@ def summary_columns(cell_columns: list[str], call_names: list[str]) -> list[str]
     return ["n_cells", "n_cells_in_readouts"] + calls + measured
 
 
-def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: list[str], *,
-                    thresholds: Mapping[str, Threshold] | None = None,
-                    call_columns: Mapping[str, str] | None = None, n_cells: int | None = None) -> dict:
+def summarize_cells(
+    cells: pd.DataFrame,
+    cell_columns: list[str],
+    call_names: list[str],
+    *,
+    thresholds: Mapping[str, Threshold] | None = None,
+    call_columns: Mapping[str, str] | None = None,
+    n_cells: int | None = None,
+) -> dict:
     """Summary of one group of cells (see module docstring); NaN readouts when empty.
 
     ``thresholds`` and ``call_columns`` (call name -> its threshold, and the column it is
@@ -53,8 +59,9 @@ def summarize_cells(cells: pd.DataFrame, cell_columns: list[str], call_names: li
         summary[f"{name}_pct"] = float(100.0 * calls.astype(bool).mean()) if len(calls) else np.nan
         column = (call_columns or {}).get(name)
         threshold = (thresholds or {}).get(name)
-        summary[f"{name}_pct_mixture"] = (mixture_percent(cells[column], threshold)
-                                          if threshold is not None and column in cells else np.nan)
+        summary[f"{name}_pct_mixture"] = (
+            mixture_percent(cells[column], threshold) if threshold is not None and column in cells else np.nan
+        )
     for column in aggregated_columns(cell_columns):
         values = pd.to_numeric(cells[column], errors="coerce").dropna() if column in cells else pd.Series(dtype=float)
         if column.endswith("_ratio"):

@@ -19,8 +19,8 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -32,17 +32,24 @@ from imaging.features.illumination import Flatfield, FlatfieldEstimator, flatfie
 from imaging.features.sabgal import STAIN_VECTORS, estimate_xgal_vector, stained_od_sample
 from imaging.io import files
 from imaging.io.discover import Field
-from imaging.io.sources import find_fields
 from imaging.io.names import check_folder_name
 from imaging.io.platemap import annotate_wells, read_platemap
 from imaging.io.readers import check_field_image, read_channel
 from imaging.io.run_folder import check_same_assay, claimed, disk_error, field_label_paths
+from imaging.io.sources import find_fields
 from imaging.io.writers import write_csv, write_float_image, write_json, write_labels, write_labels_ome_zarr
-from imaging.tables import (WORK_FOLDER, assemble_plate, cells_file_intact, cells_file_seal, clashing_output_column,
-                            curation_record, field_work_paths)
 from imaging.pipeline import field_fingerprint, field_pixel_size, load_field_images, measure_field
 from imaging.record import file_sha256, software_versions
 from imaging.runner import run_tasks
+from imaging.tables import (
+    WORK_FOLDER,
+    assemble_plate,
+    cells_file_intact,
+    cells_file_seal,
+    clashing_output_column,
+    curation_record,
+    field_work_paths,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,7 @@ class RunPlan:
 
     pipeline: Pipeline
     pipeline_path: Path | None
-    input_dir: "Path | str"
+    input_dir: Path | str
     naming: str
     pattern: str | None
     fields: tuple[Field, ...]
@@ -92,9 +99,11 @@ def _spatial_shape(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, i
 
 def _check_min_side(rows: int, columns: int, path) -> None:
     if min(rows, columns) < MIN_FIELD_SIDE_PX:
-        raise InputError(f"is {rows} x {columns} px, too small for a field of cells "
-                         f"(at least {MIN_FIELD_SIDE_PX} px a side)", path=path,
-                         fix="export the full field, not a thumbnail, or leave the file out")
+        raise InputError(
+            f"is {rows} x {columns} px, too small for a field of cells (at least {MIN_FIELD_SIDE_PX} px a side)",
+            path=path,
+            fix="export the full field, not a thumbnail, or leave the file out",
+        )
 
 
 def _rows_columns(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, int]:
@@ -107,15 +116,20 @@ def _rows_columns(shape: tuple[int, ...], kind: str, path: str) -> tuple[int, in
             return squeezed[0], squeezed[1]
         if len(squeezed) == 3 and squeezed[0] in (3, 4):
             return squeezed[1], squeezed[2]
-        raise InputError(f"expected an RGB colour image (rows, columns, 3), got shape {shape}", path=path,
-                         fix="export the brightfield channel as RGB, or declare the channel as "
-                             "kind: fluorescence in the pipeline")
+        raise InputError(
+            f"expected an RGB colour image (rows, columns, 3), got shape {shape}",
+            path=path,
+            fix="export the brightfield channel as RGB, or declare the channel as kind: fluorescence in the pipeline",
+        )
     if len(squeezed) == 2:
         return squeezed[0], squeezed[1]
     if len(squeezed) == 3 and squeezed[-1] in (3, 4):  # gray saved as RGB: checked on reading
         return squeezed[0], squeezed[1]
-    raise InputError(f"expected a 2-D grayscale image, got shape {shape}", path=path,
-                     fix="export one channel, one z-plane and one time point per file")
+    raise InputError(
+        f"expected a 2-D grayscale image, got shape {shape}",
+        path=path,
+        fix="export one channel, one z-plane and one time point per file",
+    )
 
 
 def _check_scale_fits(pipeline: Pipeline, side_px: int, path) -> None:
@@ -126,19 +140,25 @@ def _check_scale_fits(pipeline: Pipeline, side_px: int, path) -> None:
     if diameter_px is None and settings.nucleus_diameter_um is not None and pipeline.pixel_size_um:
         diameter_px = settings.nucleus_diameter_um / pipeline.pixel_size_um
     if diameter_px is not None and diameter_px > side_px / 2:
-        raise InputError(f"segmentation.nucleus_diameter is {diameter_px:g} px, more than half the field's "
-                         f"shorter side ({side_px} px)", path=path,
-                         fix="give the diameter of one nucleus (in px, or in um with pixel_size_um), or leave it out "
-                             "to have it estimated")
+        raise InputError(
+            f"segmentation.nucleus_diameter is {diameter_px:g} px, more than half the field's "
+            f"shorter side ({side_px} px)",
+            path=path,
+            fix="give the diameter of one nucleus (in px, or in um with pixel_size_um), or leave it out "
+            "to have it estimated",
+        )
 
 
 def _check_container_plane(plane, pipeline: Pipeline) -> None:
     """Size checks of a container field, from its metadata (the counterpart of the header checks)."""
     where = f"{plane.path} [scene {plane.scene_name}]"
     if plane.rows * plane.columns > pipeline.max_field_pixels:
-        raise InputError(f"a plane is {plane.rows} x {plane.columns} px, more than a field may have "
-                         f"({pipeline.max_field_pixels} per plane)", path=where,
-                         fix="raise max_field_pixels in the pipeline for truly larger fields")
+        raise InputError(
+            f"a plane is {plane.rows} x {plane.columns} px, more than a field may have "
+            f"({pipeline.max_field_pixels} per plane)",
+            path=where,
+            fix="raise max_field_pixels in the pipeline for truly larger fields",
+        )
     _check_min_side(plane.rows, plane.columns, where)
     _check_scale_fits(pipeline, min(plane.rows, plane.columns), where)
 
@@ -161,20 +181,28 @@ def check_field_files(field: Field, pipeline: Pipeline) -> None:
     _check_scale_fits(pipeline, min(min(s) for s in shapes.values()), next(iter(field.paths.values())))
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{files.name(field.paths[n])} {s}" for n, s in shapes.items())
-        raise InputError(f"the channels of plate {field.plate}, well {field.well}, site {field.site} "
-                         f"differ in size: {listed}", path=files.name(next(iter(field.paths.values()))),
-                         fix="export every channel of a field at the same size")
+        raise InputError(
+            f"the channels of plate {field.plate}, well {field.well}, site {field.site} differ in size: {listed}",
+            path=files.name(next(iter(field.paths.values()))),
+            fix="export every channel of a field at the same size",
+        )
 
 
-def read_field_pixels(task: "FieldTask") -> None:
+def read_field_pixels(task: FieldTask) -> None:
     """Decode every channel of a field (``imaging validate --read-pixels``): finds damaged
     compressed strips, which no header shows, before a run."""
     load_field_images(task.field, task.pipeline)
 
 
-def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
-             platemap: str | Path | None = None, pattern: str | None = None,
-             scene_map: str | Path | None = None, check_files: bool = True) -> RunPlan:
+def plan_run(
+    pipeline: Pipeline | str | Path,
+    input_dir: str | Path,
+    *,
+    platemap: str | Path | None = None,
+    pattern: str | None = None,
+    scene_map: str | Path | None = None,
+    check_files: bool = True,
+) -> RunPlan:
     """Check a run's inputs and list its fields (see module docstring, step 1)."""
     pipeline_path = None
     if not isinstance(pipeline, Pipeline):
@@ -195,8 +223,11 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
         annotations, unimaged = imaged.reset_index(drop=True), []
     clash = clashing_output_column([c for c in annotations.columns if c not in ("plate", "well")], pipeline)
     if clash is not None:
-        raise InputError(f"column {clash!r} is also computed by pipeline {pipeline.name!r}", path=platemap,
-                         fix=f"rename the plate map's column {clash!r} (for example to platemap_{clash})")
+        raise InputError(
+            f"column {clash!r} is also computed by pipeline {pipeline.name!r}",
+            path=platemap,
+            fix=f"rename the plate map's column {clash!r} (for example to platemap_{clash})",
+        )
     _check_comparison_columns(pipeline, annotations, platemap)
     segmentation_model(pipeline)  # a missing model file is an input error, found before any writing
     if check_files:
@@ -207,11 +238,21 @@ def plan_run(pipeline: Pipeline | str | Path, input_dir: str | Path, *,
     if check_files and fields:
         for flat in flats.values():
             flat.check_shape(field_shape(fields[0], pipeline))
-    return RunPlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, naming=naming,
-                   pattern=pattern, fields=tuple(fields), annotations=annotations,
-                   platemap_path=platemap, unimaged_wells=tuple(unimaged), n_files=found.n_files,
-                   acquired_without_images=found.acquired_without_images,
-                   illumination_files=flats, scene_map_path=scene_map)
+    return RunPlan(
+        pipeline=pipeline,
+        pipeline_path=pipeline_path,
+        input_dir=input_dir,
+        naming=naming,
+        pattern=pattern,
+        fields=tuple(fields),
+        annotations=annotations,
+        platemap_path=platemap,
+        unimaged_wells=tuple(unimaged),
+        n_files=found.n_files,
+        acquired_without_images=found.acquired_without_images,
+        illumination_files=flats,
+        scene_map_path=scene_map,
+    )
 
 
 def _warn_few_fields_for_illumination(pipeline: Pipeline, fields: list[Field]) -> None:
@@ -221,9 +262,13 @@ def _warn_few_fields_for_illumination(pipeline: Pipeline, fields: list[Field]) -
         return
     counts = pd.Series([f.plate for f in fields]).value_counts()
     for plate, n in counts[counts < ILLUMINATION_FEW_FIELDS].items():
-        log.warning("plate %s has %d field(s): an illumination estimate needs at least %d (it would follow where "
-                    "the cells lie); give flat-field files (illumination.method: files) or set method: none",
-                    plate, n, ILLUMINATION_FEW_FIELDS)
+        log.warning(
+            "plate %s has %d field(s): an illumination estimate needs at least %d (it would follow where "
+            "the cells lie); give flat-field files (illumination.method: files) or set method: none",
+            plate,
+            n,
+            ILLUMINATION_FEW_FIELDS,
+        )
 
 
 def field_shape(field: Field, pipeline: Pipeline) -> tuple[int, int]:
@@ -239,8 +284,10 @@ def illumination_files(pipeline: Pipeline, base_dir: Path) -> dict[str, Flatfiel
     ``base_dir``, the pipeline file's folder); empty for other methods."""
     if pipeline.illumination.method != "files":
         return {}
-    return {channel: flatfield_from_files(base_dir / spec.flat, None if spec.dark is None else base_dir / spec.dark)
-            for channel, spec in pipeline.illumination.files.items()}
+    return {
+        channel: flatfield_from_files(base_dir / spec.flat, None if spec.dark is None else base_dir / spec.dark)
+        for channel, spec in pipeline.illumination.files.items()
+    }
 
 
 def segmentation_model(pipeline: Pipeline) -> dict | None:
@@ -257,18 +304,26 @@ def _check_comparison_columns(pipeline: Pipeline, annotations: pd.DataFrame, pla
     if platemap is None:
         return
     settings = pipeline.comparison
-    for column, value, key in ((settings.genotype_column, settings.control_genotype, "control_genotype"),
-                               (settings.treatment_column, settings.vehicle_treatment, "vehicle_treatment")):
+    for column, value, key in (
+        (settings.genotype_column, settings.control_genotype, "control_genotype"),
+        (settings.treatment_column, settings.vehicle_treatment, "vehicle_treatment"),
+    ):
         if value is None:
             continue
         if column not in annotations.columns:
-            raise InputError(f"has no {column!r} column, which comparison.{key} refers to", path=platemap,
-                             fix=f"add a {column!r} column or change comparison settings in the pipeline")
+            raise InputError(
+                f"has no {column!r} column, which comparison.{key} refers to",
+                path=platemap,
+                fix=f"add a {column!r} column or change comparison settings in the pipeline",
+            )
         present = set(annotations[column].dropna().astype(str))
         if str(value) not in present:
-            raise InputError(f"no imaged well has {column} {value!r} (comparison.{key}); found "
-                             f"{', '.join(sorted(present)) or 'none'}", path=platemap,
-                             fix=f"correct comparison.{key} in the pipeline or the plate map")
+            raise InputError(
+                f"no imaged well has {column} {value!r} (comparison.{key}); found "
+                f"{', '.join(sorted(present)) or 'none'}",
+                path=platemap,
+                fix=f"correct comparison.{key} in the pipeline or the plate map",
+            )
 
 
 # ---- 2. execute fields ---------------------------------------------------------------------
@@ -334,14 +389,25 @@ def compute_field(task: FieldTask) -> dict:
         return identity | {"reused": True}
     images = load_field_images(field, task.pipeline)
     pixel_size = field_pixel_size(field, task.pipeline)
-    result = measure_field(images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector,
-                           illumination=task.illumination)
-    summary = {"plate": field.plate, "well": field.well, "row": field.row, "column": field.column,
-               "site": field.site, **({} if field.timepoint is None else {"timepoint": field.timepoint}),
-               **container_source(field), **result.summary, "pixel_size_um": pixel_size,
-               "fingerprint": fingerprint}
+    result = measure_field(
+        images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector, illumination=task.illumination
+    )
+    summary = {
+        "plate": field.plate,
+        "well": field.well,
+        "row": field.row,
+        "column": field.column,
+        "site": field.site,
+        **({} if field.timepoint is None else {"timepoint": field.timepoint}),
+        **container_source(field),
+        **result.summary,
+        "pixel_size_um": pixel_size,
+        "fingerprint": fingerprint,
+    }
     return identity | {
-        "reused": False, "summary": summary, "cells": result.cells,
+        "reused": False,
+        "summary": summary,
+        "cells": result.cells,
         "labels": (result.nuclei, result.cell_labels) if task.save_labels else None,
         "worker_peak_rss_mb": _peak_rss_mb(),
     }
@@ -359,8 +425,9 @@ def persist_field(result: dict, out_dir: Path, field: Field, pipeline: Pipeline)
         for kind, paths in _label_paths(out_dir, field, pipeline).items():
             for path in paths:
                 if path.name.endswith(".ome.zarr"):
-                    write_labels_ome_zarr(images[kind], path, name=kind,
-                                          pixel_size_um=result["summary"].get("pixel_size_um"))
+                    write_labels_ome_zarr(
+                        images[kind], path, name=kind, pixel_size_um=result["summary"].get("pixel_size_um")
+                    )
                 else:
                     write_labels(images[kind], path)
     write_csv(result["cells"], cells_path)
@@ -402,8 +469,9 @@ def plate_xgal_vector(plan: RunPlan, plate: str) -> tuple[tuple[float, float, fl
     return tuple(float(v) for v in vector), source
 
 
-def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
-                       files: dict[str, Flatfield] | None = None) -> tuple[dict[str, Flatfield] | None, dict | None]:
+def plate_illumination(
+    pipeline: Pipeline, fields: list[Field], *, files: dict[str, Flatfield] | None = None
+) -> tuple[dict[str, Flatfield] | None, dict | None]:
     """The flat-fields of one plate and their record entry (None, None without correction).
 
     ``files``: the flat-fields read at planning (method ``files``). For ``estimate``, up to
@@ -414,10 +482,19 @@ def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
     if method == "none":
         return None, None
     if method == "files":
-        return dict(files or {}), {"method": "files", "channels": {
-            name: {"source": flat.source, "dark": flat.dark is not None, "sha256": flat.sha256,
-                   "min": float(flat.flat.min() / flat.flat.mean()), "max": float(flat.flat.max() / flat.flat.mean())}
-            for name, flat in (files or {}).items()}}
+        return dict(files or {}), {
+            "method": "files",
+            "channels": {
+                name: {
+                    "source": flat.source,
+                    "dark": flat.dark is not None,
+                    "sha256": flat.sha256,
+                    "min": float(flat.flat.min() / flat.flat.mean()),
+                    "max": float(flat.flat.max() / flat.flat.mean()),
+                }
+                for name, flat in (files or {}).items()
+            },
+        }
     channels = pipeline.illumination.corrected_channels(pipeline.channels)
     sample = _spread_sample(fields, ILLUMINATION_SAMPLE_FIELDS)
     estimators = {name: FlatfieldEstimator() for name in channels}
@@ -430,14 +507,17 @@ def plate_illumination(pipeline: Pipeline, fields: list[Field], *,
         flats[name], info = estimators[name].result()
         entry["channels"][name] = info | {"sha256": flats[name].sha256}
     if len(sample) < ILLUMINATION_FEW_FIELDS:
-        entry["warning"] = (f"estimated from {len(sample)} field(s); at least {ILLUMINATION_FEW_FIELDS} are needed "
-                            "for the estimate to follow the lighting rather than where the cells lie")
+        entry["warning"] = (
+            f"estimated from {len(sample)} field(s); at least {ILLUMINATION_FEW_FIELDS} are needed "
+            "for the estimate to follow the lighting rather than where the cells lie"
+        )
         log.warning("plate %s: illumination %s", fields[0].plate if fields else "?", entry["warning"])
     return flats, entry
 
 
-def store_illumination(flats: dict[str, Flatfield] | None, entry: dict | None, plate_dir: Path,
-                       shape: tuple[int, int]) -> dict | None:
+def store_illumination(
+    flats: dict[str, Flatfield] | None, entry: dict | None, plate_dir: Path, shape: tuple[int, int]
+) -> dict | None:
     """Write each flat-field (mean 1, float32, at the fields' size) and dark-field to
     ``<plate>/illumination/`` for inspection and review; returns the entry with the paths."""
     if not flats:
@@ -462,9 +542,16 @@ class RunResult:
     fields: dict[str, pd.DataFrame]
 
 
-def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels: bool = True,
-            on_field: Callable[[dict], None] | None = None, command: list[str] | None = None,
-            scheduler: str | None = None) -> RunResult:
+def execute(
+    plan: RunPlan,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    save_labels: bool = True,
+    on_field: Callable[[dict], None] | None = None,
+    command: list[str] | None = None,
+    scheduler: str | None = None,
+) -> RunResult:
     """Process every field of ``plan`` and write the per-plate tables and ``run.json``.
 
     ``scheduler``: None runs ``workers`` local processes; ``'local'`` starts a Dask
@@ -475,22 +562,37 @@ def execute(plan: RunPlan, out_dir: str | Path, *, workers: int = 1, save_labels
     out_dir = Path(out_dir)
     check_same_assay(out_dir, plan.pipeline.model_dump(mode="json"))
     with claimed(out_dir, command=command):
-        return _execute_claimed(plan, out_dir, workers=workers, save_labels=save_labels, on_field=on_field,
-                                command=command, scheduler=scheduler)
+        return _execute_claimed(
+            plan,
+            out_dir,
+            workers=workers,
+            save_labels=save_labels,
+            on_field=on_field,
+            command=command,
+            scheduler=scheduler,
+        )
 
 
-def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_field, command,
-                     scheduler) -> RunResult:
+def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_field, command, scheduler) -> RunResult:
     started = dt.datetime.now(dt.timezone.utc)
     pipeline = plan.pipeline
     curation = curation_log.load(out_dir)  # a damaged curation file stops the run before any work
     stain = {plate: plate_xgal_vector(plan, plate) for plate in plan.plates}
-    illumination = {plate: plate_illumination(pipeline, [f for f in plan.fields if f.plate == plate],
-                                              files=plan.illumination_files) for plate in plan.plates}
-    tasks = [FieldTask(field=f, pipeline=pipeline, xgal_vector=stain[f.plate][0], save_labels=save_labels,
-                       illumination=illumination[f.plate][0],
-                       previous_fingerprint=stored_fingerprint(out_dir, f, pipeline, save_labels=save_labels))
-             for f in plan.fields]
+    illumination = {
+        plate: plate_illumination(pipeline, [f for f in plan.fields if f.plate == plate], files=plan.illumination_files)
+        for plate in plan.plates
+    }
+    tasks = [
+        FieldTask(
+            field=f,
+            pipeline=pipeline,
+            xgal_vector=stain[f.plate][0],
+            save_labels=save_labels,
+            illumination=illumination[f.plate][0],
+            previous_fingerprint=stored_fingerprint(out_dir, f, pipeline, save_labels=save_labels),
+        )
+        for f in plan.fields
+    ]
     by_key = {f.key: f for f in plan.fields}
     summaries = []
 
@@ -503,8 +605,14 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
         if on_field is not None:
             on_field(summary)
 
-    run_tasks(compute_field, tasks, workers=workers, on_result=store, scheduler=scheduler,
-              key=lambda task: f"field-{task.field.key}")
+    run_tasks(
+        compute_field,
+        tasks,
+        workers=workers,
+        on_result=store,
+        scheduler=scheduler,
+        key=lambda task: f"field-{task.field.key}",
+    )
     reused = sum(1 for s in summaries if s.get("reused"))
 
     wells_out, fields_out, plates_record = {}, {}, {}
@@ -515,23 +623,43 @@ def _execute_claimed(plan: RunPlan, out_dir: Path, *, workers, save_labels, on_f
             first = next(f for f in plan.fields if f.plate == plate)
             entry = store_illumination(flats, entry, out_dir / plate, field_shape(first, pipeline))
         fields_out[plate], wells_out[plate], plates_record[plate] = assemble_plate(
-            plate, [s for s in summaries if s["plate"] == plate], pipeline=pipeline, annotations=annotations,
-            annotation_columns=plan.annotation_columns, out_dir=out_dir, curation=curation, stain=stain[plate],
-            illumination=entry)
+            plate,
+            [s for s in summaries if s["plate"] == plate],
+            pipeline=pipeline,
+            annotations=annotations,
+            annotation_columns=plan.annotation_columns,
+            out_dir=out_dir,
+            curation=curation,
+            stain=stain[plate],
+            illumination=entry,
+        )
     record = {
         "imaging_version": software_versions()["imaging"],
         "created": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "software": software_versions(),
-        "pipeline": {"path": str(plan.pipeline_path) if plan.pipeline_path else None,
-                     "sha256": file_sha256(plan.pipeline_path), "config": pipeline.model_dump(mode="json")},
-        "inputs": {"input_dir": str(plan.input_dir), "naming": plan.naming, "pattern": plan.pattern,
-                   "n_files": plan.n_files, "n_fields": len(plan.fields), "plates": plan.plates,
-                   "platemap": {"path": str(plan.platemap_path) if plan.platemap_path else None,
-                                "sha256": file_sha256(plan.platemap_path)},
-                   "scene_map": {"path": str(plan.scene_map_path.resolve()) if plan.scene_map_path else None,
-                                 "sha256": file_sha256(plan.scene_map_path)}},
+        "pipeline": {
+            "path": str(plan.pipeline_path) if plan.pipeline_path else None,
+            "sha256": file_sha256(plan.pipeline_path),
+            "config": pipeline.model_dump(mode="json"),
+        },
+        "inputs": {
+            "input_dir": str(plan.input_dir),
+            "naming": plan.naming,
+            "pattern": plan.pattern,
+            "n_files": plan.n_files,
+            "n_fields": len(plan.fields),
+            "plates": plan.plates,
+            "platemap": {
+                "path": str(plan.platemap_path) if plan.platemap_path else None,
+                "sha256": file_sha256(plan.platemap_path),
+            },
+            "scene_map": {
+                "path": str(plan.scene_map_path.resolve()) if plan.scene_map_path else None,
+                "sha256": file_sha256(plan.scene_map_path),
+            },
+        },
         "platemap_wells_without_images": list(plan.unimaged_wells),
         "acquired_wells_without_images": list(plan.acquired_without_images),
         "annotation_columns": plan.annotation_columns,

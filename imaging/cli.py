@@ -24,8 +24,7 @@ EXIT_INPUT_ERROR = 2
 def _progress(total: int, description: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="field", disable=None, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(total=total, desc=description, unit="field", disable=None, file=sys.stderr, dynamic_ncols=True)
 
 
 # ---- run / validate ------------------------------------------------------------------------
@@ -35,8 +34,11 @@ def _calibration_lines(plate_record: dict) -> list[str]:
     illumination = plate_record.get("illumination")
     if illumination:
         for channel, entry in illumination["channels"].items():
-            where = (f"estimated from {illumination['n_fields']} fields" if illumination["method"] == "estimate"
-                     else f"from {entry['source']}")
+            where = (
+                f"estimated from {illumination['n_fields']} fields"
+                if illumination["method"] == "estimate"
+                else f"from {entry['source']}"
+            )
             spread = f", flat {entry['min']:.2f}-{entry['max']:.2f} of the mean" if "min" in entry else ""
             lines.append(f"illumination {channel}: {where}{spread} ({entry.get('flat_file', '')})")
         if illumination.get("warning"):
@@ -46,21 +48,28 @@ def _calibration_lines(plate_record: dict) -> list[str]:
         if gate["method"] == "none":
             lines.append(f"reporter gate: no cell gated ({gate['detail'].get('reason', '')})")
         else:
-            lines.append(f"reporter gate: cells at or below {gate['value']:.4g} left out of readouts ({gate['method']})")
+            lines.append(
+                f"reporter gate: cells at or below {gate['value']:.4g} left out of readouts ({gate['method']})"
+            )
     return lines
 
 
 def _print_run_summary(result, elapsed: float) -> None:
     record = result.record
     n_fields = record["inputs"]["n_fields"]
-    print(f"Done in {elapsed:.1f} s: {n_fields} fields ({n_fields / max(elapsed, 1e-9):.2f} fields/s), "
-          f"{record['fields_reused_from_previous_run']} reused from a previous run.")
+    print(
+        f"Done in {elapsed:.1f} s: {n_fields} fields ({n_fields / max(elapsed, 1e-9):.2f} fields/s), "
+        f"{record['fields_reused_from_previous_run']} reused from a previous run."
+    )
     for plate, info in record["plates"].items():
-        print(f"  plate {plate}: {info['n_wells']} wells, {info['n_cells']} cells "
-              f"({info['n_cells_in_wells']} in well aggregates)")
+        print(
+            f"  plate {plate}: {info['n_wells']} wells, {info['n_cells']} cells "
+            f"({info['n_cells_in_wells']} in well aggregates)"
+        )
         for name, threshold in info["thresholds"].items():
-            print(f"    {name}: threshold {threshold['value']:.4g} ({threshold['method']}, "
-                  f"{threshold['n_values']} cells)")
+            print(
+                f"    {name}: threshold {threshold['value']:.4g} ({threshold['method']}, {threshold['n_values']} cells)"
+            )
         for line in _calibration_lines(info):
             print(f"    {line}")
         qc = info["qc"]
@@ -77,12 +86,26 @@ def _print_run_summary(result, elapsed: float) -> None:
     from imaging.io.writers import TABLE_FORMATS
 
     formats = " + ".join(TABLE_FORMATS[result.record["pipeline"]["config"]["output"]["format"]])
-    print(f"Tables in {result.out_dir}/<plate>/ (cells, fields, wells as {formats}); record in "
-          f"{result.out_dir / 'run.json'}")
+    print(
+        f"Tables in {result.out_dir}/<plate>/ (cells, fields, wells as {formats}); record in "
+        f"{result.out_dir / 'run.json'}"
+    )
 
 
-def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pattern, command,
-                 scheduler=None, table_format=None, scene_map=None) -> None:
+def run_pipeline(
+    pipeline,
+    input_dir,
+    *,
+    platemap,
+    out,
+    workers,
+    save_labels,
+    pattern,
+    command,
+    scheduler=None,
+    table_format=None,
+    scene_map=None,
+) -> None:
     import dataclasses
     import time
 
@@ -92,7 +115,9 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
 
     plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern, scene_map=scene_map)
     if table_format is not None:  # the flag overrides the pipeline's output.format (recorded in run.json)
-        plan = dataclasses.replace(plan, pipeline=plan.pipeline.model_copy(update={"output": Output(format=table_format)}))
+        plan = dataclasses.replace(
+            plan, pipeline=plan.pipeline.model_copy(update={"output": Output(format=table_format)})
+        )
     if platemap is None:
         log.warning("no --platemap: wells will carry no genotype/treatment annotations")
     elif "control" in plan.annotations.columns:
@@ -102,8 +127,15 @@ def run_pipeline(pipeline, input_dir, *, platemap, out, workers, save_labels, pa
             log.warning(problem)
     started = time.perf_counter()
     with _progress(len(plan.fields), plan.pipeline.name) as bar:
-        result = execute(plan, out, workers=workers, save_labels=save_labels,
-                         on_field=lambda summary: bar.update(1), command=command, scheduler=scheduler)
+        result = execute(
+            plan,
+            out,
+            workers=workers,
+            save_labels=save_labels,
+            on_field=lambda summary: bar.update(1),
+            command=command,
+            scheduler=scheduler,
+        )
     _print_run_summary(result, time.perf_counter() - started)
     outputs = build_report([result.out_dir])
     print(f"Comparisons in {outputs['comparisons']}; report in {outputs['report']}")
@@ -127,18 +159,25 @@ def run_tissue(pipeline, input_dir, *, samples, out, workers, command) -> None:
             parts.append(f"tissue {image['tissue_area_mm2']:.2f} mm2")
         if "ihc" in image:
             ihc = image["ihc"]
-            parts.append(f"{ihc['n_cells']} cells, {ihc['percent_positive']:.1f}% positive, H-score {ihc['h_score']:.0f}, "
-                         f"Allred {ihc['allred_score']}")
+            parts.append(
+                f"{ihc['n_cells']} cells, {ihc['percent_positive']:.1f}% positive, H-score {ihc['h_score']:.0f}, "
+                f"Allred {ihc['allred_score']}"
+            )
         if "burden" in image:
             burden = image["burden"]
             parts.append(f"{burden['n_lesions']} lesion(s), {burden['lesion_percent_of_tissue']:.2f}% of tissue")
         print(" ".join(parts))
     if record.get("lesion_threshold"):
         threshold = record["lesion_threshold"]
-        print(f"  lesion threshold {threshold['value']:.4g} ({threshold['method']}"
-              + (f"; {threshold['reason']}" if threshold.get("reason") else "") + ")")
-    print(f"Tables in {out}/ (regions.csv, cells.csv, sections.csv, lesions.csv, samples.csv, comparisons.csv); "
-          f"report in {Path(out) / 'report.html'}")
+        print(
+            f"  lesion threshold {threshold['value']:.4g} ({threshold['method']}"
+            + (f"; {threshold['reason']}" if threshold.get("reason") else "")
+            + ")"
+        )
+    print(
+        f"Tables in {out}/ (regions.csv, cells.csv, sections.csv, lesions.csv, samples.csv, comparisons.csv); "
+        f"report in {Path(out) / 'report.html'}"
+    )
 
 
 def is_tissue_pipeline(path) -> bool:
@@ -153,14 +192,25 @@ def cmd_run(args: argparse.Namespace) -> None:
             raise InputError("--platemap is for plate pipelines", fix="give tissue runs a sample sheet with --samples")
         if args.scene_map:
             raise InputError("--scene-map is for plate pipelines", fix="tissue runs take their images as files")
-        run_tissue(args.pipeline, args.input_dir, samples=args.samples, out=args.out, workers=args.workers,
-                   command=sys.argv)
+        run_tissue(
+            args.pipeline, args.input_dir, samples=args.samples, out=args.out, workers=args.workers, command=sys.argv
+        )
         return
     if args.samples:
         raise InputError("--samples is for tissue pipelines", fix="give plate runs a plate map with --platemap")
-    run_pipeline(args.pipeline, args.input_dir, platemap=args.platemap, out=args.out, workers=args.workers,
-                 save_labels=args.save_labels, pattern=args.pattern, command=sys.argv, scheduler=args.scheduler,
-                 table_format=args.table_format, scene_map=args.scene_map)
+    run_pipeline(
+        args.pipeline,
+        args.input_dir,
+        platemap=args.platemap,
+        out=args.out,
+        workers=args.workers,
+        save_labels=args.save_labels,
+        pattern=args.pattern,
+        command=sys.argv,
+        scheduler=args.scheduler,
+        table_format=args.table_format,
+        scene_map=args.scene_map,
+    )
 
 
 def _channel_label(spec) -> str:
@@ -176,15 +226,19 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if is_tissue_pipeline(args.pipeline):
         from imaging.tissue.run import plan_tissue
 
-        print(f"pipeline {args.pipeline}: OK ({pipeline.name}, tissue: "
-              f"{'IHC cell scoring' if pipeline.cells else ''}{' + ' if pipeline.cells and pipeline.lesions else ''}"
-              f"{'lesion burden' if pipeline.lesions else ''})")
+        print(
+            f"pipeline {args.pipeline}: OK ({pipeline.name}, tissue: "
+            f"{'IHC cell scoring' if pipeline.cells else ''}{' + ' if pipeline.cells and pipeline.lesions else ''}"
+            f"{'lesion burden' if pipeline.lesions else ''})"
+        )
         if args.input_dir is not None:
             plan = plan_tissue(pipeline, args.input_dir, samples=args.samples)
             print(f"images {args.input_dir}: OK ({len(plan.images)} image(s))")
         return
-    print(f"pipeline {args.pipeline}: OK ({pipeline.name}, channels: "
-          f"{', '.join(f'{n}={_channel_label(s)} {s.kind}' for n, s in pipeline.channels.items())})")
+    print(
+        f"pipeline {args.pipeline}: OK ({pipeline.name}, channels: "
+        f"{', '.join(f'{n}={_channel_label(s)} {s.kind}' for n, s in pipeline.channels.items())})"
+    )
     if args.input_dir is None:
         if args.platemap:
             table = read_platemap(args.platemap)
@@ -198,11 +252,15 @@ def cmd_validate(args: argparse.Namespace) -> None:
         tasks = [FieldTask(field=f, pipeline=plan.pipeline, xgal_vector=None) for f in plan.fields]
         with _progress(len(plan.fields), "reading pixels") as bar:
             run_tasks(read_field_pixels, tasks, workers=args.workers, on_result=lambda _: bar.update(1))
-    print(f"images {args.input_dir}: OK ({plan.n_files} files{', every pixel read' if args.read_pixels else ''}, naming {plan.naming}, "
-          f"{len(plan.fields)} fields in {len(plan.annotations)} wells of plate(s) {', '.join(plan.plates)})")
+    print(
+        f"images {args.input_dir}: OK ({plan.n_files} files{', every pixel read' if args.read_pixels else ''}, naming {plan.naming}, "
+        f"{len(plan.fields)} fields in {len(plan.annotations)} wells of plate(s) {', '.join(plan.plates)})"
+    )
     if args.platemap:
-        print(f"plate map {args.platemap}: OK (describes every imaged well; "
-              f"{len(plan.unimaged_wells)} described well(s) without images)")
+        print(
+            f"plate map {args.platemap}: OK (describes every imaged well; "
+            f"{len(plan.unimaged_wells)} described well(s) without images)"
+        )
         from imaging.io.platemap import z_prime_readiness
 
         for problem in z_prime_readiness(plan.annotations):
@@ -210,11 +268,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from imaging.report import build_report
-    from imaging.tables import rebuild_tables
-
     from imaging.record import read_record
+    from imaging.report import build_report
     from imaging.report.tissue import build_tissue_report
+    from imaging.tables import rebuild_tables
 
     tissue = [d for d in args.run_dirs if read_record(d)[0].get("mode") == "tissue"]
     if tissue:
@@ -227,8 +284,10 @@ def cmd_report(args: argparse.Namespace) -> None:
         curated = record["curation"]["n_decisions"]
         print(f"{run_dir}: tables rebuilt" + (f" with {curated} curation decision(s)" if curated else ""))
     outputs = build_report(args.run_dirs, args.out)
-    print(f"Comparisons in {outputs['comparisons']}; plate quality in {outputs['plate_qc']}; "
-          f"plots in {outputs['plots']}/; report in {outputs['report']}")
+    print(
+        f"Comparisons in {outputs['comparisons']}; plate quality in {outputs['plate_qc']}; "
+        f"plots in {outputs['plots']}/; report in {outputs['report']}"
+    )
 
 
 # ---- segment -------------------------------------------------------------------------------
@@ -250,8 +309,10 @@ def _segment_inputs(paths: list[str]) -> list[Path]:
     stems = [f.stem for f in files]
     duplicated = sorted({s for s in stems if stems.count(s) > 1})
     if duplicated:
-        raise InputError(f"two inputs share the name {duplicated[0]!r}; outputs would collide",
-                         fix="segment them into different --out folders")
+        raise InputError(
+            f"two inputs share the name {duplicated[0]!r}; outputs would collide",
+            fix="segment them into different --out folders",
+        )
     return files
 
 
@@ -275,15 +336,16 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
         options |= {"model": str(resolve_model_path(args.model)), "diameter": args.diameter}
     out = Path(args.out)
-    tasks = [SegmentTask(path=str(p), out_path=str(out / f"{p.stem}_nuclei.tif"), options=options)
-             for p in files]
+    tasks = [SegmentTask(path=str(p), out_path=str(out / f"{p.stem}_nuclei.tif"), options=options) for p in files]
     started = time.perf_counter()
     with _progress(len(tasks), "segment") as bar:
         results = collect(segment_file, tasks, workers=args.workers, on_result=lambda r: bar.update(1))
     elapsed = time.perf_counter() - started
     n_objects = sum(r["n_objects"] for r in results)
-    print(f"Segmented {len(results)} image(s) in {elapsed:.1f} s ({elapsed / max(len(results), 1):.2f} s/image), "
-          f"{n_objects} nuclei; labels in {out}/")
+    print(
+        f"Segmented {len(results)} image(s) in {elapsed:.1f} s ({elapsed / max(len(results), 1):.2f} s/image), "
+        f"{n_objects} nuclei; labels in {out}/"
+    )
 
 
 def is_tissue_run(path: str | Path) -> bool:
@@ -299,10 +361,12 @@ def cmd_evaluate_points(args: argparse.Namespace) -> None:
     table = evaluate_points(args.predictions, args.truths, radius=args.radius)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summary = summarize_points(table)
-    print(f"\n{summary['images']} image(s), matched within {table['radius_px'].iloc[0]:.1f} px: "
-          f"index error mean |{summary['mean_abs_index_error']:.2f}| points (largest {summary['max_abs_index_error']:.2f}); "
-          f"class-aware F1 {summary['mean_class_f1']:.3f}; detection F1 {summary['mean_detection_f1']:.3f} "
-          f"(recall {summary['mean_detection_recall']:.3f})")
+    print(
+        f"\n{summary['images']} image(s), matched within {table['radius_px'].iloc[0]:.1f} px: "
+        f"index error mean |{summary['mean_abs_index_error']:.2f}| points (largest {summary['max_abs_index_error']:.2f}); "
+        f"class-aware F1 {summary['mean_class_f1']:.3f}; detection F1 {summary['mean_detection_f1']:.3f} "
+        f"(recall {summary['mean_detection_recall']:.3f})"
+    )
     write_csv(table, args.csv)
     print(f"Per-image scores in {args.csv}")
 
@@ -314,24 +378,32 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if is_tissue_run(args.predictions):
         return cmd_evaluate_points(args)
     if args.radius is not None:
-        raise InputError("--radius is for point annotations", path=args.predictions,
-                         fix="give the --out folder of an IHC tissue run, or drop --radius")
+        raise InputError(
+            "--radius is for point annotations",
+            path=args.predictions,
+            fix="give the --out folder of an IHC tissue run, or drop --radius",
+        )
     table = evaluate(args.predictions, args.truths)
     summary = summarize(table)
     shown = table if table["binary_mask"].any() else table.drop(columns="binary_mask")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"\n{len(table)} image(s): mean F1 at IoU 0.5 = {summary.loc['mean', 'f1']:.4f}, "
-          f"mean AP (IoU 0.5:0.95) = {summary.loc['mean', 'ap']:.4f}")
+    print(
+        f"\n{len(table)} image(s): mean F1 at IoU 0.5 = {summary.loc['mean', 'f1']:.4f}, "
+        f"mean AP (IoU 0.5:0.95) = {summary.loc['mean', 'ap']:.4f}"
+    )
     masks = table.loc[table["binary_mask"] != "", "image"].tolist()
     if masks:
-        print(f"Note: {len(masks)} image(s) read as binary masks, each connected blob one object "
-              f"(touching nuclei count as one): {listed_names(masks)}")
+        print(
+            f"Note: {len(masks)} image(s) read as binary masks, each connected blob one object "
+            f"(touching nuclei count as one): {listed_names(masks)}"
+        )
     unscored = unscored_predictions(args.predictions, pair_files(args.predictions, args.truths))
     if unscored:
-        print(f"Note: {len(unscored)} prediction(s) have no annotated image and were not scored: "
-              f"{listed_names(unscored)}")
+        print(
+            f"Note: {len(unscored)} prediction(s) have no annotated image and were not scored: {listed_names(unscored)}"
+        )
     write_csv(table, args.csv)
     print(f"Per-image scores in {args.csv}")
 
@@ -353,19 +425,44 @@ def cmd_demo(args: argparse.Namespace) -> None:
     for assay in ("sabgal", "pjnk"):
         plate_dir = samples / f"{assay}_plate"
         print(f"== {assay}: pipelines/{assay}.yaml on {plate_dir} ==")
-        run_pipeline(pipelines / f"{assay}.yaml", plate_dir / "images", platemap=plate_dir / "platemap.csv",
-                     out=out / assay, workers=args.workers, save_labels=True, pattern=None,
-                     command=sys.argv)
+        run_pipeline(
+            pipelines / f"{assay}.yaml",
+            plate_dir / "images",
+            platemap=plate_dir / "platemap.csv",
+            out=out / assay,
+            workers=args.workers,
+            save_labels=True,
+            pattern=None,
+            command=sys.argv,
+        )
     tissue = samples / "tissue"
     print(f"== ihc_hscore: pipelines/ihc_hscore.yaml on {tissue / 'ihc'} ==")
-    run_tissue(pipelines / "ihc_hscore.yaml", tissue / "ihc", samples=None, out=out / "ihc_hscore",
-               workers=args.workers, command=sys.argv)
+    run_tissue(
+        pipelines / "ihc_hscore.yaml",
+        tissue / "ihc",
+        samples=None,
+        out=out / "ihc_hscore",
+        workers=args.workers,
+        command=sys.argv,
+    )
     print(f"== ihc_cytoplasmic: pipelines/ihc_cytoplasmic.yaml on {tissue / 'ihc_cytoplasmic'} ==")
-    run_tissue(pipelines / "ihc_cytoplasmic.yaml", tissue / "ihc_cytoplasmic", samples=None,
-               out=out / "ihc_cytoplasmic", workers=args.workers, command=sys.argv)
+    run_tissue(
+        pipelines / "ihc_cytoplasmic.yaml",
+        tissue / "ihc_cytoplasmic",
+        samples=None,
+        out=out / "ihc_cytoplasmic",
+        workers=args.workers,
+        command=sys.argv,
+    )
     print(f"== metastasis: pipelines/metastasis.yaml on {tissue / 'sections'} ==")
-    run_tissue(pipelines / "metastasis.yaml", tissue / "sections", samples=tissue / "sections_samples.csv",
-               out=out / "metastasis", workers=args.workers, command=sys.argv)
+    run_tissue(
+        pipelines / "metastasis.yaml",
+        tissue / "sections",
+        samples=tissue / "sections_samples.csv",
+        out=out / "metastasis",
+        workers=args.workers,
+        command=sys.argv,
+    )
 
 
 # ---- entry point ---------------------------------------------------------------------------
@@ -383,31 +480,52 @@ def _positive_size(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from imaging.runner import default_workers
 
-    parser = argparse.ArgumentParser(prog="imaging", description="Quantitative microscopy readouts: "
-                                     "SA-beta-gal, pJNK/c-JUN, IHC and metastatic burden.")
+    parser = argparse.ArgumentParser(
+        prog="imaging",
+        description="Quantitative microscopy readouts: SA-beta-gal, pJNK/c-JUN, IHC and metastatic burden.",
+    )
     parser.add_argument("--version", action="version", version=f"imaging {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a pipeline on a plate folder (or tissue images) and write tables")
     run.add_argument("pipeline", help="pipeline YAML, e.g. pipelines/sabgal.yaml or pipelines/metastasis.yaml")
-    run.add_argument("input_dir", help="folder of images exported by the instrument (or of tissue sections); "
-                                       "a local path or an fsspec URL (s3://..., file://...)")
+    run.add_argument(
+        "input_dir",
+        help="folder of images exported by the instrument (or of tissue sections); "
+        "a local path or an fsspec URL (s3://..., file://...)",
+    )
     run.add_argument("--platemap", help="plate-map CSV (well, genotype, treatment, ...) for plate pipelines")
     run.add_argument("--samples", help="sample sheet CSV (image, sample, group, ...) for tissue pipelines")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: all CPUs)")
-    run.add_argument("--save-labels", action=argparse.BooleanOptionalAction, default=True,
-                     help="write nuclei and cell label images (compressed, about 0.6 MB per 2048 px field), so "
-                          "review in napari never segments again (default: on; --no-save-labels to skip)")
-    run.add_argument("--table-format", choices=["csv", "parquet", "both"],
-                     help="per-plate tables as CSV, Parquet or both (default: the pipeline's output.format, csv)")
-    run.add_argument("--scheduler", help="Dask: 'local' (a LocalCluster of --workers processes) or the address "
-                                         "of a running scheduler, e.g. tcp://10.0.0.5:8786; default: local processes")
-    run.add_argument("--pattern", help="regular expression for file names (named groups plate, well or "
-                                       "row+column, site, channel); overrides the pipeline's naming")
-    run.add_argument("--scene-map", help="CSV placing the scenes of container files (ND2, CZI, LIF, OME-TIFF) on the "
-                                         "plate: columns scene, well, and optionally site, plate, file")
+    run.add_argument(
+        "--save-labels",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write nuclei and cell label images (compressed, about 0.6 MB per 2048 px field), so "
+        "review in napari never segments again (default: on; --no-save-labels to skip)",
+    )
+    run.add_argument(
+        "--table-format",
+        choices=["csv", "parquet", "both"],
+        help="per-plate tables as CSV, Parquet or both (default: the pipeline's output.format, csv)",
+    )
+    run.add_argument(
+        "--scheduler",
+        help="Dask: 'local' (a LocalCluster of --workers processes) or the address "
+        "of a running scheduler, e.g. tcp://10.0.0.5:8786; default: local processes",
+    )
+    run.add_argument(
+        "--pattern",
+        help="regular expression for file names (named groups plate, well or "
+        "row+column, site, channel); overrides the pipeline's naming",
+    )
+    run.add_argument(
+        "--scene-map",
+        help="CSV placing the scenes of container files (ND2, CZI, LIF, OME-TIFF) on the "
+        "plate: columns scene, well, and optionally site, plate, file",
+    )
     run.set_defaults(handler=cmd_run)
 
     validate = sub.add_parser("validate", help="check a pipeline (and plate map, and image folder) without running")
@@ -417,14 +535,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--samples")
     validate.add_argument("--pattern")
     validate.add_argument("--scene-map")
-    validate.add_argument("--read-pixels", action="store_true",
-                          help="also decode every image (finds damaged compressed data, which headers do not show)")
+    validate.add_argument(
+        "--read-pixels",
+        action="store_true",
+        help="also decode every image (finds damaged compressed data, which headers do not show)",
+    )
     validate.add_argument("--workers", type=int, default=default_workers())
     validate.set_defaults(handler=cmd_validate)
 
     report = sub.add_parser("report", help="rebuild comparisons, plots and report.html from run folder(s)")
-    report.add_argument("run_dirs", nargs="+", help="output folder(s) of `imaging run`; several are pooled "
-                                                     "(e.g. independent experiments)")
+    report.add_argument(
+        "run_dirs",
+        nargs="+",
+        help="output folder(s) of `imaging run`; several are pooled (e.g. independent experiments)",
+    )
     report.add_argument("--out", help="where to write (default: the run folder; required for several)")
     report.set_defaults(handler=cmd_report)
 
@@ -432,22 +556,34 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("paths", nargs="+", help="image files or folders of images")
     segment.add_argument("--out", required=True, help="output folder")
     segment.add_argument("--method", choices=["classical", "cellpose"], default="classical")
-    segment.add_argument("--model", help="cellpose weights file or model name (with --method cellpose; "
-                                         "default cpsam_v2 on cellpose 4)")
+    segment.add_argument(
+        "--model", help="cellpose weights file or model name (with --method cellpose; default cpsam_v2 on cellpose 4)"
+    )
     segment.add_argument("--diameter", type=_positive_size, help="typical nucleus diameter in px (default: estimated)")
     segment.add_argument("--workers", type=int, default=default_workers())
     segment.set_defaults(handler=cmd_segment)
 
-    evaluate = sub.add_parser("evaluate", help="score predicted label images against annotated ones "
-                                                "(precision, recall, F1 at IoU 0.5, AP 0.5:0.95), or an IHC "
-                                                "tissue run's cells against positive/negative point annotations")
-    evaluate.add_argument("predictions", help="label image or folder (e.g. the --out of imaging segment), or "
-                                              "the --out folder of an IHC tissue run")
-    evaluate.add_argument("truths", help="annotated label image or folder (matched by file name); for a tissue "
-                                         "run: a points CSV (image, row, col, class), or a folder of per-image "
-                                         "CSV or QuPath GeoJSON files")
-    evaluate.add_argument("--radius", type=_positive_size, help="points: match radius in px (default: the median nucleus "
-                                                       "radius of the run's cells)")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score predicted label images against annotated ones "
+        "(precision, recall, F1 at IoU 0.5, AP 0.5:0.95), or an IHC "
+        "tissue run's cells against positive/negative point annotations",
+    )
+    evaluate.add_argument(
+        "predictions",
+        help="label image or folder (e.g. the --out of imaging segment), or the --out folder of an IHC tissue run",
+    )
+    evaluate.add_argument(
+        "truths",
+        help="annotated label image or folder (matched by file name); for a tissue "
+        "run: a points CSV (image, row, col, class), or a folder of per-image "
+        "CSV or QuPath GeoJSON files",
+    )
+    evaluate.add_argument(
+        "--radius",
+        type=_positive_size,
+        help="points: match radius in px (default: the median nucleus radius of the run's cells)",
+    )
     evaluate.add_argument("--csv", default="evaluation.csv", help="per-image scores (default: evaluation.csv)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -456,8 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=default_workers())
     demo.set_defaults(handler=cmd_demo)
 
-    profiles = sub.add_parser("profiles", help="write each plate's cells as pycytominer single-cell profiles "
-                                               "(Metadata_ columns, CellProfiler feature names)")
+    profiles = sub.add_parser(
+        "profiles",
+        help="write each plate's cells as pycytominer single-cell profiles "
+        "(Metadata_ columns, CellProfiler feature names)",
+    )
     profiles.add_argument("run_dir", help="the --out folder of a plate run")
     profiles.add_argument("--format", choices=["csv", "parquet"], help="default: the run's table format")
     profiles.set_defaults(handler=cmd_profiles)

@@ -9,6 +9,7 @@ what is allowed. See ``pipelines/*.yaml`` and the README for complete examples.
 from __future__ import annotations
 
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -31,8 +32,10 @@ class _Frozen(BaseModel):
 
 def _check_name(value: str, what: str) -> str:
     if not _NAME_RE.match(value):
-        raise ValueError(f"{what} {value!r} must be lower-case letters, digits and underscores, "
-                         "starting with a letter (it becomes a column prefix)")
+        raise ValueError(
+            f"{what} {value!r} must be lower-case letters, digits and underscores, "
+            "starting with a letter (it becomes a column prefix)"
+        )
     return value
 
 
@@ -40,8 +43,11 @@ class ChannelSpec(_Frozen):
     """One channel: its id in the file names (or index in a container), or its name in a
     container's metadata, and what kind of image it is."""
 
-    id: str | None = Field(default=None, description="channel id as written in the file names (w1 -> '1', "
-                           "ch2 -> '2'); in a container file (ND2, CZI, LIF, OME) its 1-based index")
+    id: str | None = Field(
+        default=None,
+        description="channel id as written in the file names (w1 -> '1', "
+        "ch2 -> '2'); in a container file (ND2, CZI, LIF, OME) its 1-based index",
+    )
     name: str | None = Field(default=None, description="channel name in a container's metadata (DAPI)")
     kind: Literal["fluorescence", "brightfield"] = "fluorescence"
 
@@ -51,7 +57,7 @@ class ChannelSpec(_Frozen):
         return None if value is None else str(value)
 
     @model_validator(mode="after")
-    def _id_or_name(self) -> "ChannelSpec":
+    def _id_or_name(self) -> ChannelSpec:
         if self.id is None and self.name is None:
             raise ValueError("give the channel an id (w1 -> 1) or, for container files, a name (DAPI)")
         return self
@@ -64,12 +70,16 @@ class Naming(_Frozen):
     pattern: str | None = None
     plane: int | None = Field(default=None, ge=1, description="Z plane to use (1-based)")
     # container files (ND2, CZI, LIF, OME-TIFF, OME-Zarr): see imaging.io.containers
-    scenes: str | None = Field(default=None, description="regex with groups well (or row, column) and site, "
-                               "searched in '<file stem>/<scene name>'")
+    scenes: str | None = Field(
+        default=None,
+        description="regex with groups well (or row, column) and site, searched in '<file stem>/<scene name>'",
+    )
     z: Literal["max", "best_focus"] = Field(default="max", description="Z stacks without naming.plane")
     timepoint: int | Literal["all"] | None = Field(
-        default=None, description="time series: one time point (1-based), or 'all' (every time point a field, "
-        "a timepoint column in every table, comparisons per time point)")
+        default=None,
+        description="time series: one time point (1-based), or 'all' (every time point a field, "
+        "a timepoint column in every table, comparisons per time point)",
+    )
 
     @field_validator("timepoint", mode="before")
     @classmethod
@@ -100,8 +110,11 @@ class CellposeSegmentation(_Frozen):
 
     method: Literal["cellpose"]
     channel: str
-    model: str | None = Field(default=None, description="weights file, or a model name in cellpose's "
-                              "model folder (default: cpsam_v2 on cellpose 4, nuclei on cellpose 3)")
+    model: str | None = Field(
+        default=None,
+        description="weights file, or a model name in cellpose's "
+        "model folder (default: cpsam_v2 on cellpose 4, nuclei on cellpose 3)",
+    )
     nucleus_diameter_um: float | None = Field(default=None, gt=0)
     nucleus_diameter_px: float | None = Field(default=None, gt=0)
     flow_threshold: float = Field(default=0.4, ge=0)
@@ -109,16 +122,18 @@ class CellposeSegmentation(_Frozen):
     gpu: Literal["auto"] | bool = "auto"
 
 
-Segmentation = Annotated[Union[ClassicalSegmentation, CellposeSegmentation],
-                         Field(discriminator="method")]
+Segmentation = Annotated[ClassicalSegmentation | CellposeSegmentation, Field(discriminator="method")]
 
 
 class Cells(_Frozen):
     """Whole cells from nuclei."""
 
     method: Literal["expand", "watershed"] = "expand"
-    expansion_factor: float = Field(default=1.0, ge=0, description="reach beyond the nucleus, "
-                                    "in typical nucleus radii (when no absolute reach is given)")
+    expansion_factor: float = Field(
+        default=1.0,
+        ge=0,
+        description="reach beyond the nucleus, in typical nucleus radii (when no absolute reach is given)",
+    )
     max_expansion_um: float | None = Field(default=None, ge=0)
     max_expansion_px: float | None = Field(default=None, ge=0)
     cytoplasm_channel: str | None = None
@@ -183,10 +198,12 @@ class Illumination(_Frozen):
     """Flat-field correction of fluorescence channels (:mod:`imaging.features.illumination`)."""
 
     method: Literal["none", "files", "estimate"] = "none"
-    channels: list[str] | None = Field(default=None, description="estimate: the channels to correct "
-                                       "(default: every fluorescence channel)")
-    files: dict[str, IlluminationFiles] = Field(default={}, description="files: channel -> flat-field file, "
-                                                "or {flat: file, dark: file}")
+    channels: list[str] | None = Field(
+        default=None, description="estimate: the channels to correct (default: every fluorescence channel)"
+    )
+    files: dict[str, IlluminationFiles] = Field(
+        default={}, description="files: channel -> flat-field file, or {flat: file, dark: file}"
+    )
 
     @field_validator("files", mode="before")
     @classmethod
@@ -196,7 +213,7 @@ class Illumination(_Frozen):
         return value
 
     @model_validator(mode="after")
-    def _method_needs(self) -> "Illumination":
+    def _method_needs(self) -> Illumination:
         if self.method == "files" and not self.files:
             raise ValueError("illumination.method 'files' needs illumination.files (channel: flat-field file)")
         if self.method != "files" and self.files:
@@ -205,13 +222,16 @@ class Illumination(_Frozen):
             raise ValueError("illumination.channels needs method 'estimate'")
         return self
 
-    def corrected_channels(self, channels: dict[str, "ChannelSpec"]) -> list[str]:
+    def corrected_channels(self, channels: dict[str, ChannelSpec]) -> list[str]:
         """The channels this setting corrects."""
         if self.method == "files":
             return list(self.files)
         if self.method == "estimate":
-            return self.channels if self.channels is not None else [
-                name for name, spec in channels.items() if spec.kind == "fluorescence"]
+            return (
+                self.channels
+                if self.channels is not None
+                else [name for name, spec in channels.items() if spec.kind == "fluorescence"]
+            )
         return []
 
 
@@ -227,8 +247,9 @@ class ReporterGate(_Frozen):
 class QC(_Frozen):
     """Field quality control."""
 
-    channel: str | None = Field(default=None, description="channel whose focus is measured "
-                                "(default: the segmentation channel)")
+    channel: str | None = Field(
+        default=None, description="channel whose focus is measured (default: the segmentation channel)"
+    )
     max_relative_blur: float = Field(default=1.3, gt=1)
     max_saturated_fraction: float = Field(default=0.01, ge=0, le=1)
     max_saturated_fraction_brightfield: float = Field(default=0.5, ge=0, le=1)
@@ -237,8 +258,11 @@ class QC(_Frozen):
     # on by default, as CellProfiler discards border objects by default: their areas and
     # intensities are cut. The cost is precision (25 % of the cells of the 256 px sample
     # fields, 5-10 % of a 2048 px field's)
-    exclude_border_cells: bool = Field(default=True, description="leave cells touching the image edge out of "
-                                       "field and well readouts (they stay in cells.csv, touches_border True)")
+    exclude_border_cells: bool = Field(
+        default=True,
+        description="leave cells touching the image edge out of "
+        "field and well readouts (they stay in cells.csv, touches_border True)",
+    )
     reporter_gate: ReporterGate | None = None
 
 
@@ -257,11 +281,15 @@ class Output(_Frozen):
     """How the per-plate tables are written."""
 
     format: Literal["csv", "parquet", "both"] = Field(
-        default="csv", description="cells, fields and wells tables as CSV, Parquet (pyarrow) or both; "
-        "fields.csv and wells.csv are always written too (small, read back by reports and review)")
+        default="csv",
+        description="cells, fields and wells tables as CSV, Parquet (pyarrow) or both; "
+        "fields.csv and wells.csv are always written too (small, read back by reports and review)",
+    )
     labels: Literal["tiff", "ome-zarr", "both"] = Field(
-        default="tiff", description="label images (unless --no-save-labels) as zlib TIFFs, OME-Zarr label "
-        "images (NGFF 0.4) or both, in <plate>/labels/")
+        default="tiff",
+        description="label images (unless --no-save-labels) as zlib TIFFs, OME-Zarr label "
+        "images (NGFF 0.4) or both, in <plate>/labels/",
+    )
 
 
 class Pipeline(_Frozen):
@@ -299,16 +327,17 @@ class Pipeline(_Frozen):
         return value
 
     @model_validator(mode="after")
-    def _cross_references(self) -> "Pipeline":
+    def _cross_references(self) -> Pipeline:
         def need(channel: str | None, where: str, kind: str | None = None) -> None:
             if channel is None:
                 return
             if channel not in self.channels:
-                raise ValueError(f"{where} names channel {channel!r}, which is not under 'channels' "
-                                 f"(channels: {', '.join(self.channels)})")
+                raise ValueError(
+                    f"{where} names channel {channel!r}, which is not under 'channels' "
+                    f"(channels: {', '.join(self.channels)})"
+                )
             if kind and self.channels[channel].kind != kind:
-                raise ValueError(f"{where} needs a {kind} channel, but {channel!r} is "
-                                 f"{self.channels[channel].kind}")
+                raise ValueError(f"{where} needs a {kind} channel, but {channel!r} is {self.channels[channel].kind}")
 
         need(self.segmentation.channel, "segmentation.channel", "fluorescence")
         need(self.cells.cytoplasm_channel, "cells.cytoplasm_channel", "fluorescence")
@@ -330,12 +359,16 @@ class Pipeline(_Frozen):
             raise ValueError(f"two calls share a name ({names})")
         for call in self.calls:
             if call.column not in produced:
-                raise ValueError(f"call {call.name!r} uses column {call.column!r}, which this "
-                                 f"pipeline does not measure (measured: {', '.join(sorted(produced))})")
+                raise ValueError(
+                    f"call {call.name!r} uses column {call.column!r}, which this "
+                    f"pipeline does not measure (measured: {', '.join(sorted(produced))})"
+                )
         gate = self.qc.reporter_gate
         if gate is not None and gate.column not in produced:
-            raise ValueError(f"qc.reporter_gate uses column {gate.column!r}, which this pipeline does not "
-                             f"measure (measured: {', '.join(sorted(produced))})")
+            raise ValueError(
+                f"qc.reporter_gate uses column {gate.column!r}, which this pipeline does not "
+                f"measure (measured: {', '.join(sorted(produced))})"
+            )
         return self
 
     # ---- derived facts, used by the pipeline and the docs --------------------------------
@@ -393,11 +426,15 @@ class Stains(_Frozen):
             for name, vector in value.items():
                 vector = np.asarray(vector, dtype=float)
                 if not np.all(np.isfinite(vector)) or np.any(vector < 0):
-                    raise ValueError(f"{name} vector {[float(x) for x in vector]} must be three finite, non-negative OD values")
+                    raise ValueError(
+                        f"{name} vector {[float(x) for x in vector]} must be three finite, non-negative OD values"
+                    )
                 norm = float(np.linalg.norm(vector))
                 if abs(norm - 1.0) > UNIT_TOLERANCE:
-                    raise ValueError(f"{name} vector {[float(x) for x in vector]} has length {norm:.3f}; give a unit vector "
-                                     f"(divide each value by {norm:.3f})")
+                    raise ValueError(
+                        f"{name} vector {[float(x) for x in vector]} has length {norm:.3f}; give a unit vector "
+                        f"(divide each value by {norm:.3f})"
+                    )
         return value
 
 
@@ -471,14 +508,16 @@ class TissuePipeline(_Frozen):
     comparison: TissueComparison = TissueComparison()
 
     @model_validator(mode="after")
-    def _something_to_do(self) -> "TissuePipeline":
+    def _something_to_do(self) -> TissuePipeline:
         if self.cells is None and self.lesions is None:
             raise ValueError("a tissue pipeline needs 'cells' (IHC scoring), 'lesions' (burden) or both")
         if self.cells is not None and self.stains.preset != "hdab":
             raise ValueError("'cells' (IHC scoring) needs stains.preset: hdab (haematoxylin + DAB)")
         if self.lesions and self.lesions.source in ("dab", "eosin") and self.lesions.source not in self.stains.names:
-            raise ValueError(f"lesions.source {self.lesions.source!r} is not a stain of stains.preset "
-                             f"{self.stains.preset!r} ({', '.join(self.stains.names)})")
+            raise ValueError(
+                f"lesions.source {self.lesions.source!r} is not a stain of stains.preset "
+                f"{self.stains.preset!r} ({', '.join(self.stains.names)})"
+            )
         return self
 
     def to_yaml(self) -> str:
@@ -496,7 +535,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -512,10 +552,14 @@ def _model_at(path: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
         if origin is Annotated:
             current = typing.get_args(current)[0]
             origin = typing.get_origin(current)
-        if origin is Union:
+        if origin in (Union, types.UnionType):  # Union[A, B] and A | B
             options = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
-            match = [a for a in options if a.model_fields.get("method") is not None
-                     and typing.get_args(a.model_fields["method"].annotation) == (part,)]
+            match = [
+                a
+                for a in options
+                if a.model_fields.get("method") is not None
+                and typing.get_args(a.model_fields["method"].annotation) == (part,)
+            ]
             if match:
                 current = match[0]
                 continue
@@ -555,22 +599,32 @@ def _format_error(error: dict, root: type[BaseModel]) -> str:
     return f"'{shown}': {message} (got {value!r})"
 
 
-def parse_pipeline(data: Any, *, source: str | Path = "<pipeline>") -> "Pipeline | TissuePipeline":
+def parse_pipeline(data: Any, *, source: str | Path = "<pipeline>") -> Pipeline | TissuePipeline:
     """Validate a mapping (parsed YAML) into a :class:`Pipeline` (plates) or, with
     ``mode: tissue``, a :class:`TissuePipeline`; InputError on problems."""
     if not isinstance(data, dict):
-        raise InputError("a pipeline must be a YAML mapping of keys to values", path=source,
-                         fix="start from one of the files in pipelines/")
+        raise InputError(
+            "a pipeline must be a YAML mapping of keys to values",
+            path=source,
+            fix="start from one of the files in pipelines/",
+        )
     if "schema_version" not in data:
-        raise InputError("missing key 'schema_version'", path=source,
-                         fix=f"add 'schema_version: {SCHEMA_VERSION}' at the top")
+        raise InputError(
+            "missing key 'schema_version'", path=source, fix=f"add 'schema_version: {SCHEMA_VERSION}' at the top"
+        )
     if data["schema_version"] != SCHEMA_VERSION:
-        raise InputError(f"schema_version {data['schema_version']!r} is not supported", path=source,
-                         fix=f"this version of imaging reads schema_version {SCHEMA_VERSION}")
+        raise InputError(
+            f"schema_version {data['schema_version']!r} is not supported",
+            path=source,
+            fix=f"this version of imaging reads schema_version {SCHEMA_VERSION}",
+        )
     model = TissuePipeline if data.get("mode") == "tissue" else Pipeline
     if data.get("mode") not in (None, "plate", "tissue"):
-        raise InputError(f"'mode': {data.get('mode')!r} is not a mode", path=source,
-                         fix="use mode: plate (the default) or mode: tissue")
+        raise InputError(
+            f"'mode': {data.get('mode')!r} is not a mode",
+            path=source,
+            fix="use mode: plate (the default) or mode: tissue",
+        )
     if model is Pipeline:
         data = {k: v for k, v in data.items() if k != "mode"}
     try:
@@ -578,24 +632,29 @@ def parse_pipeline(data: Any, *, source: str | Path = "<pipeline>") -> "Pipeline
     except ValidationError as exc:
         problems = [_format_error(e, model) for e in exc.errors()]
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise InputError("; ".join(problems[:3]) + more, path=source,
-                         fix="correct the key(s) named; see the README's pipeline reference") from None
+        raise InputError(
+            "; ".join(problems[:3]) + more,
+            path=source,
+            fix="correct the key(s) named; see the README's pipeline reference",
+        ) from None
 
 
-def load_pipeline(path: str | Path) -> "Pipeline | TissuePipeline":
+def load_pipeline(path: str | Path) -> Pipeline | TissuePipeline:
     """Read and validate a pipeline YAML file."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("pipeline file not found", path=path,
-                         fix="give a path to a .yaml file, e.g. pipelines/sabgal.yaml")
+        raise InputError(
+            "pipeline file not found", path=path, fix="give a path to a .yaml file, e.g. pipelines/sabgal.yaml"
+        )
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"is not valid YAML ({where}{problem})", path=path,
-                         fix="check indentation and colons at that line") from None
+        raise InputError(
+            f"is not valid YAML ({where}{problem})", path=path, fix="check indentation and colons at that line"
+        ) from None
     except UnicodeDecodeError:
         raise InputError("is not UTF-8 text", path=path, fix="save the pipeline as UTF-8 text") from None
     if data is None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from imaging.errors import InputError
-from imaging.io.wells import parse_well, format_well
+from imaging.io.wells import format_well, parse_well
 from imaging.io.writers import write_csv
 
 CURATION_FILE = "curation.csv"
@@ -65,15 +65,17 @@ def read_log(out_dir: str | Path) -> pd.DataFrame:
     try:
         log = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot be read as CSV ({exc})", path=path,
-                         fix="repair the file or remove the damaged lines") from None
+        raise InputError(
+            f"cannot be read as CSV ({exc})", path=path, fix="repair the file or remove the damaged lines"
+        ) from None
     missing = [c for c in ("action", "plate", "well") if c not in log.columns]
     if missing:
         raise InputError(f"has no {missing[0]!r} column", path=path, fix=f"columns are: {', '.join(COLUMNS)}")
     for line, action in enumerate(log["action"], start=2):
         if action not in ACTIONS:
-            raise InputError(f"line {line}: unknown action {action!r}", path=path,
-                             fix=f"use one of: {', '.join(ACTIONS)}")
+            raise InputError(
+                f"line {line}: unknown action {action!r}", path=path, fix=f"use one of: {', '.join(ACTIONS)}"
+            )
     return log.reindex(columns=COLUMNS, fill_value="")
 
 
@@ -90,8 +92,7 @@ def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curatio
     for line, row in enumerate(log.itertuples(index=False), start=2):
         parsed = parse_well(row.well)
         if parsed is None:
-            raise InputError(f"line {line}: {row.well!r} is not a well name", path=source,
-                             fix="write wells as A01")
+            raise InputError(f"line {line}: {row.well!r} is not a well name", path=source, fix="write wells as A01")
         well = format_well(*parsed)
         try:
             if row.action in ("exclude_field", "include_field"):
@@ -115,8 +116,9 @@ def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curatio
                 else:
                     calls.pop(key, None)
         except ValueError as exc:
-            raise InputError(f"line {line}: {exc}", path=source,
-                             fix="fields need a site; calls need a site, a label and a call name") from None
+            raise InputError(
+                f"line {line}: {exc}", path=source, fix="fields need a site; calls need a site, a label and a call name"
+            ) from None
     return Curation(excluded_fields=fields, excluded_wells=wells, calls=calls, log=log)
 
 
@@ -129,17 +131,36 @@ def load(out_dir: str | Path) -> Curation:
     return resolve(read_log(out_dir), source=Path(out_dir) / CURATION_FILE)
 
 
-def record(out_dir: str | Path, *, action: str, plate: str, well: str, site: int | None = None,
-           timepoint: int | None = None, label: int | None = None, call: str | None = None, value: bool | None = None,
-           reason: str = "", user: str = "") -> pd.DataFrame:
+def record(
+    out_dir: str | Path,
+    *,
+    action: str,
+    plate: str,
+    well: str,
+    site: int | None = None,
+    timepoint: int | None = None,
+    label: int | None = None,
+    call: str | None = None,
+    value: bool | None = None,
+    reason: str = "",
+    user: str = "",
+) -> pd.DataFrame:
     """Append one decision to ``OUT/curation.csv`` (rewritten atomically) and return the log."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-    row = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "user": user,
-           "action": action, "plate": plate, "well": well, "site": "" if site is None else str(int(site)),
-           "timepoint": "" if timepoint is None else str(int(timepoint)),
-           "label": "" if label is None else str(int(label)), "call": call or "",
-           "value": "" if value is None else str(bool(value)), "reason": reason}
+    row = {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "user": user,
+        "action": action,
+        "plate": plate,
+        "well": well,
+        "site": "" if site is None else str(int(site)),
+        "timepoint": "" if timepoint is None else str(int(timepoint)),
+        "label": "" if label is None else str(int(label)),
+        "call": call or "",
+        "value": "" if value is None else str(bool(value)),
+        "reason": reason,
+    }
     log = pd.concat([read_log(out_dir), pd.DataFrame([row])], ignore_index=True)
     resolve(log)  # refuse a decision that could not be applied
     write_csv(log, Path(out_dir) / CURATION_FILE)
@@ -159,17 +180,32 @@ def in_force(curation: Curation) -> list[Decision]:
     override is cleared, so the cell's measured call applies again)."""
     decisions = []
     for (plate, well), note in sorted(curation.excluded_wells.items()):
-        decisions.append(Decision(f"well {plate} {well} excluded: {note}",
-                                  {"action": "include_well", "plate": plate, "well": well}))
+        decisions.append(
+            Decision(f"well {plate} {well} excluded: {note}", {"action": "include_well", "plate": plate, "well": well})
+        )
     for (plate, well, site, timepoint), note in sorted(curation.excluded_fields.items()):
-        decisions.append(Decision(f"field {field_name(plate, well, site, timepoint)} excluded: {note}",
-                                  {"action": "include_field", "plate": plate, "well": well, "site": site,
-                                   "timepoint": timepoint}))
+        decisions.append(
+            Decision(
+                f"field {field_name(plate, well, site, timepoint)} excluded: {note}",
+                {"action": "include_field", "plate": plate, "well": well, "site": site, "timepoint": timepoint},
+            )
+        )
     for (plate, well, site, timepoint, label, call), value in sorted(curation.calls.items()):
-        decisions.append(Decision(f"cell {label} of {field_name(plate, well, site, timepoint)}: {call} set "
-                                  f"{'positive' if value else 'negative'}",
-                                  {"action": "clear_call", "plate": plate, "well": well, "site": site,
-                                   "timepoint": timepoint, "label": label, "call": call}))
+        decisions.append(
+            Decision(
+                f"cell {label} of {field_name(plate, well, site, timepoint)}: {call} set "
+                f"{'positive' if value else 'negative'}",
+                {
+                    "action": "clear_call",
+                    "plate": plate,
+                    "well": well,
+                    "site": site,
+                    "timepoint": timepoint,
+                    "label": label,
+                    "call": call,
+                },
+            )
+        )
     return decisions
 
 

@@ -54,10 +54,12 @@ def pair_files(predictions: str | Path, truths: str | Path) -> list[tuple[Path, 
         else:
             pairs.append((match, truth))
     if missing:
-        raise InputError(f"no prediction for {len(missing)} annotated image(s): {listed_names(missing)}",
-                         path=predictions,
-                         fix="segment every annotated image (prediction files are matched by name, "
-                             "optionally with a _nuclei suffix)")
+        raise InputError(
+            f"no prediction for {len(missing)} annotated image(s): {listed_names(missing)}",
+            path=predictions,
+            fix="segment every annotated image (prediction files are matched by name, "
+            "optionally with a _nuclei suffix)",
+        )
     return pairs
 
 
@@ -78,8 +80,11 @@ def read_labels(path: Path) -> np.ndarray:
     """An instance label image as int64 (RGB-encoded labels are refused)."""
     labels = np.squeeze(read_raw(path))
     if labels.ndim != 2:
-        raise InputError(f"expected a 2-D label image, got shape {labels.shape}", path=path,
-                         fix="give one instance label image per file")
+        raise InputError(
+            f"expected a 2-D label image, got shape {labels.shape}",
+            path=path,
+            fix="give one instance label image per file",
+        )
     if labels.dtype.kind == "f":
         if not np.all(labels == np.round(labels)):
             raise InputError("label image holds non-integer values", path=path, fix="save labels as integers")
@@ -105,14 +110,20 @@ def evaluate_pair(prediction: Path, truth: Path) -> dict:
     """Scores of one prediction against its truth (a row of :data:`EVALUATION_COLUMNS`)."""
     predicted, true = read_labels(prediction), read_labels(truth)
     if predicted.shape != true.shape:
-        raise InputError(f"shape {predicted.shape} differs from its truth {truth.name} {true.shape}",
-                         path=prediction, fix="compare label images of the same field")
+        raise InputError(
+            f"shape {predicted.shape} differs from its truth {truth.name} {true.shape}",
+            path=prediction,
+            fix="compare label images of the same field",
+        )
     true, truth_was_mask = instances_from_mask(true)
     predicted, prediction_was_mask = instances_from_mask(predicted)
     scores = dataclasses.asdict(match_scores(true, predicted))
     binary = {(False, False): "", (True, False): "truth", (False, True): "prediction", (True, True): "both"}
-    return ({"image": truth.stem} | {k: scores[k] for k in SCORE_COLUMNS[1:]}
-            | {"binary_mask": binary[truth_was_mask, prediction_was_mask]})
+    return (
+        {"image": truth.stem}
+        | {k: scores[k] for k in SCORE_COLUMNS[1:]}
+        | {"binary_mask": binary[truth_was_mask, prediction_was_mask]}
+    )
 
 
 def evaluate(predictions: str | Path, truths: str | Path) -> pd.DataFrame:

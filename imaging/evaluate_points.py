@@ -35,10 +35,23 @@ from imaging.errors import InputError
 
 POINT_COLUMNS = ["image", "row", "col", "positive"]
 POINT_SCORE_COLUMNS = [
-    "image", "n_true", "n_pred", "n_true_positive", "n_pred_positive",
-    "detection_precision", "detection_recall", "detection_f1",
-    "positive_f1", "negative_f1", "class_precision", "class_recall", "class_f1",
-    "index_true", "index_pred", "index_error", "radius_px",
+    "image",
+    "n_true",
+    "n_pred",
+    "n_true_positive",
+    "n_pred_positive",
+    "detection_precision",
+    "detection_recall",
+    "detection_f1",
+    "positive_f1",
+    "negative_f1",
+    "class_precision",
+    "class_recall",
+    "class_f1",
+    "index_true",
+    "index_pred",
+    "index_error",
+    "radius_px",
 ]
 POSITIVE_NAMES = {"positive", "pos", "1", "true", "yes", "+", "1+", "2+", "3+", "p"}
 NEGATIVE_NAMES = {"negative", "neg", "0", "false", "no", "-", "n", "0+"}
@@ -50,8 +63,11 @@ def class_is_positive(values, *, source: Path) -> np.ndarray:
     names = pd.Series(values).astype(str).str.strip().str.lower()
     unknown = sorted(set(names) - POSITIVE_NAMES - NEGATIVE_NAMES)
     if unknown:
-        raise InputError(f"unknown class name(s) {', '.join(map(repr, unknown[:5]))}", path=source,
-                         fix="use positive / negative (or 1 / 0, or QuPath's Positive, Negative, 1+, 2+, 3+)")
+        raise InputError(
+            f"unknown class name(s) {', '.join(map(repr, unknown[:5]))}",
+            path=source,
+            fix="use positive / negative (or 1 / 0, or QuPath's Positive, Negative, 1+, 2+, 3+)",
+        )
     return names.isin(POSITIVE_NAMES).to_numpy()
 
 
@@ -61,15 +77,24 @@ def _positions(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
         if row_name in columns and col_name in columns:
             break
     else:
-        raise InputError(f"no point position columns (columns: {', '.join(map(str, frame.columns))})", path=source,
-                         fix="name them row and col (or x and y, x being the column)")
+        raise InputError(
+            f"no point position columns (columns: {', '.join(map(str, frame.columns))})",
+            path=source,
+            fix="name them row and col (or x and y, x being the column)",
+        )
     if "class" not in columns:
         raise InputError("no 'class' column", path=source, fix="add a class column: positive or negative")
-    table = pd.DataFrame({"row": pd.to_numeric(frame[columns[row_name]], errors="coerce"),
-                          "col": pd.to_numeric(frame[columns[col_name]], errors="coerce"),
-                          "positive": class_is_positive(frame[columns["class"]], source=source)})
+    table = pd.DataFrame(
+        {
+            "row": pd.to_numeric(frame[columns[row_name]], errors="coerce"),
+            "col": pd.to_numeric(frame[columns[col_name]], errors="coerce"),
+            "positive": class_is_positive(frame[columns["class"]], source=source),
+        }
+    )
     if table[["row", "col"]].isna().any().any():
-        raise InputError("a point position is empty or not a number", path=source, fix="give every point its row and col")
+        raise InputError(
+            "a point position is empty or not a number", path=source, fix="give every point its row and col"
+        )
     if "image" in columns:
         table.insert(0, "image", [_stem(v) for v in frame[columns["image"]].astype(str)])
     return table
@@ -86,7 +111,9 @@ def read_geojson_points(path: Path) -> pd.DataFrame:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"is not valid GeoJSON ({exc})", path=path, fix="export the annotations again from QuPath") from None
+        raise InputError(
+            f"is not valid GeoJSON ({exc})", path=path, fix="export the annotations again from QuPath"
+        ) from None
     features = data.get("features", []) if isinstance(data, dict) else data
     rows = []
     for feature in features if isinstance(features, list) else []:
@@ -101,11 +128,15 @@ def read_geojson_points(path: Path) -> pd.DataFrame:
             points = [np.asarray(coordinates[0], float).mean(axis=0)]
         else:
             continue
-        rows.extend({"x": p[0], "y": p[1], "class": classification if classification is not None else ""}
-                    for p in points)
+        rows.extend(
+            {"x": p[0], "y": p[1], "class": classification if classification is not None else ""} for p in points
+        )
     if not rows:
-        raise InputError("holds no point or polygon features", path=path,
-                         fix="export the annotated points (with their classification) from QuPath")
+        raise InputError(
+            "holds no point or polygon features",
+            path=path,
+            fix="export the annotated points (with their classification) from QuPath",
+        )
     return _positions(pd.DataFrame(rows), path)
 
 
@@ -170,14 +201,18 @@ def score_points(predicted: pd.DataFrame, true: pd.DataFrame, *, radius: float) 
     p_xy, t_xy = predicted[["row", "col"]].to_numpy(float), true[["row", "col"]].to_numpy(float)
     p_pos, t_pos = predicted["positive"].to_numpy(bool), true["positive"].to_numpy(bool)
     detected = len(match_points(p_xy, t_xy, radius=radius))
-    per_class = {flag: len(match_points(p_xy[p_pos == flag], t_xy[t_pos == flag], radius=radius))
-                 for flag in (True, False)}
+    per_class = {
+        flag: len(match_points(p_xy[p_pos == flag], t_xy[t_pos == flag], radius=radius)) for flag in (True, False)
+    }
     class_matched = per_class[True] + per_class[False]
     n_p, n_t = len(p_xy), len(t_xy)
     index_true = 100 * t_pos.mean() if n_t else np.nan
     index_pred = 100 * p_pos.mean() if n_p else np.nan
     return {
-        "n_true": n_t, "n_pred": n_p, "n_true_positive": int(t_pos.sum()), "n_pred_positive": int(p_pos.sum()),
+        "n_true": n_t,
+        "n_pred": n_p,
+        "n_true_positive": int(t_pos.sum()),
+        "n_pred_positive": int(p_pos.sum()),
         "detection_precision": detected / n_p if n_p else np.nan,
         "detection_recall": detected / n_t if n_t else np.nan,
         "detection_f1": _f1(detected, n_p, n_t),
@@ -186,7 +221,9 @@ def score_points(predicted: pd.DataFrame, true: pd.DataFrame, *, radius: float) 
         "class_precision": class_matched / n_p if n_p else np.nan,
         "class_recall": class_matched / n_t if n_t else np.nan,
         "class_f1": _f1(class_matched, n_p, n_t),
-        "index_true": index_true, "index_pred": index_pred, "index_error": index_pred - index_true,
+        "index_true": index_true,
+        "index_pred": index_pred,
+        "index_error": index_pred - index_true,
         "radius_px": float(radius),
     }
 
@@ -208,19 +245,29 @@ def run_cells(run_dir: str | Path) -> tuple[pd.DataFrame, set[str]]:
     cells = pd.read_csv(path, dtype={"image": str})
     missing = {"image", "centroid_row", "centroid_col", "positive"} - set(cells.columns)
     if missing:
-        raise InputError(f"cells.csv lacks column(s) {', '.join(sorted(missing))}", path=path,
-                         fix="give the cells.csv of an IHC tissue run")
+        raise InputError(
+            f"cells.csv lacks column(s) {', '.join(sorted(missing))}",
+            path=path,
+            fix="give the cells.csv of an IHC tissue run",
+        )
     try:
         analysed = {str(image["image"]) for image in json.loads((run_dir / "run.json").read_text())["images"]}
     except (OSError, ValueError, KeyError, TypeError):
-        raise InputError("has no readable run.json", path=run_dir,
-                         fix="give the --out folder of a finished IHC tissue run") from None
+        raise InputError(
+            "has no readable run.json", path=run_dir, fix="give the --out folder of a finished IHC tissue run"
+        ) from None
     if "counted" in cells.columns:
         cells = cells[cells["counted"].astype(str).str.lower().isin(["true", "1"])]
     positive = cells["positive"].astype(str).str.lower().isin(["true", "1"])
-    table = pd.DataFrame({"image": cells["image"].astype(str), "row": cells["centroid_row"],
-                          "col": cells["centroid_col"], "positive": positive.to_numpy(),
-                          "nucleus_area_px": cells.get("nucleus_area_px", np.nan)})
+    table = pd.DataFrame(
+        {
+            "image": cells["image"].astype(str),
+            "row": cells["centroid_row"],
+            "col": cells["centroid_col"],
+            "positive": positive.to_numpy(),
+            "nucleus_area_px": cells.get("nucleus_area_px", np.nan),
+        }
+    )
     return table, analysed
 
 
@@ -231,15 +278,22 @@ def evaluate_points(run_dir: str | Path, truth: str | Path, *, radius: float | N
     images = sorted(set(true["image"]))
     not_run = [image for image in images if image not in analysed]
     if not_run:
-        raise InputError(f"annotated image(s) {', '.join(not_run[:5])} are not in the run "
-                         f"(it analysed {', '.join(sorted(analysed)[:5])})", path=truth,
-                         fix="name annotations after the images (file name or stem), or run those images")
+        raise InputError(
+            f"annotated image(s) {', '.join(not_run[:5])} are not in the run "
+            f"(it analysed {', '.join(sorted(analysed)[:5])})",
+            path=truth,
+            fix="name annotations after the images (file name or stem), or run those images",
+        )
     radius = default_radius(predicted) if radius is None else float(radius)
     if not np.isfinite(radius) or radius <= 0:
-        raise InputError(f"match radius must be a positive number of pixels, got {radius}", path=truth,
-                         fix="give --radius in pixels")
-    rows = [{"image": image} | score_points(predicted[predicted["image"] == image], true[true["image"] == image],
-                                            radius=radius) for image in images]
+        raise InputError(
+            f"match radius must be a positive number of pixels, got {radius}", path=truth, fix="give --radius in pixels"
+        )
+    rows = [
+        {"image": image}
+        | score_points(predicted[predicted["image"] == image], true[true["image"] == image], radius=radius)
+        for image in images
+    ]
     return pd.DataFrame(rows, columns=POINT_SCORE_COLUMNS)
 
 
@@ -252,5 +306,6 @@ def summarize_points(table: pd.DataFrame) -> dict:
         "mean_class_f1": float(table["class_f1"].mean()),
         "mean_detection_f1": float(table["detection_f1"].mean()),
         "mean_detection_recall": float(table["detection_recall"].mean()),
-        "n_true": int(table["n_true"].sum()), "n_pred": int(table["n_pred"].sum()),
+        "n_true": int(table["n_true"].sum()),
+        "n_pred": int(table["n_pred"].sum()),
     }

@@ -91,8 +91,13 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
     for index, box in enumerate(ndi.find_objects(labels), start=1):
         if box is None or fast[index]:
             continue
-        found = feature.peak_local_max(image[box], min_distance=min_distance, threshold_abs=threshold,
-                                       labels=(labels[box] == index).astype(np.int32), exclude_border=False)
+        found = feature.peak_local_max(
+            image[box],
+            min_distance=min_distance,
+            threshold_abs=threshold,
+            labels=(labels[box] == index).astype(np.int32),
+            exclude_border=False,
+        )
         peaks[index] = found + np.array([box[0].start, box[1].start])
     ordered = [peaks[k] for k in sorted(peaks) if len(peaks[k])]
     return np.vstack(ordered).astype(np.intp) if ordered else np.empty((0, 2), dtype=np.intp)

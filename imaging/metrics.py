@@ -64,8 +64,10 @@ def match_scores(true: np.ndarray, pred: np.ndarray) -> MatchScores:
     true = np.asarray(true)
     pred = np.asarray(pred)
     if true.shape != pred.shape:
-        raise InputError(f"prediction shape {pred.shape} differs from truth shape {true.shape}",
-                         fix="compare label images of the same field")
+        raise InputError(
+            f"prediction shape {pred.shape} differs from truth shape {true.shape}",
+            fix="compare label images of the same field",
+        )
     n_true = int(np.count_nonzero(np.unique(true)))
     n_pred = int(np.count_nonzero(np.unique(pred)))
     _, _, iou = iou_matrix(true, pred)
@@ -83,5 +85,14 @@ def match_scores(true: np.ndarray, pred: np.ndarray) -> MatchScores:
         t_tp, t_fp, t_fn = counts(threshold)
         denominator = t_tp + t_fp + t_fn
         ap_values.append(t_tp / denominator if denominator else 1.0)
-    return MatchScores(n_true=n_true, n_pred=n_pred, tp=tp, fp=fp, fn=fn, precision=precision,
-                       recall=recall, f1=f1, ap=float(np.mean(ap_values)))
+    return MatchScores(
+        n_true=n_true,
+        n_pred=n_pred,
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        ap=float(np.mean(ap_values)),
+    )

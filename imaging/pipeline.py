@@ -24,12 +24,13 @@ from imaging.features.morphology import measure_morphology
 from imaging.features.qc import edge_blur_px, saturated_fraction
 from imaging.features.sabgal import STAIN_VECTORS, measure_sabgal
 from imaging.io import files
-from imaging.io.discover import Field
 from imaging.io.containers import container_digest, read_planes
+from imaging.io.discover import Field
 from imaging.io.readers import pixel_size_from_tiff, read_channel
 from imaging.segment import derive_cells, segment_nuclei
 
 log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class FieldMeasurement:
@@ -48,8 +49,10 @@ def nucleus_radius_setting(pipeline: Pipeline, pixel_size_um: float | None) -> f
         return seg.nucleus_diameter_px / 2
     if seg.nucleus_diameter_um:
         if not pixel_size_um:
-            raise InputError("segmentation.nucleus_diameter_um needs the pixel size",
-                             fix="set pixel_size_um in the pipeline, or give nucleus_diameter_px")
+            raise InputError(
+                "segmentation.nucleus_diameter_um needs the pixel size",
+                fix="set pixel_size_um in the pipeline, or give nucleus_diameter_px",
+            )
         return seg.nucleus_diameter_um / pixel_size_um / 2
     return None
 
@@ -61,8 +64,10 @@ def expansion_distance(pipeline: Pipeline, radius_px: float, pixel_size_um: floa
         return float(cells.max_expansion_px)
     if cells.max_expansion_um is not None:
         if not pixel_size_um:
-            raise InputError("cells.max_expansion_um needs the pixel size",
-                             fix="set pixel_size_um in the pipeline, or give cells.max_expansion_px")
+            raise InputError(
+                "cells.max_expansion_um needs the pixel size",
+                fix="set pixel_size_um in the pipeline, or give cells.max_expansion_px",
+            )
         return cells.max_expansion_um / pixel_size_um
     return cells.expansion_factor * radius_px
 
@@ -72,18 +77,31 @@ def segmentation_options(pipeline: Pipeline, pixel_size_um: float | None) -> dic
     seg = pipeline.segmentation
     radius = nucleus_radius_setting(pipeline, pixel_size_um)
     if seg.method == "classical":
-        return {"method": "classical", "radius": radius, "flatten_background": seg.flatten_background,
-                "min_distance_fraction": seg.min_distance_fraction,
-                "min_area_fraction": seg.min_area_fraction}
-    return {"method": "cellpose", "model": seg.model,
-            "diameter": None if radius is None else 2 * radius,
-            "flow_threshold": seg.flow_threshold, "cellprob_threshold": seg.cellprob_threshold,
-            "gpu": seg.gpu}
+        return {
+            "method": "classical",
+            "radius": radius,
+            "flatten_background": seg.flatten_background,
+            "min_distance_fraction": seg.min_distance_fraction,
+            "min_area_fraction": seg.min_area_fraction,
+        }
+    return {
+        "method": "cellpose",
+        "model": seg.model,
+        "diameter": None if radius is None else 2 * radius,
+        "flow_threshold": seg.flow_threshold,
+        "cellprob_threshold": seg.cellprob_threshold,
+        "gpu": seg.gpu,
+    }
 
 
-def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
-                  pixel_size_um: float | None = None, xgal_vector=None,
-                  illumination: dict[str, Flatfield] | None = None) -> FieldMeasurement:
+def measure_field(
+    images: dict[str, np.ndarray],
+    pipeline: Pipeline,
+    *,
+    pixel_size_um: float | None = None,
+    xgal_vector=None,
+    illumination: dict[str, Flatfield] | None = None,
+) -> FieldMeasurement:
     """Segment and measure one field.
 
     Parameters
@@ -112,24 +130,44 @@ def measure_field(images: dict[str, np.ndarray], pipeline: Pipeline, *,
     nuclei, seg_info = segment_nuclei(nuclei_image, **segmentation_options(pipeline, pixel_size_um))
     radius = float(seg_info["radius_px"])
     cytoplasm = images.get(pipeline.cells.cytoplasm_channel) if pipeline.cells.cytoplasm_channel else None
-    cell_labels = derive_cells(nuclei, method=pipeline.cells.method, cytoplasm=cytoplasm, radius=radius,
-                               distance=expansion_distance(pipeline, radius, pixel_size_um))
+    cell_labels = derive_cells(
+        nuclei,
+        method=pipeline.cells.method,
+        cytoplasm=cytoplasm,
+        radius=radius,
+        distance=expansion_distance(pipeline, radius, pixel_size_um),
+    )
     margin = max(3.0, radius / 2)
     cell_free = background_mask(cell_labels, margin=margin)
     table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um)
-    summary: dict = {"n_cells": int(len(table)), "nucleus_radius_px": radius,
-                     "focus_blur_px": edge_blur_px(images[pipeline.focus_channel]), **saturation}
+    summary: dict = {
+        "n_cells": int(len(table)),
+        "nucleus_radius_px": radius,
+        "focus_blur_px": edge_blur_px(images[pipeline.focus_channel]),
+        **saturation,
+    }
     for spec in pipeline.measure.intensity:
-        part, info = measure_compartments(images[spec.channel], nuclei, cell_labels,
-                                          prefix=spec.column_prefix, background=spec.background,
-                                          cell_free=cell_free)
+        part, info = measure_compartments(
+            images[spec.channel],
+            nuclei,
+            cell_labels,
+            prefix=spec.column_prefix,
+            background=spec.background,
+            cell_free=cell_free,
+        )
         table = table.merge(part, on="label", how="left")
         summary |= info
     if pipeline.measure.sabgal:
         spec = pipeline.measure.sabgal
         vector = STAIN_VECTORS["xgal"] if xgal_vector is None else xgal_vector
-        part, info = measure_sabgal(images[spec.channel], nuclei, cell_labels, stain_vector=vector,
-                                    pixel_threshold=spec.stained_pixel_od, cell_free=cell_free)
+        part, info = measure_sabgal(
+            images[spec.channel],
+            nuclei,
+            cell_labels,
+            stain_vector=vector,
+            pixel_threshold=spec.stained_pixel_od,
+            cell_free=cell_free,
+        )
         table = table.merge(part, on="label", how="left")
         summary |= info
     table = table.reindex(columns=pipeline.cell_columns())
@@ -142,14 +180,17 @@ def load_field_images(field: Field, pipeline: Pipeline) -> dict[str, np.ndarray]
     if field.plane is not None:
         images = read_planes(field.plane, pipeline)
     else:
-        images = {name: read_channel(field.paths[name], kind=pipeline.channels[name].kind)
-                  for name in pipeline.channels}
+        images = {
+            name: read_channel(field.paths[name], kind=pipeline.channels[name].kind) for name in pipeline.channels
+        }
     shapes = {name: image.shape[:2] for name, image in images.items()}
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{files.name(field.paths[n])} {s}" for n, s in shapes.items())
-        raise InputError(f"the channels of plate {field.plate}, well {field.well}, site {field.site} "
-                         f"differ in size: {listed}", path=files.name(field.paths[pipeline.segmentation.channel]),
-                         fix="export every channel of a field at the same size")
+        raise InputError(
+            f"the channels of plate {field.plate}, well {field.well}, site {field.site} differ in size: {listed}",
+            path=files.name(field.paths[pipeline.segmentation.channel]),
+            fix="export every channel of a field at the same size",
+        )
     return images
 
 
@@ -183,8 +224,9 @@ def field_settings(pipeline: Pipeline) -> dict:
     return pipeline.model_dump(mode="json", include=set(FIELD_SETTINGS)) | {"focus_channel": pipeline.focus_channel}
 
 
-def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector,
-                      illumination: dict[str, Flatfield] | None = None) -> str:
+def field_fingerprint(
+    field: Field, pipeline: Pipeline, xgal_vector, illumination: dict[str, Flatfield] | None = None
+) -> str:
     """Content hash of everything a field's result depends on: the channel files' bytes (or
     the container's, with the plane), the pipeline's field settings (:func:`field_settings`),
     the segmentation model file and the plate-level stain vector and flat-fields."""
@@ -199,8 +241,11 @@ def field_fingerprint(field: Field, pipeline: Pipeline, xgal_vector,
         "version": __version__,
         "pipeline": field_settings(pipeline),
         "segmentation_model_sha256": model,
-        "files": ({name: file_digest(path) for name, path in sorted(field.paths.items())} if field.plane is None
-                  else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}),
+        "files": (
+            {name: file_digest(path) for name, path in sorted(field.paths.items())}
+            if field.plane is None
+            else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}
+        ),
         "field_pixel_size_um": field.pixel_size_um,
         "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
         "illumination": {name: flat.sha256 for name, flat in sorted((illumination or {}).items())},

@@ -64,10 +64,16 @@ SABGAL_NAMES = {
     "sabgal_od_integrated": "Cells_Intensity_IntegratedXgalOD",
     "sabgal_stained_fraction": "Cells_Intensity_XgalStainedFraction",
 }
-METADATA_NAMES = {"plate": "Metadata_Plate", "well": "Metadata_Well", "site": "Metadata_Site",
-                  "timepoint": "Metadata_Timepoint",
-                  "label": "Metadata_ObjectNumber", "touches_border": "Metadata_TouchesBorder",
-                  "field_used_in_wells": "Metadata_FieldUsedInWells", "curated": "Metadata_Curated"}
+METADATA_NAMES = {
+    "plate": "Metadata_Plate",
+    "well": "Metadata_Well",
+    "site": "Metadata_Site",
+    "timepoint": "Metadata_Timepoint",
+    "label": "Metadata_ObjectNumber",
+    "touches_border": "Metadata_TouchesBorder",
+    "field_used_in_wells": "Metadata_FieldUsedInWells",
+    "curated": "Metadata_Curated",
+}
 
 
 def profile_name(column: str, *, intensity_prefixes: list[str]) -> str:
@@ -110,8 +116,11 @@ def write_profiles(out_dir: str | Path, *, table_format: str | None = None) -> l
     out_dir = Path(out_dir)
     record, pipeline = read_record(out_dir)
     if record.get("mode") == "tissue":
-        raise InputError("is a tissue run: profiles are per-cell tables of plates", path=out_dir,
-                         fix="give the --out folder of a plate run")
+        raise InputError(
+            "is a tissue run: profiles are per-cell tables of plates",
+            path=out_dir,
+            fix="give the --out folder of a plate run",
+        )
     chosen = table_format or ("parquet" if pipeline.output.format == "parquet" else "csv")
     written = []
     with claimed(out_dir):

@@ -22,13 +22,19 @@ def read_record(out_dir: str | Path) -> tuple[dict, object]:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"run.json is not valid JSON ({exc}): the run was interrupted or the file damaged",
-                         path=path, fix="re-run `imaging run` into this folder (completed fields are reused)") from None
+        raise InputError(
+            f"run.json is not valid JSON ({exc}): the run was interrupted or the file damaged",
+            path=path,
+            fix="re-run `imaging run` into this folder (completed fields are reused)",
+        ) from None
     try:
         config = record["pipeline"]["config"]
     except (KeyError, TypeError):
-        raise InputError("run.json has no pipeline record", path=path,
-                         fix="re-run `imaging run` into this folder (completed fields are reused)") from None
+        raise InputError(
+            "run.json has no pipeline record",
+            path=path,
+            fix="re-run `imaging run` into this folder (completed fields are reused)",
+        ) from None
     return record, parse_pipeline(config, source=path)
 
 

@@ -19,16 +19,16 @@ import pandas as pd
 from imaging import curation
 from imaging.aggregate import summarize_cells
 from imaging.config import Pipeline, load_pipeline, parse_pipeline
-from imaging.record import read_record
 from imaging.errors import InputError
 from imaging.features.illumination import Flatfield, correct_channels, read_illumination_image
 from imaging.features.thresholds import Threshold, apply_call
 from imaging.io.discover import Field, field_key
-from imaging.io.sources import find_fields
 from imaging.io.readers import read_raw
 from imaging.io.run_folder import field_label_paths
+from imaging.io.sources import find_fields
 from imaging.io.writers import read_labels_ome_zarr
 from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
+from imaging.record import read_record
 from imaging.tables import read_cells_table, read_plate_csv
 
 
@@ -46,9 +46,14 @@ class LoadedField:
     segmented_again: bool
 
 
-def tuned_pipeline(pipeline: Pipeline, *, nucleus_diameter_px: float | None = None,
-                   min_distance_fraction: float | None = None, expansion_factor: float | None = None,
-                   thresholds: dict[str, float | str] | None = None) -> Pipeline:
+def tuned_pipeline(
+    pipeline: Pipeline,
+    *,
+    nucleus_diameter_px: float | None = None,
+    min_distance_fraction: float | None = None,
+    expansion_factor: float | None = None,
+    thresholds: dict[str, float | str] | None = None,
+) -> Pipeline:
     """A validated copy of ``pipeline`` with segmentation and threshold settings changed.
 
     ``nucleus_diameter_px`` of 0 means "estimate from each image".
@@ -85,8 +90,9 @@ def percent_positive(cells: pd.DataFrame, column: str, threshold: float) -> floa
 class RunReview:
     """A run folder (or an unprocessed plate folder) opened for review."""
 
-    def __init__(self, pipeline: Pipeline, fields: list[Field], *, out_dir: Path | None = None,
-                 record: dict | None = None):
+    def __init__(
+        self, pipeline: Pipeline, fields: list[Field], *, out_dir: Path | None = None, record: dict | None = None
+    ):
         self.pipeline = pipeline
         self.out_dir = out_dir
         self.record = record or {}
@@ -99,17 +105,21 @@ class RunReview:
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
-    def open_run(cls, out_dir: str | Path) -> "RunReview":
+    def open_run(cls, out_dir: str | Path) -> RunReview:
         """Open the output folder of ``imaging run`` (its images must still be where they were)."""
         out_dir = Path(out_dir)
         record, pipeline = read_record(out_dir)
         inputs = record["inputs"]
-        fields = find_fields(inputs["input_dir"], pipeline, pattern=inputs.get("pattern"),
-                             scene_map=(inputs.get("scene_map") or {}).get("path")).fields
+        fields = find_fields(
+            inputs["input_dir"],
+            pipeline,
+            pattern=inputs.get("pattern"),
+            scene_map=(inputs.get("scene_map") or {}).get("path"),
+        ).fields
         return cls(pipeline, fields, out_dir=out_dir, record=record)
 
     @classmethod
-    def open_plate(cls, pipeline_path: str | Path, input_dir: str | Path) -> "RunReview":
+    def open_plate(cls, pipeline_path: str | Path, input_dir: str | Path) -> RunReview:
         """Open an instrument folder with a pipeline, before any run (tuning only)."""
         pipeline = load_pipeline(pipeline_path)
         fields = find_fields(input_dir, pipeline).fields
@@ -140,8 +150,10 @@ class RunReview:
         try:
             return self._fields[plate, well, int(site), timepoint]
         except KeyError:
-            raise InputError(f"no field {curation.field_name(plate, well, site, timepoint)}",
-                             fix="pick an imaged field (and, in a time series, its time point)") from None
+            raise InputError(
+                f"no field {curation.field_name(plate, well, site, timepoint)}",
+                fix="pick an imaged field (and, in a time series, its time point)",
+            ) from None
 
     def wells_table(self, plate: str, timepoint: int | None = None) -> pd.DataFrame:
         """The plate's wells.csv (in a time series, the rows of ``timepoint``), or the imaged
@@ -154,8 +166,12 @@ class RunReview:
     def fields_table(self, plate: str, timepoint: int | None = None) -> pd.DataFrame:
         if not self.has_results:
             return pd.DataFrame(columns=["plate", "well", "site", "qc_pass", "qc_reasons", "curation"])
-        return _at_timepoint(read_plate_csv(self.out_dir / plate / "fields.csv", keep_default_na=False,
-                                            text_columns=("qc_reasons", "curation")), timepoint)
+        return _at_timepoint(
+            read_plate_csv(
+                self.out_dir / plate / "fields.csv", keep_default_na=False, text_columns=("qc_reasons", "curation")
+            ),
+            timepoint,
+        )
 
     def flagged_wells(self, plate: str, timepoint: int | None = None) -> set[str]:
         """Wells with a field that failed QC or was curated."""
@@ -191,8 +207,7 @@ class RunReview:
         the ``auto`` rule applied to the given cells."""
         from imaging.features.thresholds import resolve_threshold
 
-        return {call.name: resolve_threshold(cells[call.column], call.threshold).value
-                for call in self.pipeline.calls}
+        return {call.name: resolve_threshold(cells[call.column], call.threshold).value for call in self.pipeline.calls}
 
     def xgal_vector(self, plate: str):
         entry = self.record.get("plates", {}).get(plate, {}).get("xgal_vector")
@@ -202,8 +217,9 @@ class RunReview:
         """The plate's flat-fields: those the run stored (``<plate>/illumination/``), or before a
         run those the pipeline gives (read, or estimated from the plate's fields as a run would)."""
         if plate not in self._illumination:
-            self._illumination[plate] = self._stored_illumination(plate) if self.has_results else \
-                self._planned_illumination(plate)
+            self._illumination[plate] = (
+                self._stored_illumination(plate) if self.has_results else self._planned_illumination(plate)
+            )
         return self._illumination[plate]
 
     def _stored_illumination(self, plate: str) -> dict[str, Flatfield] | None:
@@ -213,9 +229,11 @@ class RunReview:
         flats = {}
         for name, channel in entry["channels"].items():
             dark = channel.get("dark_file")
-            flats[name] = Flatfield(flat=read_illumination_image(self.out_dir / channel["flat_file"]).astype(np.float32),
-                                    dark=None if dark is None else read_illumination_image(self.out_dir / dark).astype(np.float32),
-                                    source=channel["flat_file"])
+            flats[name] = Flatfield(
+                flat=read_illumination_image(self.out_dir / channel["flat_file"]).astype(np.float32),
+                dark=None if dark is None else read_illumination_image(self.out_dir / dark).astype(np.float32),
+                source=channel["flat_file"],
+            )
         return flats
 
     def _planned_illumination(self, plate: str) -> dict[str, Flatfield] | None:
@@ -235,29 +253,44 @@ class RunReview:
         intensities saw, and what the viewer shows."""
         return correct_channels(images, self.illumination(plate))
 
-    def saved_labels(self, plate: str, well: str, site: int,
-                     timepoint: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    def saved_labels(
+        self, plate: str, well: str, site: int, timepoint: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Label images written by ``--save-labels``, if any."""
         if not self.has_results:
             return None
         found = []
-        for paths in field_label_paths(self.out_dir / plate / "labels", field_key(plate, well, site, timepoint),
-                                       "both").values():
+        for paths in field_label_paths(
+            self.out_dir / plate / "labels", field_key(plate, well, site, timepoint), "both"
+        ).values():
             path = next((p for p in paths if p.exists()), None)
             if path is None:
                 return None
-            found.append(read_labels_ome_zarr(path) if path.name.endswith(".ome.zarr")
-                         else read_raw(path).astype(np.int32))
+            found.append(
+                read_labels_ome_zarr(path) if path.name.endswith(".ome.zarr") else read_raw(path).astype(np.int32)
+            )
         return found[0], found[1]
 
-    def measure(self, plate: str, well: str, site: int, pipeline: Pipeline | None = None,
-                images: dict | None = None, timepoint: int | None = None) -> FieldMeasurement:
+    def measure(
+        self,
+        plate: str,
+        well: str,
+        site: int,
+        pipeline: Pipeline | None = None,
+        images: dict | None = None,
+        timepoint: int | None = None,
+    ) -> FieldMeasurement:
         """Segment and measure a field exactly as the batch does (optionally with a tuned pipeline)."""
         pipeline = pipeline or self.pipeline
         field = self.field(plate, well, site, timepoint)
         images = images if images is not None else load_field_images(field, pipeline)
-        return measure_field(images, pipeline, pixel_size_um=field_pixel_size(field, pipeline),
-                             xgal_vector=self.xgal_vector(plate), illumination=self.illumination(plate))
+        return measure_field(
+            images,
+            pipeline,
+            pixel_size_um=field_pixel_size(field, pipeline),
+            xgal_vector=self.xgal_vector(plate),
+            illumination=self.illumination(plate),
+        )
 
     def load_field(self, plate: str, well: str, site: int, timepoint: int | None = None) -> LoadedField:
         """Everything the viewer shows of one field (slow: reads pixels and, without saved
@@ -271,28 +304,73 @@ class RunReview:
             measured = self.measure(plate, well, site, images=images, timepoint=timepoint)
             nuclei, cells = measured.nuclei, measured.cell_labels
             table = self.field_cells(plate, well, site, timepoint) if self.has_results else measured.cells
-        return LoadedField(key=(plate, well, int(site), timepoint), images=self.corrected_images(plate, images), nuclei=nuclei,
-                           cells=cells, table=table, segmented_again=saved is None)
+        return LoadedField(
+            key=(plate, well, int(site), timepoint),
+            images=self.corrected_images(plate, images),
+            nuclei=nuclei,
+            cells=cells,
+            table=table,
+            segmented_again=saved is None,
+        )
 
     # ---- curation ------------------------------------------------------------------------
     def _require_results(self) -> Path:
         if not self.has_results:
-            raise InputError("curation needs a finished run", fix="run `imaging run` first, then open its output folder")
+            raise InputError(
+                "curation needs a finished run", fix="run `imaging run` first, then open its output folder"
+            )
         return self.out_dir
 
-    def exclude_field(self, plate, well, site, *, reason: str, user: str = "", undo: bool = False,
-                      timepoint: int | None = None) -> None:
-        curation.record(self._require_results(), action="include_field" if undo else "exclude_field", plate=plate,
-                        well=well, site=int(site), timepoint=timepoint, reason=reason, user=user)
+    def exclude_field(
+        self, plate, well, site, *, reason: str, user: str = "", undo: bool = False, timepoint: int | None = None
+    ) -> None:
+        curation.record(
+            self._require_results(),
+            action="include_field" if undo else "exclude_field",
+            plate=plate,
+            well=well,
+            site=int(site),
+            timepoint=timepoint,
+            reason=reason,
+            user=user,
+        )
 
     def exclude_well(self, plate, well, *, reason: str, user: str = "", undo: bool = False) -> None:
-        curation.record(self._require_results(), action="include_well" if undo else "exclude_well", plate=plate,
-                        well=well, reason=reason, user=user)
+        curation.record(
+            self._require_results(),
+            action="include_well" if undo else "exclude_well",
+            plate=plate,
+            well=well,
+            reason=reason,
+            user=user,
+        )
 
-    def set_call(self, plate, well, site, label: int, call: str, value: bool, *, reason: str, user: str = "",
-                 timepoint: int | None = None) -> None:
-        curation.record(self._require_results(), action="set_call", plate=plate, well=well, site=int(site),
-                        timepoint=timepoint, label=int(label), call=call, value=bool(value), reason=reason, user=user)
+    def set_call(
+        self,
+        plate,
+        well,
+        site,
+        label: int,
+        call: str,
+        value: bool,
+        *,
+        reason: str,
+        user: str = "",
+        timepoint: int | None = None,
+    ) -> None:
+        curation.record(
+            self._require_results(),
+            action="set_call",
+            plate=plate,
+            well=well,
+            site=int(site),
+            timepoint=timepoint,
+            label=int(label),
+            call=call,
+            value=bool(value),
+            reason=reason,
+            user=user,
+        )
 
     def decisions(self) -> list[curation.Decision]:
         """The curation decisions in force (empty before a run)."""

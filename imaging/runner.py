@@ -27,7 +27,8 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ def _run_serial(function, tasks, notify) -> None:
 
 def _run_processes(function, tasks, notify, workers: int) -> None:
     context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
-                                initializer=_limit_threads) as pool:
+    with cf.ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=context, initializer=_limit_threads
+    ) as pool:
         futures = [pool.submit(function, task) for task in tasks]
         try:
             for future in cf.as_completed(futures):
@@ -77,8 +79,13 @@ def dask_client(scheduler: str, workers: int):
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        )
         return Client(cluster)
     return Client(scheduler)
 
@@ -95,9 +102,16 @@ def _run_dask(function, tasks, notify, *, client, key) -> None:
         raise
 
 
-def run_tasks(function: Callable[[Task], Result], tasks: Iterable[Task], *, workers: int = 1,
-              on_result: Callable[[Result], None] | None = None, scheduler: str | None = None,
-              client=None, key: Callable[[Task], str] | None = None) -> None:
+def run_tasks(
+    function: Callable[[Task], Result],
+    tasks: Iterable[Task],
+    *,
+    workers: int = 1,
+    on_result: Callable[[Result], None] | None = None,
+    scheduler: str | None = None,
+    client=None,
+    key: Callable[[Task], str] | None = None,
+) -> None:
     """Apply ``function`` to every task; each result goes to ``on_result`` as it completes.
 
     Parameters
@@ -137,8 +151,14 @@ def run_tasks(function: Callable[[Task], Result], tasks: Iterable[Task], *, work
         _run_processes(function, tasks, notify, workers)
 
 
-def collect(function: Callable[[Task], Result], tasks: Iterable[Task], *, workers: int = 1,
-            on_result: Callable[[Result], None] | None = None, scheduler: str | None = None) -> list[Result]:
+def collect(
+    function: Callable[[Task], Result],
+    tasks: Iterable[Task],
+    *,
+    workers: int = 1,
+    on_result: Callable[[Result], None] | None = None,
+    scheduler: str | None = None,
+) -> list[Result]:
     """:func:`run_tasks`, returning the results (in completion order)."""
     results: list[Result] = []
 

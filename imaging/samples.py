@@ -13,8 +13,10 @@ def shipped_folder(name: str) -> Path:
     for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
         if (base / name).is_dir():
             return base / name
-    raise InputError(f"cannot find the shipped folder {name!r}",
-                     fix="run from the repository root (where README.md is), or install with pip install -e .")
+    raise InputError(
+        f"cannot find the shipped folder {name!r}",
+        fix="run from the repository root (where README.md is), or install with pip install -e .",
+    )
 
 
 def sample_images_dir() -> Path:

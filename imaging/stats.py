@@ -37,10 +37,30 @@ from scipy import stats as sps
 
 ALPHA = 0.05
 COMPARISON_COLUMNS = [
-    "comparison", "readout", "cell_line", "genotype", "treatment", "reference", "unit",
-    "n_reference", "n_test", "mean_reference", "mean_test", "difference", "difference_ci_low",
-    "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "test", "statistic", "df",
-    "p_value", "q_value", "significant", "note",
+    "comparison",
+    "readout",
+    "cell_line",
+    "genotype",
+    "treatment",
+    "reference",
+    "unit",
+    "n_reference",
+    "n_test",
+    "mean_reference",
+    "mean_test",
+    "difference",
+    "difference_ci_low",
+    "difference_ci_high",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "test",
+    "statistic",
+    "df",
+    "p_value",
+    "q_value",
+    "significant",
+    "note",
 ]
 
 
@@ -58,8 +78,9 @@ def replicate_key(wells: pd.DataFrame) -> tuple[str | None, str]:
     return None, "well"
 
 
-def experimental_units(wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype",
-                       treatment_column: str = "treatment") -> tuple[pd.DataFrame, str]:
+def experimental_units(
+    wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype", treatment_column: str = "treatment"
+) -> tuple[pd.DataFrame, str]:
     """One value per experimental unit and condition.
 
     Returns
@@ -93,10 +114,17 @@ def welch_test(test: np.ndarray, reference: np.ndarray, *, alpha: float = ALPHA)
     """Welch's t-test of ``test`` against ``reference`` with the CI of the difference."""
     test, reference = np.asarray(test, float), np.asarray(reference, float)
     n1, n2 = len(test), len(reference)
-    result = {"difference": test.mean() - reference.mean() if n1 and n2 else np.nan,
-              "statistic": np.nan, "df": np.nan, "p_value": np.nan,
-              "difference_ci_low": np.nan, "difference_ci_high": np.nan, "se_test": np.nan,
-              "se_reference": np.nan, "note": ""}
+    result = {
+        "difference": test.mean() - reference.mean() if n1 and n2 else np.nan,
+        "statistic": np.nan,
+        "df": np.nan,
+        "p_value": np.nan,
+        "difference_ci_low": np.nan,
+        "difference_ci_high": np.nan,
+        "se_test": np.nan,
+        "se_reference": np.nan,
+        "note": "",
+    }
     if n1 < 2 or n2 < 2:
         result["note"] = "fewer than 2 units in a group: no test"
         return result
@@ -109,9 +137,13 @@ def welch_test(test: np.ndarray, reference: np.ndarray, *, alpha: float = ALPHA)
     df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     t = result["difference"] / se
     margin = sps.t.ppf(1 - alpha / 2, df) * se
-    result |= {"statistic": t, "df": df, "p_value": 2 * sps.t.sf(abs(t), df),
-               "difference_ci_low": result["difference"] - margin,
-               "difference_ci_high": result["difference"] + margin}
+    result |= {
+        "statistic": t,
+        "df": df,
+        "p_value": 2 * sps.t.sf(abs(t), df),
+        "difference_ci_low": result["difference"] - margin,
+        "difference_ci_high": result["difference"] + margin,
+    }
     return result
 
 
@@ -127,9 +159,9 @@ def _mann_whitney_null(m: int, n: int) -> np.ndarray:
                 continue
             counts = np.zeros(i * j + 1)
             left = table[i - 1][j]
-            counts[j:j + len(left)] += left
+            counts[j : j + len(left)] += left
             right = table[i][j - 1]
-            counts[:len(right)] += right
+            counts[: len(right)] += right
             table[i][j] = counts
     counts = table[m][n]
     return counts / counts.sum()
@@ -144,8 +176,15 @@ def mann_whitney_test(test: np.ndarray, reference: np.ndarray, *, alpha: float =
     """
     test, reference = np.asarray(test, float), np.asarray(reference, float)
     m, n = len(test), len(reference)
-    result = {"difference": np.nan, "statistic": np.nan, "df": np.nan, "p_value": np.nan,
-              "difference_ci_low": np.nan, "difference_ci_high": np.nan, "note": ""}
+    result = {
+        "difference": np.nan,
+        "statistic": np.nan,
+        "df": np.nan,
+        "p_value": np.nan,
+        "difference_ci_low": np.nan,
+        "difference_ci_high": np.nan,
+        "note": "",
+    }
     if m < 1 or n < 1:
         result["note"] = "an empty group: no test"
         return result
@@ -168,8 +207,9 @@ def mann_whitney_test(test: np.ndarray, reference: np.ndarray, *, alpha: float =
     return result
 
 
-def ratio_interval(mean_test: float, mean_reference: float, se_test: float, se_reference: float,
-                   df: float, *, alpha: float = ALPHA) -> tuple[float, float, float]:
+def ratio_interval(
+    mean_test: float, mean_reference: float, se_test: float, se_reference: float, df: float, *, alpha: float = ALPHA
+) -> tuple[float, float, float]:
     """Ratio of means and its delta-method CI on the log scale (NaN unless both means > 0)."""
     if not (mean_test > 0 and mean_reference > 0):
         return np.nan, np.nan, np.nan
@@ -186,25 +226,34 @@ def compare_groups(test: np.ndarray, reference: np.ndarray, *, method: str = "we
     test, reference = np.asarray(test, float), np.asarray(reference, float)
     welch = welch_test(test, reference)
     outcome = welch if method == "welch" else mann_whitney_test(test, reference)
-    ratio, low, high = ratio_interval(test.mean() if len(test) else np.nan,
-                                      reference.mean() if len(reference) else np.nan,
-                                      welch["se_test"], welch["se_reference"], welch["df"])
+    ratio, low, high = ratio_interval(
+        test.mean() if len(test) else np.nan,
+        reference.mean() if len(reference) else np.nan,
+        welch["se_test"],
+        welch["se_reference"],
+        welch["df"],
+    )
     return {
-        "n_reference": len(reference), "n_test": len(test),
+        "n_reference": len(reference),
+        "n_test": len(test),
         "mean_reference": reference.mean() if len(reference) else np.nan,
         "mean_test": test.mean() if len(test) else np.nan,
-        "difference": outcome["difference"], "difference_ci_low": outcome["difference_ci_low"],
+        "difference": outcome["difference"],
+        "difference_ci_low": outcome["difference_ci_low"],
         "difference_ci_high": outcome["difference_ci_high"],
-        "ratio": ratio, "ratio_ci_low": low, "ratio_ci_high": high,
+        "ratio": ratio,
+        "ratio_ci_low": low,
+        "ratio_ci_high": high,
         "test": "Welch t-test" if method == "welch" else "Mann-Whitney U",
-        "statistic": outcome["statistic"], "df": outcome["df"], "p_value": outcome["p_value"],
+        "statistic": outcome["statistic"],
+        "df": outcome["df"],
+        "p_value": outcome["p_value"],
         "note": outcome["note"],
     }
 
 
 # ---- interaction ---------------------------------------------------------------------------
-def interaction_test(control_vehicle, control_drug, knockout_vehicle, knockout_drug, *,
-                     alpha: float = ALPHA) -> dict:
+def interaction_test(control_vehicle, control_drug, knockout_vehicle, knockout_drug, *, alpha: float = ALPHA) -> dict:
     """Genotype x treatment interaction of a 2 x 2 design by OLS.
 
     Fits ``value ~ knockout + drug + knockout:drug`` on the four groups' unit values; the
@@ -217,12 +266,23 @@ def interaction_test(control_vehicle, control_drug, knockout_vehicle, knockout_d
     sizes = [len(g) for g in groups]
     means = [g.mean() if len(g) else np.nan for g in groups]
     control_effect, knockout_effect = means[1] - means[0], means[3] - means[2]
-    result = {"n_reference": sizes[0] + sizes[1], "n_test": sizes[2] + sizes[3],
-              "mean_reference": control_effect, "mean_test": knockout_effect,
-              "difference": knockout_effect - control_effect, "difference_ci_low": np.nan,
-              "difference_ci_high": np.nan, "ratio": np.nan, "ratio_ci_low": np.nan,
-              "ratio_ci_high": np.nan, "test": "two-way OLS interaction", "statistic": np.nan,
-              "df": np.nan, "p_value": np.nan, "note": ""}
+    result = {
+        "n_reference": sizes[0] + sizes[1],
+        "n_test": sizes[2] + sizes[3],
+        "mean_reference": control_effect,
+        "mean_test": knockout_effect,
+        "difference": knockout_effect - control_effect,
+        "difference_ci_low": np.nan,
+        "difference_ci_high": np.nan,
+        "ratio": np.nan,
+        "ratio_ci_low": np.nan,
+        "ratio_ci_high": np.nan,
+        "test": "two-way OLS interaction",
+        "statistic": np.nan,
+        "df": np.nan,
+        "p_value": np.nan,
+        "note": "",
+    }
     if all(m > 0 for m in means):
         result["ratio"] = (means[3] / means[2]) / (means[1] / means[0])
     if min(sizes) < 1 or sum(sizes) - 4 < 1:
@@ -237,9 +297,14 @@ def interaction_test(control_vehicle, control_drug, knockout_vehicle, knockout_d
         result["note"] = "no residual variation: no test"
         return result
     low, high = fit.conf_int(alpha)[3]
-    result |= {"difference": float(fit.params[3]), "difference_ci_low": float(low),
-               "difference_ci_high": float(high), "statistic": float(fit.tvalues[3]),
-               "df": float(fit.df_resid), "p_value": float(fit.pvalues[3])}
+    result |= {
+        "difference": float(fit.params[3]),
+        "difference_ci_low": float(low),
+        "difference_ci_high": float(high),
+        "statistic": float(fit.tvalues[3]),
+        "df": float(fit.df_resid),
+        "p_value": float(fit.pvalues[3]),
+    }
     return result
 
 
@@ -268,12 +333,18 @@ def _values(units: pd.DataFrame, cell_line: str, genotype: str, treatment: str) 
     return units.loc[mask, "value"].to_numpy()
 
 
-def compare_readout(wells: pd.DataFrame, readout: str, *, control_genotype: str, vehicle_treatment: str,
-                    genotype_column: str = "genotype", treatment_column: str = "treatment",
-                    method: str = "welch") -> pd.DataFrame:
+def compare_readout(
+    wells: pd.DataFrame,
+    readout: str,
+    *,
+    control_genotype: str,
+    vehicle_treatment: str,
+    genotype_column: str = "genotype",
+    treatment_column: str = "treatment",
+    method: str = "welch",
+) -> pd.DataFrame:
     """All comparisons of one readout (see module docstring), without q-values."""
-    units, unit = experimental_units(wells, readout, genotype_column=genotype_column,
-                                     treatment_column=treatment_column)
+    units, unit = experimental_units(wells, readout, genotype_column=genotype_column, treatment_column=treatment_column)
     rows = []
     for cell_line in sorted(units["cell_line"].unique()):
         present = units[units["cell_line"] == cell_line]
@@ -285,31 +356,52 @@ def compare_readout(wells: pd.DataFrame, readout: str, *, control_genotype: str,
             for genotype in genotypes:
                 if genotype == control_genotype:
                     continue
-                rows.append(base | {"comparison": "genotype_vs_control", "genotype": genotype,
-                                    "treatment": treatment, "reference": control_genotype}
-                            | compare_groups(_values(units, cell_line, genotype, treatment), reference,
-                                             method=method))
+                rows.append(
+                    base
+                    | {
+                        "comparison": "genotype_vs_control",
+                        "genotype": genotype,
+                        "treatment": treatment,
+                        "reference": control_genotype,
+                    }
+                    | compare_groups(_values(units, cell_line, genotype, treatment), reference, method=method)
+                )
         for genotype in genotypes:
             reference = _values(units, cell_line, genotype, vehicle_treatment)
             for treatment in treatments:
                 if treatment == vehicle_treatment:
                     continue
-                rows.append(base | {"comparison": "treatment_vs_vehicle", "genotype": genotype,
-                                    "treatment": treatment, "reference": vehicle_treatment}
-                            | compare_groups(_values(units, cell_line, genotype, treatment), reference,
-                                             method=method))
+                rows.append(
+                    base
+                    | {
+                        "comparison": "treatment_vs_vehicle",
+                        "genotype": genotype,
+                        "treatment": treatment,
+                        "reference": vehicle_treatment,
+                    }
+                    | compare_groups(_values(units, cell_line, genotype, treatment), reference, method=method)
+                )
         for genotype in genotypes:
             if genotype == control_genotype:
                 continue
             for treatment in treatments:
                 if treatment == vehicle_treatment:
                     continue
-                rows.append(base | {"comparison": "interaction", "genotype": genotype, "treatment": treatment,
-                                    "reference": f"{control_genotype} response to {treatment}"}
-                            | interaction_test(_values(units, cell_line, control_genotype, vehicle_treatment),
-                                               _values(units, cell_line, control_genotype, treatment),
-                                               _values(units, cell_line, genotype, vehicle_treatment),
-                                               _values(units, cell_line, genotype, treatment)))
+                rows.append(
+                    base
+                    | {
+                        "comparison": "interaction",
+                        "genotype": genotype,
+                        "treatment": treatment,
+                        "reference": f"{control_genotype} response to {treatment}",
+                    }
+                    | interaction_test(
+                        _values(units, cell_line, control_genotype, vehicle_treatment),
+                        _values(units, cell_line, control_genotype, treatment),
+                        _values(units, cell_line, genotype, vehicle_treatment),
+                        _values(units, cell_line, genotype, treatment),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -338,14 +430,29 @@ def _readout_comparisons(wells: pd.DataFrame, readouts: list[str], **settings) -
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPARISON_COLUMNS)
 
 
-def compare_all(wells: pd.DataFrame, readouts: list[str], *, control_genotype: str, vehicle_treatment: str,
-                genotype_column: str = "genotype", treatment_column: str = "treatment",
-                method: str = "welch", alpha: float = ALPHA) -> pd.DataFrame:
+def compare_all(
+    wells: pd.DataFrame,
+    readouts: list[str],
+    *,
+    control_genotype: str,
+    vehicle_treatment: str,
+    genotype_column: str = "genotype",
+    treatment_column: str = "treatment",
+    method: str = "welch",
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
     """Every comparison of every readout (in a time series, at every time point: see
     :func:`per_timepoint`), with Benjamini-Hochberg q-values across them all."""
-    table = per_timepoint(_readout_comparisons, wells, readouts, control_genotype=control_genotype,
-                          vehicle_treatment=vehicle_treatment, genotype_column=genotype_column,
-                          treatment_column=treatment_column, method=method)
+    table = per_timepoint(
+        _readout_comparisons,
+        wells,
+        readouts,
+        control_genotype=control_genotype,
+        vehicle_treatment=vehicle_treatment,
+        genotype_column=genotype_column,
+        treatment_column=treatment_column,
+        method=method,
+    )
     columns = (["timepoint"] if "timepoint" in wells.columns else []) + COMPARISON_COLUMNS
     return with_significance(table, alpha=alpha).reindex(columns=columns)
 
@@ -406,20 +513,33 @@ def edge_effect(plate_wells: pd.DataFrame, readout: str) -> dict:
     p < 0.05 and the median difference exceeds one robust SD of the residuals.
     """
     n_rows, n_columns = plate_format(int(plate_wells["row"].max()), int(plate_wells["column"].max()))
-    edge = ((plate_wells["row"] == 1) | (plate_wells["row"] == n_rows) |
-            (plate_wells["column"] == 1) | (plate_wells["column"] == n_columns)).to_numpy()
+    edge = (
+        (plate_wells["row"] == 1)
+        | (plate_wells["row"] == n_rows)
+        | (plate_wells["column"] == 1)
+        | (plate_wells["column"] == n_columns)
+    ).to_numpy()
     residuals = condition_residuals(plate_wells, readout)
     finite = np.isfinite(residuals)
     outer, inner = residuals[edge & finite], residuals[~edge & finite]
-    result = {"plate_format": f"{n_rows * n_columns}-well", "n_edge_wells": len(outer),
-              "n_inner_wells": len(inner), "edge_shift": np.nan, "edge_p": np.nan, "edge_flag": False}
+    result = {
+        "plate_format": f"{n_rows * n_columns}-well",
+        "n_edge_wells": len(outer),
+        "n_inner_wells": len(inner),
+        "edge_shift": np.nan,
+        "edge_p": np.nan,
+        "edge_flag": False,
+    }
     if len(outer) < 3 or len(inner) < 3:
         return result
     shift = float(np.median(outer) - np.median(inner))
     spread = 1.4826 * np.median(np.abs(residuals[finite] - np.median(residuals[finite])))
     p = float(sps.mannwhitneyu(outer, inner, alternative="two-sided").pvalue)
-    return result | {"edge_shift": shift, "edge_p": p,
-                     "edge_flag": bool(p < 0.05 and spread > 0 and abs(shift) > spread)}
+    return result | {
+        "edge_shift": shift,
+        "edge_p": p,
+        "edge_flag": bool(p < 0.05 and spread > 0 and abs(shift) > spread),
+    }
 
 
 def plate_quality(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
@@ -436,13 +556,22 @@ def _plate_quality(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
             if readout not in plate_wells.columns:
                 continue
             values = pd.to_numeric(plate_wells[readout], errors="coerce")
-            row = {"plate": plate, "readout": readout, "n_wells": int(values.notna().sum()),
-                   "z_prime": np.nan, "n_positive_controls": 0, "n_negative_controls": 0}
+            row = {
+                "plate": plate,
+                "readout": readout,
+                "n_wells": int(values.notna().sum()),
+                "z_prime": np.nan,
+                "n_positive_controls": 0,
+                "n_negative_controls": 0,
+            }
             if "control" in plate_wells.columns:
                 role = plate_wells["control"].astype(str).str.lower()
                 positive, negative = values[role == "positive"].dropna(), values[role == "negative"].dropna()
-                row |= {"z_prime": z_prime(positive, negative), "n_positive_controls": len(positive),
-                        "n_negative_controls": len(negative)}
+                row |= {
+                    "z_prime": z_prime(positive, negative),
+                    "n_positive_controls": len(positive),
+                    "n_negative_controls": len(negative),
+                }
             z = robust_z(condition_residuals(plate_wells, readout))
             row["n_outlier_wells"] = int(np.sum(np.abs(z) > 3))
             rows.append(row | edge_effect(plate_wells, readout))
@@ -463,17 +592,42 @@ def _well_scores(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
             if readout not in plate_wells.columns:
                 continue
             z = robust_z(condition_residuals(plate_wells, readout))
-            rows.append(pd.DataFrame({"plate": plate, "well": plate_wells["well"].to_numpy(),
-                                      "readout": readout, "value": plate_wells[readout].to_numpy(),
-                                      "robust_z": z}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-        columns=["plate", "well", "readout", "value", "robust_z"])
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "plate": plate,
+                        "well": plate_wells["well"].to_numpy(),
+                        "readout": readout,
+                        "value": plate_wells[readout].to_numpy(),
+                        "robust_z": z,
+                    }
+                )
+            )
+    return (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=["plate", "well", "readout", "value", "robust_z"])
+    )
 
 
 # ---- dose-response -------------------------------------------------------------------------
 MIN_DOSES_FOR_FIT = 4
-DOSE_RESPONSE_COLUMNS = ["readout", "cell_line", "genotype", "compound", "dose_unit", "n_doses", "n_wells", "ec50",
-                         "ec50_ci_low", "ec50_ci_high", "hill", "top", "bottom", "fit_status"]
+DOSE_RESPONSE_COLUMNS = [
+    "readout",
+    "cell_line",
+    "genotype",
+    "compound",
+    "dose_unit",
+    "n_doses",
+    "n_wells",
+    "ec50",
+    "ec50_ci_low",
+    "ec50_ci_high",
+    "hill",
+    "top",
+    "bottom",
+    "fit_status",
+]
 
 
 def four_parameter_logistic(dose, bottom, top, log_ec50, hill):
@@ -507,22 +661,48 @@ def fit_dose_response(doses: np.ndarray, values: np.ndarray, *, alpha: float = A
     dof = len(values) - 4
     se = float(np.sqrt(covariance[2, 2])) if np.isfinite(covariance).all() and dof > 0 else float("nan")
     half = float(sps.t.ppf(1 - alpha / 2, dof)) * se if np.isfinite(se) else float("nan")
-    return {"status": "fitted", "n_doses": n_doses, "bottom": bottom, "top": top, "log_ec50": log_ec50,
-            "hill": hill, "ec50": 10 ** log_ec50, "ec50_ci_low": 10 ** (log_ec50 - half),
-            "ec50_ci_high": 10 ** (log_ec50 + half)}
+    return {
+        "status": "fitted",
+        "n_doses": n_doses,
+        "bottom": bottom,
+        "top": top,
+        "log_ec50": log_ec50,
+        "hill": hill,
+        "ec50": 10**log_ec50,
+        "ec50_ci_low": 10 ** (log_ec50 - half),
+        "ec50_ci_high": 10 ** (log_ec50 + half),
+    }
 
 
-def dose_response_table(wells: pd.DataFrame, readouts: list[str], *, genotype_column: str = "genotype",
-                        treatment_column: str = "treatment", vehicle_treatment: str | None = None) -> pd.DataFrame:
+def dose_response_table(
+    wells: pd.DataFrame,
+    readouts: list[str],
+    *,
+    genotype_column: str = "genotype",
+    treatment_column: str = "treatment",
+    vehicle_treatment: str | None = None,
+) -> pd.DataFrame:
     """One 4PL fit per readout, cell line, genotype and compound (treatment) (and time point:
     :func:`per_timepoint`), wells as points; the vehicle is not a compound. Empty without a
     ``dose`` column. ``dose_unit`` comes from the plate map's ``dose_unit`` column when it has one."""
-    return per_timepoint(_dose_response_table, wells, readouts, genotype_column=genotype_column,
-                         treatment_column=treatment_column, vehicle_treatment=vehicle_treatment)
+    return per_timepoint(
+        _dose_response_table,
+        wells,
+        readouts,
+        genotype_column=genotype_column,
+        treatment_column=treatment_column,
+        vehicle_treatment=vehicle_treatment,
+    )
 
 
-def _dose_response_table(wells: pd.DataFrame, readouts: list[str], *, genotype_column: str,
-                         treatment_column: str, vehicle_treatment: str | None) -> pd.DataFrame:
+def _dose_response_table(
+    wells: pd.DataFrame,
+    readouts: list[str],
+    *,
+    genotype_column: str,
+    treatment_column: str,
+    vehicle_treatment: str | None,
+) -> pd.DataFrame:
     if "dose" not in wells.columns:
         return pd.DataFrame(columns=DOSE_RESPONSE_COLUMNS)
     table = wells[wells["dose"].notna()].copy()
@@ -539,10 +719,17 @@ def _dose_response_table(wells: pd.DataFrame, readouts: list[str], *, genotype_c
             values = pd.to_numeric(group[readout], errors="coerce")
             fit = fit_dose_response(group["dose"].to_numpy(float), values.to_numpy(float))
             units = group["dose_unit"].dropna().astype(str).unique() if "dose_unit" in group else []
-            rows.append({"readout": readout, "cell_line": cell_line, "genotype": genotype, "compound": compound,
-                         "dose_unit": "; ".join(units) if len(units) else None,
-                         "n_doses": fit["n_doses"], "n_wells": int(values.notna().sum()),
-                         **{k: fit.get(k, np.nan) for k in ("ec50", "ec50_ci_low", "ec50_ci_high", "hill", "top",
-                                                             "bottom")},
-                         "fit_status": fit["status"]})
+            rows.append(
+                {
+                    "readout": readout,
+                    "cell_line": cell_line,
+                    "genotype": genotype,
+                    "compound": compound,
+                    "dose_unit": "; ".join(units) if len(units) else None,
+                    "n_doses": fit["n_doses"],
+                    "n_wells": int(values.notna().sum()),
+                    **{k: fit.get(k, np.nan) for k in ("ec50", "ec50_ci_low", "ec50_ci_high", "hill", "top", "bottom")},
+                    "fit_status": fit["status"],
+                }
+            )
     return pd.DataFrame(rows, columns=DOSE_RESPONSE_COLUMNS)

@@ -57,8 +57,9 @@ class FieldLayout:
     cells: np.ndarray  # int32 labels, same ids
 
 
-def place_nuclei(shape: tuple[int, int], *, radius: float, density: float,
-                 rng: np.random.Generator, touching: float = 0.3) -> np.ndarray:
+def place_nuclei(
+    shape: tuple[int, int], *, radius: float, density: float, rng: np.random.Generator, touching: float = 0.3
+) -> np.ndarray:
     """Label image of elliptical nuclei; ``density`` is the fraction of area covered.
 
     Centres are placed at random with a minimum spacing; a fraction ``touching`` of
@@ -77,8 +78,7 @@ def place_nuclei(shape: tuple[int, int], *, radius: float, density: float,
             continue
         centres.append((c[0], c[1], r))
         elongation = rng.uniform(1.0, 1.35)
-        rr, cc = draw.ellipse(c[0], c[1], r * elongation, r / elongation, shape=shape,
-                              rotation=rng.uniform(0, np.pi))
+        rr, cc = draw.ellipse(c[0], c[1], r * elongation, r / elongation, shape=shape, rotation=rng.uniform(0, np.pi))
         free = labels[rr, cc] == 0
         labels[rr[free], cc[free]] = len(centres)
     return labels
@@ -95,7 +95,7 @@ def derive_cell_truth(nuclei: np.ndarray, *, radius: float, rng: np.random.Gener
 
 def vignetting(shape: tuple[int, int], *, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Multiplicative illumination field: 1 at a random bright spot, falling to 1 - strength."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
     centre = rng.uniform(0.3, 0.7, size=2) * np.array(shape)
     distance = np.hypot(rows - centre[0], cols - centre[1]) / np.hypot(*shape)
     return 1.0 - strength * (distance / distance.max()) ** 2
@@ -113,8 +113,9 @@ def _per_label(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
-def render_dapi(nuclei: np.ndarray, *, rng: np.random.Generator, illumination: np.ndarray,
-                blur: float = 0.0) -> np.ndarray:
+def render_dapi(
+    nuclei: np.ndarray, *, rng: np.random.Generator, illumination: np.ndarray, blur: float = 0.0
+) -> np.ndarray:
     """uint16 DAPI image of ``nuclei``."""
     n = int(nuclei.max())
     brightness = rng.lognormal(np.log(1500), 0.25, size=n)
@@ -125,8 +126,15 @@ def render_dapi(nuclei: np.ndarray, *, rng: np.random.Generator, illumination: n
     return np.clip(_noisy(expected, rng, gain=1.0, read_noise=6), 0, 65535).astype(np.uint16)
 
 
-def render_brightfield(nuclei: np.ndarray, cells: np.ndarray, positive: np.ndarray, *,
-                       rng: np.random.Generator, illumination: np.ndarray, blur: float = 0.0) -> np.ndarray:
+def render_brightfield(
+    nuclei: np.ndarray,
+    cells: np.ndarray,
+    positive: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    illumination: np.ndarray,
+    blur: float = 0.0,
+) -> np.ndarray:
     """uint8 RGB brightfield of SA-beta-gal staining; ``positive[k - 1]`` for cell ``k``."""
     n = int(cells.max())
     cytoplasm = (cells > 0) & (nuclei == 0)
@@ -134,15 +142,23 @@ def render_brightfield(nuclei: np.ndarray, cells: np.ndarray, positive: np.ndarr
     amount = rng.lognormal(np.log(0.2), 0.3, size=n) * positive + rng.uniform(0, 0.02, size=n)
     xgal = _per_label(amount, cells) * granules * (cytoplasm + 0.3 * (nuclei > 0))
     neutral = 0.035 * (cells > 0) + 0.03 * (nuclei > 0)
-    od = (xgal[..., None] * np.asarray(TRUE_XGAL_VECTOR) + neutral[..., None] * np.ones(3) / np.sqrt(3))
+    od = xgal[..., None] * np.asarray(TRUE_XGAL_VECTOR) + neutral[..., None] * np.ones(3) / np.sqrt(3)
     od = ndi.gaussian_filter(od, (1.0 + blur, 1.0 + blur, 0))
     white = np.array([228.0, 232.0, 236.0]) * illumination[..., None]
     expected = white * 10 ** (-od)
     return np.clip(np.round(_noisy(expected, rng, gain=0.05, read_noise=1.5)), 0, 255).astype(np.uint8)
 
 
-def render_pjnk(nuclei: np.ndarray, cells: np.ndarray, nuclear: np.ndarray, cytoplasmic: np.ndarray, *,
-                rng: np.random.Generator, illumination: np.ndarray, blur: float = 0.0) -> np.ndarray:
+def render_pjnk(
+    nuclei: np.ndarray,
+    cells: np.ndarray,
+    nuclear: np.ndarray,
+    cytoplasmic: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    illumination: np.ndarray,
+    blur: float = 0.0,
+) -> np.ndarray:
     """uint16 pJNK image with per-cell nuclear and cytoplasmic levels."""
     cytoplasm = np.where(nuclei > 0, 0, cells)
     signal = _per_label(nuclear, nuclei) + _per_label(cytoplasmic, cytoplasm)
@@ -151,8 +167,9 @@ def render_pjnk(nuclei: np.ndarray, cells: np.ndarray, nuclear: np.ndarray, cyto
     return np.clip(_noisy(expected, rng, gain=1.0, read_noise=8), 0, 65535).astype(np.uint16)
 
 
-def plate_layout(genotypes=GENOTYPES, treatments=TREATMENTS, replicates: int = 2,
-                 replicate: int | None = None) -> pd.DataFrame:
+def plate_layout(
+    genotypes=GENOTYPES, treatments=TREATMENTS, replicates: int = 2, replicate: int | None = None
+) -> pd.DataFrame:
     """Plate map: rows = genotype x ``replicates`` rows, columns = treatments.
 
     Each row of a genotype is a biological replicate (1, 2, ...), unless ``replicate`` is
@@ -163,8 +180,15 @@ def plate_layout(genotypes=GENOTYPES, treatments=TREATMENTS, replicates: int = 2
         for r in range(replicates):
             row = g * replicates + r + 1
             for c, treatment in enumerate(treatments, start=1):
-                rows.append({"well": format_well(row, c), "cell_line": "MCF7", "genotype": genotype,
-                             "treatment": treatment, "replicate": replicate if replicate is not None else r + 1})
+                rows.append(
+                    {
+                        "well": format_well(row, c),
+                        "cell_line": "MCF7",
+                        "genotype": genotype,
+                        "treatment": treatment,
+                        "replicate": replicate if replicate is not None else r + 1,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -173,11 +197,23 @@ def _write_tiff(path: Path, image: np.ndarray) -> None:
     tifffile.imwrite(path, image, compression="zlib", photometric="rgb" if image.ndim == 3 else "minisblack")
 
 
-def make_plate(out_dir: str | Path, *, assay: str, plate: str | None = None, size: int = 256,
-               sites: int = 2, radius: float = 8.0, density: float = 0.22, replicates: int = 2,
-               illumination_strength: float = 0.35, defocus: tuple[str, int] | None = ("B03", 1),
-               defocus_sigma: float = 4.0, replicate: int | None = None, biological_cv: float = 0.0,
-               seed: int = 0) -> dict[str, Path]:
+def make_plate(
+    out_dir: str | Path,
+    *,
+    assay: str,
+    plate: str | None = None,
+    size: int = 256,
+    sites: int = 2,
+    radius: float = 8.0,
+    density: float = 0.22,
+    replicates: int = 2,
+    illumination_strength: float = 0.35,
+    defocus: tuple[str, int] | None = ("B03", 1),
+    defocus_sigma: float = 4.0,
+    replicate: int | None = None,
+    biological_cv: float = 0.0,
+    seed: int = 0,
+) -> dict[str, Path]:
     """Render a synthetic plate with ImageXpress naming, its plate map and its truth.
 
     Parameters
@@ -229,8 +265,7 @@ def make_plate(out_dir: str | Path, *, assay: str, plate: str | None = None, siz
                 level = day_factor * PJNK_TRUE_NUCLEAR[well.genotype][well.treatment]
                 nuclear = level * rng.lognormal(0, 0.25, size=n)
                 cytoplasmic = 0.35 * level * rng.lognormal(0, 0.25, size=n)
-                pjnk = render_pjnk(nuclei, cells, nuclear, cytoplasmic, rng=rng, illumination=illumination,
-                                   blur=blur)
+                pjnk = render_pjnk(nuclei, cells, nuclear, cytoplasmic, rng=rng, illumination=illumination, blur=blur)
                 _write_tiff(Path(f"{stem}_w1.tif"), dapi)
                 _write_tiff(Path(f"{stem}_w2.tif"), pjnk)
                 cell_truth["pjnk_nuclear"] = nuclear
@@ -242,8 +277,12 @@ def make_plate(out_dir: str | Path, *, assay: str, plate: str | None = None, siz
     write_csv(layout, out_dir / "platemap.csv")
     write_csv(truth_cells, out_dir / "truth_cells.csv")
     write_csv(truth_wells(truth_cells, assay), out_dir / "truth_wells.csv")
-    return {"images": out_dir / "images", "platemap": out_dir / "platemap.csv",
-            "truth_cells": out_dir / "truth_cells.csv", "truth_wells": out_dir / "truth_wells.csv"}
+    return {
+        "images": out_dir / "images",
+        "platemap": out_dir / "platemap.csv",
+        "truth_cells": out_dir / "truth_cells.csv",
+        "truth_wells": out_dir / "truth_wells.csv",
+    }
 
 
 def truth_wells(truth_cells: pd.DataFrame, assay: str, *, exclude_defocused: bool = True) -> pd.DataFrame:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,16 +24,21 @@ import pandas as pd
 from imaging import curation as curation_log
 from imaging.aggregate import summarize_cells, summary_columns
 from imaging.config import Pipeline
-from imaging.record import read_record
 from imaging.curation import Curation, field_name
 from imaging.errors import InputError
 from imaging.features.qc import decide_field_qc
-from imaging.features.thresholds import (Threshold, apply_call, reporter_expressed, reporter_gate_threshold,
-                                        resolve_threshold)
+from imaging.features.thresholds import (
+    Threshold,
+    apply_call,
+    reporter_expressed,
+    reporter_gate_threshold,
+    resolve_threshold,
+)
 from imaging.io.discover import field_key
 from imaging.io.platemap import RESERVED_COLUMNS
 from imaging.io.run_folder import claimed
 from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_table
+from imaging.record import read_record
 
 WORK_FOLDER = ".fields"
 
@@ -78,8 +83,10 @@ def cells_file_seal(cells_path: Path) -> dict:
     """Size and checksum of a stored per-field cells table (kept in the field's JSON)."""
     import hashlib
 
-    return {"cells_bytes": cells_path.stat().st_size,
-            "cells_sha256": hashlib.sha256(cells_path.read_bytes()).hexdigest()}
+    return {
+        "cells_bytes": cells_path.stat().st_size,
+        "cells_sha256": hashlib.sha256(cells_path.read_bytes()).hexdigest(),
+    }
 
 
 def cells_file_intact(cells_path: Path, summary: dict) -> bool:
@@ -94,15 +101,20 @@ def cells_file_intact(cells_path: Path, summary: dict) -> bool:
 
 def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) -> pd.DataFrame:
     """One plate's field summaries with QC decisions, curation and ``used_in_wells``."""
-    fields = pd.DataFrame(summaries).drop(columns=["fingerprint", "reused", "worker_peak_rss_mb", "cells_bytes", "cells_sha256"],
-                                          errors="ignore")
+    fields = pd.DataFrame(summaries).drop(
+        columns=["fingerprint", "reused", "worker_peak_rss_mb", "cells_bytes", "cells_sha256"], errors="ignore"
+    )
     order = [c for c in ("row", "column", "timepoint", "site") if c in fields.columns]
     fields = fields.sort_values(order, kind="stable").reset_index(drop=True)
     qc = pipeline.qc
     decisions = decide_field_qc(
-        fields, channel_kinds={n: s.kind for n, s in pipeline.channels.items()},
-        max_relative_blur=qc.max_relative_blur, max_saturated_fraction=qc.max_saturated_fraction,
-        max_saturated_fraction_brightfield=qc.max_saturated_fraction_brightfield, min_cells=qc.min_cells)
+        fields,
+        channel_kinds={n: s.kind for n, s in pipeline.channels.items()},
+        max_relative_blur=qc.max_relative_blur,
+        max_saturated_fraction=qc.max_saturated_fraction,
+        max_saturated_fraction_brightfield=qc.max_saturated_fraction_brightfield,
+        min_cells=qc.min_cells,
+    )
     fields = pd.concat([fields, decisions], axis=1)
     notes = []
     for row in fields.itertuples(index=False):
@@ -129,8 +141,10 @@ def call_values(fields: pd.DataFrame, work_dir: Path, column: str) -> np.ndarray
 
 def plate_thresholds(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline) -> dict[str, Threshold]:
     """Each call's threshold, from the cells of the plate's used fields."""
-    return {call.name: resolve_threshold(call_values(fields, work_dir, call.column), call.threshold)
-            for call in pipeline.calls}
+    return {
+        call.name: resolve_threshold(call_values(fields, work_dir, call.column), call.threshold)
+        for call in pipeline.calls
+    }
 
 
 def plate_reporter_gate(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline) -> Threshold | None:
@@ -148,7 +162,9 @@ def plate_reporter_gate(fields: pd.DataFrame, work_dir: Path, pipeline: Pipeline
 def gate_channel_prefix(pipeline: Pipeline) -> str | None:
     """The intensity prefix whose column the reporter gate reads (None for a morphology column)."""
     column = pipeline.qc.reporter_gate.column
-    prefixes = [spec.column_prefix for spec in pipeline.measure.intensity if column.startswith(spec.column_prefix + "_")]
+    prefixes = [
+        spec.column_prefix for spec in pipeline.measure.intensity if column.startswith(spec.column_prefix + "_")
+    ]
     return max(prefixes, key=len) if prefixes else None
 
 
@@ -183,10 +199,19 @@ def readout_cells(cells: pd.DataFrame, pipeline: Pipeline) -> pd.DataFrame:
     return cells if keep.all() else cells[keep]
 
 
-def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, annotations: pd.DataFrame,
-                       annotation_columns: list[str], work_dir: Path, thresholds: dict[str, Threshold],
-                       curation: Curation, out_dir: Path,
-                       gate: Threshold | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_plate_tables(
+    plate: str,
+    fields: pd.DataFrame,
+    *,
+    pipeline: Pipeline,
+    annotations: pd.DataFrame,
+    annotation_columns: list[str],
+    work_dir: Path,
+    thresholds: dict[str, Threshold],
+    curation: Curation,
+    out_dir: Path,
+    gate: Threshold | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write ``cells.csv`` (streamed one well at a time), ``fields.csv`` and ``wells.csv``.
 
     ``annotations`` holds the plate map's columns indexed by well; ``gate`` is the reporter
@@ -201,8 +226,18 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
         (out_dir / f"cells.{suffix}").unlink(missing_ok=True)  # a previous run's, now stale
     gate_columns = ["reporter_expressed"] if gate is not None else []
     series = "timepoint" in fields.columns
-    empty = ["plate", "well", "site", *(["timepoint"] if series else []), *annotation_columns, "field_used_in_wells", *cell_columns, *call_names,
-             *gate_columns, "curated"]
+    empty = [
+        "plate",
+        "well",
+        "site",
+        *(["timepoint"] if series else []),
+        *annotation_columns,
+        "field_used_in_wells",
+        *cell_columns,
+        *call_names,
+        *gate_columns,
+        "curated",
+    ]
     with StreamedTable(out_dir / "cells", table_format=table_format, empty=empty) as cells_out:
         # a well's readouts pool its sites; in a time series, per time point
         for group, well_fields in fields.groupby(["well", "timepoint"] if series else "well", sort=False):
@@ -230,15 +265,21 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
                     cells.insert(position, name, value)
                 cells_out.write(cells)
             pooled = pd.concat(used_cells, ignore_index=True) if used_cells else pd.DataFrame(columns=cell_columns)
-            well_rows.append({"well": well, **({"timepoint": group[1]} if series else {}),
-                              "n_fields": len(well_fields),
-                              "n_fields_used": int(well_fields["used_in_wells"].sum()),
-                              "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
-                              "curation": "; ".join(sorted({n for n in well_fields["curation"] if n})),
-                              **summarize_cells(pooled, cell_columns, call_names, **mixture, n_cells=n_used_cells)})
+            well_rows.append(
+                {
+                    "well": well,
+                    **({"timepoint": group[1]} if series else {}),
+                    "n_fields": len(well_fields),
+                    "n_fields_used": int(well_fields["used_in_wells"].sum()),
+                    "n_fields_failed_qc": int((~well_fields["qc_pass"]).sum()),
+                    "curation": "; ".join(sorted({n for n in well_fields["curation"] if n})),
+                    **summarize_cells(pooled, cell_columns, call_names, **mixture, n_cells=n_used_cells),
+                }
+            )
     per_field = pd.DataFrame(field_summaries, columns=summary_columns(cell_columns, call_names)).drop(columns="n_cells")
-    fields_out = _with_annotations(pd.concat([fields.reset_index(drop=True), per_field], axis=1),
-                                   annotations, annotation_columns)
+    fields_out = _with_annotations(
+        pd.concat([fields.reset_index(drop=True), per_field], axis=1), annotations, annotation_columns
+    )
     # one row per well (per well and time point in a time series), in the fields' order
     wells = fields[["well", "row", "column"]].drop_duplicates("well").merge(pd.DataFrame(well_rows), on="well")
     wells.insert(0, "plate", plate)
@@ -249,9 +290,16 @@ def write_plate_tables(plate: str, fields: pd.DataFrame, *, pipeline: Pipeline, 
     return fields_out, wells
 
 
-def plate_record(fields: pd.DataFrame, wells: pd.DataFrame, thresholds: dict[str, Threshold],
-                 stain: tuple | None, pipeline: Pipeline, *, gate: Threshold | None = None,
-                 illumination: dict | None = None) -> dict:
+def plate_record(
+    fields: pd.DataFrame,
+    wells: pd.DataFrame,
+    thresholds: dict[str, Threshold],
+    stain: tuple | None,
+    pipeline: Pipeline,
+    *,
+    gate: Threshold | None = None,
+    illumination: dict | None = None,
+) -> dict:
     """The run record's entry for one plate."""
     failed = fields[~fields["qc_pass"]]
     curated = fields[fields["curation"] != ""]
@@ -280,10 +328,18 @@ def _field_entry(row) -> dict:
     return {"well": well, "site": site} | ({} if timepoint is None else {"timepoint": timepoint})
 
 
-def assemble_plate(plate: str, summaries: list[dict], *, pipeline: Pipeline, annotations: pd.DataFrame,
-                   annotation_columns: list[str], out_dir: Path, curation: Curation,
-                   stain: tuple | None = None, illumination: dict | None = None
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def assemble_plate(
+    plate: str,
+    summaries: list[dict],
+    *,
+    pipeline: Pipeline,
+    annotations: pd.DataFrame,
+    annotation_columns: list[str],
+    out_dir: Path,
+    curation: Curation,
+    stain: tuple | None = None,
+    illumination: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """QC, thresholds, calls and curation for one plate; writes its three tables.
 
     ``illumination`` is the plate's illumination record (kept as it is in the plate's
@@ -294,21 +350,38 @@ def assemble_plate(plate: str, summaries: list[dict], *, pipeline: Pipeline, ann
     fields = fields_table(summaries, pipeline, curation)
     thresholds = plate_thresholds(fields, work_dir, pipeline)
     gate = plate_reporter_gate(fields, work_dir, pipeline)
-    fields_out, wells_out = write_plate_tables(plate, fields, pipeline=pipeline, annotations=annotations,
-                                               annotation_columns=annotation_columns, work_dir=work_dir,
-                                               thresholds=thresholds, curation=curation, out_dir=plate_dir, gate=gate)
-    return fields_out, wells_out, plate_record(fields_out, wells_out, thresholds, stain, pipeline, gate=gate,
-                                               illumination=illumination)
+    fields_out, wells_out = write_plate_tables(
+        plate,
+        fields,
+        pipeline=pipeline,
+        annotations=annotations,
+        annotation_columns=annotation_columns,
+        work_dir=work_dir,
+        thresholds=thresholds,
+        curation=curation,
+        out_dir=plate_dir,
+        gate=gate,
+    )
+    return (
+        fields_out,
+        wells_out,
+        plate_record(fields_out, wells_out, thresholds, stain, pipeline, gate=gate, illumination=illumination),
+    )
 
 
 def curation_record(curation: Curation) -> dict:
     """The run record's account of curation: every decision, and what is in force."""
-    return {"file": curation_log.CURATION_FILE, "n_decisions": int(len(curation.log)),
-            "decisions": curation.log.to_dict(orient="records"),
-            "excluded_wells": [{"plate": p, "well": w, "note": n} for (p, w), n in curation.excluded_wells.items()],
-            "excluded_fields": [{"plate": p, "well": w, "site": s, **({} if t is None else {"timepoint": t}),
-                                 "note": n} for (p, w, s, t), n in curation.excluded_fields.items()],
-            "n_call_overrides": len(curation.calls)}
+    return {
+        "file": curation_log.CURATION_FILE,
+        "n_decisions": int(len(curation.log)),
+        "decisions": curation.log.to_dict(orient="records"),
+        "excluded_wells": [{"plate": p, "well": w, "note": n} for (p, w), n in curation.excluded_wells.items()],
+        "excluded_fields": [
+            {"plate": p, "well": w, "site": s, **({} if t is None else {"timepoint": t}), "note": n}
+            for (p, w, s, t), n in curation.excluded_fields.items()
+        ],
+        "n_call_overrides": len(curation.calls),
+    }
 
 
 def read_plate_csv(path: str | Path, *, text_columns=(), **options) -> pd.DataFrame:
@@ -366,24 +439,35 @@ def _rebuild_claimed(out_dir: Path) -> dict:
         for row in fields.itertuples(index=False):
             cells_path, summary_path = field_work_paths(plate_dir / WORK_FOLDER, row_key(plate, row))
             if not summary_path.is_file():
-                raise InputError(f"per-field results of plate {plate} are missing ({summary_path.name})",
-                                 path=plate_dir / WORK_FOLDER,
-                                 fix="re-run `imaging run` into this folder (completed fields are reused)")
+                raise InputError(
+                    f"per-field results of plate {plate} are missing ({summary_path.name})",
+                    path=plate_dir / WORK_FOLDER,
+                    fix="re-run `imaging run` into this folder (completed fields are reused)",
+                )
             summary = json.loads(summary_path.read_text())
             if not cells_file_intact(cells_path, summary):
-                raise InputError(f"the stored cells of field {field_name(*field_position(plate, row))} were changed "
-                                 "or damaged after the run", path=cells_path,
-                                 fix="re-run `imaging run` into this folder: that field is measured again")
+                raise InputError(
+                    f"the stored cells of field {field_name(*field_position(plate, row))} were changed "
+                    "or damaged after the run",
+                    path=cells_path,
+                    fix="re-run `imaging run` into this folder: that field is measured again",
+                )
             summaries.append(summary)
         wells = read_plate_csv(plate_dir / "wells.csv", text_columns=annotation_columns)
         # one row per well (a time series has one per well and time point; the map is per well)
         annotations = wells.drop_duplicates("well").set_index("well")[annotation_columns]
         stain = plate_entry.get("xgal_vector")
         _, _, record["plates"][plate] = assemble_plate(
-            plate, summaries, pipeline=pipeline, annotations=annotations, annotation_columns=annotation_columns,
-            out_dir=out_dir, curation=curation,
+            plate,
+            summaries,
+            pipeline=pipeline,
+            annotations=annotations,
+            annotation_columns=annotation_columns,
+            out_dir=out_dir,
+            curation=curation,
             stain=(stain["vector"], stain["source"]) if stain else None,
-            illumination=plate_entry.get("illumination"))
+            illumination=plate_entry.get("illumination"),
+        )
     record["curation"] = curation_record(curation)
     record["tables_rebuilt"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     write_json(record, record_path)

@@ -47,11 +47,15 @@ def tuning_changes(pipeline: Pipeline, initial: dict[str, float], current: dict[
         after = float(current["nucleus_diameter_px"]) or "estimate"
         changes.append(TuningChange("segmentation.nucleus_diameter_px", before, after))
     if seg.method == "classical" and _moved(initial["min_distance_fraction"], current["min_distance_fraction"]):
-        changes.append(TuningChange("segmentation.min_distance_fraction", seg.min_distance_fraction,
-                                    float(current["min_distance_fraction"])))
+        changes.append(
+            TuningChange(
+                "segmentation.min_distance_fraction", seg.min_distance_fraction, float(current["min_distance_fraction"])
+            )
+        )
     if _moved(initial["expansion_factor"], current["expansion_factor"]):
-        changes.append(TuningChange("cells.expansion_factor", pipeline.cells.expansion_factor,
-                                    float(current["expansion_factor"])))
+        changes.append(
+            TuningChange("cells.expansion_factor", pipeline.cells.expansion_factor, float(current["expansion_factor"]))
+        )
     for call in pipeline.calls:
         key = f"threshold:{call.name}"
         if key in current and _moved(initial[key], current[key]):
@@ -92,7 +96,7 @@ def _apply(data, change: TuningChange) -> None:
         cells.pop("max_expansion_um", None)
         cells["expansion_factor"] = change.after
     else:  # calls[<name>].threshold
-        name = change.key[len("calls["):-len("].threshold")]
+        name = change.key[len("calls[") : -len("].threshold")]
         entry = next(c for c in data["calls"] if c["name"] == name)
         entry["threshold"] = change.after
 
@@ -102,8 +106,11 @@ def tuned_pipeline_text(pipeline: Pipeline, changes: list[TuningChange], *, orig
     order kept) when there is one, else the pipeline written out. The result is validated."""
     from ruamel.yaml.util import load_yaml_guess_indent
 
-    text = (Path(original).read_text(encoding="utf-8") if original is not None and Path(original).is_file()
-            else pipeline.to_yaml())
+    text = (
+        Path(original).read_text(encoding="utf-8")
+        if original is not None and Path(original).is_file()
+        else pipeline.to_yaml()
+    )
     # keep the file's own indentation: ruamel guesses a sequence item's indent and its dash's offset
     _, sequence, offset = load_yaml_guess_indent(text)
     sequence, offset = sequence or 2, offset or 0

@@ -31,7 +31,7 @@ def write_tiff(path: Path, image: np.ndarray) -> Path:
 
 def disk_image(shape, centres, radius, *, value=1000, background=100, dtype=np.uint16) -> np.ndarray:
     """Bright disks of ``radius`` at ``centres`` on a flat background."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
     image = np.full(shape, background, dtype=float)
     for r, c in centres:
         image[(rows - r) ** 2 + (cols - c) ** 2 <= radius**2] = value

@@ -35,8 +35,17 @@ def run_cli(args, capsys):
 
 
 def sabgal_args(pipelines, plate, out):
-    return ["run", pipelines / "sabgal.yaml", plate / "images", "--platemap", plate / "platemap.csv",
-            "--out", out, "--workers", "1"]
+    return [
+        "run",
+        pipelines / "sabgal.yaml",
+        plate / "images",
+        "--platemap",
+        plate / "platemap.csv",
+        "--out",
+        out,
+        "--workers",
+        "1",
+    ]
 
 
 def assert_input_error(code, err, *fragments):
@@ -57,8 +66,9 @@ def test_run_writes_tables_and_summary(pipelines, plate, tmp_path, capsys):
 
 
 def test_validate_reports_ok(pipelines, plate, capsys):
-    code, out, _ = run_cli(["validate", pipelines / "sabgal.yaml", plate / "images",
-                            "--platemap", plate / "platemap.csv"], capsys)
+    code, out, _ = run_cli(
+        ["validate", pipelines / "sabgal.yaml", plate / "images", "--platemap", plate / "platemap.csv"], capsys
+    )
     assert code == 0
     assert "16 files, naming imagexpress, 8 fields in 4 wells" in out
 
@@ -126,12 +136,21 @@ def test_unknown_pipeline_key(pipelines, plate, tmp_path, capsys):
     assert_input_error(code, err, "unknown key 'qc.sharpness'", "max_relative_blur")
 
 
-@pytest.mark.parametrize("content,fragment", [
-    ("well,genotype,treatment\nA01,sgNT,DMSO\nA02,sgNT,TAM\nA03,sgNT,PALBO\n", "does not describe imaged well(s) SABGAL01/A04"),
-    ("well,genotype,treatment\nA01,sgNT,DMSO\nA1,sgNT,DMSO\n", "well A01 is described more than once"),
-    ("well,genotype,treatment\nA01,sgNT,DMSO\nX77,sgNT,DMSO\n", "'X77' is not a well name"),
-    ("well,genotype,treatment\nA01,KO,DMSO\nA02,KO,TAM\nA03,KO,PALBO\nA04,KO,TAM\n", "no imaged well has genotype 'sgNT'"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        (
+            "well,genotype,treatment\nA01,sgNT,DMSO\nA02,sgNT,TAM\nA03,sgNT,PALBO\n",
+            "does not describe imaged well(s) SABGAL01/A04",
+        ),
+        ("well,genotype,treatment\nA01,sgNT,DMSO\nA1,sgNT,DMSO\n", "well A01 is described more than once"),
+        ("well,genotype,treatment\nA01,sgNT,DMSO\nX77,sgNT,DMSO\n", "'X77' is not a well name"),
+        (
+            "well,genotype,treatment\nA01,KO,DMSO\nA02,KO,TAM\nA03,KO,PALBO\nA04,KO,TAM\n",
+            "no imaged well has genotype 'sgNT'",
+        ),
+    ],
+)
 def test_bad_plate_maps(pipelines, plate, tmp_path, capsys, content, fragment):
     (plate / "platemap.csv").write_text(content)
     code, _, err = run_cli(sabgal_args(pipelines, plate, tmp_path / "out"), capsys)
@@ -140,8 +159,9 @@ def test_bad_plate_maps(pipelines, plate, tmp_path, capsys, content, fragment):
 
 
 def test_segment_command_writes_labels(samples, tmp_path, capsys):
-    code, out, err = run_cli(["segment", samples / "stardist_nuclei" / "img2d.tif", "--out", tmp_path,
-                              "--workers", "1"], capsys)
+    code, out, err = run_cli(
+        ["segment", samples / "stardist_nuclei" / "img2d.tif", "--out", tmp_path, "--workers", "1"], capsys
+    )
     assert code == 0, err
     labels = tifffile.imread(tmp_path / "img2d_nuclei.tif")
     assert labels.shape == (512, 512) and labels.dtype == np.int32 and 100 < labels.max() < 150
@@ -158,7 +178,8 @@ def test_segment_refuses_non_2d_input_before_writing(samples, tmp_path, capsys):
 
 
 def test_console_script_exit_code(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "imaging.cli", "validate", str(tmp_path / "none.yaml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "imaging.cli", "validate", str(tmp_path / "none.yaml")], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and "none.yaml" in result.stderr

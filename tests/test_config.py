@@ -1,5 +1,6 @@
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from imaging.config import load_pipeline, parse_pipeline
 from imaging.errors import InputError
@@ -31,7 +32,7 @@ def test_shipped_pipelines_load(pipelines):
 
 def test_pipelines_are_frozen():
     pipeline = parse_pipeline(MINIMAL)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         pipeline.name = "other"
 
 
@@ -68,16 +69,19 @@ def test_unknown_segmentation_method():
         parse_pipeline(data)
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"segmentation": {"method": "classical", "channel": "gfp"}}, "names channel 'gfp'"),
-    ({"calls": [{"name": "hot", "column": "pjnk_nuclear_mean"}]}, "does not measure"),
-    ({"measure": {"sabgal": {"channel": "dapi"}}}, "needs a brightfield channel"),
-    ({"cells": {"method": "watershed"}}, "needs cells.cytoplasm_channel"),
-    ({"channels": {"DAPI": {"id": 1}}}, "lower-case letters"),
-    ({"channels": {"a": {"id": 1}, "b": {"id": 1}}}, "share an id"),
-    ({"naming": {"preset": "regex"}}, "needs naming.pattern"),
-    ({"qc": {"max_relative_blur": 0.5}}, "greater than 1"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"segmentation": {"method": "classical", "channel": "gfp"}}, "names channel 'gfp'"),
+        ({"calls": [{"name": "hot", "column": "pjnk_nuclear_mean"}]}, "does not measure"),
+        ({"measure": {"sabgal": {"channel": "dapi"}}}, "needs a brightfield channel"),
+        ({"cells": {"method": "watershed"}}, "needs cells.cytoplasm_channel"),
+        ({"channels": {"DAPI": {"id": 1}}}, "lower-case letters"),
+        ({"channels": {"a": {"id": 1}, "b": {"id": 1}}}, "share an id"),
+        ({"naming": {"preset": "regex"}}, "needs naming.pattern"),
+        ({"qc": {"max_relative_blur": 0.5}}, "greater than 1"),
+    ],
+)
 def test_cross_checks(changes, message):
     with pytest.raises(InputError, match=message):
         parse_pipeline(with_changes(**changes))
@@ -116,8 +120,13 @@ def test_empty_and_missing_files(tmp_path):
 
 @pytest.mark.parametrize("value", [0, -1, "first", 2.5, True])
 def test_naming_timepoint_is_a_1_based_time_point_or_all(value):
-    data = {"schema_version": 1, "name": "t", "channels": {"dapi": {"id": 1}}, "naming": {"timepoint": value},
-            "segmentation": {"method": "classical", "channel": "dapi"}}
+    data = {
+        "schema_version": 1,
+        "name": "t",
+        "channels": {"dapi": {"id": 1}},
+        "naming": {"timepoint": value},
+        "segmentation": {"method": "classical", "channel": "dapi"},
+    }
     with pytest.raises(InputError, match=r"'naming.timepoint': .*1-based time point .* or 'all' \(got "):
         parse_pipeline(data)
     assert parse_pipeline(data | {"naming": {"timepoint": "all"}}).naming.every_timepoint

@@ -29,8 +29,11 @@ def run(samples, pipelines, tmp_path):
 
 def tables(out):
     plate = out / "SABGAL01"
-    return (pd.read_csv(plate / "cells.csv"), pd.read_csv(plate / "fields.csv"),
-            pd.read_csv(plate / "wells.csv").set_index("well"))
+    return (
+        pd.read_csv(plate / "cells.csv"),
+        pd.read_csv(plate / "fields.csv"),
+        pd.read_csv(plate / "wells.csv").set_index("well"),
+    )
 
 
 def test_latest_decision_wins(tmp_path):
@@ -67,17 +70,32 @@ def test_excluding_a_field_rebuilds_tables_and_record(run):
 
 def test_correcting_a_call_changes_the_well_percentage(run):
     cells, _, wells = tables(run)
-    negative = cells[(cells["well"] == "A01") & ~cells["sabgal_positive"] & cells["field_used_in_wells"]
-                     & ~cells["touches_border"]].iloc[0]  # border cells are not in the well's readouts
-    curation.record(run, action="set_call", plate="SABGAL01", well="A01", site=int(negative["site"]),
-                    label=int(negative["label"]), call="sabgal_positive", value=True, reason="clearly blue")
+    negative = cells[
+        (cells["well"] == "A01") & ~cells["sabgal_positive"] & cells["field_used_in_wells"] & ~cells["touches_border"]
+    ].iloc[0]  # border cells are not in the well's readouts
+    curation.record(
+        run,
+        action="set_call",
+        plate="SABGAL01",
+        well="A01",
+        site=int(negative["site"]),
+        label=int(negative["label"]),
+        call="sabgal_positive",
+        value=True,
+        reason="clearly blue",
+    )
     rebuild_tables(run)
     cells_after, _, wells_after = tables(run)
-    cell = cells_after[(cells_after["well"] == "A01") & (cells_after["site"] == negative["site"])
-                       & (cells_after["label"] == negative["label"])].iloc[0]
+    cell = cells_after[
+        (cells_after["well"] == "A01")
+        & (cells_after["site"] == negative["site"])
+        & (cells_after["label"] == negative["label"])
+    ].iloc[0]
     assert cell["sabgal_positive"] and cell["curated"]
     n = wells.loc["A01", "n_cells_in_readouts"]
-    assert wells_after.loc["A01", "sabgal_positive_pct"] == pytest.approx(wells.loc["A01", "sabgal_positive_pct"] + 100 / n)
+    assert wells_after.loc["A01", "sabgal_positive_pct"] == pytest.approx(
+        wells.loc["A01", "sabgal_positive_pct"] + 100 / n
+    )
 
 
 def test_excluded_well_leaves_comparisons_and_undo_restores_tables(run, capsys):
@@ -88,8 +106,9 @@ def test_excluded_well_leaves_comparisons_and_undo_restores_tables(run, capsys):
     wells = pd.read_csv(run / "SABGAL01" / "wells.csv").set_index("well")
     assert wells.loc["C04", "n_fields_used"] == 0 and np.isnan(wells.loc["C04", "sabgal_positive_pct"])
     comparisons = pd.read_csv(run / "comparisons.csv")
-    combination = comparisons[(comparisons["comparison"] == "genotype_vs_control")
-                              & (comparisons["treatment"] == "TAM+PALBO")]
+    combination = comparisons[
+        (comparisons["comparison"] == "genotype_vs_control") & (comparisons["treatment"] == "TAM+PALBO")
+    ]
     assert (combination["n_test"] == 0).all()  # the knockout's only combination well is gone
     assert "mycoplasma" in (run / "report.html").read_text()
     curation.record(run, action="include_well", plate="SABGAL01", well="C04", reason="test was negative")

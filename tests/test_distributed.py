@@ -58,8 +58,10 @@ def test_fsspec_url_input_on_the_cluster(plate, pipelines, serial, cluster, tmp_
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(plate, pipelines, serial, tmp_path):
-    with distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
         pids = list(client.run(os.getpid).values())
         killed = []
 

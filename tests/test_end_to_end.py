@@ -37,8 +37,9 @@ def test_sabgal_percent_positive_within_5_points_of_truth(sabgal_run, samples):
     error = (merged["sabgal_positive_pct"] - merged["true_sabgal_positive_pct"]).abs()
     assert error.max() <= 5.0, merged[["well", "sabgal_positive_pct", "true_sabgal_positive_pct"]]
     mixture = (merged["sabgal_positive_pct_mixture"] - merged["true_sabgal_positive_pct"]).abs()
-    assert mixture.max() <= 5.0 and mixture.mean() <= 1.5, merged[["well", "sabgal_positive_pct_mixture",
-                                                                    "true_sabgal_positive_pct"]]
+    assert mixture.max() <= 5.0 and mixture.mean() <= 1.5, merged[
+        ["well", "sabgal_positive_pct_mixture", "true_sabgal_positive_pct"]
+    ]
 
 
 def test_cell_counts_within_10_percent(sabgal_run, pjnk_run, samples):
@@ -78,9 +79,25 @@ def test_blurred_field_is_flagged_and_left_out(sabgal_run):
 def test_tables_carry_plate_map_and_documented_columns(sabgal_run):
     plate_dir = sabgal_run.out_dir / "SABGAL01"
     wells = pd.read_csv(plate_dir / "wells.csv")
-    for column in ("plate", "well", "row", "column", "cell_line", "genotype", "treatment", "replicate",
-                   "n_fields", "n_fields_used", "n_fields_failed_qc", "n_cells", "sabgal_positive_pct",
-                   "sabgal_od_mean", "sabgal_stained_fraction", "nucleus_area_px", "cell_area_px"):
+    for column in (
+        "plate",
+        "well",
+        "row",
+        "column",
+        "cell_line",
+        "genotype",
+        "treatment",
+        "replicate",
+        "n_fields",
+        "n_fields_used",
+        "n_fields_failed_qc",
+        "n_cells",
+        "sabgal_positive_pct",
+        "sabgal_od_mean",
+        "sabgal_stained_fraction",
+        "nucleus_area_px",
+        "cell_area_px",
+    ):
         assert column in wells.columns, column
     cells = pd.read_csv(plate_dir / "cells.csv")
     assert len(cells) == sabgal_run.record["plates"]["SABGAL01"]["n_cells"]
@@ -145,8 +162,12 @@ def test_changing_only_qc_calls_or_comparisons_reuses_every_field(samples, pipel
     plate = samples / "pjnk_plate"
     base = load_pipeline(pipelines / "pjnk.yaml").model_dump(mode="json")
     first = execute(plan_run(parse_pipeline(base), plate / "images", platemap=plate / "platemap.csv"), tmp_path)
-    tuned = dict(base, qc=dict(base["qc"], max_relative_blur=2.0), calls=[dict(base["calls"][0], threshold=500.0)],
-                 comparison=dict(base["comparison"], readouts=["pjnk_high_pct"]))
+    tuned = dict(
+        base,
+        qc=dict(base["qc"], max_relative_blur=2.0),
+        calls=[dict(base["calls"][0], threshold=500.0)],
+        comparison=dict(base["comparison"], readouts=["pjnk_high_pct"]),
+    )
     again = execute(plan_run(parse_pipeline(tuned), plate / "images", platemap=plate / "platemap.csv"), tmp_path)
     assert again.record["fields_reused_from_previous_run"] == first.record["inputs"]["n_fields"] == 32
     cells = pd.read_csv(tmp_path / "PJNK01" / "cells.csv")

@@ -11,7 +11,7 @@ from imaging.evaluate import evaluate, pair_files, summarize
 def labels_with(squares):
     image = np.zeros((20, 20), np.uint16)
     for k, (r, c, size) in enumerate(squares, start=1):
-        image[r:r + size, c:c + size] = k
+        image[r : r + size, c : c + size] = k
     return image
 
 

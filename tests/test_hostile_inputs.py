@@ -53,7 +53,13 @@ def test_input_dir_dot_and_dotdot_name_their_real_folder_and_write_only_into_out
     inner = images / "sub"
     inner.mkdir()
     pipeline = tmp_path / "p.yaml"
-    text = (pipelines / "pjnk.yaml").read_text().replace("  preset: auto", "  pattern: '[A-Z0-9]+_(?P<well>[A-P]\\d{2})_s(?P<site>\\d+)_w(?P<channel>\\d)\\.tif'")
+    text = (
+        (pipelines / "pjnk.yaml")
+        .read_text()
+        .replace(
+            "  preset: auto", "  pattern: '[A-Z0-9]+_(?P<well>[A-P]\\d{2})_s(?P<site>\\d+)_w(?P<channel>\\d)\\.tif'"
+        )
+    )
     pipeline.write_text(text)
     before = set(os.listdir(tmp_path))
     cwd = os.getcwd()
@@ -85,12 +91,22 @@ def test_names_that_only_label_files_stay_inside_the_folder(tmp_path):
 
 
 def test_formulas_from_a_plate_map_are_neutralised_in_every_table(tmp_path):
-    table = pd.DataFrame({"genotype": ["=HYPERLINK(\"http://x\")", "=cmd|' /C calc'!A0", "@SUM(A1)", "sgNT",
-                                       "-1", "+1", "\tx"],
-                          "value": [-1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]})
+    table = pd.DataFrame(
+        {
+            "genotype": ['=HYPERLINK("http://x")', "=cmd|' /C calc'!A0", "@SUM(A1)", "sgNT", "-1", "+1", "\tx"],
+            "value": [-1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        }
+    )
     safe = safe_for_spreadsheets(table)
-    assert safe["genotype"].tolist() == ["'=HYPERLINK(\"http://x\")", "'=cmd|' /C calc'!A0", "'@SUM(A1)", "sgNT",
-                                         "-1", "+1", "'\tx"]
+    assert safe["genotype"].tolist() == [
+        '\'=HYPERLINK("http://x")',
+        "'=cmd|' /C calc'!A0",
+        "'@SUM(A1)",
+        "sgNT",
+        "-1",
+        "+1",
+        "'\tx",
+    ]
     assert safe["value"].tolist() == table["value"].tolist()  # numbers untouched
     written = pd.read_csv(write_csv(table, tmp_path / "t.csv"), dtype=str, keep_default_na=False)
     assert written["genotype"].str.startswith(("=", "@", "\t")).sum() == 0
@@ -99,12 +115,12 @@ def test_formulas_from_a_plate_map_are_neutralised_in_every_table(tmp_path):
 def test_formulas_in_a_plate_map_do_not_reach_cells_csv(samples, pipelines, tmp_path):
     root = copy_sample_wells(samples, WELLS[:2], tmp_path, assay="pjnk")
     platemap = pd.read_csv(root / "map.csv")
-    platemap["note"] = ["=HYPERLINK(\"http://evil\")", "+SUM(1)"]
+    platemap["note"] = ['=HYPERLINK("http://evil")', "+SUM(1)"]
     platemap.to_csv(root / "map.csv", index=False)
     assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 0
     for name in ("cells.csv", "fields.csv", "wells.csv"):
         notes = pd.read_csv(tmp_path / "out" / "PJNK01" / name, dtype=str)["note"]
-        assert set(notes) == {"'=HYPERLINK(\"http://evil\")", "'+SUM(1)"}, name
+        assert set(notes) == {'\'=HYPERLINK("http://evil")', "'+SUM(1)"}, name
 
 
 def test_platemap_values_are_read_back_equal_to_the_source_otherwise(samples, pipelines, tmp_path):
@@ -149,7 +165,7 @@ def test_nan_pixels_and_boolean_images_are_refused_at_planning(samples, pipeline
     import numpy as np
     import tifffile
 
-    for kind, data, message in (("nan", None, "NaN or infinite"), ("bool", None, "boolean")):
+    for kind, _, message in (("nan", None, "NaN or infinite"), ("bool", None, "boolean")):
         root = _one_field(samples, tmp_path / kind)
         target = sorted((root / "images").glob("*_w2.tif"))[0]
         image = tifffile.imread(target).astype(np.float32)
@@ -163,9 +179,14 @@ def test_nan_pixels_and_boolean_images_are_refused_at_planning(samples, pipeline
         assert not (tmp_path / kind / "out").exists()
 
 
-@pytest.mark.parametrize("setting,message", [("nucleus_diameter_px: 1.0e9", "more than half the field"),
-                                             ("nucleus_diameter_px: .inf", "finite"),
-                                             ("nucleus_diameter_px: .nan", "finite")])
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ("nucleus_diameter_px: 1.0e9", "more than half the field"),
+        ("nucleus_diameter_px: .inf", "finite"),
+        ("nucleus_diameter_px: .nan", "finite"),
+    ],
+)
 def test_impossible_settings_are_refused(samples, pipelines, tmp_path, capsys, setting, message):
     root = _one_field(samples, tmp_path)
     text = (pipelines / "pjnk.yaml").read_text()
@@ -250,8 +271,22 @@ def test_a_run_into_another_assays_folder_is_refused_a_tuned_rerun_is_not(sample
     other = tmp_path / "other.yaml"
     other.write_text(text.replace("name: pjnk\n", "name: cjun\n").replace("    - channel: dapi\n", ""))
     for path, code in ((tuned, 0), (other, 2)):
-        assert main(["run", str(path), str(root / "images"), "--out", str(out), "--workers", "1",
-                     "--platemap", str(root / "map.csv")]) == code
+        assert (
+            main(
+                [
+                    "run",
+                    str(path),
+                    str(root / "images"),
+                    "--out",
+                    str(out),
+                    "--workers",
+                    "1",
+                    "--platemap",
+                    str(root / "map.csv"),
+                ]
+            )
+            == code
+        )
     assert "holds the results of 'pjnk'" in capsys.readouterr().err
     assert pd.read_csv(out / "PJNK01" / "cells.csv").filter(like="dapi_").shape[1] > 0  # pjnk's tables kept
 
@@ -312,12 +347,11 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
 def test_sigterm_stops_the_workers_and_keeps_finished_fields(samples, pipelines, tmp_path):
     """What a batch scheduler sends on a time limit: once the workers kept running."""
+    import shutil
     import signal
     import subprocess
     import sys
     import time
-
-    import shutil
 
     # 16 wells x 8 sites (each sample field copied under four site numbers): enough work left
     # after the first field that the signal always finds the run busy, however fast fields get
@@ -328,10 +362,25 @@ def test_sigterm_stops_the_workers_and_keeps_finished_fields(samples, pipelines,
         for copy in range(4):
             shutil.copy(path, images / f"{plate}_{well}_s{int(site[1:]) + 2 * copy}_{channel}.tif")
     out = tmp_path / "out"
-    run = subprocess.Popen([sys.executable, "-m", "imaging.cli", "run", str(pipelines / "pjnk.yaml"),
-                            str(images), "--out", str(out), "--workers", "2",
-                            "--platemap", str(samples / "pjnk_plate" / "platemap.csv")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imaging.cli",
+            "run",
+            str(pipelines / "pjnk.yaml"),
+            str(images),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--platemap",
+            str(samples / "pjnk_plate" / "platemap.csv"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not list(out.glob("PJNK01/.fields/*.json")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)
@@ -362,8 +411,9 @@ def test_a_stored_field_changed_after_the_run_is_measured_again(samples, pipelin
 
 # ---- late failures found at planning ---------------------------------------------------------------
 @pytest.mark.parametrize("column", ["qc_pass", "pjnk_nuclear_mean", "pjnk_high_pct", "saturated_fraction_dapi"])
-def test_a_platemap_column_named_like_an_output_column_is_refused_at_planning(samples, pipelines, tmp_path,
-                                                                               capsys, column):
+def test_a_platemap_column_named_like_an_output_column_is_refused_at_planning(
+    samples, pipelines, tmp_path, capsys, column
+):
     """qc_pass once gave a KeyError traceback after every field was measured."""
     root = _one_field(samples, tmp_path)
     table = pd.read_csv(root / "map.csv")
@@ -409,10 +459,17 @@ def test_a_truncated_run_record_is_one_line(samples, pipelines, tmp_path, capsys
 def test_a_blank_field_fails_qc_as_no_nuclei_not_out_of_focus():
     from imaging.features.qc import decide_field_qc
 
-    fields = pd.DataFrame({"focus_blur_px": [1.0, 1.1, 1.0, 9.0], "n_cells": [50, 60, 55, 0],
-                           "saturated_fraction_dapi": [0.0] * 4})
-    decided = decide_field_qc(fields, channel_kinds={"dapi": "fluorescence"}, max_relative_blur=1.3,
-                              max_saturated_fraction=0.01, max_saturated_fraction_brightfield=0.05, min_cells=10)
+    fields = pd.DataFrame(
+        {"focus_blur_px": [1.0, 1.1, 1.0, 9.0], "n_cells": [50, 60, 55, 0], "saturated_fraction_dapi": [0.0] * 4}
+    )
+    decided = decide_field_qc(
+        fields,
+        channel_kinds={"dapi": "fluorescence"},
+        max_relative_blur=1.3,
+        max_saturated_fraction=0.01,
+        max_saturated_fraction_brightfield=0.05,
+        min_cells=10,
+    )
     assert decided["qc_pass"].tolist() == [True, True, True, False]
     assert decided["qc_reasons"].iloc[3].startswith("no nuclei found") and "focus" not in decided["qc_reasons"].iloc[3]
 
@@ -481,7 +538,7 @@ def test_damaged_compressed_strips_are_found_by_validate_read_pixels(samples, pi
     with tifffile.TiffFile(target) as tif:
         offset = int(tif.pages[0].dataoffsets[3])
     data = bytearray(target.read_bytes())
-    data[offset:offset + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    data[offset : offset + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
     target.write_bytes(bytes(data))
     args = ["validate", str(pipelines / "pjnk.yaml"), str(root / "images"), "--workers", "1"]
     assert main(args) == 0  # the header is intact

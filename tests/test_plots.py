@@ -17,12 +17,23 @@ def test_heatmap_places_wells_on_the_plate_grid():
 
 
 def test_superplot_draws_every_well_and_replicate_mean():
-    wells = pd.DataFrame({"genotype": ["sgNT"] * 6 + ["KO"] * 6, "treatment": ["DMSO"] * 12,
-                          "replicate": [1, 1, 2, 2, 3, 3] * 2, "plate": "P", "v": np.arange(12.0)})
+    wells = pd.DataFrame(
+        {
+            "genotype": ["sgNT"] * 6 + ["KO"] * 6,
+            "treatment": ["DMSO"] * 12,
+            "replicate": [1, 1, 2, 2, 3, 3] * 2,
+            "plate": "P",
+            "v": np.arange(12.0),
+        }
+    )
     figure = superplot(wells, "v", control_genotype="sgNT", vehicle_treatment="DMSO")
+
     def points(size):
-        return sum(len(c.get_offsets()) for c in figure.axes[0].collections
-                   if hasattr(c, "get_sizes") and len(c.get_offsets()) and list(c.get_sizes()) == [size])
+        return sum(
+            len(c.get_offsets())
+            for c in figure.axes[0].collections
+            if hasattr(c, "get_sizes") and len(c.get_offsets()) and list(c.get_sizes()) == [size]
+        )
 
     assert points(12) == 12  # every well
     assert points(70) == 6  # every replicate mean (3 replicates x 2 genotypes)
@@ -48,8 +59,10 @@ def test_dose_response_table_fits_each_compound_apart():
     rows = []
     for compound, ec50, hill in (("tamoxifen", 2.0, 1.0), ("palbociclib", 0.2, -1.5)):
         values = four_parameter_logistic(doses, 10, 90, np.log10(ec50), hill) + rng.normal(0, 1.0, len(doses))
-        rows += [{"treatment": compound, "genotype": "sgNT", "dose": d, "dose_unit": "uM", "v": v}
-                 for d, v in zip(doses, values)]
+        rows += [
+            {"treatment": compound, "genotype": "sgNT", "dose": d, "dose_unit": "uM", "v": v}
+            for d, v in zip(doses, values)
+        ]
     rows += [{"treatment": "DMSO", "genotype": "sgNT", "dose": 0.0, "dose_unit": "uM", "v": 50.0}] * 3
     rows += [{"treatment": "other", "genotype": "sgNT", "dose": d, "dose_unit": "uM", "v": 1.0} for d in (1, 10)]
     table = dose_response_table(pd.DataFrame(rows), ["v"], vehicle_treatment="DMSO").set_index("compound")

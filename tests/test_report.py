@@ -22,8 +22,17 @@ def experiment(pipelines, tmp_path_factory):
     root = tmp_path_factory.mktemp("experiment")
     maps, truths = [], []
     for replicate in (1, 2, 3):
-        paths = make_plate(root / f"rep{replicate}", assay="sabgal", plate=f"EXP{replicate}", size=256, sites=2,
-                           replicate=replicate, biological_cv=0.08, defocus=None, seed=10 + replicate)
+        paths = make_plate(
+            root / f"rep{replicate}",
+            assay="sabgal",
+            plate=f"EXP{replicate}",
+            size=256,
+            sites=2,
+            replicate=replicate,
+            biological_cv=0.08,
+            defocus=None,
+            seed=10 + replicate,
+        )
         shutil.copytree(paths["images"], root / "images" / f"EXP{replicate}")
         maps.append(pd.read_csv(paths["platemap"]).assign(plate=f"EXP{replicate}"))
         truths.append(pd.read_csv(paths["truth_wells"]))
@@ -48,8 +57,12 @@ def realised_truth(experiment):
 
 
 def row(table, comparison, readout, genotype, treatment):
-    selected = table[(table["comparison"] == comparison) & (table["readout"] == readout)
-                     & (table["genotype"] == genotype) & (table["treatment"] == treatment)]
+    selected = table[
+        (table["comparison"] == comparison)
+        & (table["readout"] == readout)
+        & (table["genotype"] == genotype)
+        & (table["treatment"] == treatment)
+    ]
     assert len(selected) == 1
     return selected.iloc[0]
 
@@ -76,8 +89,9 @@ def test_planted_interaction_knockout_blunts_the_combination(experiment, realise
     assert interaction["difference"] < 0 and interaction["q_value"] < 0.05
     assert interaction["difference_ci_low"] <= truth["difference"] <= interaction["difference_ci_high"]
     assert interaction["difference"] == pytest.approx(truth["difference"], abs=2.0)
-    population = ((planted("MAP2K7", "TAM+PALBO") - planted("MAP2K7", "DMSO"))
-                  - (planted("sgNT", "TAM+PALBO") - planted("sgNT", "DMSO")))
+    population = (planted("MAP2K7", "TAM+PALBO") - planted("MAP2K7", "DMSO")) - (
+        planted("sgNT", "TAM+PALBO") - planted("sgNT", "DMSO")
+    )
     assert interaction["difference"] == pytest.approx(population, abs=12)
 
 
@@ -127,9 +141,17 @@ def chrome_driver():
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1300,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1300,1000",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -143,8 +165,13 @@ def test_report_renders_in_a_browser_with_its_images(experiment, tmp_path):
         assert driver.title == "sabgal report"
         images = driver.find_elements(By.TAG_NAME, "img")
         assert len(images) >= 10
-        sizes = [driver.execute_script("return [arguments[0].complete, arguments[0].naturalWidth, "
-                                       "arguments[0].getBoundingClientRect().width]", image) for image in images]
+        sizes = [
+            driver.execute_script(
+                "return [arguments[0].complete, arguments[0].naturalWidth, arguments[0].getBoundingClientRect().width]",
+                image,
+            )
+            for image in images
+        ]
         assert all(complete and natural > 100 and shown > 50 for complete, natural, shown in sizes), sizes
         findings = driver.find_element(By.ID, "findings").find_element(By.XPATH, "following-sibling::*[1]").text
         assert "MAP2K7 blunts the TAM+PALBO response of sabgal_positive_pct" in findings
@@ -161,14 +188,27 @@ def test_a_compound_experiment_without_genotypes_is_compared_against_vehicle(sam
     from imaging.cli import main
     from tests.conftest import copy_sample_wells
 
-    root = copy_sample_wells(samples, ["A01", "A02", "A03", "A04", "B01", "B02", "B03", "B04"], tmp_path,
-                             assay="pjnk")
+    root = copy_sample_wells(samples, ["A01", "A02", "A03", "A04", "B01", "B02", "B03", "B04"], tmp_path, assay="pjnk")
     table = pd.read_csv(root / "map.csv").drop(columns=["genotype"])
     table.to_csv(root / "map.csv", index=False)
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text((pipelines / "pjnk.yaml").read_text().replace("  control_genotype: sgNT\n", ""))
-    assert main(["run", str(pipeline), str(root / "images"), "--out", str(tmp_path / "out"), "--workers", "1",
-                 "--platemap", str(root / "map.csv")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(pipeline),
+                str(root / "images"),
+                "--out",
+                str(tmp_path / "out"),
+                "--workers",
+                "1",
+                "--platemap",
+                str(root / "map.csv"),
+            ]
+        )
+        == 0
+    )
     comparisons = pd.read_csv(tmp_path / "out" / "comparisons.csv")
     assert len(comparisons) > 0
     assert set(comparisons["comparison"]) == {"treatment_vs_vehicle"}
@@ -183,19 +223,71 @@ def test_key_findings_list_drug_effects_and_ec50s_of_a_compound_screen():
     from imaging.report.html import experiment_kind, key_findings
     from imaging.stats import DOSE_RESPONSE_COLUMNS
 
-    base = {"cell_line": "all", "genotype": "all", "reference": "DMSO", "unit": "well", "n_reference": 4,
-            "n_test": 4, "ratio": 2.0, "ratio_ci_low": 1.5, "ratio_ci_high": 2.5, "note": ""}
-    comparisons = pd.DataFrame([
-        base | {"comparison": "treatment_vs_vehicle", "readout": "nfkb_nc_ratio", "treatment": "TNF",
-                "mean_reference": 1.1, "mean_test": 2.2, "difference": 1.1, "difference_ci_low": 1.0,
-                "difference_ci_high": 1.2, "p_value": 1e-8, "q_value": 2e-8, "significant": True},
-        base | {"comparison": "treatment_vs_vehicle", "readout": "nfkb_nc_ratio", "treatment": "IL1",
-                "mean_reference": 1.1, "mean_test": 1.15, "difference": 0.05, "difference_ci_low": -0.1,
-                "difference_ci_high": 0.2, "p_value": 0.4, "q_value": 0.4, "significant": False}])
-    doses = pd.DataFrame([{"readout": "nfkb_nc_ratio", "cell_line": "all", "genotype": "all", "compound": "TNF",
-                           "dose_unit": "ng/ml", "n_doses": 8, "n_wells": 24, "ec50": 3.1, "ec50_ci_low": 2.4,
-                           "ec50_ci_high": 4.0, "hill": 1.2, "top": 2.3, "bottom": 1.1, "fit_status": "fitted"}],
-                         columns=DOSE_RESPONSE_COLUMNS)
+    base = {
+        "cell_line": "all",
+        "genotype": "all",
+        "reference": "DMSO",
+        "unit": "well",
+        "n_reference": 4,
+        "n_test": 4,
+        "ratio": 2.0,
+        "ratio_ci_low": 1.5,
+        "ratio_ci_high": 2.5,
+        "note": "",
+    }
+    comparisons = pd.DataFrame(
+        [
+            base
+            | {
+                "comparison": "treatment_vs_vehicle",
+                "readout": "nfkb_nc_ratio",
+                "treatment": "TNF",
+                "mean_reference": 1.1,
+                "mean_test": 2.2,
+                "difference": 1.1,
+                "difference_ci_low": 1.0,
+                "difference_ci_high": 1.2,
+                "p_value": 1e-8,
+                "q_value": 2e-8,
+                "significant": True,
+            },
+            base
+            | {
+                "comparison": "treatment_vs_vehicle",
+                "readout": "nfkb_nc_ratio",
+                "treatment": "IL1",
+                "mean_reference": 1.1,
+                "mean_test": 1.15,
+                "difference": 0.05,
+                "difference_ci_low": -0.1,
+                "difference_ci_high": 0.2,
+                "p_value": 0.4,
+                "q_value": 0.4,
+                "significant": False,
+            },
+        ]
+    )
+    doses = pd.DataFrame(
+        [
+            {
+                "readout": "nfkb_nc_ratio",
+                "cell_line": "all",
+                "genotype": "all",
+                "compound": "TNF",
+                "dose_unit": "ng/ml",
+                "n_doses": 8,
+                "n_wells": 24,
+                "ec50": 3.1,
+                "ec50_ci_low": 2.4,
+                "ec50_ci_high": 4.0,
+                "hill": 1.2,
+                "top": 2.3,
+                "bottom": 1.1,
+                "fit_status": "fitted",
+            }
+        ],
+        columns=DOSE_RESPONSE_COLUMNS,
+    )
     findings = key_findings(comparisons, doses)
     assert "<b>TNF</b> vs DMSO: <b>nfkb_nc_ratio</b> 2.2 vs 1.1" in findings and "IL1" not in findings
     assert "<b>TNF</b>, <b>nfkb_nc_ratio</b>: EC50 3.1 ng/ml" in findings and "8 doses" in findings

@@ -6,8 +6,17 @@ import pytest
 from scipy import stats as sps
 
 from imaging.stats import (
-    benjamini_hochberg, compare_all, edge_effect, experimental_units, interaction_test, mann_whitney_test,
-    plate_format, plate_quality, robust_z, welch_test, z_prime,
+    benjamini_hochberg,
+    compare_all,
+    edge_effect,
+    experimental_units,
+    interaction_test,
+    mann_whitney_test,
+    plate_format,
+    plate_quality,
+    robust_z,
+    welch_test,
+    z_prime,
 )
 
 A = np.array([12.1, 14.3, 13.8, 15.2, 12.9])
@@ -67,8 +76,9 @@ def test_interaction_is_the_difference_of_differences_and_matches_two_way_anova(
     result = interaction_test(*groups)
     means = [g.mean() for g in groups]
     assert result["difference"] == pytest.approx((means[3] - means[2]) - (means[1] - means[0]))
-    frame = pd.DataFrame({"y": np.concatenate(groups), "g": np.repeat(["C", "C", "K", "K"], 4),
-                          "t": np.repeat(["V", "D", "V", "D"], 4)})
+    frame = pd.DataFrame(
+        {"y": np.concatenate(groups), "g": np.repeat(["C", "C", "K", "K"], 4), "t": np.repeat(["V", "D", "V", "D"], 4)}
+    )
     table = anova_lm(smf.ols("y ~ C(g) * C(t)", frame).fit(), typ=2)
     assert result["p_value"] == pytest.approx(table.loc["C(g):C(t)", "PR(>F)"])
     assert result["statistic"] ** 2 == pytest.approx(table.loc["C(g):C(t)", "F"])
@@ -76,7 +86,9 @@ def test_interaction_is_the_difference_of_differences_and_matches_two_way_anova(
 
 
 def test_z_prime_and_robust_z():
-    assert z_prime([100, 102, 98, 100], [10, 12, 8, 10]) == pytest.approx(1 - 3 * (2 * np.std([100, 102, 98, 100], ddof=1)) / 90)
+    assert z_prime([100, 102, 98, 100], [10, 12, 8, 10]) == pytest.approx(
+        1 - 3 * (2 * np.std([100, 102, 98, 100], ddof=1)) / 90
+    )
     np.testing.assert_allclose(robust_z([1, 2, 3, 4, 100]), (np.array([1, 2, 3, 4, 100]) - 3) / 1.4826)
     assert plate_format(4, 4) == (4, 6) and plate_format(8, 9) == (8, 12) and plate_format(9, 4) == (16, 24)
 
@@ -86,18 +98,29 @@ def plate_wells(values_by_replicate: dict, *, replicate_column=True) -> pd.DataF
     for replicate, conditions in values_by_replicate.items():
         for (genotype, treatment), values in conditions.items():
             for i, value in enumerate(values):
-                rows.append({"plate": "P1", "well": f"{genotype[0]}{treatment[0]}{replicate}{i}", "genotype": genotype,
-                             "treatment": treatment, "replicate": replicate, "n_cells": 100, "readout": value})
+                rows.append(
+                    {
+                        "plate": "P1",
+                        "well": f"{genotype[0]}{treatment[0]}{replicate}{i}",
+                        "genotype": genotype,
+                        "treatment": treatment,
+                        "replicate": replicate,
+                        "n_cells": 100,
+                        "readout": value,
+                    }
+                )
     table = pd.DataFrame(rows)
     return table if replicate_column else table.drop(columns="replicate")
 
 
 def test_wells_of_a_replicate_are_averaged_before_testing():
-    wells = plate_wells({
-        1: {("sgNT", "DMSO"): [10, 12], ("KO", "DMSO"): [20, 22]},
-        2: {("sgNT", "DMSO"): [12, 14], ("KO", "DMSO"): [24, 26]},
-        3: {("sgNT", "DMSO"): [9, 13], ("KO", "DMSO"): [18, 20]},
-    })
+    wells = plate_wells(
+        {
+            1: {("sgNT", "DMSO"): [10, 12], ("KO", "DMSO"): [20, 22]},
+            2: {("sgNT", "DMSO"): [12, 14], ("KO", "DMSO"): [24, 26]},
+            3: {("sgNT", "DMSO"): [9, 13], ("KO", "DMSO"): [18, 20]},
+        }
+    )
     units, unit = experimental_units(wells, "readout")
     assert unit == "replicate" and len(units) == 6 and set(units["n_wells"]) == {2}
     table = compare_all(wells, ["readout"], control_genotype="sgNT", vehicle_treatment="DMSO")
@@ -119,15 +142,25 @@ def test_edge_effect_flags_a_dim_outer_ring():
     for row in range(1, 9):
         for column in range(1, 13):
             edge = row in (1, 8) or column in (1, 12)
-            rows.append({"plate": "P", "well": f"{row}-{column}", "row": row, "column": column,
-                         "readout": 100.0 + (row * 7 + column * 3) % 5 - (30 if edge else 0)})
+            rows.append(
+                {
+                    "plate": "P",
+                    "well": f"{row}-{column}",
+                    "row": row,
+                    "column": column,
+                    "readout": 100.0 + (row * 7 + column * 3) % 5 - (30 if edge else 0),
+                }
+            )
     wells = pd.DataFrame(rows)
     assert edge_effect(wells, "readout")["edge_flag"]
     wells["readout"] = 100.0 + (wells["row"] * 7 + wells["column"] * 3) % 5
     assert not edge_effect(wells, "readout")["edge_flag"]
-    quality = plate_quality(wells.assign(control=np.where(wells["column"] == 12, "positive",
-                                                          np.where(wells["column"] == 11, "negative", ""))),
-                            ["readout"])
+    quality = plate_quality(
+        wells.assign(
+            control=np.where(wells["column"] == 12, "positive", np.where(wells["column"] == 11, "negative", ""))
+        ),
+        ["readout"],
+    )
     assert quality.loc[0, "n_positive_controls"] == 8 and np.isfinite(quality.loc[0, "z_prime"])
 
 

@@ -7,8 +7,9 @@ def test_sample_plate_is_reproducible(samples, tmp_path):
     paths = make_plate(tmp_path, assay="pjnk", seed=1)
     shipped = pd.read_csv(samples / "pjnk_plate" / "truth_wells.csv")
     pd.testing.assert_frame_equal(pd.read_csv(paths["truth_wells"]), shipped)
-    assert (paths["images"] / "PJNK01_A01_s1_w1.tif").read_bytes() == \
-        (samples / "pjnk_plate" / "images" / "PJNK01_A01_s1_w1.tif").read_bytes()
+    assert (paths["images"] / "PJNK01_A01_s1_w1.tif").read_bytes() == (
+        samples / "pjnk_plate" / "images" / "PJNK01_A01_s1_w1.tif"
+    ).read_bytes()
 
 
 def test_planted_biology_in_the_truth(samples):

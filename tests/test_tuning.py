@@ -36,8 +36,13 @@ calls:
 
 
 def controls(**moved):
-    base = {"nucleus_diameter_px": 0.0, "min_distance_fraction": 0.4, "expansion_factor": 1.0,
-            "threshold:gfp_high": 312.5, "threshold:gfp_any": 40.0}
+    base = {
+        "nucleus_diameter_px": 0.0,
+        "min_distance_fraction": 0.4,
+        "expansion_factor": 1.0,
+        "threshold:gfp_high": 312.5,
+        "threshold:gfp_any": 40.0,
+    }
     return base | moved
 
 
@@ -57,8 +62,10 @@ def test_nothing_moved_writes_the_original_back_unchanged(original):
 def test_moved_controls_only_and_auto_thresholds_stay_auto(original):
     pipeline = load_pipeline(original)
     changes = tuning_changes(pipeline, controls(), controls(nucleus_diameter_px=22.0, **{"threshold:gfp_any": 55.0}))
-    assert [c.describe() for c in changes] == ["segmentation.nucleus_diameter_px: 9.0 um -> 22.0",
-                                                "calls[gfp_any].threshold: 40.0 -> 55.0"]
+    assert [c.describe() for c in changes] == [
+        "segmentation.nucleus_diameter_px: 9.0 um -> 22.0",
+        "calls[gfp_any].threshold: 40.0 -> 55.0",
+    ]
     text = tuned_pipeline_text(pipeline, changes, original=original)
     saved = parse_pipeline(yaml.safe_load(text))
     assert saved.segmentation.nucleus_diameter_px == 22.0 and saved.segmentation.nucleus_diameter_um is None

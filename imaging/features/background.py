@@ -19,8 +19,7 @@ def _tile_edges(length: int, n_tiles: int) -> np.ndarray:
     return np.linspace(0, length, n_tiles + 1).round().astype(int)
 
 
-def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8,
-                   statistic: str = "median") -> np.ndarray:
+def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8, statistic: str = "median") -> np.ndarray:
     """Statistic of ``image[mask]`` in each tile of a ``grid`` x ``grid`` layout.
 
     Tiles with too few mask pixels are NaN.
@@ -30,9 +29,9 @@ def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8,
     values = np.full((grid, grid), np.nan)
     for i in range(grid):
         for j in range(grid):
-            tile_mask = mask[rows[i]:rows[i + 1], cols[j]:cols[j + 1]]
+            tile_mask = mask[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
             if tile_mask.size and tile_mask.mean() >= MIN_TILE_FRACTION:
-                values[i, j] = reducer(image[rows[i]:rows[i + 1], cols[j]:cols[j + 1]][tile_mask])
+                values[i, j] = reducer(image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]][tile_mask])
     return values
 
 
@@ -56,7 +55,7 @@ def fill_from_polynomial(values: np.ndarray) -> np.ndarray:
     missing = np.isnan(values)
     if not missing.any() or missing.all():
         return values
-    rows, cols = np.mgrid[0:values.shape[0], 0:values.shape[1]].astype(float)
+    rows, cols = np.mgrid[0 : values.shape[0], 0 : values.shape[1]].astype(float)
     terms = [np.ones_like(rows), rows, cols, rows**2, rows * cols, cols**2]
     known = ~missing
     n_terms = 6 if known.sum() >= 6 else 3 if known.sum() >= 3 else 0
@@ -95,8 +94,9 @@ def interpolate_grid(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _linear_weights(rr, grid_r) @ np.asarray(values, dtype=np.float64) @ _linear_weights(cc, grid_c).T
 
 
-def background_surface(image: np.ndarray, background: np.ndarray, *, grid: int = 8,
-                       min_pixels: int = 50) -> np.ndarray | float:
+def background_surface(
+    image: np.ndarray, background: np.ndarray, *, grid: int = 8, min_pixels: int = 50
+) -> np.ndarray | float:
     """Smooth estimate of ``image`` where ``background`` is True, for every pixel.
 
     Parameters

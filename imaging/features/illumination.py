@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -68,10 +68,13 @@ class Flatfield:
         size rule: planning checks it on the first field's header, correction on every field)."""
         for what, array in (("flat-field", None if self.grid else self.flat), ("dark-field", self.dark)):
             if array is not None and array.shape != tuple(shape):
-                raise InputError(f"the {what} is {array.shape[0]} x {array.shape[1]} px but the fields are "
-                                 f"{shape[0]} x {shape[1]} px", path=self.source,
-                                 fix=f"give a {what} made with the same camera settings (size, binning), "
-                                     "or use illumination.method: estimate")
+                raise InputError(
+                    f"the {what} is {array.shape[0]} x {array.shape[1]} px but the fields are "
+                    f"{shape[0]} x {shape[1]} px",
+                    path=self.source,
+                    fix=f"give a {what} made with the same camera settings (size, binning), "
+                    "or use illumination.method: estimate",
+                )
 
     def flat_at(self, shape: tuple[int, int]) -> np.ndarray:
         """The flat-field at the field's size, mean 1 (float32)."""
@@ -84,8 +87,10 @@ def correct(image: np.ndarray, flatfield: Flatfield) -> np.ndarray:
     """``(image - dark) / flat`` as float32 (see module docstring)."""
     image = np.asarray(image)
     if image.ndim != 2:
-        raise InputError(f"illumination correction needs a 2-D channel, got shape {image.shape}",
-                         fix="correct fluorescence channels only")
+        raise InputError(
+            f"illumination correction needs a 2-D channel, got shape {image.shape}",
+            fix="correct fluorescence channels only",
+        )
     flat = flatfield.flat_at(image.shape)  # checks the dark-field's size too
     corrected = image.astype(np.float32)
     if flatfield.dark is not None:
@@ -98,8 +103,9 @@ def correct_channels(images: dict[str, np.ndarray], illumination: dict[str, Flat
     """``images`` with each channel that has a flat-field corrected (others unchanged)."""
     if not illumination:
         return images
-    return {name: correct(image, illumination[name]) if name in illumination else image
-            for name, image in images.items()}
+    return {
+        name: correct(image, illumination[name]) if name in illumination else image for name, image in images.items()
+    }
 
 
 # ---- files -------------------------------------------------------------------------------
@@ -109,14 +115,20 @@ def _single_array_from_mat(path: Path) -> np.ndarray:
     try:
         content = loadmat(path)
     except Exception as exc:  # scipy raises several types for non-MAT files
-        raise InputError(f"is not a readable MATLAB file ({type(exc).__name__}: {exc})", path=path,
-                         fix="save the illumination function as .npy or TIFF") from None
+        raise InputError(
+            f"is not a readable MATLAB file ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="save the illumination function as .npy or TIFF",
+        ) from None
     arrays = {k: v for k, v in content.items() if not k.startswith("__") and isinstance(v, np.ndarray) and v.ndim == 2}
     if "Image" in arrays:  # CellProfiler's name for a saved image
         return arrays["Image"]
     if len(arrays) != 1:
-        raise InputError(f"holds {len(arrays)} 2-D arrays ({', '.join(arrays) or 'none'}); expected one", path=path,
-                         fix="save only the illumination function in the .mat file")
+        raise InputError(
+            f"holds {len(arrays)} 2-D arrays ({', '.join(arrays) or 'none'}); expected one",
+            path=path,
+            fix="save only the illumination function in the .mat file",
+        )
     return next(iter(arrays.values()))
 
 
@@ -130,11 +142,17 @@ def _check_npy_header(path: Path) -> None:
             read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
             shape, _, _ = read_header(handle)
     except (ValueError, OSError) as exc:
-        raise InputError(f"is not a readable .npy file ({type(exc).__name__}: {exc})", path=path,
-                         fix="save the illumination function again with numpy.save") from None
+        raise InputError(
+            f"is not a readable .npy file ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="save the illumination function again with numpy.save",
+        ) from None
     if int(np.prod(shape, dtype=np.int64)) > MAX_FIELD_PIXELS:
-        raise InputError(f"claims {' x '.join(map(str, shape))} values, more than a field may have "
-                         f"({MAX_FIELD_PIXELS})", path=path, fix="give the flat-field of one field (the fields' size)")
+        raise InputError(
+            f"claims {' x '.join(map(str, shape))} values, more than a field may have ({MAX_FIELD_PIXELS})",
+            path=path,
+            fix="give the flat-field of one field (the fields' size)",
+        )
 
 
 def read_illumination_image(path: str | Path) -> np.ndarray:
@@ -144,8 +162,11 @@ def read_illumination_image(path: str | Path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError("illumination file not found", path=path,
-                         fix="give the path relative to the pipeline file, or an absolute path")
+        raise InputError(
+            "illumination file not found",
+            path=path,
+            fix="give the path relative to the pipeline file, or an absolute path",
+        )
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".mat"):
         check_field_image(path)  # headers first: a damaged or oversized TIFF is refused before it is read
@@ -154,16 +175,22 @@ def read_illumination_image(path: str | Path) -> np.ndarray:
         try:
             array = np.load(path, allow_pickle=False, mmap_mode="r")
         except Exception as exc:
-            raise InputError(f"is not a readable .npy file ({type(exc).__name__}: {exc})", path=path,
-                             fix="save the illumination function again with numpy.save") from None
+            raise InputError(
+                f"is not a readable .npy file ({type(exc).__name__}: {exc})",
+                path=path,
+                fix="save the illumination function again with numpy.save",
+            ) from None
     elif suffix == ".mat":
         array = _single_array_from_mat(path)
     else:
         array = read_raw(path)
     array = np.squeeze(array)
     if array.ndim != 2 or array.dtype.kind not in "uif":
-        raise InputError(f"must be a 2-D numeric image, got shape {array.shape} of {array.dtype}", path=path,
-                         fix="give one plane of the illumination function")
+        raise InputError(
+            f"must be a 2-D numeric image, got shape {array.shape} of {array.dtype}",
+            path=path,
+            fix="give one plane of the illumination function",
+        )
     array = np.asarray(array, dtype=np.float64)
     if not np.isfinite(array).all():
         raise InputError("has NaN or infinite values", path=path, fix="export the illumination function again")
@@ -177,17 +204,24 @@ def flatfield_from_files(flat_path: str | Path, dark_path: str | Path | None = N
     dark = None if dark_path is None else read_illumination_image(dark_path)
     if dark is not None:
         if dark.shape != flat.shape:
-            raise InputError(f"the dark-field is {dark.shape[0]} x {dark.shape[1]} px, the flat-field "
-                             f"{flat.shape[0]} x {flat.shape[1]} px", path=dark_path,
-                             fix="give flat- and dark-field images of the same size")
+            raise InputError(
+                f"the dark-field is {dark.shape[0]} x {dark.shape[1]} px, the flat-field "
+                f"{flat.shape[0]} x {flat.shape[1]} px",
+                path=dark_path,
+                fix="give flat- and dark-field images of the same size",
+            )
         flat = flat - dark
     bad = int(np.count_nonzero(flat <= 0))
     if bad:
-        raise InputError(f"has {bad} pixel(s) at or below zero{' after the dark-field is subtracted' if dark is not None else ''}; "
-                         "an image cannot be divided by it", path=flat_path,
-                         fix="check that the flat- and dark-field files are not swapped, or smooth the flat-field")
-    return Flatfield(flat=flat.astype(np.float32), dark=None if dark is None else dark.astype(np.float32),
-                     source=str(flat_path))
+        raise InputError(
+            f"has {bad} pixel(s) at or below zero{' after the dark-field is subtracted' if dark is not None else ''}; "
+            "an image cannot be divided by it",
+            path=flat_path,
+            fix="check that the flat- and dark-field files are not swapped, or smooth the flat-field",
+        )
+    return Flatfield(
+        flat=flat.astype(np.float32), dark=None if dark is None else dark.astype(np.float32), source=str(flat_path)
+    )
 
 
 # ---- estimate ---------------------------------------------------------------------------------
@@ -247,8 +281,10 @@ def fit_log_polynomial(grid: np.ndarray, shape: tuple[int, int], *, degree: int 
         target = np.log(grid).ravel()
     keep = np.isfinite(target)
     if keep.sum() < n_terms:
-        raise InputError(f"only {int(keep.sum())} blocks with signal; the illumination cannot be estimated",
-                         fix="set illumination.method: none, or give flat-field files")
+        raise InputError(
+            f"only {int(keep.sum())} blocks with signal; the illumination cannot be estimated",
+            fix="set illumination.method: none, or give flat-field files",
+        )
     for _ in range(REFITS):
         coefficients, *_ = np.linalg.lstsq(design[keep], target[keep], rcond=None)
         residual = target - design @ coefficients
@@ -276,8 +312,10 @@ class FlatfieldEstimator:
         if self.shape is None:
             self.shape = image.shape
         elif image.shape != self.shape:
-            raise InputError(f"fields differ in size ({self.shape} and {image.shape}); one flat-field cannot serve both",
-                             fix="estimate illumination per acquisition setting (one pipeline run per field size)")
+            raise InputError(
+                f"fields differ in size ({self.shape} and {image.shape}); one flat-field cannot serve both",
+                fix="estimate illumination per acquisition setting (one pipeline run per field size)",
+            )
         grid = block_means(image, self.n_blocks)
         level = np.median(grid)
         if level > 0:  # a blank field says nothing about the light
@@ -287,8 +325,10 @@ class FlatfieldEstimator:
         """The flat-field (a coarse grid, mean 1) and what the record says of it: ``n_fields``,
         ``min``/``max`` of the flat (0.7: the dimmest part of the field gets 70 % of the mean light)."""
         if not self.grids:
-            raise InputError("no field with signal to estimate the illumination from",
-                             fix="set illumination.method: none, or give flat-field files")
+            raise InputError(
+                "no field with signal to estimate the illumination from",
+                fix="set illumination.method: none, or give flat-field files",
+            )
         combined = np.quantile(np.stack(self.grids), FIELD_QUANTILE, axis=0)
         combined = np.where(combined > 0, combined, np.nan)
         surface = fit_log_polynomial(combined, self.shape, degree=self.degree)

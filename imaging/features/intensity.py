@@ -17,8 +17,15 @@ from scipy import ndimage as ndi
 from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
 
-COMPARTMENT_SUFFIXES = ("nuclear_mean", "nuclear_integrated", "cytoplasm_mean", "cytoplasm_integrated",
-                        "cell_mean", "cell_integrated", "nc_ratio")
+COMPARTMENT_SUFFIXES = (
+    "nuclear_mean",
+    "nuclear_integrated",
+    "cytoplasm_mean",
+    "cytoplasm_integrated",
+    "cell_mean",
+    "cell_integrated",
+    "nc_ratio",
+)
 
 
 def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
@@ -48,9 +55,16 @@ def _label_means(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> tup
     return means[ids], counts[ids]
 
 
-def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
-                         prefix: str, background: str | float = "local",
-                         margin: float = 3.0, cell_free: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+def measure_compartments(
+    image: np.ndarray,
+    nuclei: np.ndarray,
+    cells: np.ndarray,
+    *,
+    prefix: str,
+    background: str | float = "local",
+    margin: float = 3.0,
+    cell_free: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """Background-subtracted compartment intensities of one channel, one row per cell.
 
     Parameters
@@ -93,8 +107,11 @@ def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarra
     corrected = image - surface
     ids = np.unique(nuclei[nuclei > 0])
     columns = ["label"] + [f"{prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]
-    info = {f"{prefix}_background": float(np.mean(surface)), f"{prefix}_background_noise": noise,
-            f"{prefix}_residual_background": float(np.median(corrected[outside])) if outside.any() else float("nan")}
+    info = {
+        f"{prefix}_background": float(np.mean(surface)),
+        f"{prefix}_background_noise": noise,
+        f"{prefix}_residual_background": float(np.median(corrected[outside])) if outside.any() else float("nan"),
+    }
     if ids.size == 0:
         return pd.DataFrame(columns=columns), info
     cytoplasm = np.where(nuclei > 0, 0, cells)
@@ -104,15 +121,17 @@ def measure_compartments(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarra
     floor = noise if np.isfinite(noise) and noise > 0 else 1e-6
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nuclear_mean / np.maximum(cytoplasm_mean, floor)
-    table = pd.DataFrame({
-        "label": ids.astype(np.int64),
-        f"{prefix}_nuclear_mean": nuclear_mean,
-        f"{prefix}_nuclear_integrated": nuclear_mean * nuclear_area,
-        f"{prefix}_cytoplasm_mean": cytoplasm_mean,
-        # a cell without cytoplasm pixels integrates to 0, not NaN (its mean is undefined)
-        f"{prefix}_cytoplasm_integrated": np.where(cytoplasm_area > 0, cytoplasm_mean * cytoplasm_area, 0.0),
-        f"{prefix}_cell_mean": cell_mean,
-        f"{prefix}_cell_integrated": cell_mean * cell_area,
-        f"{prefix}_nc_ratio": ratio,
-    })
+    table = pd.DataFrame(
+        {
+            "label": ids.astype(np.int64),
+            f"{prefix}_nuclear_mean": nuclear_mean,
+            f"{prefix}_nuclear_integrated": nuclear_mean * nuclear_area,
+            f"{prefix}_cytoplasm_mean": cytoplasm_mean,
+            # a cell without cytoplasm pixels integrates to 0, not NaN (its mean is undefined)
+            f"{prefix}_cytoplasm_integrated": np.where(cytoplasm_area > 0, cytoplasm_mean * cytoplasm_area, 0.0),
+            f"{prefix}_cell_mean": cell_mean,
+            f"{prefix}_cell_integrated": cell_mean * cell_area,
+            f"{prefix}_nc_ratio": ratio,
+        }
+    )
     return table, info

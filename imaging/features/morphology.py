@@ -13,8 +13,17 @@ import pandas as pd
 
 from imaging import arrays
 
-MORPHOLOGY_COLUMNS = ["label", "centroid_row", "centroid_col", "touches_border", "nucleus_area_px",
-                      "cell_area_px", "nucleus_eccentricity", "nucleus_major_axis_px", "nucleus_minor_axis_px"]
+MORPHOLOGY_COLUMNS = [
+    "label",
+    "centroid_row",
+    "centroid_col",
+    "touches_border",
+    "nucleus_area_px",
+    "cell_area_px",
+    "nucleus_eccentricity",
+    "nucleus_major_axis_px",
+    "nucleus_minor_axis_px",
+]
 
 
 def touching_border(labels: np.ndarray) -> np.ndarray:
@@ -50,8 +59,7 @@ def ellipse_axes(mu20: np.ndarray, mu02: np.ndarray, mu11: np.ndarray) -> tuple[
     return eccentricity, 4 * np.sqrt(large), 4 * np.sqrt(small)
 
 
-def measure_morphology(nuclei: np.ndarray, cells: np.ndarray, *,
-                       pixel_size_um: float | None = None) -> pd.DataFrame:
+def measure_morphology(nuclei: np.ndarray, cells: np.ndarray, *, pixel_size_um: float | None = None) -> pd.DataFrame:
     """One row per nucleus: label, centroid, border contact, areas and nucleus shape.
 
     Areas are in pixels (``*_area_px``) and, when ``pixel_size_um`` is given, in square
@@ -67,17 +75,19 @@ def measure_morphology(nuclei: np.ndarray, cells: np.ndarray, *,
     moments = label_moments(nuclei)
     eccentricity, major, minor = ellipse_axes(moments["mu20"][ids], moments["mu02"][ids], moments["mu11"][ids])
     cell_areas = np.bincount(cells.ravel(), minlength=int(ids.max()) + 1)
-    table = pd.DataFrame({
-        "label": ids.astype(np.int64),
-        "centroid_row": moments["row"][ids],
-        "centroid_col": moments["col"][ids],
-        "touches_border": np.isin(ids, touching_border(cells)),
-        "nucleus_area_px": moments["area"][ids].astype(np.int64),
-        "cell_area_px": cell_areas[ids].astype(np.int64),
-        "nucleus_eccentricity": eccentricity,
-        "nucleus_major_axis_px": major,
-        "nucleus_minor_axis_px": minor,
-    })
+    table = pd.DataFrame(
+        {
+            "label": ids.astype(np.int64),
+            "centroid_row": moments["row"][ids],
+            "centroid_col": moments["col"][ids],
+            "touches_border": np.isin(ids, touching_border(cells)),
+            "nucleus_area_px": moments["area"][ids].astype(np.int64),
+            "cell_area_px": cell_areas[ids].astype(np.int64),
+            "nucleus_eccentricity": eccentricity,
+            "nucleus_major_axis_px": major,
+            "nucleus_minor_axis_px": minor,
+        }
+    )
     if pixel_size_um:
         pixel_area = float(pixel_size_um) ** 2
         table["nucleus_area_um2"] = table["nucleus_area_px"] * pixel_area

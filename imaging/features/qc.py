@@ -28,7 +28,7 @@ SATURATION_LEVELS = (255, 1023, 4095, 16383, 65535)
 def _central_crop(image: np.ndarray, size: int) -> np.ndarray:
     top = max(0, (image.shape[0] - size) // 2)
     left = max(0, (image.shape[1] - size) // 2)
-    return image[top:top + size, left:left + size]
+    return image[top : top + size, left : left + size]
 
 
 def edge_blur_px(image: np.ndarray) -> float:
@@ -83,8 +83,7 @@ def saturated_fraction(image: np.ndarray) -> float:
     return float(clipped.mean())
 
 
-def focus_outliers(blur_px: np.ndarray, *, max_relative_blur: float = 1.3,
-                   mad_multiplier: float = 5.0) -> np.ndarray:
+def focus_outliers(blur_px: np.ndarray, *, max_relative_blur: float = 1.3, mad_multiplier: float = 5.0) -> np.ndarray:
     """True for fields blurred well beyond their plate's typical field.
 
     A field is flagged when its blur width exceeds the plate median by more than a factor
@@ -102,9 +101,15 @@ def focus_outliers(blur_px: np.ndarray, *, max_relative_blur: float = 1.3,
     return log_blur > median + margin
 
 
-def decide_field_qc(fields, *, channel_kinds: dict[str, str], max_relative_blur: float,
-                    max_saturated_fraction: float, max_saturated_fraction_brightfield: float,
-                    min_cells: int):
+def decide_field_qc(
+    fields,
+    *,
+    channel_kinds: dict[str, str],
+    max_relative_blur: float,
+    max_saturated_fraction: float,
+    max_saturated_fraction_brightfield: float,
+    min_cells: int,
+):
     """Pass/fail and reasons for each field of one plate.
 
     Parameters
@@ -130,8 +135,9 @@ def decide_field_qc(fields, *, channel_kinds: dict[str, str], max_relative_blur:
     for i in np.flatnonzero(empty):  # a blank field has no edges: its blur says nothing about focus
         reasons[i].append("no nuclei found (blank field, or the wrong channel as nuclei?)")
     for i in np.flatnonzero(blurred & ~empty):
-        reasons[i].append(f"out of focus (edge blur {fields['focus_blur_px'].iloc[i]:.1f} px, "
-                          f"plate median {median_blur:.1f} px)")
+        reasons[i].append(
+            f"out of focus (edge blur {fields['focus_blur_px'].iloc[i]:.1f} px, plate median {median_blur:.1f} px)"
+        )
     for channel, kind in channel_kinds.items():
         limit = max_saturated_fraction_brightfield if kind == "brightfield" else max_saturated_fraction
         values = fields[f"saturated_fraction_{channel}"].to_numpy()
@@ -139,5 +145,6 @@ def decide_field_qc(fields, *, channel_kinds: dict[str, str], max_relative_blur:
             reasons[i].append(f"{channel} saturated ({100 * values[i]:.1f}% of pixels > {100 * limit:g}%)")
     for i in np.flatnonzero((fields["n_cells"].to_numpy() < min_cells) & ~empty):
         reasons[i].append(f"too few cells ({fields['n_cells'].iloc[i]} < {min_cells})")
-    return pd.DataFrame({"qc_pass": [not r for r in reasons], "qc_reasons": ["; ".join(r) for r in reasons]},
-                        index=fields.index)
+    return pd.DataFrame(
+        {"qc_pass": [not r for r in reasons], "qc_reasons": ["; ".join(r) for r in reasons]}, index=fields.index
+    )

@@ -24,7 +24,12 @@ from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
 from imaging.features.intensity import _label_means, background_mask
 from imaging.features.stains import (
-    STAIN_VECTORS, angle_between, estimate_stain_vectors, optical_density, stain_matrix, unmix,
+    STAIN_VECTORS,
+    angle_between,
+    estimate_stain_vectors,
+    optical_density,
+    stain_matrix,
+    unmix,
 )
 
 log = logging.getLogger(__name__)
@@ -38,13 +43,13 @@ MIN_ANGLE_FROM_NEUTRAL_DEG = 10.0
 def white_reference(rgb: np.ndarray, cell_free: np.ndarray) -> np.ndarray:
     """Per-pixel white reference (M, N, 3) from the cell-free pixels of each channel."""
     rgb = np.asarray(rgb, dtype=np.float64)
-    surfaces = [np.broadcast_to(background_surface(rgb[..., c], cell_free), rgb.shape[:2])
-                for c in range(3)]
+    surfaces = [np.broadcast_to(background_surface(rgb[..., c], cell_free), rgb.shape[:2]) for c in range(3)]
     return np.stack(surfaces, axis=-1)
 
 
-def xgal_amount(rgb: np.ndarray, cell_free: np.ndarray, *,
-                stain_vector=STAIN_VECTORS["xgal"]) -> tuple[np.ndarray, np.ndarray]:
+def xgal_amount(
+    rgb: np.ndarray, cell_free: np.ndarray, *, stain_vector=STAIN_VECTORS["xgal"]
+) -> tuple[np.ndarray, np.ndarray]:
     """X-gal amount per pixel (OD units) and the white reference used (M, N, 3)."""
     white = white_reference(rgb, cell_free)
     matrix = stain_matrix([stain_vector, STAIN_VECTORS["neutral"]])
@@ -59,9 +64,16 @@ def pixel_threshold_from_background(xgal: np.ndarray, cell_free: np.ndarray) -> 
     return float(max(MIN_PIXEL_THRESHOLD_OD, np.median(values) + 5 * robust_sd(values)))
 
 
-def measure_sabgal(rgb: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
-                   stain_vector=STAIN_VECTORS["xgal"], pixel_threshold: float | str = "auto",
-                   margin: float = 3.0, cell_free: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+def measure_sabgal(
+    rgb: np.ndarray,
+    nuclei: np.ndarray,
+    cells: np.ndarray,
+    *,
+    stain_vector=STAIN_VECTORS["xgal"],
+    pixel_threshold: float | str = "auto",
+    margin: float = 3.0,
+    cell_free: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """Per-cell X-gal optical density and stained fraction (see module docstring).
 
     Parameters
@@ -93,27 +105,30 @@ def measure_sabgal(rgb: np.ndarray, nuclei: np.ndarray, cells: np.ndarray, *,
     if cell_free is None:
         cell_free = background_mask(cells, margin=margin)
     xgal, white = xgal_amount(rgb, cell_free, stain_vector=stain_vector)
-    threshold = (pixel_threshold_from_background(xgal, cell_free) if pixel_threshold == "auto"
-                 else float(pixel_threshold))
+    threshold = (
+        pixel_threshold_from_background(xgal, cell_free) if pixel_threshold == "auto" else float(pixel_threshold)
+    )
     info = {f"sabgal_white_{name}": float(white[..., c].mean()) for c, name in enumerate("rgb")}
-    info |= {"sabgal_pixel_threshold_od": threshold,
-            "sabgal_cell_free_fraction": float(cell_free.mean())}
+    info |= {"sabgal_pixel_threshold_od": threshold, "sabgal_cell_free_fraction": float(cell_free.mean())}
     ids = np.unique(nuclei[nuclei > 0])
     if ids.size == 0:
         return pd.DataFrame(columns=SABGAL_COLUMNS), info
     od_mean, area = _label_means(xgal, cells, ids)
     stained_fraction, _ = _label_means((xgal > threshold).astype(np.float64), cells, ids)
-    table = pd.DataFrame({
-        "label": ids.astype(np.int64),
-        "sabgal_od_mean": od_mean,
-        "sabgal_od_integrated": od_mean * area,
-        "sabgal_stained_fraction": stained_fraction,
-    })
+    table = pd.DataFrame(
+        {
+            "label": ids.astype(np.int64),
+            "sabgal_od_mean": od_mean,
+            "sabgal_od_integrated": od_mean * area,
+            "sabgal_stained_fraction": stained_fraction,
+        }
+    )
     return table, info
 
 
-def stained_od_sample(rgb: np.ndarray, cells: np.ndarray, *, margin: float = 3.0,
-                      max_pixels: int = 20000, seed: int = 0) -> np.ndarray:
+def stained_od_sample(
+    rgb: np.ndarray, cells: np.ndarray, *, margin: float = 3.0, max_pixels: int = 20000, seed: int = 0
+) -> np.ndarray:
     """OD vectors (P, 3) of up to ``max_pixels`` in-cell pixels, for stain estimation."""
     cell_free = background_mask(cells, margin=margin)
     od = optical_density(rgb, white_reference(rgb, cell_free))

@@ -84,8 +84,9 @@ def unmix(od: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return od @ np.linalg.inv(matrix)
 
 
-def estimate_stain_vectors(od_pixels: np.ndarray, *, min_od: float = 0.15,
-                           angle_percentile: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def estimate_stain_vectors(
+    od_pixels: np.ndarray, *, min_od: float = 0.15, angle_percentile: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two stain vectors from the OD of stained pixels (Macenko et al., ISBI 2009).
 
     The OD vectors of pixels with total OD above ``min_od`` are projected on the plane of

@@ -123,17 +123,25 @@ def auto_threshold(values) -> Threshold:
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size < MIN_CELLS_FOR_AUTO or np.ptp(values) == 0:
-        return Threshold(float("nan"), "undefined", int(values.size),
-                         {"reason": f"needs at least {MIN_CELLS_FOR_AUTO} cells with distinct values"})
+        return Threshold(
+            float("nan"),
+            "undefined",
+            int(values.size),
+            {"reason": f"needs at least {MIN_CELLS_FOR_AUTO} cells with distinct values"},
+        )
     scales = ("linear", "log") if values.min() > 0 else ("linear",)
     fits = {scale: fitted for scale in scales if (fitted := _fit_on_scale(values, scale)) is not None}
     if not fits:
-        return Threshold(float(threshold_otsu(values)), "otsu", int(values.size),
-                         {"reason": "mixture degenerate; Otsu used"})
+        return Threshold(
+            float(threshold_otsu(values)), "otsu", int(values.size), {"reason": "mixture degenerate; Otsu used"}
+        )
     scale = max(fits, key=lambda s: fits[s][2])
     fit, boundary, likelihood = fits[scale]
     detail = {k: [float(x) for x in v] for k, v in fit.items()} | {
-        "scale": scale, "log_likelihood": likelihood, "expected_miscalled_fraction": miscalled_fraction(fit, boundary)}
+        "scale": scale,
+        "log_likelihood": likelihood,
+        "expected_miscalled_fraction": miscalled_fraction(fit, boundary),
+    }
     return Threshold(float(np.exp(boundary)) if scale == "log" else boundary, "mixture", int(values.size), detail)
 
 
@@ -153,7 +161,7 @@ def mixture_percent(values, threshold: Threshold, *, iterations: int = 500) -> f
     values = _to_scale(values[np.isfinite(values)], threshold.detail.get("scale", "linear"))
     if values.size == 0:
         return float("nan")
-    (w_neg, w_pos), means, sds = threshold.detail["weights"], threshold.detail["means"], threshold.detail["sds"]
+    (_, w_pos), means, sds = threshold.detail["weights"], threshold.detail["means"], threshold.detail["sds"]
     negative, positive = _gaussian(values, means[0], sds[0]), _gaussian(values, means[1], sds[1])
     share = float(w_pos)
     for _ in range(iterations):
@@ -202,23 +210,35 @@ def reporter_gate_threshold(values, setting: float | str, *, background: float =
         return resolve_threshold(values, setting)
     fitted = auto_threshold(values)
     if fitted.method != "mixture":
-        return Threshold(float("-inf"), "none", fitted.n_values,
-                         {"reason": "no separate non-expressing population: no two-population fit"})
+        return Threshold(
+            float("-inf"),
+            "none",
+            fitted.n_values,
+            {"reason": "no separate non-expressing population: no two-population fit"},
+        )
     (w_low, _), means = fitted.detail["weights"], fitted.detail["means"]
     if fitted.detail.get("scale") == "log":
         means = np.exp(means)
     reasons = []
     if fitted.detail["expected_miscalled_fraction"] > GATE_MAX_MISCALLED:
-        reasons.append(f"the populations overlap ({100 * fitted.detail['expected_miscalled_fraction']:.0f} % miscalled)")
+        reasons.append(
+            f"the populations overlap ({100 * fitted.detail['expected_miscalled_fraction']:.0f} % miscalled)"
+        )
     if w_low > 0.5:
         reasons.append(f"the low population is the majority ({100 * w_low:.0f} %)")
     background = float(background) if np.isfinite(background) else 0.0
     if not means[0] - background <= GATE_MAX_LOW_TO_HIGH * (means[1] - background):
-        reasons.append(f"the low population is not near background (mean {means[0]:.3g} vs {means[1]:.3g}, "
-                       f"background {background:.3g})")
+        reasons.append(
+            f"the low population is not near background (mean {means[0]:.3g} vs {means[1]:.3g}, "
+            f"background {background:.3g})"
+        )
     if reasons:
-        return Threshold(float("-inf"), "none", fitted.n_values,
-                         fitted.detail | {"reason": "no separate non-expressing population: " + "; ".join(reasons)})
+        return Threshold(
+            float("-inf"),
+            "none",
+            fitted.n_values,
+            fitted.detail | {"reason": "no separate non-expressing population: " + "; ".join(reasons)},
+        )
     return fitted
 
 

@@ -7,6 +7,15 @@ from imaging.io.wells import normalize_well
 from imaging.io.writers import write_csv, write_json, write_labels
 
 __all__ = [
-    "Field", "annotate_wells", "check_image_file", "discover_images", "group_fields",
-    "normalize_well", "read_channel", "read_platemap", "write_csv", "write_json", "write_labels",
+    "Field",
+    "annotate_wells",
+    "check_image_file",
+    "discover_images",
+    "group_fields",
+    "normalize_well",
+    "read_channel",
+    "read_platemap",
+    "write_csv",
+    "write_json",
+    "write_labels",
 ]

@@ -119,14 +119,17 @@ def open_image(path: str | Path, *, suffix: str | None = None):
 
         reader = __import__(module).Reader
     except ImportError:
-        raise InputError(f"reading {suffix} files needs the bioio plugin {package}", path=path,
-                         fix=f"pip install bioio {package}") from None
+        raise InputError(
+            f"reading {suffix} files needs the bioio plugin {package}", path=path, fix=f"pip install bioio {package}"
+        ) from None
     try:
         return BioImage(str(path), reader=reader)
     except Exception as exc:  # bioio's plugins raise anything from format errors to KeyErrors
-        raise InputError(f"cannot be read as {suffix} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                         path=path, fix="check the file (copy it again from the instrument), or export it as "
-                                        "OME-TIFF") from None
+        raise InputError(
+            f"cannot be read as {suffix} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            path=path,
+            fix="check the file (copy it again from the instrument), or export it as OME-TIFF",
+        ) from None
 
 
 # ---- OME-Zarr HCS plates ------------------------------------------------------------------
@@ -192,10 +195,13 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
     try:
         compiled = re.compile(pattern or DEFAULT_SCENE_PATTERN)
     except re.error as exc:
-        raise InputError(f"naming.scenes is not a valid regular expression ({exc})", path=path,
-                         fix="correct naming.scenes in the pipeline") from None
+        raise InputError(
+            f"naming.scenes is not a valid regular expression ({exc})",
+            path=path,
+            fix="correct naming.scenes in the pipeline",
+        ) from None
     positions, next_site = [], {}
-    for index, scene in enumerate(scene_names):
+    for scene in scene_names:
         text = f"{stem}/{scene}"
         # the default takes the last well-like token: the scene's over the file's, C05 over P1
         match = compiled.search(text) if pattern else next(reversed(list(compiled.finditer(text))), None)
@@ -211,11 +217,14 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
                 raise ValueError
         except ValueError:
             shown = ", ".join(repr(s) for s in scene_names[:4]) + (" ..." if len(scene_names) > 4 else "")
-            raise InputError(f"no well found for scene {scene!r} (file {stem!r}; scenes: {shown})", path=path,
-                             fix="give a scene map (--scene-map CSV with columns scene, well[, site]), name the "
-                                 "file or scenes after their wells (e.g. plate1_B03.nd2), or give naming.scenes, a "
-                                 "regular expression with groups well (or row and column) and site matched against "
-                                 "'<file stem>/<scene name>'") from None
+            raise InputError(
+                f"no well found for scene {scene!r} (file {stem!r}; scenes: {shown})",
+                path=path,
+                fix="give a scene map (--scene-map CSV with columns scene, well[, site]), name the "
+                "file or scenes after their wells (e.g. plate1_B03.nd2), or give naming.scenes, a "
+                "regular expression with groups well (or row and column) and site matched against "
+                "'<file stem>/<scene name>'",
+            ) from None
         well = format_well(row, column)
         if groups.get("site"):
             site = int(groups["site"])
@@ -228,8 +237,11 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
     duplicated = {p for p in positions if positions.count(p) > 1}
     if duplicated:
         well, site = sorted(duplicated)[0]
-        raise InputError(f"two scenes are well {well}, site {site}", path=path,
-                         fix="give naming.scenes a site group that tells the scenes apart")
+        raise InputError(
+            f"two scenes are well {well}, site {site}",
+            path=path,
+            fix="give naming.scenes a site group that tells the scenes apart",
+        )
     return positions
 
 
@@ -263,26 +275,35 @@ def read_scene_map(path: str | Path) -> dict[tuple[str, str], ScenePosition]:
     missing = [c for c in ("scene", "well") if c not in table.columns]
     unknown = [c for c in table.columns if c not in SCENE_MAP_COLUMNS]
     if missing or unknown:
-        raise InputError(f"has no {missing[0]!r} column" if missing else f"has unknown column(s) {unknown}", path=path,
-                         fix=f"columns are scene, well and optionally site, plate, file ({', '.join(SCENE_MAP_COLUMNS)})")
+        raise InputError(
+            f"has no {missing[0]!r} column" if missing else f"has unknown column(s) {unknown}",
+            path=path,
+            fix=f"columns are scene, well and optionally site, plate, file ({', '.join(SCENE_MAP_COLUMNS)})",
+        )
     mapping = {}
     for line, row in enumerate(table.to_dict("records"), start=2):
         parsed = parse_well(row["well"].strip())
         site = row.get("site", "").strip()
         if parsed is None or (site and not (site.isdigit() and int(site) >= 1)):
-            raise InputError(f"line {line}: {'well ' + repr(row['well']) if parsed is None else 'site ' + repr(site)} "
-                             "is not valid", path=path, fix="write wells as A01 and sites as 1, 2, ...")
+            raise InputError(
+                f"line {line}: {'well ' + repr(row['well']) if parsed is None else 'site ' + repr(site)} is not valid",
+                path=path,
+                fix="write wells as A01 and sites as 1, 2, ...",
+            )
         key = (row.get("file", "").strip(), row["scene"].strip())
         if key in mapping:
-            raise InputError(f"line {line}: scene {key[1]!r} is listed twice", path=path,
-                             fix="give each scene one row (add a file column for folders of several files)")
-        mapping[key] = ScenePosition(well=format_well(*parsed), site=int(site) if site else None,
-                                     plate=row.get("plate", "").strip() or None)
+            raise InputError(
+                f"line {line}: scene {key[1]!r} is listed twice",
+                path=path,
+                fix="give each scene one row (add a file column for folders of several files)",
+            )
+        mapping[key] = ScenePosition(
+            well=format_well(*parsed), site=int(site) if site else None, plate=row.get("plate", "").strip() or None
+        )
     return mapping
 
 
-def mapped_positions(path: Path, scenes: list[str], ids: list[str], mapping: dict, *,
-                     source) -> list[ScenePosition]:
+def mapped_positions(path: Path, scenes: list[str], ids: list[str], mapping: dict, *, source) -> list[ScenePosition]:
     """Each scene's position from a scene map, found by (file, name), (file, id), then name
     or id alone; InputError listing the scenes the map lacks."""
     found, unmapped = [], []
@@ -292,9 +313,12 @@ def mapped_positions(path: Path, scenes: list[str], ids: list[str], mapping: dic
         (found if position is not None else unmapped).append(position or name)
     if unmapped:
         shown = ", ".join(repr(s) for s in unmapped[:4]) + (" ..." if len(unmapped) > 4 else "")
-        raise InputError(f"the scene map has no row for {len(unmapped)} scene(s) of {path.name}: {shown}", path=source,
-                         fix="add a row (scene, well, site) for each scene; a scene is named as listed here or "
-                             "by its id (Image:0, ...)")
+        raise InputError(
+            f"the scene map has no row for {len(unmapped)} scene(s) of {path.name}: {shown}",
+            path=source,
+            fix="add a row (scene, well, site) for each scene; a scene is named as listed here or "
+            "by its id (Image:0, ...)",
+        )
     return found
 
 
@@ -317,17 +341,22 @@ def _pick_channel(name: str, spec, channel_names: list[str], *, path, scene: str
         index = match_channel_name(spec.name, channel_names)
         if index is not None:
             return index
-        raise InputError(f"scene {scene!r} has no channel named {spec.name!r} for {name} (channels: {listed})",
-                         path=path, fix=f"set channels.{name}.name to one of the file's channel names, or "
-                                        f"channels.{name}.id to its 1-based index")
+        raise InputError(
+            f"scene {scene!r} has no channel named {spec.name!r} for {name} (channels: {listed})",
+            path=path,
+            fix=f"set channels.{name}.name to one of the file's channel names, or "
+            f"channels.{name}.id to its 1-based index",
+        )
     try:
         index = int(spec.id) - 1
     except (TypeError, ValueError):
         index = -1
     if not 0 <= index < len(channel_names):
-        raise InputError(f"channel {name} has id {spec.id!r}, but scene {scene!r} has {len(channel_names)} "
-                         f"channel(s): {listed}", path=path,
-                         fix=f"set channels.{name}.id to a 1-based channel index, or channels.{name}.name")
+        raise InputError(
+            f"channel {name} has id {spec.id!r}, but scene {scene!r} has {len(channel_names)} channel(s): {listed}",
+            path=path,
+            fix=f"set channels.{name}.id to a 1-based channel index, or channels.{name}.name",
+        )
     return index
 
 
@@ -343,38 +372,65 @@ def describe_plane(image, *, path, scene_index: int, pipeline, label: str | None
     naming = pipeline.naming
     found = f"dims {dict(zip(dims.order, dims.shape))}, channels {names}"
     if dims.T > 1 and naming.timepoint is None:
-        raise InputError(f"scene {scene!r} is a time series of {dims.T} time points ({found})", path=path,
-                         fix="set naming.timepoint: all in the pipeline (a timepoint column in every table), "
-                             "or naming.timepoint: N for one time point")
-    timepoint = naming.timepoint - 1 if isinstance(naming.timepoint, int) else 0  # 'all': one field per time point (_fields)
+        raise InputError(
+            f"scene {scene!r} is a time series of {dims.T} time points ({found})",
+            path=path,
+            fix="set naming.timepoint: all in the pipeline (a timepoint column in every table), "
+            "or naming.timepoint: N for one time point",
+        )
+    timepoint = (
+        naming.timepoint - 1 if isinstance(naming.timepoint, int) else 0
+    )  # 'all': one field per time point (_fields)
     if timepoint >= dims.T:
-        raise InputError(f"naming.timepoint is {naming.timepoint}, but scene {scene!r} has {dims.T}", path=path,
-                         fix="choose a time point the file has")
+        raise InputError(
+            f"naming.timepoint is {naming.timepoint}, but scene {scene!r} has {dims.T}",
+            path=path,
+            fix="choose a time point the file has",
+        )
     z_plane = None
     if naming.plane is not None:
         if naming.plane > dims.Z:
-            raise InputError(f"naming.plane is {naming.plane}, but scene {scene!r} has {dims.Z} Z plane(s)",
-                             path=path, fix="choose a plane the file has, or drop naming.plane to project with naming.z")
+            raise InputError(
+                f"naming.plane is {naming.plane}, but scene {scene!r} has {dims.Z} Z plane(s)",
+                path=path,
+                fix="choose a plane the file has, or drop naming.plane to project with naming.z",
+            )
         z_plane = naming.plane - 1
     elif dims.Z == 1:
         z_plane = 0
-    channels = tuple((name, _pick_channel(name, spec, names, path=path, scene=scene))
-                     for name, spec in pipeline.channels.items())
+    channels = tuple(
+        (name, _pick_channel(name, spec, names, path=path, scene=scene)) for name, spec in pipeline.channels.items()
+    )
     for name, spec in pipeline.channels.items():
         if spec.kind == "brightfield" and "S" not in dims.order:
-            raise InputError(f"channel {name} is brightfield (RGB), but scene {scene!r} holds no RGB samples "
-                             f"({found})", path=path, fix="declare the channel as kind: fluorescence")
+            raise InputError(
+                f"channel {name} is brightfield (RGB), but scene {scene!r} holds no RGB samples ({found})",
+                path=path,
+                fix="declare the channel as kind: fluorescence",
+            )
     sizes = image.physical_pixel_sizes
     pixel = float(sizes.X) if sizes.X and np.isfinite(sizes.X) and sizes.X > 0 else None
     if pixel is not None and Path(path).is_dir() and _zarr_x_unit(Path(path)) != "micrometer":
         pixel = None  # an OME-Zarr scale without a unit is in pixels, not um
-    return ContainerPlane(path=str(path), scene=scene_index, scene_name=str(scene), channels=channels,
-                          z_plane=z_plane, z_rule="plane" if z_plane is not None else naming.z, n_z=int(dims.Z),
-                          timepoint=timepoint, n_timepoints=int(dims.T), rows=int(dims.Y), columns=int(dims.X), pixel_size_um=pixel)
+    return ContainerPlane(
+        path=str(path),
+        scene=scene_index,
+        scene_name=str(scene),
+        channels=channels,
+        z_plane=z_plane,
+        z_rule="plane" if z_plane is not None else naming.z,
+        n_z=int(dims.Z),
+        timepoint=timepoint,
+        n_timepoints=int(dims.T),
+        rows=int(dims.Y),
+        columns=int(dims.X),
+        pixel_size_um=pixel,
+    )
 
 
-def container_fields(input_dir: str | Path, pipeline, *, field_type,
-                     scene_map: dict[tuple[str, str], ScenePosition] | None = None) -> tuple[list, int]:
+def container_fields(
+    input_dir: str | Path, pipeline, *, field_type, scene_map: dict[tuple[str, str], ScenePosition] | None = None
+) -> tuple[list, int]:
     """Every field of the containers under ``input_dir`` (``field_type``: discover.Field),
     with their planes checked from metadata; returns (fields, number of container files).
     ``scene_map`` (:func:`read_scene_map`) places the scenes instead of their names."""
@@ -384,28 +440,34 @@ def container_fields(input_dir: str | Path, pipeline, *, field_type,
         plate_fields = hcs_plate_fields(path) if container_suffix(path) == ".zarr" else None
         if plate_fields is not None:
             for entry in plate_fields:
-                plane = describe_plane(open_image(entry["path"], suffix=".zarr"), path=entry["path"], scene_index=0,
-                                       pipeline=pipeline)
+                plane = describe_plane(
+                    open_image(entry["path"], suffix=".zarr"), path=entry["path"], scene_index=0, pipeline=pipeline
+                )
                 fields += _fields(field_type, entry["plate"], entry["well"], entry["site"], plane, pipeline)
             continue
         image = open_image(path)
         stem = Path(path).name[: -len(container_suffix(path))]
         scenes = scene_names(image, container_suffix(path))
-        for index, (plate, well, site) in enumerate(_scene_places(Path(path), stem, image, scenes, pipeline,
-                                                                   scene_map, source=input_dir)):
+        for index, (plate, well, site) in enumerate(
+            _scene_places(Path(path), stem, image, scenes, pipeline, scene_map, source=input_dir)
+        ):
             plane = describe_plane(image, path=path, scene_index=index, pipeline=pipeline, label=scenes[index])
             fields += _fields(field_type, plate, well, site, plane, pipeline)
     keys = [(f.plate, f.well, f.site, f.timepoint) for f in fields]
     if len(set(keys)) != len(keys):
         plate, well, site, _ = next(k for k in keys if keys.count(k) > 1)
-        raise InputError(f"two scenes are plate {plate}, well {well}, site {site}", path=input_dir,
-                         fix="give each plate's files distinct names, set naming.scenes, or give each scene its own "
-                             "well and site in the scene map")
+        raise InputError(
+            f"two scenes are plate {plate}, well {well}, site {site}",
+            path=input_dir,
+            fix="give each plate's files distinct names, set naming.scenes, or give each scene its own "
+            "well and site in the scene map",
+        )
     return sorted(fields, key=lambda f: (f.plate, f.row, f.column, f.site, f.timepoint or 0)), len(containers)
 
 
-def _scene_places(path: Path, stem: str, image, scenes: list[str], pipeline, scene_map, *,
-                  source) -> list[tuple[str, str, int]]:
+def _scene_places(
+    path: Path, stem: str, image, scenes: list[str], pipeline, scene_map, *, source
+) -> list[tuple[str, str, int]]:
     """(plate, well, site) of each scene of one container: from the scene map when given (sites
     the map leaves out counted in scene order), else from the scene names."""
     if scene_map is None:
@@ -425,9 +487,19 @@ def _fields(field_type, plate: str, well: str, site: int, plane: ContainerPlane,
     paths = {name: plane.path for name, _ in plane.channels}
     if not pipeline.naming.every_timepoint:
         return [field_type(plate=plate, well=well, row=row, column=column, site=site, paths=paths, plane=plane)]
-    return [field_type(plate=plate, well=well, row=row, column=column, site=site, paths=paths,
-                       plane=dataclasses.replace(plane, timepoint=t), timepoint=t + 1)
-            for t in range(plane.n_timepoints)]
+    return [
+        field_type(
+            plate=plate,
+            well=well,
+            row=row,
+            column=column,
+            site=site,
+            paths=paths,
+            plane=dataclasses.replace(plane, timepoint=t),
+            timepoint=t + 1,
+        )
+        for t in range(plane.n_timepoints)
+    ]
 
 
 def read_planes(plane: ContainerPlane, pipeline) -> dict[str, np.ndarray]:

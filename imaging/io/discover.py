@@ -31,12 +31,16 @@ import logging
 import posixpath
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from imaging.errors import InputError
 from imaging.io import files
 from imaging.io.wells import MAX_COLUMNS, MAX_ROWS, format_well, parse_well, row_letters_to_index
+
+if TYPE_CHECKING:
+    from imaging.io.containers import ContainerPlane
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ class Field:
     column: int
     site: int
     paths: dict[str, str]
-    plane: "ContainerPlane | None" = None  # set for fields inside a container file (io.containers)
+    plane: ContainerPlane | None = None  # set for fields inside a container file (io.containers)
     pixel_size_um: float | None = None  # from the instrument's metadata beside the files (io.harmony)
     timepoint: int | None = None  # 1-based; set only in a run of every time point (naming.timepoint: all)
 
@@ -103,8 +107,11 @@ def _check_encodable(relative: str, root) -> None:
         relative.encode("utf-8")
     except UnicodeEncodeError:
         shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        raise InputError(f"the file name {shown!r} is not valid UTF-8", path=root,
-                         fix="rename the file (or convert the folder's names with `convmv -f latin1 -t utf8`)") from None
+        raise InputError(
+            f"the file name {shown!r} is not valid UTF-8",
+            path=root,
+            fix="rename the file (or convert the folder's names with `convmv -f latin1 -t utf8`)",
+        ) from None
 
 
 def list_image_files(input_dir: str | Path) -> list[tuple[str, str]]:
@@ -114,10 +121,12 @@ def list_image_files(input_dir: str | Path) -> list[tuple[str, str]]:
         raise InputError("folder does not exist", path=input_dir, fix="check the INPUT_DIR argument")
     if not files.is_dir(input_dir):
         raise InputError("is not a folder", path=input_dir, fix="give the folder the instrument exported")
-    found = [(path, relative) for path, relative in files.list_files(input_dir)
-             if posixpath.splitext(relative)[1].lower() in IMAGE_SUFFIXES
-             and not _is_skipped(posixpath.basename(relative))]
-    for path, relative in found:
+    found = [
+        (path, relative)
+        for path, relative in files.list_files(input_dir)
+        if posixpath.splitext(relative)[1].lower() in IMAGE_SUFFIXES and not _is_skipped(posixpath.basename(relative))
+    ]
+    for _, relative in found:
         _check_encodable(relative, input_dir)
     if not found:
         raise InputError(
@@ -133,8 +142,9 @@ def compile_pattern(pattern: str, *, source: str = "naming pattern") -> re.Patte
     try:
         compiled = re.compile(pattern)
     except re.error as exc:
-        raise InputError(f"{source} is not a valid regular expression ({exc})",
-                         fix="check brackets and escapes in the pattern") from None
+        raise InputError(
+            f"{source} is not a valid regular expression ({exc})", fix="check brackets and escapes in the pattern"
+        ) from None
     groups = set(compiled.groupindex)
     if "well" not in groups and not {"row", "column"} <= groups:
         raise InputError(
@@ -146,7 +156,7 @@ def compile_pattern(pattern: str, *, source: str = "naming pattern") -> re.Patte
         raise InputError(
             f"{source} has unknown named groups {sorted(unknown)}",
             fix="allowed groups: plate, well, row, column, site, timepoint, channel, plane "
-                "(use unnamed groups (...) for anything else)",
+            "(use unnamed groups (...) for anything else)",
         )
     return compiled
 
@@ -216,8 +226,9 @@ def _table(found: list[tuple[str, str]], root, pattern: re.Pattern) -> pd.DataFr
     return pd.DataFrame(rows, columns=FIELD_TABLE_COLUMNS)
 
 
-def discover_images(input_dir: str | Path, *, preset: str = "auto",
-                    pattern: str | None = None) -> tuple[pd.DataFrame, str]:
+def discover_images(
+    input_dir: str | Path, *, preset: str = "auto", pattern: str | None = None
+) -> tuple[pd.DataFrame, str]:
     """List the images of a plate folder with their plate, well, site and channel.
 
     Parameters
@@ -244,8 +255,9 @@ def discover_images(input_dir: str | Path, *, preset: str = "auto",
         compiled = compile_pattern(pattern)
         table, naming = _table(found, root, compiled), "regex"
     elif preset == "regex":
-        raise InputError("naming preset 'regex' needs a pattern",
-                         fix="set naming.pattern in the pipeline or pass --pattern")
+        raise InputError(
+            "naming preset 'regex' needs a pattern", fix="set naming.pattern in the pipeline or pass --pattern"
+        )
     elif preset == "auto":
         candidates = {name: _table(found, root, re.compile(p, re.IGNORECASE)) for name, p in PRESETS.items()}
         naming = max(candidates, key=lambda name: len(candidates[name]))
@@ -253,27 +265,34 @@ def discover_images(input_dir: str | Path, *, preset: str = "auto",
     elif preset in PRESETS:
         table, naming = _table(found, root, re.compile(PRESETS[preset], re.IGNORECASE)), preset
     else:
-        raise InputError(f"unknown naming preset {preset!r}",
-                         fix=f"use one of: auto, {', '.join(PRESETS)}, regex")
+        raise InputError(f"unknown naming preset {preset!r}", fix=f"use one of: auto, {', '.join(PRESETS)}, regex")
     if table.empty:
         examples = ", ".join(posixpath.basename(rel) for _, rel in found[:3])
         raise InputError(
             f"none of the {len(found)} image files matches the {naming} naming (e.g. {examples})",
             path=root,
             fix="give a regular expression with named groups (plate, well or row+column, site, "
-                "channel) as naming.pattern in the pipeline or --pattern on the command line",
+            "channel) as naming.pattern in the pipeline or --pattern on the command line",
         )
     unmatched = len(found) - len(table)
     if unmatched:
-        log.warning("%d of %d image files in %s do not match the %s naming and are ignored",
-                    unmatched, len(found), root, naming)
-    table = table.sort_values(["plate", "row", "column", "site", "timepoint", "channel", "plane"],
-                              kind="stable").reset_index(drop=True)
+        log.warning(
+            "%d of %d image files in %s do not match the %s naming and are ignored", unmatched, len(found), root, naming
+        )
+    table = table.sort_values(
+        ["plate", "row", "column", "site", "timepoint", "channel", "plane"], kind="stable"
+    ).reset_index(drop=True)
     return table, naming
 
 
-def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
-                 plane: int | None = None, source: str | None = None, every_timepoint: bool = False) -> list[Field]:
+def group_fields(
+    table: pd.DataFrame,
+    channels: dict[str, str],
+    *,
+    plane: int | None = None,
+    source: str | None = None,
+    every_timepoint: bool = False,
+) -> list[Field]:
     """One :class:`Field` per (plate, well, site, timepoint) with a file for each pipeline channel.
 
     Parameters
@@ -297,8 +316,7 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
     if plane is not None:
         table = table[table["plane"] == plane]
         if table.empty:
-            raise InputError(f"no images of plane {plane}", path=source,
-                             fix="check naming.plane in the pipeline")
+            raise InputError(f"no images of plane {plane}", path=source, fix="check naming.plane in the pipeline")
     table = table[table["channel"].isin(list(wanted))]
     if table.empty:
         raise InputError(
@@ -308,7 +326,8 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
         )
     fields: list[Field] = []
     for (plate, row, column, site, timepoint), group in table.groupby(
-            ["plate", "row", "column", "site", "timepoint"], sort=True):
+        ["plate", "row", "column", "site", "timepoint"], sort=True
+    ):
         well = format_well(row, column)
         name = f"plate {plate}, well {well}, site {site}" + (f", time point {timepoint}" if every_timepoint else "")
         duplicated = group["channel"][group["channel"].duplicated()]
@@ -329,6 +348,15 @@ def group_fields(table: pd.DataFrame, channels: dict[str, str], *,
                 fix="add the missing file, remove the incomplete field, or fix the channel ids in the pipeline",
             )
         paths = {wanted[c]: p for c, p in zip(group["channel"], group["path"])}
-        fields.append(Field(plate=str(plate), well=well, row=int(row), column=int(column),
-                            site=int(site), paths=paths, timepoint=int(timepoint) if every_timepoint else None))
+        fields.append(
+            Field(
+                plate=str(plate),
+                well=well,
+                row=int(row),
+                column=int(column),
+                site=int(site),
+                paths=paths,
+                timepoint=int(timepoint) if every_timepoint else None,
+            )
+        )
     return fields

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 
 def is_url(path) -> bool:

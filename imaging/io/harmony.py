@@ -78,11 +78,16 @@ def read_index(path: str | Path) -> HarmonyIndex:
                 name = url.text.strip().rsplit("/", 1)[-1]
                 channel = fields.get("ChannelName")
                 images[name] = HarmonyImage(
-                    file_name=name, channel_id=str(int(fields["ChannelID"].text)) if "ChannelID" in fields else "",
+                    file_name=name,
+                    channel_id=str(int(fields["ChannelID"].text)) if "ChannelID" in fields else "",
                     channel_name=channel.text.strip() if channel is not None and channel.text else None,
-                    pixel_size_um=_pixel_size(fields.get("ImageResolutionX")))
+                    pixel_size_um=_pixel_size(fields.get("ImageResolutionX")),
+                )
             element.clear()
     except (ElementTree.ParseError, ValueError) as exc:
-        raise InputError(f"is not a readable Harmony index ({exc})", path=path,
-                         fix="export the measurement again from Harmony, or remove the index to use file names only") from None
+        raise InputError(
+            f"is not a readable Harmony index ({exc})",
+            path=path,
+            fix="export the measurement again from Harmony, or remove the index to use file names only",
+        ) from None
     return HarmonyIndex(path=path, images=images)

@@ -53,26 +53,42 @@ def read_htd(path: str | Path) -> HtdPlate:
     """Parse an ``.HTD``; InputError naming the file when it is not one."""
     path = Path(path)
     if path.stat().st_size > MAX_HTD_BYTES:
-        raise InputError(f"is {path.stat().st_size} bytes, not a MetaXpress plate description (a few kB)", path=path,
-                         fix="remove the file, or replace it with the instrument's .HTD")
+        raise InputError(
+            f"is {path.stat().st_size} bytes, not a MetaXpress plate description (a few kB)",
+            path=path,
+            fix="remove the file, or replace it with the instrument's .HTD",
+        )
     text = path.read_bytes().decode("latin-1")  # MetaXpress writes the description in the system code page
     entries: dict[str, list[str]] = {}
     for row in csv.reader(text.splitlines(), skipinitialspace=True):
         if row:
             entries[row[0].strip()] = row[1:]
     if "HTSInfoFile" not in entries:
-        raise InputError("is not a MetaXpress .HTD file (no \"HTSInfoFile\" line)", path=path,
-                         fix="remove the file, or replace it with the instrument's .HTD")
+        raise InputError(
+            'is not a MetaXpress .HTD file (no "HTSInfoFile" line)',
+            path=path,
+            fix="remove the file, or replace it with the instrument's .HTD",
+        )
     try:
-        wells = tuple(format_well(r, c + 1) for r in range(1, int(entries.get("YWells", ["0"])[0]) + 1)
-                      for c, on in enumerate(_flags(entries.get(f"WellsSelection{r}", []))) if on)
+        wells = tuple(
+            format_well(r, c + 1)
+            for r in range(1, int(entries.get("YWells", ["0"])[0]) + 1)
+            for c, on in enumerate(_flags(entries.get(f"WellsSelection{r}", [])))
+            if on
+        )
         sites = sum(sum(_flags(values)) for key, values in entries.items() if key.startswith("SiteSelection"))
         n_waves = int(entries.get("NWavelengths", ["1"])[0])
         names = {str(k): entries.get(f"WaveName{k}", [""])[0].strip() for k in range(1, n_waves + 1)}
         timepoints = int(entries.get("TimePoints", ["1"])[0])
     except (ValueError, IndexError) as exc:
-        raise InputError(f"is not a readable MetaXpress .HTD file ({exc})", path=path,
-                         fix="copy the file again from the instrument") from None
+        raise InputError(
+            f"is not a readable MetaXpress .HTD file ({exc})", path=path, fix="copy the file again from the instrument"
+        ) from None
     use_sites = entries.get("Sites", ["FALSE"])[0].strip().upper() == "TRUE"
-    return HtdPlate(path=path, wells=wells, n_sites=max(sites, 1) if use_sites else 1,
-                    wave_names={k: v for k, v in names.items() if v}, n_timepoints=max(timepoints, 1))
+    return HtdPlate(
+        path=path,
+        wells=wells,
+        n_sites=max(sites, 1) if use_sites else 1,
+        wave_names={k: v for k, v in names.items() if v},
+        n_timepoints=max(timepoints, 1),
+    )

@@ -25,10 +25,12 @@ def check_folder_name(name: str, *, kind: str, source=None) -> str:
     """``name`` if it is a safe single folder name, else an :class:`InputError` naming it."""
     text = str(name)
     if text.strip() in ("", ".", "..") or any(c in text for c in "/\\") or any(ord(c) < 32 for c in text):
-        raise InputError(f"{kind} name {text!r} cannot be a folder name (empty, '.', '..', a path separator "
-                         "or a control character)", path=source,
-                         fix=f"rename the files or folder so the {kind} has a plain name, or give --pattern "
-                             f"a {kind} group that captures one")
+        raise InputError(
+            f"{kind} name {text!r} cannot be a folder name (empty, '.', '..', a path separator or a control character)",
+            path=source,
+            fix=f"rename the files or folder so the {kind} has a plain name, or give --pattern "
+            f"a {kind} group that captures one",
+        )
     return text
 
 

@@ -21,9 +21,27 @@ from imaging.io.wells import format_well, parse_well
 KNOWN_ANNOTATIONS = ("cell_line", "genotype", "treatment", "dose", "replicate", "control")
 # Columns every pipeline's tables carry: a plate map may not define them (the measured columns
 # a given pipeline adds are checked at planning: tables.clashing_output_column)
-RESERVED_COLUMNS = ("row", "column", "site", "timepoint", "label", "n_cells", "n_cells_in_readouts", "nucleus_radius_px", "focus_blur_px",
-                    "pixel_size_um", "qc_pass", "qc_reasons", "curation", "used_in_wells",
-                    "field_used_in_wells", "curated", "n_fields", "n_fields_used", "n_fields_failed_qc")
+RESERVED_COLUMNS = (
+    "row",
+    "column",
+    "site",
+    "timepoint",
+    "label",
+    "n_cells",
+    "n_cells_in_readouts",
+    "nucleus_radius_px",
+    "focus_blur_px",
+    "pixel_size_um",
+    "qc_pass",
+    "qc_reasons",
+    "curation",
+    "used_in_wells",
+    "field_used_in_wells",
+    "curated",
+    "n_fields",
+    "n_fields_used",
+    "n_fields_failed_qc",
+)
 
 
 def _clean_header(name: str) -> str:
@@ -47,29 +65,39 @@ def read_platemap(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError("plate map not found", path=path, fix="check the --platemap argument")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                            encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
         # Excel in many European locales saves "CSV" with semicolons; tab-separated text too
         if len(table.columns) == 1:
             separator = next((s for s in (";", "\t") if s in str(table.columns[0])), None)
             if separator:
-                table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                                    encoding="utf-8-sig", sep=separator)
+                table = pd.read_csv(
+                    path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig", sep=separator
+                )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot be read as CSV ({str(exc).splitlines()[0]})", path=path,
-                         fix="save the plate map as comma-separated UTF-8 text with a header row") from None
+        raise InputError(
+            f"cannot be read as CSV ({str(exc).splitlines()[0]})",
+            path=path,
+            fix="save the plate map as comma-separated UTF-8 text with a header row",
+        ) from None
     table.columns = [_clean_header(c) for c in table.columns]
     if "well" not in table.columns:
-        raise InputError(f"has no 'well' column (columns: {', '.join(table.columns)})", path=path,
-                         fix="add a header row with a column named 'well' (A01, A02, ...)")
+        raise InputError(
+            f"has no 'well' column (columns: {', '.join(table.columns)})",
+            path=path,
+            fix="add a header row with a column named 'well' (A01, A02, ...)",
+        )
     duplicated_columns = table.columns[table.columns.duplicated()].tolist()
     if duplicated_columns:
-        raise InputError(f"has the column {duplicated_columns[0]!r} twice", path=path,
-                         fix="give every column a distinct name")
+        raise InputError(
+            f"has the column {duplicated_columns[0]!r} twice", path=path, fix="give every column a distinct name"
+        )
     reserved = [c for c in table.columns if c in RESERVED_COLUMNS]
     if reserved:
-        raise InputError(f"column {reserved[0]!r} is computed by the pipeline", path=path,
-                         fix=f"rename or remove the column {reserved[0]!r}")
+        raise InputError(
+            f"column {reserved[0]!r} is computed by the pipeline",
+            path=path,
+            fix=f"rename or remove the column {reserved[0]!r}",
+        )
     table = table.apply(lambda col: col.str.strip())
     table = table[~(table == "").all(axis=1)].reset_index(drop=True)
     if table.empty:
@@ -79,8 +107,11 @@ def read_platemap(path: str | Path) -> pd.DataFrame:
     for line, name in enumerate(table["well"], start=2):  # line 1 is the header
         parsed = parse_well(name)
         if parsed is None:
-            raise InputError(f"line {line}: {name!r} is not a well name", path=path,
-                             fix="write wells as a row letter and a column number, e.g. A1 or A01")
+            raise InputError(
+                f"line {line}: {name!r} is not a well name",
+                path=path,
+                fix="write wells as a row letter and a column number, e.g. A1 or A01",
+            )
         wells.append(format_well(*parsed))
     table["well"] = wells
 
@@ -90,16 +121,21 @@ def read_platemap(path: str | Path) -> pd.DataFrame:
         first = duplicated.iloc[0]
         where = f"plate {first['plate']}, " if "plate" in keys else ""
         lines = ", ".join(str(i + 2) for i in duplicated.index[:4])
-        raise InputError(f"{where}well {first['well']} is described more than once (lines {lines})",
-                         path=path, fix="keep one row per well (per plate)")
+        raise InputError(
+            f"{where}well {first['well']} is described more than once (lines {lines})",
+            path=path,
+            fix="keep one row per well (per plate)",
+        )
 
     if "dose" in table.columns:
         numeric = pd.to_numeric(table["dose"].replace("", None), errors="coerce")
         bad = table["dose"][(table["dose"] != "") & numeric.isna()]
         if not bad.empty:
-            raise InputError(f"line {bad.index[0] + 2}: dose {bad.iloc[0]!r} is not a number",
-                             path=path, fix="write doses as plain numbers (units in the column name "
-                                            "or a separate column)")
+            raise InputError(
+                f"line {bad.index[0] + 2}: dose {bad.iloc[0]!r} is not a number",
+                path=path,
+                fix="write doses as plain numbers (units in the column name or a separate column)",
+            )
         table["dose"] = numeric
     if "control" in table.columns:
         table["control"] = _control_roles(table["control"], path)
@@ -129,9 +165,11 @@ def _control_roles(codes: pd.Series, path: Path) -> pd.Series:
     unknown = roles.isna()
     if unknown.any():
         line = int(unknown.to_numpy().nonzero()[0][0]) + 2
-        raise InputError(f"line {line}: control {codes[unknown].iloc[0]!r} is not a control code", path=path,
-                         fix="mark control wells positive or negative (also +1/-1, pos/neg, PC/NC) and leave "
-                             "sample wells empty")
+        raise InputError(
+            f"line {line}: control {codes[unknown].iloc[0]!r} is not a control code",
+            path=path,
+            fix="mark control wells positive or negative (also +1/-1, pos/neg, PC/NC) and leave sample wells empty",
+        )
     return roles
 
 
@@ -146,13 +184,16 @@ def z_prime_readiness(annotations: pd.DataFrame) -> list[str]:
         n_positive, n_negative = int(counts.get("positive", 0)), int(counts.get("negative", 0))
         if n_positive < 2 or n_negative < 2:
             where = f"plate {plate}: " if plate else ""
-            problems.append(f"{where}{n_positive} positive and {n_negative} negative control well(s) imaged; "
-                            "Z' needs at least 2 of each")
+            problems.append(
+                f"{where}{n_positive} positive and {n_negative} negative control well(s) imaged; "
+                "Z' needs at least 2 of each"
+            )
     return problems
 
 
-def annotate_wells(imaged: pd.DataFrame, platemap: pd.DataFrame, *,
-                   source: str | Path | None = None) -> tuple[pd.DataFrame, list[dict]]:
+def annotate_wells(
+    imaged: pd.DataFrame, platemap: pd.DataFrame, *, source: str | Path | None = None
+) -> tuple[pd.DataFrame, list[dict]]:
     """Attach plate-map annotations to the imaged wells.
 
     Parameters
@@ -182,8 +223,9 @@ def annotate_wells(imaged: pd.DataFrame, platemap: pd.DataFrame, *,
             raise InputError(
                 f"the plate map's 'plate' column does not name the imaged plate(s) "
                 f"{', '.join(unknown_plates)} (it names {', '.join(sorted(mapped_plates)) or 'none'})",
-                path=source, fix="add rows for these plates, or drop the plate column to use one "
-                                 "map for every plate")
+                path=source,
+                fix="add rows for these plates, or drop the plate column to use one map for every plate",
+            )
         annotated = imaged.merge(platemap, on=["plate", "well"], how="left", indicator=True)
         described = platemap[["plate", "well"]]
     else:
@@ -193,10 +235,16 @@ def annotate_wells(imaged: pd.DataFrame, platemap: pd.DataFrame, *,
     if not missing.empty:
         listed = ", ".join(f"{p}/{w}" for p, w in zip(missing["plate"][:10], missing["well"][:10]))
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise InputError(f"the plate map does not describe imaged well(s) {listed}{more}",
-                         path=source, fix="add a row for every imaged well (or remove those images)")
+        raise InputError(
+            f"the plate map does not describe imaged well(s) {listed}{more}",
+            path=source,
+            fix="add a row for every imaged well (or remove those images)",
+        )
     annotated = annotated.drop(columns="_merge").reset_index(drop=True)
     imaged_keys = set(zip(imaged["plate"], imaged["well"]))
-    unimaged = [{"plate": str(p), "well": str(w)} for p, w in zip(described["plate"], described["well"])
-                if (p, w) not in imaged_keys]
+    unimaged = [
+        {"plate": str(p), "well": str(w)}
+        for p, w in zip(described["plate"], described["well"])
+        if (p, w) not in imaged_keys
+    ]
     return annotated, unimaged

@@ -48,8 +48,11 @@ def check_image_file(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     try:
         with files.open_binary(path) as handle, tifffile.TiffFile(handle) as tif:
             if not tif.series:
-                raise InputError("not a readable TIFF file (corrupt: it holds no image)", path=path,
-                                 fix="copy the file again from the instrument or remove the field")
+                raise InputError(
+                    "not a readable TIFF file (corrupt: it holds no image)",
+                    path=path,
+                    fix="copy the file again from the instrument or remove the field",
+                )
             series = tif.series[0]
             for page in series.pages:
                 if page is None:
@@ -59,15 +62,19 @@ def check_image_file(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
                 for offset, count in zip(offsets, counts):
                     if offset + count > size:
                         raise InputError(
-                            f"TIFF file is truncated ({size} bytes, image data runs to "
-                            f"{offset + count})", path=path,
-                            fix="copy the file again from the instrument or remove the field")
+                            f"TIFF file is truncated ({size} bytes, image data runs to {offset + count})",
+                            path=path,
+                            fix="copy the file again from the instrument or remove the field",
+                        )
             return tuple(series.shape), np.dtype(series.dtype)
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for corrupt files
-        raise InputError(f"not a readable TIFF file ({type(exc).__name__}: {exc})", path=path,
-                         fix="copy the file again from the instrument or remove the field") from None
+        raise InputError(
+            f"not a readable TIFF file ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="copy the file again from the instrument or remove the field",
+        ) from None
 
 
 MAX_FIELD_PIXELS = 2**27  # the default of a pipeline's max_field_pixels
@@ -82,19 +89,28 @@ def check_field_image(path: str | Path, *, max_pixels: int = MAX_FIELD_PIXELS) -
     shape, dtype = check_image_file(path)
     plane = int(np.prod(sorted(shape)[-2:], dtype=np.int64))  # the two largest axes: rows x columns
     if plane > max_pixels:
-        raise InputError(f"the header claims {' x '.join(map(str, shape))} pixels, more than a field may have "
-                         f"({max_pixels} per plane)", path=path,
-                         fix="check the file (it may be corrupt); for truly larger fields raise max_field_pixels "
-                             "in the pipeline, or use a tissue pipeline, which reads tile by tile")
+        raise InputError(
+            f"the header claims {' x '.join(map(str, shape))} pixels, more than a field may have "
+            f"({max_pixels} per plane)",
+            path=path,
+            fix="check the file (it may be corrupt); for truly larger fields raise max_field_pixels "
+            "in the pipeline, or use a tissue pipeline, which reads tile by tile",
+        )
     if dtype.kind == "b":
-        raise InputError("is a boolean (mask) image, not a measured channel", path=path,
-                         fix="give the instrument's intensity image, not a thresholded mask")
+        raise InputError(
+            "is a boolean (mask) image, not a measured channel",
+            path=path,
+            fix="give the instrument's intensity image, not a thresholded mask",
+        )
     if dtype.kind == "f":
         pixels = read_raw(path)
         bad = int(np.count_nonzero(~np.isfinite(pixels)))
         if bad:
-            raise InputError(f"has {bad} NaN or infinite pixel(s)", path=path,
-                             fix="export the image again without NaN (or replace them, e.g. with 0, in Fiji)")
+            raise InputError(
+                f"has {bad} NaN or infinite pixel(s)",
+                path=path,
+                fix="export the image again without NaN (or replace them, e.g. with 0, in Fiji)",
+            )
     return shape, dtype
 
 
@@ -111,18 +127,27 @@ def read_raw(path: str | Path) -> np.ndarray:
 
             image = np.asarray(iio.imread(files.read_bytes(path) if files.is_url(path) else path))
     except Exception as exc:
-        raise InputError(f"cannot be read as an image ({type(exc).__name__}: {exc})", path=path,
-                         fix="copy the file again or convert it to TIFF") from None
+        raise InputError(
+            f"cannot be read as an image ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="copy the file again or convert it to TIFF",
+        ) from None
     if image.size == 0:
-        raise InputError("cannot be read as an image (corrupt: no pixels)", path=path,
-                         fix="copy the file again from the instrument or remove the field")
+        raise InputError(
+            "cannot be read as an image (corrupt: no pixels)",
+            path=path,
+            fix="copy the file again from the instrument or remove the field",
+        )
     return image
 
 
 def _check_dtype(image: np.ndarray, path: Path) -> None:
     if image.dtype.kind not in _SUPPORTED_DTYPES:
-        raise InputError(f"has pixel type {image.dtype}, which is not an intensity image",
-                         path=path, fix="save the image as 8- or 16-bit integers or floats")
+        raise InputError(
+            f"has pixel type {image.dtype}, which is not an intensity image",
+            path=path,
+            fix="save the image as 8- or 16-bit integers or floats",
+        )
 
 
 def as_grayscale(image: np.ndarray, *, path: str | Path = "") -> np.ndarray:
@@ -133,17 +158,22 @@ def as_grayscale(image: np.ndarray, *, path: str | Path = "") -> np.ndarray:
     if squeezed.ndim == 3 and squeezed.shape[-1] in (3, 4):
         rgb = squeezed[..., :3]
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise InputError("is a colour (RGB) image, where a grayscale fluorescence channel is expected",
-                             path=path, fix="export the channel as a grayscale TIFF, or declare it as "
-                                            "kind: brightfield in the pipeline")
+            raise InputError(
+                "is a colour (RGB) image, where a grayscale fluorescence channel is expected",
+                path=path,
+                fix="export the channel as a grayscale TIFF, or declare it as kind: brightfield in the pipeline",
+            )
         squeezed = rgb[..., 0]
     if squeezed.ndim != 2:
         raise InputError(
-            f"expected a 2-D grayscale image, got shape {image.shape}", path=path,
-            fix="export one channel, one z-plane and one time point per file")
+            f"expected a 2-D grayscale image, got shape {image.shape}",
+            path=path,
+            fix="export one channel, one z-plane and one time point per file",
+        )
     if min(squeezed.shape) < 8:
-        raise InputError(f"image is too small ({squeezed.shape})", path=path,
-                         fix="check that the file holds a whole field")
+        raise InputError(
+            f"image is too small ({squeezed.shape})", path=path, fix="check that the file holds a whole field"
+        )
     return squeezed
 
 
@@ -156,9 +186,11 @@ def as_rgb(image: np.ndarray, *, path: str | Path = "") -> np.ndarray:
         squeezed = np.moveaxis(squeezed, 0, -1)
     if squeezed.ndim != 3 or squeezed.shape[-1] not in (3, 4):
         raise InputError(
-            f"expected an RGB colour image (rows, columns, 3), got shape {image.shape}", path=path,
+            f"expected an RGB colour image (rows, columns, 3), got shape {image.shape}",
+            path=path,
             fix="export the brightfield channel as an RGB TIFF, or declare the channel as "
-                "kind: fluorescence in the pipeline")
+            "kind: fluorescence in the pipeline",
+        )
     return squeezed[..., :3]
 
 

@@ -26,8 +26,8 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from imaging.errors import InputError
 from imaging.io.writers import TEMPORARY_PREFIX
@@ -44,8 +44,10 @@ def _holder_description(lock_path: Path) -> str:
     except (OSError, ValueError):
         return "another imaging run"
     command = " ".join(holder.get("command") or []) or "?"
-    return (f"another imaging run (process {holder.get('pid')} on {holder.get('host')}, started "
-            f"{holder.get('started')}: {command})")
+    return (
+        f"another imaging run (process {holder.get('pid')} on {holder.get('host')}, started "
+        f"{holder.get('started')}: {command})"
+    )
 
 
 def remove_stale_temporaries(out_dir: Path) -> int:
@@ -71,8 +73,9 @@ def _make_folder(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create the output folder ({exc.strerror})", path=out_dir,
-                         fix="choose an --out where you may write") from None
+        raise InputError(
+            f"cannot create the output folder ({exc.strerror})", path=out_dir, fix="choose an --out where you may write"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -86,16 +89,26 @@ def claimed(out_dir: str | Path, *, command: list[str] | None = None) -> Iterato
     try:
         handle = open(lock_path, "a+")
     except OSError as exc:
-        raise InputError(f"cannot write in the output folder ({exc.strerror})", path=out_dir,
-                         fix="choose an --out where you may write, or fix its permissions") from None
+        raise InputError(
+            f"cannot write in the output folder ({exc.strerror})",
+            path=out_dir,
+            fix="choose an --out where you may write, or fix its permissions",
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InputError(f"is in use by {_holder_description(lock_path)}", path=out_dir,
-                             fix="wait for that run to finish, or choose another --out") from None
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                  "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            raise InputError(
+                f"is in use by {_holder_description(lock_path)}",
+                path=out_dir,
+                fix="wait for that run to finish, or choose another --out",
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         handle.truncate(0)
         handle.write(json.dumps(holder))
         handle.flush()
@@ -112,8 +125,11 @@ def assay_identity(config: dict) -> dict:
     threshold, segmentation or QC rule may share a folder; other channels, other measurements
     or other stains need their own."""
     if config.get("mode") == "tissue":
-        return {"mode": "tissue", "stains": config.get("stains"),
-                "scores": sorted(k for k in ("cells", "lesions") if config.get(k) is not None)}
+        return {
+            "mode": "tissue",
+            "stains": config.get("stains"),
+            "scores": sorted(k for k in ("cells", "lesions") if config.get(k) is not None),
+        }
     return {"mode": "plate", "channels": config.get("channels"), "measure": config.get("measure")}
 
 
@@ -130,10 +146,11 @@ def check_same_assay(out_dir: str | Path, config: dict) -> None:
     previous_config = previous.model_dump(mode="json")
     if assay_identity(previous_config) != assay_identity(config):
         name = previous_config.get("name") or "another pipeline"
-        raise InputError(f"holds the results of {name!r}, which measures other channels or readouts than "
-                         f"{config.get('name')!r}", path=out_dir,
-                         fix="give each assay its own --out (a re-run with tuned thresholds or segmentation "
-                             "may share it)")
+        raise InputError(
+            f"holds the results of {name!r}, which measures other channels or readouts than {config.get('name')!r}",
+            path=out_dir,
+            fix="give each assay its own --out (a re-run with tuned thresholds or segmentation may share it)",
+        )
 
 
 def disk_error(exc: OSError, *, needed_bytes: int | None = None) -> InputError | None:
@@ -146,22 +163,31 @@ def disk_error(exc: OSError, *, needed_bytes: int | None = None) -> InputError |
         except OSError:
             free = "free space unknown"
         needed = f", about {needed_bytes / 1e6:.0f} MB more needed" if needed_bytes else ""
-        return InputError(f"the disk is full ({free}{needed})", path=where,
-                          fix="free space or choose an --out on another disk; completed work is kept and "
-                              "reused by the next run")
+        return InputError(
+            f"the disk is full ({free}{needed})",
+            path=where,
+            fix="free space or choose an --out on another disk; completed work is kept and reused by the next run",
+        )
     if exc.errno in NOT_WRITABLE:
-        return InputError(f"cannot be written ({exc.strerror})", path=where,
-                          fix="choose an --out where you may write, or fix its permissions")
+        return InputError(
+            f"cannot be written ({exc.strerror})",
+            path=where,
+            fix="choose an --out where you may write, or fix its permissions",
+        )
     return None
 
 
-LABEL_SUFFIXES = {"tiff": ("_{kind}.tif",), "ome-zarr": ("_{kind}.ome.zarr",),
-                  "both": ("_{kind}.tif", "_{kind}.ome.zarr")}
+LABEL_SUFFIXES = {
+    "tiff": ("_{kind}.tif",),
+    "ome-zarr": ("_{kind}.ome.zarr",),
+    "both": ("_{kind}.tif", "_{kind}.ome.zarr"),
+}
 
 
 def field_label_paths(labels_dir: str | Path, key: str, label_format: str = "tiff") -> dict[str, tuple[Path, ...]]:
     """Where a field's label images go (``OUT/<plate>/labels/<key>_nuclei.tif``, and/or
     ``.ome.zarr``), for ``nuclei`` and ``cells``, in the order they are read back (TIFF first)."""
-    return {kind: tuple(Path(labels_dir) / (key + suffix.format(kind=kind)) for suffix in LABEL_SUFFIXES[label_format])
-            for kind in ("nuclei", "cells")}
-
+    return {
+        kind: tuple(Path(labels_dir) / (key + suffix.format(kind=kind)) for suffix in LABEL_SUFFIXES[label_format])
+        for kind in ("nuclei", "cells")
+    }

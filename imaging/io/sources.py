@@ -42,8 +42,11 @@ def find_fields(input_dir, pipeline, *, pattern: str | None = None, scene_map=No
         fields, n_files = containers.container_fields(input_dir, pipeline, field_type=Field, scene_map=mapping)
         return FoundFields(fields=fields, naming="containers", n_files=n_files)
     if mapping is not None:
-        raise InputError("a scene map places the scenes of container files (ND2, CZI, LIF, OME), but this input "
-                         "holds none", path=input_dir, fix="drop --scene-map; plain files are placed by their names")
+        raise InputError(
+            "a scene map places the scenes of container files (ND2, CZI, LIF, OME), but this input holds none",
+            path=input_dir,
+            fix="drop --scene-map; plain files are placed by their names",
+        )
     index_path = harmony.find_index(input_dir) if local else None
     index = harmony.read_index(index_path) if index_path is not None else None
     htd_path = htd.find_htd(input_dir) if local and index is None else None
@@ -51,8 +54,13 @@ def find_fields(input_dir, pipeline, *, pattern: str | None = None, scene_map=No
     channel_ids = _channel_ids(pipeline, index or plate, input_dir)
     table, naming = discover_images(input_dir, preset=pipeline.naming.preset, pattern=pattern)
     table = _timepoints_chosen(table, pipeline.naming.timepoint, input_dir)
-    fields = group_fields(table, channel_ids, plane=pipeline.naming.plane, source=str(input_dir),
-                          every_timepoint=pipeline.naming.every_timepoint)
+    fields = group_fields(
+        table,
+        channel_ids,
+        plane=pipeline.naming.plane,
+        source=str(input_dir),
+        every_timepoint=pipeline.naming.every_timepoint,
+    )
     if index is not None:
         fields = [_with_index_pixel_size(f, index, pipeline) for f in fields]
     missing = _acquired_without_images(plate, fields)
@@ -66,8 +74,13 @@ def _acquired_without_images(plate, fields: list[Field]) -> tuple[str, ...]:
     imaged = {f.well for f in fields}
     missing = tuple(w for w in plate.wells if w not in imaged)
     if missing:
-        log.warning("%s lists %d acquired well(s) without image files here: %s%s", plate.path, len(missing),
-                    ", ".join(missing[:12]), " ..." if len(missing) > 12 else "")
+        log.warning(
+            "%s lists %d acquired well(s) without image files here: %s%s",
+            plate.path,
+            len(missing),
+            ", ".join(missing[:12]),
+            " ..." if len(missing) > 12 else "",
+        )
     return missing
 
 
@@ -79,13 +92,18 @@ def _timepoints_chosen(table, timepoint: int | str | None, input_dir):
     if timepoint == "all" or (timepoint is None and len(timepoints) == 1):
         return table
     if timepoint is None:
-        raise InputError(f"holds a time series: {len(timepoints)} time points ({timepoints[0]} ... "
-                         f"{timepoints[-1]})", path=input_dir,
-                         fix="set naming.timepoint: all in the pipeline (a timepoint column in every table), "
-                             "or naming.timepoint: N for one time point")
+        raise InputError(
+            f"holds a time series: {len(timepoints)} time points ({timepoints[0]} ... {timepoints[-1]})",
+            path=input_dir,
+            fix="set naming.timepoint: all in the pipeline (a timepoint column in every table), "
+            "or naming.timepoint: N for one time point",
+        )
     if timepoint not in timepoints:
-        raise InputError(f"naming.timepoint is {timepoint}, but the folder has time points {timepoints}", path=input_dir,
-                         fix="choose a time point the export has")
+        raise InputError(
+            f"naming.timepoint is {timepoint}, but the folder has time points {timepoints}",
+            path=input_dir,
+            fix="choose a time point the export has",
+        )
     return table[table["timepoint"] == timepoint].reset_index(drop=True)
 
 
@@ -102,10 +120,16 @@ def _channel_ids(pipeline, index, input_dir) -> dict[str, str]:
             continue
         position = containers.match_channel_name(spec.name, names)
         if position is None:
-            known = f"the index {index.path} names {sorted(names)}" if index is not None else \
-                "only container files (ND2, CZI, LIF, OME), Harmony and MetaXpress exports name their channels"
-            raise InputError(f"channel {name} is chosen by name {spec.name!r}, but {known}", path=input_dir,
-                             fix=f"give channels.{name}.id as written in the file names (w1 -> 1, ch2 -> 2)")
+            known = (
+                f"the index {index.path} names {sorted(names)}"
+                if index is not None
+                else "only container files (ND2, CZI, LIF, OME), Harmony and MetaXpress exports name their channels"
+            )
+            raise InputError(
+                f"channel {name} is chosen by name {spec.name!r}, but {known}",
+                path=input_dir,
+                fix=f"give channels.{name}.id as written in the file names (w1 -> 1, ch2 -> 2)",
+            )
         ids[name] = by_name[names[position]]
     return ids
 

@@ -13,13 +13,13 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import tifffile
-
 
 TEMPORARY_PREFIX = ".tmp-"  # a killed run's leftovers are found by it (io.run_folder)
 
@@ -117,8 +117,9 @@ def write_labels(labels: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_labels_ome_zarr(labels: np.ndarray, path: str | Path, *, name: str,
-                          pixel_size_um: float | None = None) -> Path:
+def write_labels_ome_zarr(
+    labels: np.ndarray, path: str | Path, *, name: str, pixel_size_um: float | None = None
+) -> Path:
     """Write an instance label image as an OME-Zarr label image, atomically.
 
     NGFF 0.4 (zarr v2), the version napari-ome-zarr, Fiji (MoBIE, n5-viewer), QuPath and bioio
@@ -139,9 +140,17 @@ def write_labels_ome_zarr(labels: np.ndarray, path: str | Path, *, name: str,
     try:
         root = zarr.open_group(str(temporary), mode="w", zarr_format=2)
         scale = {"y": pixel_size_um, "x": pixel_size_um} if pixel_size_um else None
-        write_image(labels, root, scale_factors=[], fmt=FormatV04(), axes="yx", name=name, scale=scale,
-                    axes_units={"y": "micrometer", "x": "micrometer"} if scale else None,
-                    storage_options={"chunks": tuple(min(n, 1024) for n in labels.shape)})
+        write_image(
+            labels,
+            root,
+            scale_factors=[],
+            fmt=FormatV04(),
+            axes="yx",
+            name=name,
+            scale=scale,
+            axes_units={"y": "micrometer", "x": "micrometer"} if scale else None,
+            storage_options={"chunks": tuple(min(n, 1024) for n in labels.shape)},
+        )
         add_metadata(root, {"image-label": {"version": "0.4", "source": {}}}, fmt=FormatV04())
         if path.exists():  # a previous run's: moved aside first, so a reader never sees a mix
             stale = path.with_name(f"{TEMPORARY_PREFIX}old-{uuid.uuid4().hex[:8]}-{path.name}")
@@ -180,8 +189,12 @@ def _arrow_schema(chunk: pd.DataFrame):
     import pyarrow as pa
 
     schema = pa.Table.from_pandas(chunk, preserve_index=False).schema
-    fields = [f if not pa.types.is_null(f.type) else
-              pa.field(f.name, pa.string() if chunk[f.name].dtype == object else pa.float64()) for f in schema]
+    fields = [
+        f
+        if not pa.types.is_null(f.type)
+        else pa.field(f.name, pa.string() if chunk[f.name].dtype == object else pa.float64())
+        for f in schema
+    ]
     return pa.schema(fields)
 
 
@@ -206,12 +219,14 @@ class StreamedTable:
         self._schema = None
         self._columns = None
 
-    def __enter__(self) -> "StreamedTable":
+    def __enter__(self) -> StreamedTable:
         if "csv" in self.formats:
             temporary = self._stack.enter_context(atomic_path(self.base.with_name(self.base.name + ".csv")))
             self._csv = self._stack.enter_context(open(temporary, "w", newline=""))
         if "parquet" in self.formats:
-            self._parquet_path = self._stack.enter_context(atomic_path(self.base.with_name(self.base.name + ".parquet")))
+            self._parquet_path = self._stack.enter_context(
+                atomic_path(self.base.with_name(self.base.name + ".parquet"))
+            )
         return self
 
     def write(self, chunk: pd.DataFrame) -> None:
@@ -220,8 +235,9 @@ class StreamedTable:
         elif list(chunk.columns) != self._columns:
             raise ValueError(f"chunk columns {list(chunk.columns)} differ from the table's {self._columns}")
         if self._csv is not None:
-            safe_for_spreadsheets(chunk).to_csv(self._csv, index=False, header=self._csv.tell() == 0,
-                                                lineterminator="\n")
+            safe_for_spreadsheets(chunk).to_csv(
+                self._csv, index=False, header=self._csv.tell() == 0, lineterminator="\n"
+            )
         if self._parquet_path is not None:
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from imaging.config import parse_pipeline
-from imaging.record import read_record
 from imaging.errors import InputError
 from imaging.io.names import file_stem
 from imaging.io.writers import atomic_path, write_csv
+from imaging.record import read_record
 from imaging.report.html import render_report
 from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot, time_course
-from imaging.tables import read_plate_csv
 from imaging.stats import compare_all, dose_response_table, plate_quality, replicate_key, well_scores
+from imaging.tables import read_plate_csv
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,15 @@ def load_runs(run_dirs: list[str | Path]) -> RunTables:
             for name, bucket in (("wells.csv", wells), ("fields.csv", fields)):
                 path = run_dir / plate / name
                 if not path.is_file():
-                    raise InputError(f"missing {name} of plate {plate}", path=run_dir,
-                                     fix="re-run `imaging run` into this folder")
+                    raise InputError(
+                        f"missing {name} of plate {plate}", path=run_dir, fix="re-run `imaging run` into this folder"
+                    )
                 bucket.append(read_plate_csv(path))
     if not wells:
         raise InputError("the run has no plates", path=run_dirs[0], fix="check the run folder")
-    return RunTables(records=records, wells=pd.concat(wells, ignore_index=True),
-                     fields=pd.concat(fields, ignore_index=True))
+    return RunTables(
+        records=records, wells=pd.concat(wells, ignore_index=True), fields=pd.concat(fields, ignore_index=True)
+    )
 
 
 def default_readouts(pipeline) -> list[str]:
@@ -60,8 +62,11 @@ def default_readouts(pipeline) -> list[str]:
     readouts = [f"{call.name}_pct" for call in pipeline.calls]
     if pipeline.measure.sabgal:
         readouts.append("sabgal_od_mean")
-    readouts += [f"{spec.column_prefix}_nuclear_mean" for spec in pipeline.measure.intensity
-                 if spec.channel != pipeline.segmentation.channel]
+    readouts += [
+        f"{spec.column_prefix}_nuclear_mean"
+        for spec in pipeline.measure.intensity
+        if spec.channel != pipeline.segmentation.channel
+    ]
     return readouts
 
 
@@ -71,39 +76,83 @@ def _figures(tables: RunTables, readouts: list[str], settings) -> list[dict]:
     figures = []
     if "timepoint" in tables.wells.columns:
         for readout in readouts:
-            figures.append({"section": "time", "name": f"time_{readout}", "title": f"Time course: {readout}",
-                            "figure": time_course(tables.wells, readout, genotype_column=settings.genotype_column,
-                                                  treatment_column=settings.treatment_column,
-                                                  control_genotype=settings.control_genotype,
-                                                  vehicle_treatment=settings.vehicle_treatment)})
+            figures.append(
+                {
+                    "section": "time",
+                    "name": f"time_{readout}",
+                    "title": f"Time course: {readout}",
+                    "figure": time_course(
+                        tables.wells,
+                        readout,
+                        genotype_column=settings.genotype_column,
+                        treatment_column=settings.treatment_column,
+                        control_genotype=settings.control_genotype,
+                        vehicle_treatment=settings.vehicle_treatment,
+                    ),
+                }
+            )
         last = tables.wells["timepoint"].max()
-        tables = dataclasses.replace(tables, wells=tables.wells[tables.wells["timepoint"] == last],
-                                     fields=tables.fields[tables.fields["timepoint"] == last])
+        tables = dataclasses.replace(
+            tables,
+            wells=tables.wells[tables.wells["timepoint"] == last],
+            fields=tables.fields[tables.fields["timepoint"] == last],
+        )
     for readout in readouts:
         if readout in tables.wells.columns:
-            figures.append({"section": "superplots", "name": f"superplot_{readout}",
-                            "title": f"SuperPlot: {readout}",
-                            "figure": superplot(tables.wells, readout, control_genotype=settings.control_genotype,
-                                                vehicle_treatment=settings.vehicle_treatment,
-                                                genotype_column=settings.genotype_column,
-                                                treatment_column=settings.treatment_column)})
-            curve = dose_response(tables.wells, readout, genotype_column=settings.genotype_column,
-                                  treatment_column=settings.treatment_column,
-                                  vehicle_treatment=settings.vehicle_treatment)
+            figures.append(
+                {
+                    "section": "superplots",
+                    "name": f"superplot_{readout}",
+                    "title": f"SuperPlot: {readout}",
+                    "figure": superplot(
+                        tables.wells,
+                        readout,
+                        control_genotype=settings.control_genotype,
+                        vehicle_treatment=settings.vehicle_treatment,
+                        genotype_column=settings.genotype_column,
+                        treatment_column=settings.treatment_column,
+                    ),
+                }
+            )
+            curve = dose_response(
+                tables.wells,
+                readout,
+                genotype_column=settings.genotype_column,
+                treatment_column=settings.treatment_column,
+                vehicle_treatment=settings.vehicle_treatment,
+            )
             if curve is not None:
-                figures.append({"section": "dose", "name": f"dose_{readout}", "title": f"Dose response: {readout}",
-                                "figure": curve})
+                figures.append(
+                    {
+                        "section": "dose",
+                        "name": f"dose_{readout}",
+                        "title": f"Dose response: {readout}",
+                        "figure": curve,
+                    }
+                )
     for plate, plate_wells in tables.wells.groupby("plate", sort=True):
         plate_fields = tables.fields[tables.fields["plate"] == plate]
         failed = set(plate_fields.loc[~plate_fields["qc_pass"].astype(bool), "well"])
-        qc = plate_fields.groupby("well").agg(worst_focus_blur_px=("focus_blur_px", "max"),
-                                              fields_failed_qc=("qc_pass", lambda s: int((~s.astype(bool)).sum())))
+        qc = plate_fields.groupby("well").agg(
+            worst_focus_blur_px=("focus_blur_px", "max"),
+            fields_failed_qc=("qc_pass", lambda s: int((~s.astype(bool)).sum())),
+        )
         plate_wells = plate_wells.merge(qc, left_on="well", right_index=True, how="left")
         for column, cmap in [(r, "viridis") for r in readouts if r in plate_wells.columns] + [
-                ("n_cells", "cividis"), ("worst_focus_blur_px", "magma_r"), ("fields_failed_qc", "Reds")]:
-            figures.append({"section": "plates", "name": f"plate_{plate}_{column}", "title": f"{plate}: {column}",
-                            "figure": plate_heatmap(plate_wells, column, title=f"{plate}: {column}",
-                                                    flagged_wells=failed, cmap=cmap)})
+            ("n_cells", "cividis"),
+            ("worst_focus_blur_px", "magma_r"),
+            ("fields_failed_qc", "Reds"),
+        ]:
+            figures.append(
+                {
+                    "section": "plates",
+                    "name": f"plate_{plate}_{column}",
+                    "title": f"{plate}: {column}",
+                    "figure": plate_heatmap(
+                        plate_wells, column, title=f"{plate}: {column}", flagged_wells=failed, cmap=cmap
+                    ),
+                }
+            )
     return figures
 
 
@@ -140,16 +189,23 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) 
     readouts = [r for r in (settings.readouts or default_readouts(pipeline)) if r in tables.wells.columns]
     compared, genotype_column, control_genotype = comparison_design(tables.wells, settings)
     if compared is not None:
-        comparisons = compare_all(compared, readouts, control_genotype=control_genotype,
-                                  vehicle_treatment=settings.vehicle_treatment,
-                                  genotype_column=genotype_column,
-                                  treatment_column=settings.treatment_column,
-                                  method="welch" if settings.test == "welch" else "mann-whitney")
+        comparisons = compare_all(
+            compared,
+            readouts,
+            control_genotype=control_genotype,
+            vehicle_treatment=settings.vehicle_treatment,
+            genotype_column=genotype_column,
+            treatment_column=settings.treatment_column,
+            method="welch" if settings.test == "welch" else "mann-whitney",
+        )
     else:
         comparisons = compare_all(tables.wells.iloc[:0], [], control_genotype="", vehicle_treatment="")
-        log.warning("no comparisons: they need comparison.vehicle_treatment in the pipeline and a %r column "
-                    "in the plate map (and, for knockouts, comparison.control_genotype and a %r column)",
-                    settings.treatment_column, settings.genotype_column)
+        log.warning(
+            "no comparisons: they need comparison.vehicle_treatment in the pipeline and a %r column "
+            "in the plate map (and, for knockouts, comparison.control_genotype and a %r column)",
+            settings.treatment_column,
+            settings.genotype_column,
+        )
     quality = plate_quality(tables.wells, readouts)
     scores = well_scores(tables.wells, readouts)
     figures = _figures(tables, readouts, settings)
@@ -159,18 +215,31 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) 
         path = out_dir / "plots" / f"{file_stem(item['name'])}.png"
         with atomic_path(path) as temporary:
             temporary.write_bytes(images[item["name"]])
-    doses = dose_response_table(tables.wells, readouts, genotype_column=settings.genotype_column,
-                                treatment_column=settings.treatment_column,
-                                vehicle_treatment=settings.vehicle_treatment)
-    outputs = {"comparisons": write_csv(comparisons, out_dir / "comparisons.csv"),
-               "plate_qc": write_csv(quality, out_dir / "plate_qc.csv"),
-               "well_scores": write_csv(scores, out_dir / "well_scores.csv"),
-               "dose_response": write_csv(doses, out_dir / "dose_response.csv")}
-    html = render_report(records=tables.records, pipeline=pipeline, wells=tables.wells, fields=tables.fields,
-                         comparisons=comparisons, quality=quality, readouts=readouts,
-                         figures=[{k: v for k, v in f.items() if k != "figure"} | {"png": images[f["name"]]}
-                                  for f in figures],
-                         unit=replicate_key(tables.wells)[1], doses=doses)
+    doses = dose_response_table(
+        tables.wells,
+        readouts,
+        genotype_column=settings.genotype_column,
+        treatment_column=settings.treatment_column,
+        vehicle_treatment=settings.vehicle_treatment,
+    )
+    outputs = {
+        "comparisons": write_csv(comparisons, out_dir / "comparisons.csv"),
+        "plate_qc": write_csv(quality, out_dir / "plate_qc.csv"),
+        "well_scores": write_csv(scores, out_dir / "well_scores.csv"),
+        "dose_response": write_csv(doses, out_dir / "dose_response.csv"),
+    }
+    html = render_report(
+        records=tables.records,
+        pipeline=pipeline,
+        wells=tables.wells,
+        fields=tables.fields,
+        comparisons=comparisons,
+        quality=quality,
+        readouts=readouts,
+        figures=[{k: v for k, v in f.items() if k != "figure"} | {"png": images[f["name"]]} for f in figures],
+        unit=replicate_key(tables.wells)[1],
+        doses=doses,
+    )
     with atomic_path(out_dir / "report.html") as temporary:
         temporary.write_text(html, encoding="utf-8")
     outputs["report"] = out_dir / "report.html"

@@ -21,8 +21,14 @@ from scipy import stats as sps
 
 from imaging.io.wells import row_index_to_letters
 from imaging.io.writers import atomic_path
-from imaging.stats import (experimental_units, fit_dose_response, four_parameter_logistic, per_timepoint,
-                           plate_format, replicate_key)
+from imaging.stats import (
+    experimental_units,
+    fit_dose_response,
+    four_parameter_logistic,
+    per_timepoint,
+    plate_format,
+    replicate_key,
+)
 
 REPLICATE_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 
@@ -40,8 +46,9 @@ def png_bytes(figure: Figure, *, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def plate_heatmap(plate_wells: pd.DataFrame, column: str, *, title: str,
-                  flagged_wells: set[str] = frozenset(), cmap: str = "viridis") -> Figure:
+def plate_heatmap(
+    plate_wells: pd.DataFrame, column: str, *, title: str, flagged_wells: set[str] = frozenset(), cmap: str = "viridis"
+) -> Figure:
     """Well grid of one plate coloured by ``column``; wells without data are grey,
     ``flagged_wells`` (e.g. with QC failures) are crossed."""
     n_rows, n_columns = plate_format(int(plate_wells["row"].max()), int(plate_wells["column"].max()))
@@ -71,9 +78,15 @@ def _condition_order(values: pd.Series, first: str | None) -> list[str]:
     return sorted(unique, key=lambda v: (v != first, unique.index(v)))
 
 
-def superplot(wells: pd.DataFrame, readout: str, *, control_genotype: str | None = None,
-              vehicle_treatment: str | None = None, genotype_column: str = "genotype",
-              treatment_column: str = "treatment") -> Figure:
+def superplot(
+    wells: pd.DataFrame,
+    readout: str,
+    *,
+    control_genotype: str | None = None,
+    vehicle_treatment: str | None = None,
+    genotype_column: str = "genotype",
+    treatment_column: str = "treatment",
+) -> Figure:
     """SuperPlot of one readout: treatments along x, one panel group per genotype."""
     table = wells[pd.to_numeric(wells[readout], errors="coerce").notna()].copy()
     table["_genotype"] = table[genotype_column].astype(str) if genotype_column in table else "all"
@@ -97,43 +110,79 @@ def superplot(wells: pd.DataFrame, readout: str, *, control_genotype: str | None
             replicate_means = []
             for replicate, part in group.groupby("_replicate"):
                 values = part[readout].to_numpy(float)
-                axes.scatter(x + rng.uniform(-0.22, 0.22, len(values)), values, s=12, alpha=0.55,
-                             color=colours[replicate], linewidths=0)
+                axes.scatter(
+                    x + rng.uniform(-0.22, 0.22, len(values)),
+                    values,
+                    s=12,
+                    alpha=0.55,
+                    color=colours[replicate],
+                    linewidths=0,
+                )
                 replicate_means.append(values.mean())
                 if key:
-                    axes.scatter([x], [values.mean()], s=70, color=colours[replicate], edgecolors="black",
-                                 linewidths=0.8, zorder=3)
+                    axes.scatter(
+                        [x],
+                        [values.mean()],
+                        s=70,
+                        color=colours[replicate],
+                        edgecolors="black",
+                        linewidths=0.8,
+                        zorder=3,
+                    )
             if replicate_means:
                 mean = float(np.mean(replicate_means))
                 axes.hlines(mean, x - 0.3, x + 0.3, color="black", linewidth=2, zorder=4)
                 if len(replicate_means) >= 2 and key:
-                    half = sps.t.ppf(0.975, len(replicate_means) - 1) * np.std(replicate_means, ddof=1) / math.sqrt(
-                        len(replicate_means))
+                    half = (
+                        sps.t.ppf(0.975, len(replicate_means) - 1)
+                        * np.std(replicate_means, ddof=1)
+                        / math.sqrt(len(replicate_means))
+                    )
                     axes.errorbar([x], [mean], yerr=[[half], [half]], color="black", capsize=4, linewidth=1.2, zorder=4)
             x += 1.0
         x += 0.6
     axes.set_xticks(positions, labels, fontsize=7)
     axes.set_ylabel(readout)
-    axes.set_title(f"{readout}: wells (dots) and {unit} means, mean and 95% CI of {unit}s"
-                   if key else f"{readout}: wells (single replicate)", fontsize=9)
+    axes.set_title(
+        f"{readout}: wells (dots) and {unit} means, mean and 95% CI of {unit}s"
+        if key
+        else f"{readout}: wells (single replicate)",
+        fontsize=9,
+    )
     if key:
         handles = [axes.scatter([], [], color=colours[r], s=40) for r in replicates]
-        axes.legend(handles, [f"{key} {r}" for r in replicates], fontsize=7, frameon=False,
-                    loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axes.legend(
+            handles,
+            [f"{key} {r}" for r in replicates],
+            fontsize=7,
+            frameon=False,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )
     axes.spines[["top", "right"]].set_visible(False)
     return figure
 
 
-def time_course(wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype",
-                treatment_column: str = "treatment", control_genotype: str | None = None,
-                vehicle_treatment: str | None = None) -> Figure:
+def time_course(
+    wells: pd.DataFrame,
+    readout: str,
+    *,
+    genotype_column: str = "genotype",
+    treatment_column: str = "treatment",
+    control_genotype: str | None = None,
+    vehicle_treatment: str | None = None,
+) -> Figure:
     """One readout over time (wells of a time series, with a ``timepoint`` column): a line per
     genotype and treatment through the mean of the experimental units (replicates, or wells
     for a single replicate) at each time point, with its 95 % t confidence interval."""
-    table = wells.assign(_genotype=wells[genotype_column].astype(str) if genotype_column in wells else "all",
-                         _treatment=wells[treatment_column].astype(str) if treatment_column in wells else "all")
-    units = per_timepoint(lambda part: experimental_units(part, readout, genotype_column="_genotype",
-                                                          treatment_column="_treatment")[0], table)
+    table = wells.assign(
+        _genotype=wells[genotype_column].astype(str) if genotype_column in wells else "all",
+        _treatment=wells[treatment_column].astype(str) if treatment_column in wells else "all",
+    )
+    units = per_timepoint(
+        lambda part: experimental_units(part, readout, genotype_column="_genotype", treatment_column="_treatment")[0],
+        table,
+    )
     _, unit = replicate_key(wells)
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.add_subplot()
@@ -146,12 +195,21 @@ def time_course(wells: pd.DataFrame, readout: str, *, genotype_column: str = "ge
             if group.empty:
                 continue
             summary = group.groupby("timepoint")["value"].agg(["mean", "std", "count"]).reset_index()
-            half = [sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n >= 2 else 0.0
-                    for sd, n in zip(summary["std"], summary["count"])]
+            half = [
+                sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n >= 2 else 0.0
+                for sd, n in zip(summary["std"], summary["count"])
+            ]
             label = " ".join(v for v in (genotype, treatment) if v != "all") or readout
-            axes.errorbar(summary["timepoint"], summary["mean"], yerr=half, capsize=3, linewidth=1.4,
-                          linestyle=styles[g % len(styles)], color=REPLICATE_COLOURS[t % len(REPLICATE_COLOURS)],
-                          label=label)
+            axes.errorbar(
+                summary["timepoint"],
+                summary["mean"],
+                yerr=half,
+                capsize=3,
+                linewidth=1.4,
+                linestyle=styles[g % len(styles)],
+                color=REPLICATE_COLOURS[t % len(REPLICATE_COLOURS)],
+                label=label,
+            )
     axes.set_xlabel("time point")
     axes.set_ylabel(readout)
     axes.set_title(f"{readout} over time: mean and 95% CI of {unit}s", fontsize=9)
@@ -160,8 +218,14 @@ def time_course(wells: pd.DataFrame, readout: str, *, genotype_column: str = "ge
     return figure
 
 
-def dose_response(wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype",
-                  treatment_column: str = "treatment", vehicle_treatment: str | None = None) -> Figure | None:
+def dose_response(
+    wells: pd.DataFrame,
+    readout: str,
+    *,
+    genotype_column: str = "genotype",
+    treatment_column: str = "treatment",
+    vehicle_treatment: str | None = None,
+) -> Figure | None:
     """Readout against dose, one curve per genotype and compound (means and 95% CI of wells),
     with a 4PL fit and EC50 when at least four positive doses exist; None without a usable
     ``dose`` column. Vehicle wells (dose 0) are not on the log axis."""
@@ -178,7 +242,9 @@ def dose_response(wells: pd.DataFrame, readout: str, *, genotype_column: str = "
         colour = REPLICATE_COLOURS[i % len(REPLICATE_COLOURS)]
         label = compound if table["_genotype"].nunique() == 1 else f"{genotype} {compound}"
         summary = group.groupby("dose")[readout].agg(["mean", "std", "count"]).reset_index()
-        half = sps.t.ppf(0.975, np.maximum(summary["count"] - 1, 1)) * summary["std"].fillna(0) / np.sqrt(summary["count"])
+        half = (
+            sps.t.ppf(0.975, np.maximum(summary["count"] - 1, 1)) * summary["std"].fillna(0) / np.sqrt(summary["count"])
+        )
         doses = summary["dose"].to_numpy(float)
         shown = np.where(doses > 0, doses, np.nan)
         if not np.isfinite(shown).any():
@@ -187,8 +253,12 @@ def dose_response(wells: pd.DataFrame, readout: str, *, genotype_column: str = "
         fit = fit_dose_response(group["dose"].to_numpy(float), group[readout].to_numpy(float))
         if fit["status"] == "fitted":
             grid = np.logspace(np.log10(np.nanmin(shown)), np.log10(np.nanmax(shown)), 100)
-            axes.plot(grid, four_parameter_logistic(grid, fit["bottom"], fit["top"], fit["log_ec50"], fit["hill"]),
-                      color=colour, label=f"{label} fit, EC50 {fit['ec50']:.3g}")
+            axes.plot(
+                grid,
+                four_parameter_logistic(grid, fit["bottom"], fit["top"], fit["log_ec50"], fit["hill"]),
+                color=colour,
+                label=f"{label} fit, EC50 {fit['ec50']:.3g}",
+            )
     axes.set_xscale("log")
     axes.set_xlabel("dose")
     axes.set_ylabel(readout)

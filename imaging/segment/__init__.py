@@ -13,7 +13,7 @@ callers (pipeline, CLI, napari plugin) never depend on which backend ran.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from skimage.segmentation import relabel_sequential
@@ -41,8 +41,7 @@ def check_labels(labels: np.ndarray, shape: tuple[int, ...], *, backend: str) ->
     """Enforce the label contract: int32, ``shape``, ids 1..n with no gaps."""
     labels = np.asarray(labels)
     if labels.shape != tuple(shape):
-        raise RuntimeError(f"segmentation backend {backend!r} returned shape {labels.shape}, "
-                           f"expected {tuple(shape)}")
+        raise RuntimeError(f"segmentation backend {backend!r} returned shape {labels.shape}, expected {tuple(shape)}")
     if labels.dtype.kind not in "iu":
         raise RuntimeError(f"segmentation backend {backend!r} returned {labels.dtype} labels")
     if labels.size and labels.min() < 0:

@@ -39,8 +39,10 @@ def _cellpose():
         import cellpose
         from cellpose import models
     except ImportError:
-        raise InputError("segmentation method 'cellpose' needs the cellpose package",
-                         fix="pip install '.[cellpose]' (CPU: install torch first, see the README)") from None
+        raise InputError(
+            "segmentation method 'cellpose' needs the cellpose package",
+            fix="pip install '.[cellpose]' (CPU: install torch first, see the README)",
+        ) from None
     return cellpose, models
 
 
@@ -74,9 +76,10 @@ def resolve_model_path(model: str | None) -> Path:
     if given.is_file():
         return given
     if looks_like_path(name):
-        raise InputError(f"cellpose model file {given} does not exist",
-                         fix="check the path, or give the name of a model in cellpose's model folder "
-                             f"{model_folder()}")
+        raise InputError(
+            f"cellpose model file {given} does not exist",
+            fix=f"check the path, or give the name of a model in cellpose's model folder {model_folder()}",
+        )
     folder = model_folder()
     file_name = weights_file_name(name, cellpose_major_version())
     for candidate in dict.fromkeys((folder / name, folder / file_name)):
@@ -86,8 +89,9 @@ def resolve_model_path(model: str | None) -> Path:
         f"cellpose model {name!r} is neither a file nor in cellpose's model folder {folder}; "
         "imaging never downloads weights",
         fix=f"on a machine with internet, download {weights_url(file_name, cellpose_major_version())} "
-            f"(or your own trained model) and copy it to {folder / file_name}, or set segmentation.model "
-            "to the file's path")
+        f"(or your own trained model) and copy it to {folder / file_name}, or set segmentation.model "
+        "to the file's path",
+    )
 
 
 def looks_like_path(model: str) -> bool:
@@ -141,8 +145,13 @@ def model_digest(path: str) -> str:
 def describe_model(model: str | None) -> dict:
     """Path, checksum and cellpose version of the model a pipeline names."""
     path = resolve_model_path(model)
-    return {"backend": "cellpose", "cellpose_version": cellpose_major_version(), "model": model,
-            "model_path": str(path), "model_sha256": model_digest(str(path))}
+    return {
+        "backend": "cellpose",
+        "cellpose_version": cellpose_major_version(),
+        "model": model,
+        "model_path": str(path),
+        "model_sha256": model_digest(str(path)),
+    }
 
 
 def estimated_diameter(image: np.ndarray) -> float:
@@ -152,9 +161,15 @@ def estimated_diameter(image: np.ndarray) -> float:
     return 2.0 * estimate_nucleus_radius(image)
 
 
-def segment_nuclei_cellpose(image: np.ndarray, *, model: str | None = None, diameter: float | None = None,
-                            flow_threshold: float = 0.4, cellprob_threshold: float = 0.0,
-                            gpu: str | bool = "auto") -> tuple[np.ndarray, dict]:
+def segment_nuclei_cellpose(
+    image: np.ndarray,
+    *,
+    model: str | None = None,
+    diameter: float | None = None,
+    flow_threshold: float = 0.4,
+    cellprob_threshold: float = 0.0,
+    gpu: str | bool = "auto",
+) -> tuple[np.ndarray, dict]:
     """Segment nuclei in a 2-D image with cellpose.
 
     Parameters
@@ -183,13 +198,23 @@ def segment_nuclei_cellpose(image: np.ndarray, *, model: str | None = None, diam
     diameter = float(diameter) if diameter else estimated_diameter(image)
     network = load_model(str(path), use_gpu(gpu))
     if cellpose_major_version() >= 4:
-        outputs = network.eval(image, diameter=diameter, flow_threshold=flow_threshold,
-                               cellprob_threshold=cellprob_threshold, min_size=MIN_OBJECT_PX)
+        outputs = network.eval(
+            image,
+            diameter=diameter,
+            flow_threshold=flow_threshold,
+            cellprob_threshold=cellprob_threshold,
+            min_size=MIN_OBJECT_PX,
+        )
     else:  # cellpose 3: grayscale is channels [0, 0]
-        outputs = network.eval(image, channels=[0, 0], diameter=diameter, flow_threshold=flow_threshold,
-                               cellprob_threshold=cellprob_threshold, min_size=MIN_OBJECT_PX)
+        outputs = network.eval(
+            image,
+            channels=[0, 0],
+            diameter=diameter,
+            flow_threshold=flow_threshold,
+            cellprob_threshold=cellprob_threshold,
+            min_size=MIN_OBJECT_PX,
+        )
     masks = np.asarray(outputs[0])
     if masks.shape != image.shape:
         raise RuntimeError(f"cellpose returned masks of shape {masks.shape} for an image of shape {image.shape}")
-    return masks.astype(np.int32), {"radius_px": diameter / 2, "diameter_source": source,
-                                    "model_path": str(path)}
+    return masks.astype(np.int32), {"radius_px": diameter / 2, "diameter_source": source, "model_path": str(path)}

@@ -36,8 +36,7 @@ def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:
     return flattened > filters.threshold_otsu(flattened)
 
 
-def watershed_cells(nuclei: np.ndarray, cytoplasm: np.ndarray, *, distance: float,
-                    radius: float) -> np.ndarray:
+def watershed_cells(nuclei: np.ndarray, cytoplasm: np.ndarray, *, distance: float, radius: float) -> np.ndarray:
     """Cells grown from ``nuclei`` along a cytoplasm stain, at most ``distance`` px out."""
     if cytoplasm.shape != nuclei.shape:
         raise ValueError(f"cytoplasm image shape {cytoplasm.shape} differs from nuclei {nuclei.shape}")
@@ -49,8 +48,14 @@ def watershed_cells(nuclei: np.ndarray, cytoplasm: np.ndarray, *, distance: floa
     return cells.astype(np.int32)
 
 
-def derive_cells(nuclei: np.ndarray, *, method: str, distance: float,
-                 cytoplasm: np.ndarray | None = None, radius: float | None = None) -> np.ndarray:
+def derive_cells(
+    nuclei: np.ndarray,
+    *,
+    method: str,
+    distance: float,
+    cytoplasm: np.ndarray | None = None,
+    radius: float | None = None,
+) -> np.ndarray:
     """Cell labels from nucleus labels (same ids); see the module docstring for methods.
 
     Parameters
@@ -76,6 +81,7 @@ def derive_cells(nuclei: np.ndarray, *, method: str, distance: float,
     if method == "watershed":
         if cytoplasm is None:
             raise ValueError("cells method 'watershed' needs a cytoplasm image")
-        return watershed_cells(nuclei, cytoplasm, distance=distance,
-                               radius=radius if radius else max(1.0, distance / 2))
+        return watershed_cells(
+            nuclei, cytoplasm, distance=distance, radius=radius if radius else max(1.0, distance / 2)
+        )
     raise ValueError(f"unknown cells method {method!r}; use 'expand' or 'watershed'")

@@ -99,8 +99,9 @@ def pixel_noise(image: np.ndarray) -> float:
     return sigma
 
 
-def drop_faint(labels: np.ndarray, flattened: np.ndarray, *, noise: float,
-               min_contrast: float = MIN_CONTRAST_NOISE) -> np.ndarray:
+def drop_faint(
+    labels: np.ndarray, flattened: np.ndarray, *, noise: float, min_contrast: float = MIN_CONTRAST_NOISE
+) -> np.ndarray:
     """Remove objects whose mean contrast over the flattened background is under
     ``min_contrast`` times the pixel ``noise`` (same units as ``flattened``)."""
     n_objects = int(labels.max())
@@ -158,8 +159,9 @@ def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
     return mask | fill[holes]
 
 
-def foreground_mask(flattened: np.ndarray, *, radius: float, global_fraction: float = 0.5,
-                    local_sigma_fraction: float = 1.0) -> np.ndarray:
+def foreground_mask(
+    flattened: np.ndarray, *, radius: float, global_fraction: float = 0.5, local_sigma_fraction: float = 1.0
+) -> np.ndarray:
     """Nuclei foreground of a background-flattened image (see module docstring, step 3)."""
     if np.ptp(flattened) <= 0:
         return np.zeros(flattened.shape, dtype=bool)
@@ -213,8 +215,9 @@ def split_touching(mask: np.ndarray, *, radius: float, min_distance_fraction: fl
     return watershed_by_component(-distance, markers, components, n_components)
 
 
-def watershed_by_component(surface: np.ndarray, markers: np.ndarray, components: np.ndarray,
-                           n_components: int) -> np.ndarray:
+def watershed_by_component(
+    surface: np.ndarray, markers: np.ndarray, components: np.ndarray, n_components: int
+) -> np.ndarray:
     """``segmentation.watershed(surface, markers, mask=components > 0)``, component by component.
 
     A masked watershed never floods from one connected component into another, so each can
@@ -242,9 +245,15 @@ def watershed_by_component(surface: np.ndarray, markers: np.ndarray, components:
     return out
 
 
-def grow_to_own_contrast(labels: np.ndarray, flattened: np.ndarray, *, radius: float,
-                         fraction: float = 0.4, reach_fraction: float = 0.5,
-                         floor_fraction: float = 0.25) -> np.ndarray:
+def grow_to_own_contrast(
+    labels: np.ndarray,
+    flattened: np.ndarray,
+    *,
+    radius: float,
+    fraction: float = 0.4,
+    reach_fraction: float = 0.5,
+    floor_fraction: float = 0.25,
+) -> np.ndarray:
     """Let each nucleus grow to where its intensity falls to ``fraction`` of its own peak.
 
     The foreground rule of :func:`foreground_mask` is shared by all nuclei, so a dim
@@ -292,8 +301,7 @@ def concavity_depth(mask: np.ndarray) -> float:
     return float(distance_to_background(hull)[notch].max())
 
 
-def merge_unsupported_splits(labels: np.ndarray, *, radius: float,
-                             max_depth_fraction: float = 0.25) -> np.ndarray:
+def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fraction: float = 0.25) -> np.ndarray:
     """Merge touching objects whose union has no notch deeper than
     ``max_depth_fraction * radius`` (see module docstring, step 7).
 
@@ -310,8 +318,9 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float,
         for a, b in touching_pairs(labels):
             if (a, b) in rejected:
                 continue
-            box = tuple(slice(min(sa.start, sb.start), max(sa.stop, sb.stop))
-                        for sa, sb in zip(slices[a - 1], slices[b - 1]))
+            box = tuple(
+                slice(min(sa.start, sb.start), max(sa.stop, sb.stop)) for sa, sb in zip(slices[a - 1], slices[b - 1])
+            )
             crop = labels[box]
             depth = concavity_depth((crop == a) | (crop == b))
             if depth <= max_depth:
@@ -358,8 +367,9 @@ def rough_radius(smoothed: np.ndarray) -> float:
     return factor * estimate_radius(flattened > filters.threshold_otsu(flattened))
 
 
-def foreground_at(normalized: np.ndarray, lightly_smoothed: np.ndarray, *, radius: float,
-                  flatten_background: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def foreground_at(
+    normalized: np.ndarray, lightly_smoothed: np.ndarray, *, radius: float, flatten_background: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1-3 of the module docstring at nucleus radius ``radius``: the smoothed,
     background-flattened image and its foreground mask."""
     sigma = max(1.0, radius / 12)
@@ -381,9 +391,15 @@ def largest_area(mask: np.ndarray) -> int:
     return int(np.bincount(components.ravel())[1:].max()) if n else 0
 
 
-def settle_radius(normalized: np.ndarray, lightly_smoothed: np.ndarray, radius: float,
-                  flattened: np.ndarray, mask: np.ndarray, *,
-                  flatten_background: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+def settle_radius(
+    normalized: np.ndarray,
+    lightly_smoothed: np.ndarray,
+    radius: float,
+    flattened: np.ndarray,
+    mask: np.ndarray,
+    *,
+    flatten_background: bool = True,
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Correct the rough radius of a confluent field.
 
     The rough estimate is the inscribed radius of a global Otsu mask. In a confluent field
@@ -401,9 +417,9 @@ def settle_radius(normalized: np.ndarray, lightly_smoothed: np.ndarray, radius: 
     point), so the first estimate is kept unless the settled one is under
     ``CONFLUENT_FRACTION`` of it. Returns ``(radius, flattened, mask)`` at the radius kept.
     """
+
     def mask_at(candidate: float) -> tuple[np.ndarray, np.ndarray]:
-        return foreground_at(normalized, lightly_smoothed, radius=candidate,
-                             flatten_background=flatten_background)
+        return foreground_at(normalized, lightly_smoothed, radius=candidate, flatten_background=flatten_background)
 
     settled, settled_flattened, settled_mask = radius, flattened, mask
     for _ in range(MAX_RADIUS_PASSES):
@@ -425,19 +441,20 @@ def settle_radius(normalized: np.ndarray, lightly_smoothed: np.ndarray, radius: 
     return radius, flattened, mask
 
 
-def radius_and_foreground(image: np.ndarray, *, radius: float | None = None,
-                          flatten_background: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+def radius_and_foreground(
+    image: np.ndarray, *, radius: float | None = None, flatten_background: bool = True
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Steps 1-3 of the module docstring: the nucleus radius (``radius`` if given, else
     estimated and settled), the flattened image and its foreground mask."""
     normalized = normalize_intensity(image)
     lightly_smoothed = ndi.gaussian_filter(normalized, 1.0)
     estimated = radius is None
     radius = float(rough_radius(lightly_smoothed) if estimated else radius)
-    flattened, mask = foreground_at(normalized, lightly_smoothed, radius=radius,
-                                    flatten_background=flatten_background)
+    flattened, mask = foreground_at(normalized, lightly_smoothed, radius=radius, flatten_background=flatten_background)
     if estimated:
-        radius, flattened, mask = settle_radius(normalized, lightly_smoothed, radius, flattened, mask,
-                                                flatten_background=flatten_background)
+        radius, flattened, mask = settle_radius(
+            normalized, lightly_smoothed, radius, flattened, mask, flatten_background=flatten_background
+        )
     return radius, flattened, mask
 
 

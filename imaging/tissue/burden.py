@@ -34,8 +34,15 @@ def smooth_signal(signal: np.ndarray, *, smoothing_um: float, pixel_size_um: flo
     return ndi.gaussian_filter(signal, sigma) if sigma > 0 else signal
 
 
-def detect_lesions(signal: np.ndarray, tissue: np.ndarray, *, threshold: float, pixel_size_um: float,
-                   min_area_um2: float, fill_holes: bool = True) -> np.ndarray:
+def detect_lesions(
+    signal: np.ndarray,
+    tissue: np.ndarray,
+    *,
+    threshold: float,
+    pixel_size_um: float,
+    min_area_um2: float,
+    fill_holes: bool = True,
+) -> np.ndarray:
     """Lesion labels: tissue above ``threshold``, holes filled, small pieces dropped."""
     mask = (signal > threshold) & tissue
     if fill_holes:
@@ -55,15 +62,24 @@ def lesion_table(labels: np.ndarray, signal: np.ndarray, *, pixel_size_um: float
     ids = np.arange(1, n + 1)
     centres = np.asarray(ndi.center_of_mass(np.ones(labels.shape), labels, ids)).reshape(-1, 2)
     areas = np.bincount(labels.ravel(), minlength=n + 1)[1:] * pixel_size_um**2
-    return pd.DataFrame({"lesion": ids, "centroid_row_um": centres[:, 0] * pixel_size_um,
-                         "centroid_col_um": centres[:, 1] * pixel_size_um, "area_um2": areas,
-                         "mean_signal": np.asarray(ndi.mean(signal, labels, ids), dtype=float)})
+    return pd.DataFrame(
+        {
+            "lesion": ids,
+            "centroid_row_um": centres[:, 0] * pixel_size_um,
+            "centroid_col_um": centres[:, 1] * pixel_size_um,
+            "area_um2": areas,
+            "mean_signal": np.asarray(ndi.mean(signal, labels, ids), dtype=float),
+        }
+    )
 
 
 def section_summary(lesions: pd.DataFrame, tissue_area_um2: float) -> dict:
     """Lesion count, total and largest area, and percent of tissue."""
     total = float(lesions["area_um2"].sum()) if len(lesions) else 0.0
-    return {"n_lesions": int(len(lesions)), "lesion_area_mm2": total / 1e6,
-            "largest_lesion_mm2": float(lesions["area_um2"].max()) / 1e6 if len(lesions) else 0.0,
-            "tissue_area_mm2": tissue_area_um2 / 1e6,
-            "lesion_percent_of_tissue": 100 * total / tissue_area_um2 if tissue_area_um2 > 0 else np.nan}
+    return {
+        "n_lesions": int(len(lesions)),
+        "lesion_area_mm2": total / 1e6,
+        "largest_lesion_mm2": float(lesions["area_um2"].max()) / 1e6 if len(lesions) else 0.0,
+        "tissue_area_mm2": tissue_area_um2 / 1e6,
+        "lesion_percent_of_tissue": 100 * total / tissue_area_um2 if tissue_area_um2 > 0 else np.nan,
+    }

@@ -32,8 +32,17 @@ from imaging.features.morphology import ellipse_axes, label_moments
 from imaging.tissue.nuclei import detect_nuclei, detection_channel, nucleus_scale
 from imaging.tissue.stains import stain_amounts
 
-CELL_COLUMNS = ["centroid_row", "centroid_col", "nucleus_area_px", "nucleus_elongation", "hematoxylin_od_mean",
-                "dab_od_mean", "dab_class", "positive", "counted"]
+CELL_COLUMNS = [
+    "centroid_row",
+    "centroid_col",
+    "nucleus_area_px",
+    "nucleus_elongation",
+    "hematoxylin_od_mean",
+    "dab_od_mean",
+    "dab_class",
+    "positive",
+    "counted",
+]
 CLASS_NAMES = ("Negative", "1+", "2+", "3+")  # QuPath's names for the intensity classes
 COMPARTMENTS = ("nucleus", "cytoplasm", "cell", "membrane")
 
@@ -51,8 +60,9 @@ def nucleus_cores(nuclei: np.ndarray, nuclear_od: np.ndarray, fraction: float = 
     if n == 0:
         return nuclei
     peaks = np.zeros(n + 1)
-    peaks[1:] = ndi.labeled_comprehension(nuclear_od, nuclei, np.arange(1, n + 1),
-                                          lambda v: np.percentile(v, 95), float, 0.0)
+    peaks[1:] = ndi.labeled_comprehension(
+        nuclear_od, nuclei, np.arange(1, n + 1), lambda v: np.percentile(v, 95), float, 0.0
+    )
     core = np.where(nuclear_od >= fraction * peaks[nuclei], nuclei, 0)
     return with_fallback(core, nuclei)  # a nucleus whose core vanished (flat, noisy) keeps its area
 
@@ -78,8 +88,9 @@ def membrane_ring(cells: np.ndarray, nuclei: np.ndarray, *, width_px: float) -> 
     return with_fallback(np.where(band & (nuclei == 0), cells, 0), cells)
 
 
-def compartment_labels(nuclei: np.ndarray, cells: np.ndarray, compartment: str, *, nuclear_od: np.ndarray,
-                       membrane_px: float) -> np.ndarray:
+def compartment_labels(
+    nuclei: np.ndarray, cells: np.ndarray, compartment: str, *, nuclear_od: np.ndarray, membrane_px: float
+) -> np.ndarray:
     """The pixels over which each cell's DAB is averaged for its call."""
     if compartment == "nucleus":
         return nucleus_cores(nuclei, nuclear_od)
@@ -100,8 +111,15 @@ def detects_with_dab(compartment: str, detection: str = "auto") -> bool:
     return detection == "nuclear_od"
 
 
-def detection_image(hematoxylin: np.ndarray, dab: np.ndarray, *, compartment: str, detection: str,
-                    radius_px: float | None, pixel_size_um: float | None) -> tuple[np.ndarray, float, dict]:
+def detection_image(
+    hematoxylin: np.ndarray,
+    dab: np.ndarray,
+    *,
+    compartment: str,
+    detection: str,
+    radius_px: float | None,
+    pixel_size_um: float | None,
+) -> tuple[np.ndarray, float, dict]:
     """The channel nuclei are found on, the nucleus scale, and what was chosen and why."""
     with_dab = detects_with_dab(compartment, detection)
     channel = detection_channel(hematoxylin, dab, include_dab=with_dab)
@@ -109,14 +127,27 @@ def detection_image(hematoxylin: np.ndarray, dab: np.ndarray, *, compartment: st
         radius, source = nucleus_scale(channel, pixel_size_um=pixel_size_um)
     else:
         radius, source = float(radius_px), "pipeline"
-    return channel, radius, {"radius_px": radius, "radius_source": source,
-                             "detection": "nuclear_od" if with_dab else "hematoxylin"}
+    return (
+        channel,
+        radius,
+        {"radius_px": radius, "radius_source": source, "detection": "nuclear_od" if with_dab else "hematoxylin"},
+    )
 
 
-def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartment: str = "nucleus",
-                nucleus_radius_px: float | None = None, pixel_size_um: float | None = None,
-                expansion_px: float = 6.0, detection: str = "auto", keep: np.ndarray | None = None,
-                max_elongation: float | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
+def score_cells(
+    rgb: np.ndarray,
+    *,
+    vectors: dict,
+    white,
+    thresholds,
+    compartment: str = "nucleus",
+    nucleus_radius_px: float | None = None,
+    pixel_size_um: float | None = None,
+    expansion_px: float = 6.0,
+    detection: str = "auto",
+    keep: np.ndarray | None = None,
+    max_elongation: float | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
     """Score the cells of one RGB tile (see module docstring).
 
     Parameters
@@ -156,8 +187,14 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
         raise ValueError(f"keep mask shape {np.shape(keep)} differs from the tile's {rgb.shape[:2]}")
     amounts = stain_amounts(rgb, vectors, white=white)
     hematoxylin, dab = amounts["hematoxylin"], amounts["dab"]
-    nuclear_od, radius, info = detection_image(hematoxylin, dab, compartment=compartment, detection=detection,
-                                               radius_px=nucleus_radius_px, pixel_size_um=pixel_size_um)
+    nuclear_od, radius, info = detection_image(
+        hematoxylin,
+        dab,
+        compartment=compartment,
+        detection=detection,
+        radius_px=nucleus_radius_px,
+        pixel_size_um=pixel_size_um,
+    )
     nuclei = detect_nuclei(nuclear_od, radius=radius)
     cells = expand_labels(nuclei, distance=expansion_px).astype(np.int32)
     n = int(nuclei.max())
@@ -167,16 +204,24 @@ def score_cells(rgb: np.ndarray, *, vectors: dict, white, thresholds, compartmen
     moments = label_moments(nuclei)
     centroids = np.stack([moments["row"][ids], moments["col"][ids]], axis=1)
     _, major, minor = ellipse_axes(moments["mu20"][ids], moments["mu02"][ids], moments["mu11"][ids])
-    measured = compartment_labels(nuclei, cells, compartment, nuclear_od=nuclear_od,
-                                  membrane_px=max(1.0, expansion_px / 2))  # the outer half of the reach
+    measured = compartment_labels(
+        nuclei, cells, compartment, nuclear_od=nuclear_od, membrane_px=max(1.0, expansion_px / 2)
+    )  # the outer half of the reach
     dab_mean = np.asarray(ndi.mean(dab, measured, ids), dtype=float)
     classes = intensity_class(dab_mean, thresholds)
-    table = pd.DataFrame({
-        "label": ids, "centroid_row": centroids[:, 0], "centroid_col": centroids[:, 1],
-        "nucleus_area_px": moments["area"][ids].astype(np.int64),
-        "nucleus_elongation": major / np.maximum(minor, 1e-9),  # major / minor axis of the fitted ellipse
-        "hematoxylin_od_mean": np.asarray(ndi.mean(hematoxylin, nuclei, ids), dtype=float),
-        "dab_od_mean": dab_mean, "dab_class": classes, "positive": classes >= 1})
+    table = pd.DataFrame(
+        {
+            "label": ids,
+            "centroid_row": centroids[:, 0],
+            "centroid_col": centroids[:, 1],
+            "nucleus_area_px": moments["area"][ids].astype(np.int64),
+            "nucleus_elongation": major / np.maximum(minor, 1e-9),  # major / minor axis of the fitted ellipse
+            "hematoxylin_od_mean": np.asarray(ndi.mean(hematoxylin, nuclei, ids), dtype=float),
+            "dab_od_mean": dab_mean,
+            "dab_class": classes,
+            "positive": classes >= 1,
+        }
+    )
     table["counted"] = True if max_elongation is None else table["nucleus_elongation"] <= max_elongation
     if keep is not None:
         rows = np.clip(np.round(table["centroid_row"]).astype(int), 0, keep.shape[0] - 1)
@@ -204,11 +249,17 @@ def summarize_scores(classes, tissue_area_mm2: float | None) -> dict:
     proportion = allred_proportion(percent_positive)
     area = tissue_area_mm2 if tissue_area_mm2 and tissue_area_mm2 > 0 else np.nan
     return {
-        "n_cells": n, "n_0": int(counts[0]), "n_1plus": int(counts[1]), "n_2plus": int(counts[2]),
-        "n_3plus": int(counts[3]), "percent_positive": percent_positive,
+        "n_cells": n,
+        "n_0": int(counts[0]),
+        "n_1plus": int(counts[1]),
+        "n_2plus": int(counts[2]),
+        "n_3plus": int(counts[3]),
+        "percent_positive": percent_positive,
         "h_score": float(percents[1] + 2 * percents[2] + 3 * percents[3]) if n else np.nan,
-        "allred_proportion": proportion, "allred_intensity": intensity,
+        "allred_proportion": proportion,
+        "allred_intensity": intensity,
         "allred_score": proportion + intensity if positive else 0,
         "tissue_area_mm2": tissue_area_mm2 if tissue_area_mm2 else np.nan,
-        "cells_per_mm2": n / area, "positive_cells_per_mm2": positive / area,
+        "cells_per_mm2": n / area,
+        "positive_cells_per_mm2": positive / area,
     }

@@ -55,7 +55,9 @@ def _record(run_dir: Path) -> dict:
     try:
         record = json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError):
-        raise InputError("has no readable run.json", path=run_dir, fix="open the --out folder of a finished run") from None
+        raise InputError(
+            "has no readable run.json", path=run_dir, fix="open the --out folder of a finished run"
+        ) from None
     if record.get("mode") != "tissue":
         raise InputError("is not a tissue run", path=run_dir, fix="open plate runs with the plate browser")
     return record
@@ -76,8 +78,14 @@ def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
     colours = np.c_[np.asarray(CLASS_COLOURS, float)[classes] / 255, np.ones(len(cells))]
     faces = colours * [1, 1, 1, 0.25]  # the nucleus stays visible through its marker
     size = 2 * np.sqrt(np.median(cells["nucleus_area_px"]) / np.pi) if len(cells) else 10.0
-    kwargs = {"name": name, "features": cells.reset_index(drop=True), "face_color": faces,
-              "border_color": colours, "border_width": 0.15, "size": float(size)}
+    kwargs = {
+        "name": name,
+        "features": cells.reset_index(drop=True),
+        "face_color": faces,
+        "border_color": colours,
+        "border_width": 0.15,
+        "size": float(size),
+    }
     return cells[["centroid_row", "centroid_col"]].to_numpy(float), kwargs, "points"
 
 
@@ -85,8 +93,14 @@ def lesion_points(lesions: pd.DataFrame, *, pixel_size_um: float, name: str) -> 
     """Lesions as points at their centre, sized to the diameter of a disk of their area."""
     centres = lesions[["centroid_row_um", "centroid_col_um"]].to_numpy(float) / pixel_size_um
     sizes = 2 * np.sqrt(lesions["area_um2"].to_numpy(float) / np.pi) / pixel_size_um
-    kwargs = {"name": name, "features": lesions.reset_index(drop=True), "size": sizes,
-              "face_color": "transparent", "border_color": "yellow", "border_width": 0.05}
+    kwargs = {
+        "name": name,
+        "features": lesions.reset_index(drop=True),
+        "size": sizes,
+        "face_color": "transparent",
+        "border_color": "yellow",
+        "border_width": 0.05,
+    }
     return centres, kwargs, "points"
 
 
@@ -98,11 +112,19 @@ def tissue_run_layers(run_dir: str | Path) -> list[LayerData]:
     for image in record["images"]:
         name, path = image["image"], Path(image["path"])
         if not path.is_file():
-            raise InputError(f"the image of {name!r} is no longer at {path}", path=run_dir,
-                             fix="put the image back where the run read it")
+            raise InputError(
+                f"the image of {name!r} is no longer at {path}",
+                path=run_dir,
+                fix="put the image back where the run read it",
+            )
         levels, rgb = section_levels(path)
-        layers.append((levels if len(levels) > 1 else levels[0],
-                       {"name": name, "rgb": rgb, "multiscale": len(levels) > 1}, "image"))
+        layers.append(
+            (
+                levels if len(levels) > 1 else levels[0],
+                {"name": name, "rgb": rgb, "multiscale": len(levels) > 1},
+                "image",
+            )
+        )
         cells = _rows_of(run_dir / "cells.csv", name)
         if not cells.empty:
             layers.append(cell_points(cells, name=f"{name} cells"))

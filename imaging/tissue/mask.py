@@ -40,8 +40,9 @@ def max_optical_density(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
     return result
 
 
-def tissue_mask(overview: np.ndarray, *, pixel_size_um: float, min_area_um2: float,
-                brightfield: bool = True) -> np.ndarray:
+def tissue_mask(
+    overview: np.ndarray, *, pixel_size_um: float, min_area_um2: float, brightfield: bool = True
+) -> np.ndarray:
     """Boolean tissue mask of an overview image (see module docstring)."""
     image = np.asarray(overview)
     if brightfield:

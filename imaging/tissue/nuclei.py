@@ -90,8 +90,7 @@ def estimate_radius_px(nuclear_od: np.ndarray) -> float:
     return float(np.clip(radius, MIN_RADIUS_PX, MAX_RADIUS_PX))
 
 
-def round_components(mask: np.ndarray, *, min_axis_ratio: float = ROUND_AXIS_RATIO,
-                     min_count: int = 5) -> np.ndarray:
+def round_components(mask: np.ndarray, *, min_axis_ratio: float = ROUND_AXIS_RATIO, min_count: int = 5) -> np.ndarray:
     """``mask`` without its elongated components (minor / major axis under
     ``min_axis_ratio``): spindle-shaped stromal nuclei and fibres would pull the scale of
     tumour nuclei down. The whole mask when fewer than ``min_count`` round ones remain."""
@@ -106,8 +105,9 @@ def round_components(mask: np.ndarray, *, min_axis_ratio: float = ROUND_AXIS_RAT
     return np.isin(labels, round_ids)
 
 
-def nucleus_scale(nuclear_od: np.ndarray, *, pixel_size_um: float | None = None,
-                      radius_um: float | None = None) -> tuple[float, str]:
+def nucleus_scale(
+    nuclear_od: np.ndarray, *, pixel_size_um: float | None = None, radius_um: float | None = None
+) -> tuple[float, str]:
     """The nucleus scale for detection and where it came from.
 
     ``radius_um`` (a pipeline's ``nucleus_diameter_um / 2``) converted with the pixel size

@@ -59,8 +59,9 @@ def cell_features(cells: pd.DataFrame, outlines: dict[int, list], *, offset: tup
     """QuPath detection Features of scored cells (``label`` column: nucleus label in the
     tile; ``offset``: the tile's (row, col) in the image)."""
     features = []
-    measured = [c for c in ("nucleus_area_px", "nucleus_elongation", "hematoxylin_od_mean", "dab_od_mean")
-                if c in cells.columns]
+    measured = [
+        c for c in ("nucleus_area_px", "nucleus_elongation", "hematoxylin_od_mean", "dab_od_mean") if c in cells.columns
+    ]
     for row in cells.itertuples(index=False):
         ring = outlines.get(int(row.label))
         if ring is None:
@@ -70,15 +71,17 @@ def cell_features(cells: pd.DataFrame, outlines: dict[int, list], *, offset: tup
         # a spindle nucleus left out of the scores is shown as such, not as a scored class
         counted = bool(getattr(row, "counted", True))
         name, colour = (CLASS_NAMES[klass], list(CLASS_COLOURS[klass])) if counted else (NOT_COUNTED, [128, 128, 128])
-        features.append({
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {
-                "objectType": "detection",
-                "classification": {"name": name, "color": colour},
-                "measurements": {name: float(getattr(row, name)) for name in measured},
-            },
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {
+                    "objectType": "detection",
+                    "classification": {"name": name, "color": colour},
+                    "measurements": {name: float(getattr(row, name)) for name in measured},
+                },
+            }
+        )
     return features
 
 
@@ -126,21 +129,33 @@ def densest_window(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], s
     return int(min(top * step, shape[0] - height)), int(min(left * step, shape[1] - width))
 
 
-def tile_crop(rgb: np.ndarray, nuclei: np.ndarray, cells: pd.DataFrame, *, core: tuple[int, int, int, int],
-              offset: tuple[int, int]) -> Crop:
+def tile_crop(
+    rgb: np.ndarray,
+    nuclei: np.ndarray,
+    cells: pd.DataFrame,
+    *,
+    core: tuple[int, int, int, int],
+    offset: tuple[int, int],
+) -> Crop:
     """The densest :data:`CROP_PX` window of a tile's core (top, left, height, width in the
     tile) with the cells scored there."""
     top, left, height, width = core
-    row0, col0 = densest_window(cells["centroid_row"].to_numpy() - top, cells["centroid_col"].to_numpy() - left,
-                                (height, width))
+    row0, col0 = densest_window(
+        cells["centroid_row"].to_numpy() - top, cells["centroid_col"].to_numpy() - left, (height, width)
+    )
     rows = slice(top + row0, top + row0 + min(CROP_PX, height))
     cols = slice(left + col0, left + col0 + min(CROP_PX, width))
     window_nuclei = nuclei[rows, cols]
     scored = dict(zip(cells["label"].astype(int), cells["dab_class"].astype(int)))
     present = [label for label in np.unique(window_nuclei) if label in scored]
-    return Crop(n_cells=len(present), row=offset[0] + rows.start, col=offset[1] + cols.start,
-                rgb=np.asarray(rgb[rows, cols]).copy(), nuclei=window_nuclei.copy(),
-                classes={int(label): scored[label] for label in present})
+    return Crop(
+        n_cells=len(present),
+        row=offset[0] + rows.start,
+        col=offset[1] + cols.start,
+        rgb=np.asarray(rgb[rows, cols]).copy(),
+        nuclei=window_nuclei.copy(),
+        classes={int(label): scored[label] for label in present},
+    )
 
 
 def outlined(crop: Crop) -> np.ndarray:

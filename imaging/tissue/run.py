@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,12 +33,23 @@ from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
 from imaging.record import file_sha256, software_versions
 from imaging.runner import collect
 from imaging.tissue.burden import (
-    LESION_COLUMNS, detect_lesions, lesion_signal, lesion_table, section_summary, smooth_signal,
+    LESION_COLUMNS,
+    detect_lesions,
+    lesion_signal,
+    lesion_table,
+    section_summary,
+    smooth_signal,
 )
 from imaging.tissue.ihc import CELL_COLUMNS, score_cells, summarize_scores
 from imaging.tissue.mask import tissue_mask
 from imaging.tissue.review import (
-    CLASS_COLOURS, Crop, GeoJSONWriter, cell_features, nucleus_outlines, outlined, tile_crop,
+    CLASS_COLOURS,
+    Crop,
+    GeoJSONWriter,
+    cell_features,
+    nucleus_outlines,
+    outlined,
+    tile_crop,
 )
 from imaging.tissue.slide import Slide
 from imaging.tissue.stains import choose_vectors, default_vectors, estimate_vectors, white_point
@@ -79,10 +90,15 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         raise InputError(f"cannot be read as CSV ({exc})", path=path, fix="save it as comma-separated UTF-8") from None
     sheet.columns = [str(c).strip().lower().replace(" ", "_") for c in sheet.columns]
     if "image" not in sheet.columns:
-        raise InputError(f"has no 'image' column (columns: {', '.join(sheet.columns)})", path=path,
-                         fix="add a column 'image' with each file's name")
-    sheet["image"] = [Path(v.strip()).stem if Path(v.strip()).suffix.lower() in TISSUE_SUFFIXES + (".ome",)
-                      else v.strip() for v in sheet["image"]]
+        raise InputError(
+            f"has no 'image' column (columns: {', '.join(sheet.columns)})",
+            path=path,
+            fix="add a column 'image' with each file's name",
+        )
+    sheet["image"] = [
+        Path(v.strip()).stem if Path(v.strip()).suffix.lower() in TISSUE_SUFFIXES + (".ome",) else v.strip()
+        for v in sheet["image"]
+    ]
     sheet["image"] = [v[:-4] if v.endswith(".ome") else v for v in sheet["image"]]
     duplicated = sheet["image"][sheet["image"].duplicated()]
     if not duplicated.empty:
@@ -95,8 +111,9 @@ def image_stem(path: Path) -> str:
     return stem[:-4] if stem.endswith(".ome") else stem
 
 
-def plan_tissue(pipeline: TissuePipeline | str | Path, input_dir: str | Path, *,
-                samples: str | Path | None = None) -> TissuePlan:
+def plan_tissue(
+    pipeline: TissuePipeline | str | Path, input_dir: str | Path, *, samples: str | Path | None = None
+) -> TissuePlan:
     """Check a tissue run's inputs (see module docstring, step 1)."""
     pipeline_path = None
     if not isinstance(pipeline, TissuePipeline):
@@ -108,13 +125,19 @@ def plan_tissue(pipeline: TissuePipeline | str | Path, input_dir: str | Path, *,
     if input_dir.is_file():
         images = [input_dir]
     elif input_dir.is_dir():
-        images = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in TISSUE_SUFFIXES
-                        and not p.name.startswith("."))
+        images = sorted(
+            p
+            for p in input_dir.rglob("*")
+            if p.is_file() and p.suffix.lower() in TISSUE_SUFFIXES and not p.name.startswith(".")
+        )
     else:
         raise InputError("no such file or folder", path=input_dir, fix="check the INPUT argument")
     if not images:
-        raise InputError("no tissue images (.tif, .tiff, .svs, .png, .jpg) found", path=input_dir,
-                         fix="point INPUT at the folder of sections or cores")
+        raise InputError(
+            "no tissue images (.tif, .tiff, .svs, .png, .jpg) found",
+            path=input_dir,
+            fix="point INPUT at the folder of sections or cores",
+        )
     stems = [image_stem(p) for p in images]
     if len(set(stems)) != len(stems):
         raise InputError("two images share a name", path=input_dir, fix="give every image a distinct file name")
@@ -125,8 +148,11 @@ def plan_tissue(pipeline: TissuePipeline | str | Path, input_dir: str | Path, *,
         sheet = read_sample_sheet(samples)
         missing = sorted(set(stems) - set(sheet["image"]))
         if missing:
-            raise InputError(f"the sample sheet does not list image(s) {', '.join(missing[:10])}", path=samples,
-                             fix="add a row for every image")
+            raise InputError(
+                f"the sample sheet does not list image(s) {', '.join(missing[:10])}",
+                path=samples,
+                fix="add a row for every image",
+            )
         unmatched = tuple(sorted(set(sheet["image"]) - set(stems)))
         sheet = sheet[sheet["image"].isin(stems)]
         sheet = sheet.set_index("image").loc[stems].reset_index()
@@ -135,13 +161,26 @@ def plan_tissue(pipeline: TissuePipeline | str | Path, input_dir: str | Path, *,
     settings = pipeline.comparison
     if settings.control_group is not None and samples is not None:
         if settings.group_column not in sheet.columns:
-            raise InputError(f"has no {settings.group_column!r} column for comparison.control_group", path=samples,
-                             fix="add the column or change comparison.group_column")
+            raise InputError(
+                f"has no {settings.group_column!r} column for comparison.control_group",
+                path=samples,
+                fix="add the column or change comparison.group_column",
+            )
         if settings.control_group not in set(sheet[settings.group_column]):
-            raise InputError(f"no image has {settings.group_column} {settings.control_group!r}", path=samples,
-                             fix="correct comparison.control_group in the pipeline or the sheet")
-    return TissuePlan(pipeline=pipeline, pipeline_path=pipeline_path, input_dir=input_dir, images=tuple(images),
-                      sheet=sheet, sheet_path=Path(samples) if samples else None, unmatched_sheet_rows=unmatched)
+            raise InputError(
+                f"no image has {settings.group_column} {settings.control_group!r}",
+                path=samples,
+                fix="correct comparison.control_group in the pipeline or the sheet",
+            )
+    return TissuePlan(
+        pipeline=pipeline,
+        pipeline_path=pipeline_path,
+        input_dir=input_dir,
+        images=tuple(images),
+        sheet=sheet,
+        sheet_path=Path(samples) if samples else None,
+        unmatched_sheet_rows=unmatched,
+    )
 
 
 PIXEL_SIZE_TOLERANCE = 0.05  # relative disagreement between the pipeline's and the file's pixel size
@@ -153,25 +192,35 @@ def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
     with Slide(path) as slide:
         recorded = slide.pixel_size_um
         if pipeline.cells is not None and not slide.is_rgb:
-            raise InputError(f"IHC cell scoring needs an RGB brightfield image; this one has shape "
-                             f"{slide.shapes[0]} without 3 colour channels", path=path,
-                             fix="export the section as RGB, or remove 'cells' from the pipeline")
+            raise InputError(
+                f"IHC cell scoring needs an RGB brightfield image; this one has shape "
+                f"{slide.shapes[0]} without 3 colour channels",
+                path=path,
+                fix="export the section as RGB, or remove 'cells' from the pipeline",
+            )
         given = pipeline.pixel_size_um
         if given and recorded and abs(recorded - given) > PIXEL_SIZE_TOLERANCE * recorded:
-            raise InputError(f"the pipeline's pixel_size_um {given:g} contradicts the file's {recorded:g} um/pixel",
-                             path=path, fix="remove pixel_size_um from the pipeline (the file's value is used) "
-                                            "or correct it")
+            raise InputError(
+                f"the pipeline's pixel_size_um {given:g} contradicts the file's {recorded:g} um/pixel",
+                path=path,
+                fix="remove pixel_size_um from the pipeline (the file's value is used) or correct it",
+            )
         if pipeline.lesions is not None and not (given or recorded):
-            raise InputError("the pixel size is unknown and lesion areas need it", path=path,
-                             fix="set pixel_size_um in the pipeline")
+            raise InputError(
+                "the pixel size is unknown and lesion areas need it", path=path, fix="set pixel_size_um in the pipeline"
+            )
         # the overview is read again by the analysis; from a pyramid level that costs little, and
         # a blank image must be refused before anything is written
         # no minimum piece size here: a field of pale stroma with scattered nuclei is not blank
-        _, _, stained = _overview_and_tissue(slide, pipeline, _working_scale(slide, pipeline).overview_um,
-                                             physical=False)
+        _, _, stained = _overview_and_tissue(
+            slide, pipeline, _working_scale(slide, pipeline).overview_um, physical=False
+        )
         if not stained.any():
-            raise InputError("no tissue found (the image is blank glass or too faint to tell from it)", path=path,
-                             fix="remove the image from the input folder, or check it is the stained section")
+            raise InputError(
+                "no tissue found (the image is blank glass or too faint to tell from it)",
+                path=path,
+                fix="remove the image from the input folder, or check it is the stained section",
+            )
 
 
 # ---- per image ---------------------------------------------------------------------------------
@@ -184,12 +233,15 @@ class ImageTask:
     sample_only: bool = False  # first pass: return a sample of the lesion signal
 
 
-def _overview_and_tissue(slide: Slide, pipeline: TissuePipeline, resolution_um: float, *,
-                         physical: bool = True):
+def _overview_and_tissue(slide: Slide, pipeline: TissuePipeline, resolution_um: float, *, physical: bool = True):
     """Overview, its pixel size, and the tissue mask (no minimum area without a real pixel size)."""
     overview, size = slide.overview(resolution_um)
-    tissue = tissue_mask(overview, pixel_size_um=size, min_area_um2=pipeline.tissue.min_area_um2 if physical else 0,
-                         brightfield=slide.is_rgb)
+    tissue = tissue_mask(
+        overview,
+        pixel_size_um=size,
+        min_area_um2=pipeline.tissue.min_area_um2 if physical else 0,
+        brightfield=slide.is_rgb,
+    )
     return overview, size, tissue
 
 
@@ -242,31 +294,44 @@ def analyse_image(task: ImageTask) -> dict:
     with Slide(path, pixel_size_um=pipeline.pixel_size_um) as slide:
         scale = _working_scale(slide, pipeline)
         pixel_size, nominal = scale.pixel_size_um, scale.nominal_um
-        overview, overview_size, tissue = _overview_and_tissue(slide, pipeline, scale.overview_um,
-                                                               physical=bool(pixel_size))
+        overview, overview_size, tissue = _overview_and_tissue(
+            slide, pipeline, scale.overview_um, physical=bool(pixel_size)
+        )
         white = white_point(overview) if slide.is_rgb else None
         vectors, vector_source = _stain_vectors(pipeline, overview, tissue, white) if slide.is_rgb else ({}, "n/a")
         if task.sample_only:
             signal, lesion_tissue, _, _ = _lesion_inputs(slide, pipeline, vectors, white)
             values = signal[lesion_tissue]
             rng = np.random.default_rng(0)
-            return {"image": image_stem(path), "sample": rng.choice(values, min(SIGNAL_SAMPLE, values.size),
-                                                                   replace=False) if values.size else values}
+            return {
+                "image": image_stem(path),
+                "sample": rng.choice(values, min(SIGNAL_SAMPLE, values.size), replace=False) if values.size else values,
+            }
         tissue_area_um2 = float(tissue.sum()) * overview_size**2
-        summary = {"image": image_stem(path), "path": str(path), "pixel_size_um": pixel_size,
-                   "shape": list(slide.shape), "pyramid_levels": len(slide.shapes),
-                   "stain_vectors": {k: [float(x) for x in v] for k, v in vectors.items()},
-                   "stain_vector_source": vector_source, "white": None if white is None else [float(x) for x in white]}
+        summary = {
+            "image": image_stem(path),
+            "path": str(path),
+            "pixel_size_um": pixel_size,
+            "shape": list(slide.shape),
+            "pyramid_levels": len(slide.shapes),
+            "stain_vectors": {k: [float(x) for x in v] for k, v in vectors.items()},
+            "stain_vector_source": vector_source,
+            "white": None if white is None else [float(x) for x in white],
+        }
         overlay_cells = None
         if pipeline.cells is not None:
             if not slide.is_rgb:
-                raise InputError("IHC cell scoring needs an RGB brightfield image", path=path,
-                                 fix="export the section as RGB, or remove 'cells' from the pipeline")
+                raise InputError(
+                    "IHC cell scoring needs an RGB brightfield image",
+                    path=path,
+                    fix="export the section as RGB, or remove 'cells' from the pipeline",
+                )
             # tiles are chosen on any stain (no minimum piece: pale stroma may leave only the
             # nuclei above the mask's threshold); the tissue area keeps the minimum piece size
             stained = tissue_mask(overview, pixel_size_um=overview_size, min_area_um2=0, brightfield=True)
-            scored = _score_image(slide, pipeline, vectors, white, stained, overview_size, nominal,
-                                  pixel_size, out_dir, image_stem(path))
+            scored = _score_image(
+                slide, pipeline, vectors, white, stained, overview_size, nominal, pixel_size, out_dir, image_stem(path)
+            )
             overlay_cells = scored["overlay"]
             area_mm2 = tissue_area_um2 / 1e6 if pixel_size else None
             summary["ihc"] = summarize_scores(scored["classes"], area_mm2)
@@ -274,23 +339,47 @@ def analyse_image(task: ImageTask) -> dict:
         lesion_labels = None
         if pipeline.lesions is not None:
             signal, lesion_tissue, size, _ = _lesion_inputs(slide, pipeline, vectors, white)
-            threshold = task.lesion_threshold if task.lesion_threshold is not None else float(pipeline.lesions.threshold)
-            lesion_labels = detect_lesions(signal, lesion_tissue, threshold=threshold, pixel_size_um=size,
-                                           min_area_um2=pipeline.lesions.min_area_um2,
-                                           fill_holes=pipeline.lesions.fill_holes)
+            threshold = (
+                task.lesion_threshold if task.lesion_threshold is not None else float(pipeline.lesions.threshold)
+            )
+            lesion_labels = detect_lesions(
+                signal,
+                lesion_tissue,
+                threshold=threshold,
+                pixel_size_um=size,
+                min_area_um2=pipeline.lesions.min_area_um2,
+                fill_holes=pipeline.lesions.fill_holes,
+            )
             lesions = lesion_table(lesion_labels, signal, pixel_size_um=size)
             write_csv(lesions, out_dir / WORK_FOLDER / f"{image_stem(path)}.lesions.csv")
             summary["burden"] = section_summary(lesions, float(lesion_tissue.sum()) * size**2) | {
-                "lesion_threshold": threshold}
+                "lesion_threshold": threshold
+            }
             lesion_labels = (lesion_labels, size)
         summary["tissue_area_mm2"] = tissue_area_um2 / 1e6 if pixel_size else None
-        _write_overlay(overview, overview_size, tissue, overlay_cells, lesion_labels,
-                       out_dir / "plots" / f"{image_stem(path)}_overlay.png")
+        _write_overlay(
+            overview,
+            overview_size,
+            tissue,
+            overlay_cells,
+            lesion_labels,
+            out_dir / "plots" / f"{image_stem(path)}_overlay.png",
+        )
     return summary
 
 
-def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue, overview_size, nominal_size,
-                 pixel_size, out_dir: Path, stem: str) -> dict:
+def _score_image(
+    slide: Slide,
+    pipeline: TissuePipeline,
+    vectors,
+    white,
+    tissue,
+    overview_size,
+    nominal_size,
+    pixel_size,
+    out_dir: Path,
+    stem: str,
+) -> dict:
     """IHC scoring tile by tile. Cells are streamed to ``.images/<stem>.cells.csv`` and, as
     QuPath detections, to ``detections/<stem>.geojson``; the few densest tiles give the
     report's full-resolution crops. Returns the classes, the cell positions and classes for
@@ -306,8 +395,11 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
     tissue = ndi.binary_dilation(tissue, iterations=3)
     classes, overlay, radii, crops, detections = [], [], [], [], []
     work = out_dir / WORK_FOLDER
-    with StreamedTable(work / f"{stem}.cells", empty=["image", *CELL_COLUMNS]) as cells_table, \
-            atomic_path(out_dir / DETECTIONS_FOLDER / f"{stem}.geojson") as geo_temporary, open(geo_temporary, "w") as geo_handle:
+    with (
+        StreamedTable(work / f"{stem}.cells", empty=["image", *CELL_COLUMNS]) as cells_table,
+        atomic_path(out_dir / DETECTIONS_FOLDER / f"{stem}.geojson") as geo_temporary,
+        open(geo_temporary, "w") as geo_handle,
+    ):
         geojson = GeoJSONWriter(geo_handle)
         for tile in slide.tiles(spec.tile_px, margin):
             rows = slice(int(tile.row / scale), int(np.ceil((tile.row + tile.height) / scale)))
@@ -316,36 +408,60 @@ def _score_image(slide: Slide, pipeline: TissuePipeline, vectors, white, tissue,
                 continue
             rgb = slide.read_region(tile.read_row, tile.read_col, tile.read_height, tile.read_width)
             keep = np.zeros(rgb.shape[:2], bool)  # the tile's core: each cell belongs to one tile
-            keep[tile.margin_top:tile.margin_top + tile.height, tile.margin_left:tile.margin_left + tile.width] = True
+            keep[tile.margin_top : tile.margin_top + tile.height, tile.margin_left : tile.margin_left + tile.width] = (
+                True
+            )
             cells, nuclei, _, info = score_cells(
-                rgb, vectors=vectors, white=white, thresholds=spec.thresholds, compartment=spec.compartment,
-                nucleus_radius_px=fixed_radius, pixel_size_um=pixel_size, expansion_px=expansion,
-                detection=spec.detection, keep=keep, max_elongation=spec.max_nucleus_elongation)
+                rgb,
+                vectors=vectors,
+                white=white,
+                thresholds=spec.thresholds,
+                compartment=spec.compartment,
+                nucleus_radius_px=fixed_radius,
+                pixel_size_um=pixel_size,
+                expansion_px=expansion,
+                detection=spec.detection,
+                keep=keep,
+                max_elongation=spec.max_nucleus_elongation,
+            )
             radii.append(info["radius_px"])
             detections.append(info["detection"])
             if cells.empty:
                 continue
             outlines = nucleus_outlines(nuclei, cells["label"])
             geojson.write(cell_features(cells, outlines, offset=(tile.read_row, tile.read_col)))
-            crops = _keep_densest(crops, tile_crop(
-                rgb, nuclei, cells, core=(tile.margin_top, tile.margin_left, tile.height, tile.width),
-                offset=(tile.read_row, tile.read_col)))
+            crops = _keep_densest(
+                crops,
+                tile_crop(
+                    rgb,
+                    nuclei,
+                    cells,
+                    core=(tile.margin_top, tile.margin_left, tile.height, tile.width),
+                    offset=(tile.read_row, tile.read_col),
+                ),
+            )
             cells["centroid_row"] += tile.read_row
             cells["centroid_col"] += tile.read_col
             cells = cells.drop(columns="label")
             cells.insert(0, "image", stem)
             cells_table.write(cells)
             classes.append(cells.loc[cells["counted"], "dab_class"].to_numpy(np.int8))  # summaries: counted cells
-            overlay.append(np.column_stack([cells[["centroid_row", "centroid_col"]].to_numpy() / scale,
-                                            cells["dab_class"].to_numpy()]))
+            overlay.append(
+                np.column_stack(
+                    [cells[["centroid_row", "centroid_col"]].to_numpy() / scale, cells["dab_class"].to_numpy()]
+                )
+            )
         geojson.close()
     for index, crop in enumerate(crops):
         _write_crop(crop, out_dir / "plots" / f"{stem}_cells_{index + 1}.png")
     classes = np.concatenate(classes) if classes else np.zeros(0, np.int8)
     overlay = np.concatenate(overlay) if overlay else np.zeros((0, 3))
-    radius = {"median_px": float(np.median(radii)) if radii else None,
-              "source": "pipeline" if fixed_radius is not None else "estimated per tile"
-              + (" (limited by the pixel size)" if pixel_size else "")}
+    radius = {
+        "median_px": float(np.median(radii)) if radii else None,
+        "source": "pipeline"
+        if fixed_radius is not None
+        else "estimated per tile" + (" (limited by the pixel size)" if pixel_size else ""),
+    }
     radius["detection"] = sorted(set(detections))
     return {"classes": classes, "overlay": overlay, "radius": radius}
 
@@ -430,11 +546,19 @@ def lesion_threshold(samples: list[np.ndarray]) -> dict:
     (m1, m2), (s1, s2) = fit["means"], fit["sds"]
     separation = float(np.sqrt(2) * abs(m2 - m1) / np.sqrt(s1**2 + s2**2))
     boundary = mixture_boundary(fit)  # exists only when the two populations overlap as expected
-    detail = {"means": [float(m1), float(m2)], "sds": [float(s1), float(s2)],
-              "weights": [float(w) for w in fit["weights"]], "ashman_d": separation, "n_pixels": int(values.size)}
+    detail = {
+        "means": [float(m1), float(m2)],
+        "sds": [float(s1), float(s2)],
+        "weights": [float(w) for w in fit["weights"]],
+        "ashman_d": separation,
+        "n_pixels": int(values.size),
+    }
     if boundary is None or separation < MIN_LESION_SEPARATION:
-        return {"value": float("inf"), "method": "none found",
-                "reason": f"no separate lesion population (Ashman's D {separation:.2f} < {MIN_LESION_SEPARATION})"} | detail
+        return {
+            "value": float("inf"),
+            "method": "none found",
+            "reason": f"no separate lesion population (Ashman's D {separation:.2f} < {MIN_LESION_SEPARATION})",
+        } | detail
     return {"value": float((m1 + m2) / 2), "method": "mixture midpoint"} | detail
 
 
@@ -464,8 +588,12 @@ def sample_table(plan: TissuePlan, regions: pd.DataFrame, sections: pd.DataFrame
     if not sections.empty:
         joined = sections.merge(base[["image", key]], on="image", suffixes=("", "_sheet"))
         grouped = joined.groupby(key, sort=True)
-        frame = grouped.agg(n_sections=("image", "size"), n_lesions=("n_lesions", "sum"),
-                            lesion_area_mm2=("lesion_area_mm2", "sum"), tissue_area_mm2=("tissue_area_mm2", "sum"))
+        frame = grouped.agg(
+            n_sections=("image", "size"),
+            n_lesions=("n_lesions", "sum"),
+            lesion_area_mm2=("lesion_area_mm2", "sum"),
+            tissue_area_mm2=("tissue_area_mm2", "sum"),
+        )
         frame["lesion_percent_of_tissue"] = 100 * frame["lesion_area_mm2"] / frame["tissue_area_mm2"]
         frames.append(frame)
     if not regions.empty:
@@ -479,7 +607,8 @@ def sample_table(plan: TissuePlan, regions: pd.DataFrame, sections: pd.DataFrame
             frame["percent_positive"] = 100 * (sums["n_1plus"] + sums["n_2plus"] + sums["n_3plus"]) / sums["n_cells"]
             frame["h_score"] = 100 * (sums["n_1plus"] + 2 * sums["n_2plus"] + 3 * sums["n_3plus"]) / sums["n_cells"]
             frame["positive_cells_per_mm2"] = (sums["n_1plus"] + sums["n_2plus"] + sums["n_3plus"]) / sums[
-                "tissue_area_mm2"].replace(0, np.nan)
+                "tissue_area_mm2"
+            ].replace(0, np.nan)
         frames.append(frame.rename(columns={"n_cells": "n_cells_scored"}))
     table = pd.concat(frames, axis=1).reset_index() if frames else pd.DataFrame(columns=[key])
     sheet_annotations = base.drop_duplicates(key).set_index(key)[annotations] if annotations else None
@@ -497,8 +626,18 @@ def compare_samples(plan: TissuePlan, samples: pd.DataFrame) -> pd.DataFrame:
     group = settings.group_column
     if settings.control_group is None or group not in samples.columns:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    readouts = [c for c in ("lesion_percent_of_tissue", "n_lesions", "lesion_area_mm2", "h_score",
-                            "percent_positive", "positive_cells_per_mm2") if c in samples.columns]
+    readouts = [
+        c
+        for c in (
+            "lesion_percent_of_tissue",
+            "n_lesions",
+            "lesion_area_mm2",
+            "h_score",
+            "percent_positive",
+            "positive_cells_per_mm2",
+        )
+        if c in samples.columns
+    ]
     method = "mann-whitney" if settings.test == "mann-whitney" else "welch"
     rows = []
     for readout in readouts:
@@ -506,14 +645,29 @@ def compare_samples(plan: TissuePlan, samples: pd.DataFrame) -> pd.DataFrame:
         reference = values.loc[values[group] == settings.control_group, readout].to_numpy(float)
         for name in [g for g in dict.fromkeys(values[group]) if g != settings.control_group]:
             test = values.loc[values[group] == name, readout].to_numpy(float)
-            rows.append({"comparison": "group_vs_control", "readout": readout, "cell_line": "", "genotype": name,
-                         "treatment": "", "reference": settings.control_group, "unit": settings.sample_column}
-                        | compare_groups(test, reference, method=method))
+            rows.append(
+                {
+                    "comparison": "group_vs_control",
+                    "readout": readout,
+                    "cell_line": "",
+                    "genotype": name,
+                    "treatment": "",
+                    "reference": settings.control_group,
+                    "unit": settings.sample_column,
+                }
+                | compare_groups(test, reference, method=method)
+            )
     return with_significance(pd.DataFrame(rows, columns=COMPARISON_COLUMNS)).reindex(columns=COMPARISON_COLUMNS)
 
 
-def execute_tissue(plan: TissuePlan, out_dir: str | Path, *, workers: int = 1,
-                   on_image: Callable[[dict], None] | None = None, command: list[str] | None = None) -> dict:
+def execute_tissue(
+    plan: TissuePlan,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    on_image: Callable[[dict], None] | None = None,
+    command: list[str] | None = None,
+) -> dict:
     """Analyse every image of ``plan`` and write the tables, record and report (holding the
     output folder: :func:`imaging.io.run_folder.claimed`)."""
     out_dir = Path(out_dir)
@@ -539,11 +693,17 @@ def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_imag
     summaries.sort(key=lambda s: s["image"])
     work = out_dir / WORK_FOLDER
     regions = pd.DataFrame([{"image": s["image"], **s["ihc"]} for s in summaries if "ihc" in s])
-    sections = pd.DataFrame([{"image": s["image"], **{k: v for k, v in s["burden"].items() if k != "lesion_threshold"}}
-                             for s in summaries if "burden" in s])
+    sections = pd.DataFrame(
+        [
+            {"image": s["image"], **{k: v for k, v in s["burden"].items() if k != "lesion_threshold"}}
+            for s in summaries
+            if "burden" in s
+        ]
+    )
     if pipeline.cells is not None:
-        _concatenate([work / f"{s['image']}.cells.csv" for s in summaries], out_dir / "cells.csv",
-                     ["image", *CELL_COLUMNS])
+        _concatenate(
+            [work / f"{s['image']}.cells.csv" for s in summaries], out_dir / "cells.csv", ["image", *CELL_COLUMNS]
+        )
         write_csv(_annotate(regions, plan.sheet), out_dir / "regions.csv")
     if pipeline.lesions is not None:
         lesion_parts = []
@@ -564,12 +724,19 @@ def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_imag
         "imaging_version": software_versions()["imaging"],
         "created": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "software": software_versions(),
-        "pipeline": {"path": str(plan.pipeline_path) if plan.pipeline_path else None,
-                     "sha256": file_sha256(plan.pipeline_path), "config": pipeline.model_dump(mode="json")},
-        "inputs": {"input_dir": str(plan.input_dir), "n_images": len(plan.images),
-                   "samples": str(plan.sheet_path) if plan.sheet_path else None,
-                   "samples_sha256": file_sha256(plan.sheet_path)},
+        "command": command,
+        "software": software_versions(),
+        "pipeline": {
+            "path": str(plan.pipeline_path) if plan.pipeline_path else None,
+            "sha256": file_sha256(plan.pipeline_path),
+            "config": pipeline.model_dump(mode="json"),
+        },
+        "inputs": {
+            "input_dir": str(plan.input_dir),
+            "n_images": len(plan.images),
+            "samples": str(plan.sheet_path) if plan.sheet_path else None,
+            "samples_sha256": file_sha256(plan.sheet_path),
+        },
         "sample_sheet_rows_without_images": list(plan.unmatched_sheet_rows),
         "lesion_threshold": threshold_record,
         "images": summaries,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import tifffile
@@ -80,12 +80,18 @@ class Slide:
         try:
             axis = self._channel_axis(shape)
         except ValueError:
-            raise InputError(f"expected a 2-D or RGB image, got shape {shape}", path=self.path,
-                             fix="export the section as RGB (brightfield) or one channel") from None
+            raise InputError(
+                f"expected a 2-D or RGB image, got shape {shape}",
+                path=self.path,
+                fix="export the section as RGB (brightfield) or one channel",
+            ) from None
         spatial = [s for i, s in enumerate(shape) if i != axis]
         if len(spatial) != 2:
-            raise InputError(f"expected a 2-D or RGB image, got shape {shape}", path=self.path,
-                             fix="export one z-plane and time point")
+            raise InputError(
+                f"expected a 2-D or RGB image, got shape {shape}",
+                path=self.path,
+                fix="export one z-plane and time point",
+            )
         return spatial[0], spatial[1]
 
     @property
@@ -130,8 +136,11 @@ class Slide:
             else:
                 block = self._levels[level][rows, cols]
         except Exception as exc:  # truncated or corrupt tile data
-            raise InputError(f"cannot read pixels ({type(exc).__name__}: {exc})", path=self.path,
-                             fix="copy the file again; it may be truncated") from None
+            raise InputError(
+                f"cannot read pixels ({type(exc).__name__}: {exc})",
+                path=self.path,
+                fix="copy the file again; it may be truncated",
+            ) from None
         return self._as_rows_cols_channels(np.asarray(block), level)
 
     def tiles(self, tile_size: int = 2048, margin: int = 0) -> Iterator[Tile]:
@@ -142,8 +151,18 @@ class Slide:
                 height, width = min(tile_size, rows - row), min(tile_size, cols - col)
                 read_row, read_col = max(0, row - margin), max(0, col - margin)
                 read_bottom, read_right = min(rows, row + height + margin), min(cols, col + width + margin)
-                yield Tile(row, col, height, width, row - read_row, col - read_col, read_row, read_col,
-                           read_bottom - read_row, read_right - read_col)
+                yield Tile(
+                    row,
+                    col,
+                    height,
+                    width,
+                    row - read_row,
+                    col - read_col,
+                    read_row,
+                    read_col,
+                    read_bottom - read_row,
+                    read_right - read_col,
+                )
 
     def level_for(self, pixel_size_um: float) -> int:
         """The coarsest pyramid level at least as fine as ``pixel_size_um``."""
@@ -162,8 +181,11 @@ class Slide:
         integer factor, reading a band of rows at a time (memory: one band plus the result).
         """
         if not self.pixel_size_um:
-            raise InputError("the pixel size is unknown", path=self.path,
-                             fix="set pixel_size_um in the pipeline (the file records none)")
+            raise InputError(
+                "the pixel size is unknown",
+                path=self.path,
+                fix="set pixel_size_um in the pipeline (the file records none)",
+            )
         level = self.level_for(pixel_size_um)
         level_size = self.pixel_size_um * self.downsample(level)
         factor = max(1, int(round(pixel_size_um / level_size)))
@@ -176,15 +198,16 @@ class Slide:
             band = self.read_region(top, 0, min(step, out_rows * factor - top), out_cols * factor, level=level)
             band = band.astype(np.float32)
             shape = (band.shape[0] // factor, factor, out_cols, factor) + band.shape[2:]
-            result[top // factor: top // factor + shape[0]] = band[:shape[0] * factor, :out_cols * factor].reshape(
-                shape).mean(axis=(1, 3))
+            result[top // factor : top // factor + shape[0]] = (
+                band[: shape[0] * factor, : out_cols * factor].reshape(shape).mean(axis=(1, 3))
+            )
         return result, level_size * factor
 
     def close(self) -> None:
         if self._tif is not None:
             self._tif.close()
 
-    def __enter__(self) -> "Slide":
+    def __enter__(self) -> Slide:
         return self
 
     def __exit__(self, *exc) -> None:

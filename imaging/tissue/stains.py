@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from imaging.features.stains import (
-    STAIN_VECTORS, angle_between, estimate_stain_vectors, optical_density, stain_matrix, unit, unmix,
+    STAIN_VECTORS,
+    angle_between,
+    estimate_stain_vectors,
+    optical_density,
+    stain_matrix,
+    unit,
+    unmix,
 )
 
 MIN_STAINED_PIXELS = 500
@@ -31,8 +37,9 @@ def white_point(rgb: np.ndarray) -> np.ndarray:
     return np.median(rgb[brightest], axis=0).astype(np.float64)
 
 
-def estimate_vectors(rgb: np.ndarray, tissue: np.ndarray, names: tuple[str, str], *,
-                     white: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+def estimate_vectors(
+    rgb: np.ndarray, tissue: np.ndarray, names: tuple[str, str], *, white: np.ndarray
+) -> tuple[dict[str, np.ndarray], str]:
     """Stain vectors of the two stains from the tissue pixels (Macenko), matched to the
     default vectors by angle; the defaults (and the reason) when there is too little stain.
 
@@ -65,16 +72,17 @@ def stain_amounts(rgb: np.ndarray, vectors: dict[str, np.ndarray], *, white) -> 
     return {name: amounts[..., i] for i, name in enumerate(names)}
 
 
-def stain_channel(rgb: np.ndarray, vectors: dict[str, np.ndarray], stain: str, *, white,
-                  band_rows: int = 256) -> np.ndarray:
+def stain_channel(
+    rgb: np.ndarray, vectors: dict[str, np.ndarray], stain: str, *, white, band_rows: int = 256
+) -> np.ndarray:
     """One stain's amount (float32) of an RGB image, unmixed a band of rows at a time so
     that a large overview never needs its full-size float64 optical density."""
     names = list(vectors)
     inverse = np.linalg.inv(stain_matrix([vectors[n] for n in names]))[:, names.index(stain)]
     out = np.empty(rgb.shape[:2], np.float32)
     for top in range(0, rgb.shape[0], band_rows):
-        od = optical_density(rgb[top:top + band_rows], white)
-        out[top:top + band_rows] = od @ inverse
+        od = optical_density(rgb[top : top + band_rows], white)
+        out[top : top + band_rows] = od @ inverse
     return out
 
 
@@ -84,8 +92,9 @@ def stain_channel(rgb: np.ndarray, vectors: dict[str, np.ndarray], stain: str, *
 AUTO_MAX_RESIDUAL = 0.2
 
 
-def residual_fraction(rgb: np.ndarray, vectors: dict[str, np.ndarray], *, white, mask=None,
-                      min_od: float = 0.15) -> float:
+def residual_fraction(
+    rgb: np.ndarray, vectors: dict[str, np.ndarray], *, white, mask=None, min_od: float = 0.15
+) -> float:
     """Mean absolute residual OD over mean OD length, on stained pixels (OD length above
     ``min_od``, within ``mask``): 0 when the vectors explain every stained colour."""
     od = optical_density(np.asarray(rgb).reshape(-1, 3), white)
@@ -100,8 +109,9 @@ def residual_fraction(rgb: np.ndarray, vectors: dict[str, np.ndarray], *, white,
     return float(np.abs(amounts[:, -1]).mean() / length[length > min_od].mean())
 
 
-def choose_vectors(rgb: np.ndarray, tissue: np.ndarray, names: tuple[str, str], *,
-                   white: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+def choose_vectors(
+    rgb: np.ndarray, tissue: np.ndarray, names: tuple[str, str], *, white: np.ndarray
+) -> tuple[dict[str, np.ndarray], str]:
     """``vectors: auto``: the defaults when they fit the image (residual fraction at most
     :data:`AUTO_MAX_RESIDUAL`), else the Macenko estimate. The source says which and why."""
     defaults = default_vectors(names)

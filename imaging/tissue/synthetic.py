@@ -44,8 +44,14 @@ def nucleus_centres(rng, size: int, radius: float, n: int, *, spacing: float, at
         yield r, c
 
 
-def make_ihc_image(size: int = 512, *, n_nuclei: int = 160, class_fractions=(0.5, 0.2, 0.15, 0.15),
-                   nucleus_radius: float = 6.0, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+def make_ihc_image(
+    size: int = 512,
+    *,
+    n_nuclei: int = 160,
+    class_fractions=(0.5, 0.2, 0.15, 0.15),
+    nucleus_radius: float = 6.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, pd.DataFrame]:
     """An H-DAB image of a tissue field with cells of known DAB class.
 
     DAB sits in the nucleus (nuclear staining, like pJNK), at the OD of the cell's class
@@ -67,20 +73,28 @@ def make_ihc_image(size: int = 512, *, n_nuclei: int = 160, class_fractions=(0.5
         label = len(rows) + 1
         labels[rr, cc] = label
         cls = int(rng.choice(4, p=class_fractions))
-        rows.append({"label": label, "row": r, "col": c, "dab_class": cls,
-                     "dab_od": CLASS_DAB_OD[cls] * rng.uniform(0.85, 1.15)})
+        rows.append(
+            {
+                "label": label,
+                "row": r,
+                "col": c,
+                "dab_class": cls,
+                "dab_od": CLASS_DAB_OD[cls] * rng.uniform(0.85, 1.15),
+            }
+        )
     truth = pd.DataFrame(rows)
     lookup_dab = np.concatenate([[0.0], truth["dab_od"].to_numpy()])
     hematoxylin = 0.45 * (labels > 0) + 0.06 + 0.02 * ndi.gaussian_filter(rng.normal(size=labels.shape), 2)
     dab = lookup_dab[labels]
-    od = (hematoxylin[..., None] * unit(STAIN_VECTORS["hematoxylin"]) + dab[..., None] * unit(STAIN_VECTORS["dab"]))
+    od = hematoxylin[..., None] * unit(STAIN_VECTORS["hematoxylin"]) + dab[..., None] * unit(STAIN_VECTORS["dab"])
     od = ndi.gaussian_filter(od, (0.5, 0.5, 0))
     truth["positive"] = truth["dab_class"] >= 1
     return _rgb_from_od(od, rng), truth
 
 
-def make_ki67_field(size: int = 384, *, nucleus_radius: float = 12.0, n_nuclei: int = 70,
-                    positive_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+def make_ki67_field(
+    size: int = 384, *, nucleus_radius: float = 12.0, n_nuclei: int = 70, positive_fraction: float = 0.3, seed: int = 0
+) -> tuple[np.ndarray, pd.DataFrame]:
     """A Ki67-like H-DAB field as real tiles show it: pale negative nuclei (haematoxylin
     0.10-0.18 OD, half of them vesicular: a darker rim round a paler centre) beside dark
     DAB-positive ones (DAB 1-2 OD), on stroma with a faint uneven counterstain.
@@ -135,7 +149,7 @@ class SyntheticSection:
         """Area of the union of the tissue ellipses (ellipses may overlap), on a 4 um grid."""
         step = 4.0
         height, width = self.shape[0] * self.pixel_size_um, self.shape[1] * self.pixel_size_um
-        y, x = np.mgrid[step / 2:height:step, step / 2:width:step]
+        y, x = np.mgrid[step / 2 : height : step, step / 2 : width : step]
         return float(self._in_tissue(y, x).sum() * step**2)
 
     def _in_tissue(self, y, x):
@@ -156,26 +170,35 @@ class SyntheticSection:
         cols = int(self.shape[1] * self.pixel_size_um / self.texture_um) + 3
         return ndi.gaussian_filter(rng.normal(size=(rows, cols)), 1.0) / 0.28
 
-    def render(self, row: int, col: int, height: int, width: int, *, downsample: float = 1.0,
-               texture: np.ndarray | None = None) -> np.ndarray:
+    def render(
+        self, row: int, col: int, height: int, width: int, *, downsample: float = 1.0, texture: np.ndarray | None = None
+    ) -> np.ndarray:
         """RGB pixels of a region of the level with this downsample factor."""
         size = self.pixel_size_um * downsample
         y = (np.arange(row, row + height) + 0.5)[:, None] * size
         x = (np.arange(col, col + width) + 0.5)[None, :] * size
         texture = self._texture_grid() if texture is None else texture
-        t = ndi.map_coordinates(texture, np.broadcast_arrays(y / self.texture_um, x / self.texture_um),
-                                order=1, mode="nearest")
+        t = ndi.map_coordinates(
+            texture, np.broadcast_arrays(y / self.texture_um, x / self.texture_um), order=1, mode="nearest"
+        )
         tissue, lesion = self._in_tissue(y, x), self._in_lesion(y, x)
         hematoxylin = tissue * (0.10 + 0.04 * t) + lesion * (0.50 + 0.08 * t)
         eosin = tissue * (0.30 + 0.05 * t) - lesion * 0.1
-        od = (np.clip(hematoxylin, 0, None)[..., None] * unit(STAIN_VECTORS["hematoxylin"])
-              + np.clip(eosin, 0, None)[..., None] * unit(STAIN_VECTORS["eosin"]))
+        od = np.clip(hematoxylin, 0, None)[..., None] * unit(STAIN_VECTORS["hematoxylin"]) + np.clip(eosin, 0, None)[
+            ..., None
+        ] * unit(STAIN_VECTORS["eosin"])
         rng = np.random.default_rng([self.seed, row, col, int(downsample)])
         return _rgb_from_od(od, rng, noise=1.5)
 
 
-def random_section(shape: tuple[int, int], *, pixel_size_um: float, n_lesions: int = 6, seed: int = 0,
-                   lesion_radius_um: tuple[float, float] = (60.0, 250.0)) -> SyntheticSection:
+def random_section(
+    shape: tuple[int, int],
+    *,
+    pixel_size_um: float,
+    n_lesions: int = 6,
+    seed: int = 0,
+    lesion_radius_um: tuple[float, float] = (60.0, 250.0),
+) -> SyntheticSection:
     """A section with one or two tissue pieces and ``n_lesions`` non-overlapping lesions."""
     rng = np.random.default_rng(seed)
     height, width = shape[0] * pixel_size_um, shape[1] * pixel_size_um
@@ -188,13 +211,16 @@ def random_section(shape: tuple[int, int], *, pixel_size_um: float, n_lesions: i
         cy, cx, hy, hx = tissue[int(rng.integers(len(tissue)))]
         angle, reach = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.75)
         y, x = cy + reach * (hy - radius) * np.sin(angle), cx + reach * (hx - radius) * np.cos(angle)
-        inside = all(((y + dy - cy) / hy) ** 2 + ((x + dx - cx) / hx) ** 2 <= 1
-                     for dy, dx in ((radius, 0), (-radius, 0), (0, radius), (0, -radius)))
+        inside = all(
+            ((y + dy - cy) / hy) ** 2 + ((x + dx - cx) / hx) ** 2 <= 1
+            for dy, dx in ((radius, 0), (-radius, 0), (0, radius), (0, -radius))
+        )
         apart = all((y - ly) ** 2 + (x - lx) ** 2 > (radius + lr + 60.0) ** 2 for ly, lx, lr in lesions)  # 60 um gaps
         if inside and apart:
             lesions.append((y, x, radius))
-    return SyntheticSection(shape=shape, pixel_size_um=pixel_size_um, tissue=tuple(tissue), lesions=tuple(lesions),
-                            seed=seed)
+    return SyntheticSection(
+        shape=shape, pixel_size_um=pixel_size_um, tissue=tuple(tissue), lesions=tuple(lesions), seed=seed
+    )
 
 
 def write_section(section: SyntheticSection, path: str | Path, *, tile: int = 512, levels: int | None = None) -> Path:
@@ -204,29 +230,38 @@ def write_section(section: SyntheticSection, path: str | Path, *, tile: int = 51
     texture = section._texture_grid()
     if levels is None:
         levels = 1
-        while max(section.shape) / 2 ** levels >= 1024:
+        while max(section.shape) / 2**levels >= 1024:
             levels += 1
 
     def tiles(level: int):
-        factor = 2 ** level
+        factor = 2**level
         rows, cols = -(-section.shape[0] // factor), -(-section.shape[1] // factor)
         for row in range(0, rows, tile):
             for col in range(0, cols, tile):
-                block = section.render(row, col, min(tile, rows - row), min(tile, cols - col),
-                                       downsample=factor, texture=texture)
+                block = section.render(
+                    row, col, min(tile, rows - row), min(tile, cols - col), downsample=factor, texture=texture
+                )
                 padded = np.full((tile, tile, 3), 255, np.uint8)
-                padded[:block.shape[0], :block.shape[1]] = block
+                padded[: block.shape[0], : block.shape[1]] = block
                 yield padded
 
     options = dict(tile=(tile, tile), compression="zlib", photometric="rgb", dtype=np.uint8)
     with atomic_path(path) as temporary, tifffile.TiffWriter(temporary, bigtiff=True) as writer:
-        writer.write(tiles(0), shape=(*section.shape, 3), subifds=levels - 1,
-                     metadata={"axes": "YXS", "PhysicalSizeX": section.pixel_size_um,
-                               "PhysicalSizeY": section.pixel_size_um}, **options)
+        writer.write(
+            tiles(0),
+            shape=(*section.shape, 3),
+            subifds=levels - 1,
+            metadata={"axes": "YXS", "PhysicalSizeX": section.pixel_size_um, "PhysicalSizeY": section.pixel_size_um},
+            **options,
+        )
         for level in range(1, levels):
-            factor = 2 ** level
-            writer.write(tiles(level), shape=(-(-section.shape[0] // factor), -(-section.shape[1] // factor), 3),
-                         subfiletype=1, **options)
+            factor = 2**level
+            writer.write(
+                tiles(level),
+                shape=(-(-section.shape[0] // factor), -(-section.shape[1] // factor), 3),
+                subfiletype=1,
+                **options,
+            )
     return path
 
 
@@ -239,12 +274,18 @@ def make_tissue_samples(root: str | Path) -> None:
     sections.mkdir(parents=True, exist_ok=True)
     truth, sheet = [], []
     for name, n_lesions, group, seed in (("lung_a", 5, "sgNT", 31), ("lung_b", 1, "MAP2K7", 32)):
-        section = random_section((800, 1000), pixel_size_um=4.0, n_lesions=n_lesions, seed=seed,
-                                 lesion_radius_um=(150.0, 400.0))
+        section = random_section(
+            (800, 1000), pixel_size_um=4.0, n_lesions=n_lesions, seed=seed, lesion_radius_um=(150.0, 400.0)
+        )
         write_section(section, sections / f"{name}.ome.tif", tile=256, levels=1)
-        truth.append({"image": name, "n_lesions": n_lesions,
-                      "lesion_area_mm2": float(section.lesion_areas_um2.sum() / 1e6),
-                      "tissue_area_mm2": section.tissue_area_um2 / 1e6})
+        truth.append(
+            {
+                "image": name,
+                "n_lesions": n_lesions,
+                "lesion_area_mm2": float(section.lesion_areas_um2.sum() / 1e6),
+                "tissue_area_mm2": section.tissue_area_um2 / 1e6,
+            }
+        )
         sheet.append({"image": f"{name}.ome.tif", "sample": f"mouse_{name[-1]}", "group": group})
     pd.DataFrame(truth).to_csv(root / "sections_truth.csv", index=False)
     pd.DataFrame(sheet).to_csv(root / "sections_samples.csv", index=False)

@@ -3,9 +3,8 @@ browser; a tissue run folder opens as layers (sections, cells by class, lesions)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import yaml
 

@@ -20,7 +20,9 @@ def _field(plate_folder: str, stem: str, channels: list[tuple[str, str, str]]):
 
 
 def sabgal_field():
-    return _field("sabgal_plate", "SABGAL01_A04_s1", [("w1", "brightfield", "brightfield"), ("w2", "dapi", "fluorescence")])
+    return _field(
+        "sabgal_plate", "SABGAL01_A04_s1", [("w1", "brightfield", "brightfield"), ("w2", "dapi", "fluorescence")]
+    )
 
 
 def pjnk_field():

@@ -20,9 +20,25 @@ from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QHeaderView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget,
-    QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from imaging.curation import field_name
@@ -36,8 +52,10 @@ UNDEFINED = (0.6, 0.6, 0.6, 0.6)
 CHANNEL_COLOURS = ["blue", "green", "magenta", "yellow", "red", "cyan"]
 
 
-SEGMENTED_AGAIN = (" (segmented again for display: this run saved no label images; runs save them unless "
-                   "given --no-save-labels, and review is then instant)")
+SEGMENTED_AGAIN = (
+    " (segmented again for display: this run saved no label images; runs save them unless "
+    "given --no-save-labels, and review is then instant)"
+)
 FIELD_CACHE_SIZE = 4  # fields kept loaded (a 2048 px field: three float32 channels and two label images, 80 MB)
 MAX_COLUMNS_WITH_NUMBERS = 12  # a 96-well plate's cells hold a number in a 400 px dock; denser plates colour only
 
@@ -71,10 +89,12 @@ def _top_aligned(widget: QWidget) -> QWidget:
 def grid_legend(readout: str, low: float, high: float, with_numbers: bool) -> str:
     """The grid's colour key (viridis, low to high), marks, and where the numbers are."""
     numbers = "" if with_numbers else " Hover a well for its value."
-    return (f"{readout}: {low:.3g} <span style='background:#440154'>&nbsp;&nbsp;</span>"
-            f"<span style='background:#21918c'>&nbsp;&nbsp;</span><span style='background:#fde725'>&nbsp;&nbsp;</span>"
-            f" {high:.3g}. <b style='color:red'>!</b> a field failed QC or was curated; blank: no value "
-            f"(excluded or no cells).{numbers}")
+    return (
+        f"{readout}: {low:.3g} <span style='background:#440154'>&nbsp;&nbsp;</span>"
+        f"<span style='background:#21918c'>&nbsp;&nbsp;</span><span style='background:#fde725'>&nbsp;&nbsp;</span>"
+        f" {high:.3g}. <b style='color:red'>!</b> a field failed QC or was curated; blank: no value "
+        f"(excluded or no cells).{numbers}"
+    )
 
 
 def call_colormap(labels, calls) -> DirectLabelColormap:
@@ -96,8 +116,6 @@ def feature_colormap(labels, values, cmap: str = "viridis") -> DirectLabelColorm
     for label, value in zip(labels, scaled):
         colours[int(label)] = UNDEFINED if not np.isfinite(value) else tuple(mapping(float(value)))
     return DirectLabelColormap(color_dict=colours)
-
-
 
 
 class PlateBrowser(QWidget):
@@ -200,9 +218,12 @@ class PlateBrowser(QWidget):
         self.undo_box = QCheckBox("undo (include again / clear)")
         form.addRow(self.undo_box)
         row1, row2 = QHBoxLayout(), QHBoxLayout()
-        for text, slot, row in (("Exclude field", self.exclude_field, row1), ("Exclude well", self.exclude_well, row1),
-                                ("Selected cell +", lambda: self.set_selected_call(True), row2),
-                                ("Selected cell -", lambda: self.set_selected_call(False), row2)):
+        for text, slot, row in (
+            ("Exclude field", self.exclude_field, row1),
+            ("Exclude well", self.exclude_well, row1),
+            ("Selected cell +", lambda: self.set_selected_call(True), row2),
+            ("Selected cell -", lambda: self.set_selected_call(False), row2),
+        ):
             button = QPushButton(text)
             button.clicked.connect(slot)
             row.addWidget(button)
@@ -302,8 +323,12 @@ class PlateBrowser(QWidget):
         self._thresholds_set = bool(thresholds)  # before a run, the first field shown sets them
         self._set_thresholds(thresholds)
         wells = self.review.wells_table(plate, self.timepoint)
-        readouts = [c for c in wells.columns if c not in ("plate", "well", "row", "column", "timepoint", "curation")
-                    and pd.api.types.is_numeric_dtype(wells[c])]
+        readouts = [
+            c
+            for c in wells.columns
+            if c not in ("plate", "well", "row", "column", "timepoint", "curation")
+            and pd.api.types.is_numeric_dtype(wells[c])
+        ]
         preferred = [f"{c.name}_pct" for c in self.review.pipeline.calls if f"{c.name}_pct" in readouts]
         self.readout_box.blockSignals(True)
         self.readout_box.clear()
@@ -362,8 +387,11 @@ class PlateBrowser(QWidget):
         self.grid.setVerticalHeaderLabels([row_index_to_letters(r + 1) for r in range(n_rows)])
         self.grid.setHorizontalHeaderLabels([str(c + 1) for c in range(n_columns)])
         readout = self.readout_box.currentText()
-        values = pd.to_numeric(wells[readout], errors="coerce") if readout in wells.columns else pd.Series(
-            np.nan, index=wells.index)
+        values = (
+            pd.to_numeric(wells[readout], errors="coerce")
+            if readout in wells.columns
+            else pd.Series(np.nan, index=wells.index)
+        )
         finite = values[np.isfinite(values)]
         low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
         flagged = self.review.flagged_wells(self.plate, self.timepoint)
@@ -375,8 +403,10 @@ class PlateBrowser(QWidget):
             item = QTableWidgetItem(shown + ("!" if not shown else " !") * (row["well"] in flagged))
             item.setTextAlignment(Qt.AlignCenter)
             item.setData(Qt.UserRole, row["well"])
-            item.setToolTip(f"{row['well']}: {readout} = {text or 'n/a'}" +
-                            (" (a field failed QC or was curated)" if row["well"] in flagged else ""))
+            item.setToolTip(
+                f"{row['well']}: {readout} = {text or 'n/a'}"
+                + (" (a field failed QC or was curated)" if row["well"] in flagged else "")
+            )
             if np.isfinite(value):
                 r, g, b, _ = mapping(float((value - low) / (high - low)) if high > low else 0.5)
                 item.setBackground(QBrush(QColor.fromRgbF(r, g, b)))
@@ -480,8 +510,11 @@ class PlateBrowser(QWidget):
         features.insert(0, "index", features["label"].astype(int))
         layer.features = features
         options = [c.name for c in self.review.pipeline.calls] + [
-            c for c in features.columns if c not in ("index", "label", "plate", "well", "site", "timepoint")
-            and pd.api.types.is_numeric_dtype(features[c])]
+            c
+            for c in features.columns
+            if c not in ("index", "label", "plate", "well", "site", "timepoint")
+            and pd.api.types.is_numeric_dtype(features[c])
+        ]
         current = self.colour_box.currentText()
         self.colour_box.blockSignals(True)
         self.colour_box.clear()
@@ -542,18 +575,24 @@ class PlateBrowser(QWidget):
             cells = self.review.well_cells(self.plate, self.well, self.timepoint)
         else:
             cells = self.field_table
-        return {c.name: percent_positive(cells, c.column, self.threshold_boxes[c.name].value())
-                for c in self.review.pipeline.calls}
+        return {
+            c.name: percent_positive(cells, c.column, self.threshold_boxes[c.name].value())
+            for c in self.review.pipeline.calls
+        }
 
     def update_percentages(self) -> None:
         if self.review is None or not self.review.pipeline.calls:
             self.percent_label.setText("")
             return
         parts = []
-        batch = self.review.wells_table(self.plate, self.timepoint).set_index("well") if self.review.has_results else None
+        batch = (
+            self.review.wells_table(self.plate, self.timepoint).set_index("well") if self.review.has_results else None
+        )
         for name, value in self.well_percentages().items():
             shown = f"{value:.1f}%" if np.isfinite(value) else "no cells used"
-            text = f"{name}: {shown} of cells in {self.well}" if np.isfinite(value) else f"{name}: {shown} in {self.well}"
+            text = (
+                f"{name}: {shown} of cells in {self.well}" if np.isfinite(value) else f"{name}: {shown} in {self.well}"
+            )
             if batch is not None and f"{name}_pct" in batch.columns:
                 text += f" (batch: {batch_percent(batch, self.well, name)})"
             parts.append(text)
@@ -561,10 +600,13 @@ class PlateBrowser(QWidget):
 
     def tuned_pipeline(self):
         """The pipeline with the tuning boxes' settings (validated)."""
-        return tuned_pipeline(self.review.pipeline, nucleus_diameter_px=self.diameter_box.value(),
-                              min_distance_fraction=self.distance_box.value(),
-                              expansion_factor=self.expansion_box.value(),
-                              thresholds={n: b.value() for n, b in self.threshold_boxes.items()})
+        return tuned_pipeline(
+            self.review.pipeline,
+            nucleus_diameter_px=self.diameter_box.value(),
+            min_distance_fraction=self.distance_box.value(),
+            expansion_factor=self.expansion_box.value(),
+            thresholds={n: b.value() for n, b in self.threshold_boxes.items()},
+        )
 
     def apply_tuning(self):
         """Re-measure every field of the current well with the tuned settings, in a
@@ -588,8 +630,9 @@ class PlateBrowser(QWidget):
             self.tuned = result
             images, measured = result["shown"]
             self._show_layers(images, measured.nuclei, measured.cell_labels, self._with_calls(measured.cells))
-            self.field_label.setText(f"{field_name(plate, well, site, timepoint)}: {len(measured.cells)} cells "
-                                     "(tuned settings)")
+            self.field_label.setText(
+                f"{field_name(plate, well, site, timepoint)}: {len(measured.cells)} cells (tuned settings)"
+            )
             self.update_percentages()
             self.status.setText("Tuned settings applied to this well. Save the pipeline to use them in a run.")
 
@@ -597,9 +640,12 @@ class PlateBrowser(QWidget):
 
     def controls(self) -> dict[str, float]:
         """The tuning controls' values (the keys of :func:`imaging.tuning.tuning_changes`)."""
-        return {"nucleus_diameter_px": self.diameter_box.value(), "min_distance_fraction": self.distance_box.value(),
-                "expansion_factor": self.expansion_box.value(),
-                **{f"threshold:{name}": box.value() for name, box in self.threshold_boxes.items()}}
+        return {
+            "nucleus_diameter_px": self.diameter_box.value(),
+            "min_distance_fraction": self.distance_box.value(),
+            "expansion_factor": self.expansion_box.value(),
+            **{f"threshold:{name}": box.value() for name, box in self.threshold_boxes.items()},
+        }
 
     def save_pipeline(self, path) -> list:
         """Write the pipeline with the controls the reviewer moved (and only those) into the
@@ -653,14 +699,23 @@ class PlateBrowser(QWidget):
         if (reason := self._reason()) is not None:
             decision = item.data(Qt.UserRole)
             self.review.undo(decision, reason=reason, user=self.user_edit.text())
-            self._recorded(f"Undo of \"{decision.text}\"")
+            self._recorded(f'Undo of "{decision.text}"')
 
     def exclude_field(self) -> None:
         if (reason := self._reason()) is not None:
             undo = self.undo_box.isChecked()
-            self.review.exclude_field(self.plate, self.well, self.site, reason=reason, user=self.user_edit.text(),
-                                      undo=undo, timepoint=self.timepoint)
-            self._recorded(f"{'Undo of the exclusion of' if undo else 'Exclusion of'} {field_name(*self.selected_field)}")
+            self.review.exclude_field(
+                self.plate,
+                self.well,
+                self.site,
+                reason=reason,
+                user=self.user_edit.text(),
+                undo=undo,
+                timepoint=self.timepoint,
+            )
+            self._recorded(
+                f"{'Undo of the exclusion of' if undo else 'Exclusion of'} {field_name(*self.selected_field)}"
+            )
 
     def exclude_well(self) -> None:
         if (reason := self._reason()) is not None:
@@ -677,8 +732,17 @@ class PlateBrowser(QWidget):
             self.status.setText(f"Label {label} is not a cell of this field; pick one with the labels layer.")
             return
         call = self.review.pipeline.calls[0].name
-        self.review.set_call(self.plate, self.well, self.site, label, call, value, reason=reason,
-                             user=self.user_edit.text(), timepoint=self.timepoint)
+        self.review.set_call(
+            self.plate,
+            self.well,
+            self.site,
+            label,
+            call,
+            value,
+            reason=reason,
+            user=self.user_edit.text(),
+            timepoint=self.timepoint,
+        )
         self.field_table.loc[self.field_table["label"] == label, call] = value
         self.recolour()
         self._recorded(f"Cell {label} set {'positive' if value else 'negative'}:")

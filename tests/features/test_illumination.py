@@ -12,15 +12,20 @@ import tifffile
 from imaging.batch import execute, plan_run
 from imaging.config import parse_pipeline
 from imaging.errors import InputError
-from imaging.features.illumination import (Flatfield, correct, estimate_flatfield, flatfield_from_files,
-                                           read_illumination_image)
+from imaging.features.illumination import (
+    Flatfield,
+    correct,
+    estimate_flatfield,
+    flatfield_from_files,
+    read_illumination_image,
+)
 
 SHAPE = (240, 320)
 
 
 def lighting(shape=SHAPE, *, strength=0.45, centre=(0.4, 0.6)):
     """An off-centre radial fall-off (what a misaligned lamp gives), mean 1."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
     distance = np.hypot(rows / shape[0] - centre[0], cols / shape[1] - centre[1])
     flat = 1.0 - strength * (distance / distance.max()) ** 2
     return flat / flat.mean()
@@ -29,7 +34,7 @@ def lighting(shape=SHAPE, *, strength=0.45, centre=(0.4, 0.6)):
 def cell_field(rng, flat, *, n=40, radius=7, level=800.0, background=40.0, shape=SHAPE):
     """Identical bright disks at random places (anywhere: as in real fields, some are cut by
     the edge), under ``flat``, with shot-like noise."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
     ideal = np.full(shape, background)
     centres = []
     while len(centres) < n:
@@ -77,10 +82,17 @@ def test_cellprofiler_illumination_functions_are_read_from_npy_mat_and_tiff(tmp_
     np.testing.assert_allclose(flat.flat, function - 0.5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("zero", "at or below zero"), ("nan", "NaN"), ("stack", "2-D"), ("dark_size", "dark-field is"),
-    ("missing", "not found"), ("mat_two", "2-D arrays"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("zero", "at or below zero"),
+        ("nan", "NaN"),
+        ("stack", "2-D"),
+        ("dark_size", "dark-field is"),
+        ("missing", "not found"),
+        ("mat_two", "2-D arrays"),
+    ],
+)
 def test_unusable_flatfield_files_are_refused_naming_the_file(tmp_path, case, message):
     from scipy.io import savemat
 
@@ -119,7 +131,7 @@ def write_plate(root, rng, flat, *, n_fields=12, reporter=None):
 
 
 def reporter_image(centres, flat, levels, rng, *, radius=7, cytoplasm=100.0, background=40.0):
-    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
     ideal = np.full(SHAPE, background)
     for k, (r, c) in enumerate(centres):
         level = 600.0 if levels is None else levels[k]
@@ -131,11 +143,18 @@ def reporter_image(centres, flat, levels, rng, *, radius=7, cytoplasm=100.0, bac
 
 
 def pipeline(**extra):
-    data = {"schema_version": 1, "name": "flat", "channels": {"dapi": {"id": "1"}, "rep": {"id": "2"}},
-            "naming": {"preset": "regex", "pattern": r"(?P<plate>P1)_(?P<well>[A-H]\d+)_s(?P<site>\d)_w(?P<channel>\d)\.tif"},
-            "segmentation": {"method": "classical", "channel": "dapi", "nucleus_diameter_px": 14},
-            "cells": {"max_expansion_px": 7},
-            "measure": {"intensity": [{"channel": "rep"}]}} | extra
+    data = {
+        "schema_version": 1,
+        "name": "flat",
+        "channels": {"dapi": {"id": "1"}, "rep": {"id": "2"}},
+        "naming": {
+            "preset": "regex",
+            "pattern": r"(?P<plate>P1)_(?P<well>[A-H]\d+)_s(?P<site>\d)_w(?P<channel>\d)\.tif",
+        },
+        "segmentation": {"method": "classical", "channel": "dapi", "nucleus_diameter_px": 14},
+        "cells": {"max_expansion_px": 7},
+        "measure": {"intensity": [{"channel": "rep"}]},
+    } | extra
     return parse_pipeline(data)
 
 
@@ -192,8 +211,11 @@ def test_illumination_files_correct_a_run_like_the_estimate(tmp_path):
     np.save(tmp_path / "rep_flat.npy", lighting() * 7.0)  # CellProfiler's functions are not mean 1
     np.save(tmp_path / "dapi_flat.npy", lighting() * 7.0)
     path = tmp_path / "flat.yaml"
-    path.write_text(pipeline(illumination={"method": "files",
-                                           "files": {"rep": "rep_flat.npy", "dapi": {"flat": "dapi_flat.npy"}}}).to_yaml())
+    path.write_text(
+        pipeline(
+            illumination={"method": "files", "files": {"rep": "rep_flat.npy", "dapi": {"flat": "dapi_flat.npy"}}}
+        ).to_yaml()
+    )
     result = execute(plan_run(path, images), tmp_path / "out")
     cells = pd.read_csv(tmp_path / "out" / "P1" / "cells.csv")
     cells = cells[~cells["touches_border"]]
@@ -203,11 +225,14 @@ def test_illumination_files_correct_a_run_like_the_estimate(tmp_path):
     assert result.record["plates"]["P1"]["illumination"] == entry
 
 
-@pytest.mark.parametrize("setting, message", [
-    ({"method": "files"}, "needs illumination.files"),
-    ({"method": "estimate", "files": {"rep": "a.npy"}}, "only read with method 'files'"),
-    ({"method": "estimate", "channels": ["gfp"]}, "not under 'channels'"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"method": "files"}, "needs illumination.files"),
+        ({"method": "estimate", "files": {"rep": "a.npy"}}, "only read with method 'files'"),
+        ({"method": "estimate", "channels": ["gfp"]}, "not under 'channels'"),
+    ],
+)
 def test_illumination_settings_are_checked(setting, message):
     with pytest.raises(InputError, match=message):
         pipeline(illumination=setting)
@@ -221,8 +246,22 @@ def test_the_shipped_translocation_pipeline_runs_on_a_two_channel_plate(samples,
     from imaging.record import read_record
 
     plate = samples / "pjnk_plate"
-    assert main(["run", str(pipelines / "translocation.yaml"), str(plate / "images"), "--platemap",
-                 str(plate / "platemap.csv"), "--out", str(tmp_path), "--workers", "2"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(pipelines / "translocation.yaml"),
+                str(plate / "images"),
+                "--platemap",
+                str(plate / "platemap.csv"),
+                "--out",
+                str(tmp_path),
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "illumination reporter: estimated from 32 fields, flat 0." in printed
     assert "reporter gate: no cell gated (no separate non-expressing population" in printed
@@ -255,14 +294,17 @@ def test_a_flatfield_header_claiming_a_huge_array_is_refused_without_reading_it(
     with open(path, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, header)
         handle.truncate(handle.tell() + 40_000 * 40_000 * 8)  # sparse: no disk used
-    code = "\n".join([
-        "import resource, sys",
-        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GB: the claimed array would not fit",
-        "from imaging.errors import InputError",
-        "from imaging.features.illumination import read_illumination_image",
-        "try:",
-        "    read_illumination_image(sys.argv[1])",
-        "except InputError as error:",
-        "    print(error)"])
+    code = "\n".join(
+        [
+            "import resource, sys",
+            "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GB: the claimed array would not fit",
+            "from imaging.errors import InputError",
+            "from imaging.features.illumination import read_illumination_image",
+            "try:",
+            "    read_illumination_image(sys.argv[1])",
+            "except InputError as error:",
+            "    print(error)",
+        ]
+    )
     result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert "more than a field may have" in result.stdout, result.stderr[-2000:]

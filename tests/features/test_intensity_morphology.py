@@ -102,8 +102,9 @@ def test_shape_matches_scikit_image_regionprops():
     nuclei[rr, cc] = 2
     nuclei[5, 70] = 3
     table = measure_morphology(nuclei, nuclei)
-    props = measure.regionprops_table(nuclei, properties=("eccentricity", "axis_major_length",
-                                                          "axis_minor_length", "centroid"))
+    props = measure.regionprops_table(
+        nuclei, properties=("eccentricity", "axis_major_length", "axis_minor_length", "centroid")
+    )
     np.testing.assert_allclose(table["nucleus_eccentricity"], props["eccentricity"], atol=1e-9)
     np.testing.assert_allclose(table["nucleus_major_axis_px"], props["axis_major_length"], atol=1e-9)
     np.testing.assert_allclose(table["nucleus_minor_axis_px"], props["axis_minor_length"], atol=1e-9)
@@ -131,8 +132,9 @@ def test_integrated_intensities_add_up_per_compartment():
     assert second["x_cell_integrated"] == pytest.approx(48.0)
 
 
-@pytest.mark.parametrize("grid,shape", [((16, 16), (512, 512)), ((5, 7), (300, 411)), ((1, 4), (50, 200)),
-                                        ((1, 1), (9, 9))])
+@pytest.mark.parametrize(
+    "grid,shape", [((16, 16), (512, 512)), ((5, 7), (300, 411)), ((1, 4), (50, 200)), ((1, 1), (9, 9))]
+)
 def test_separable_background_interpolation_equals_map_coordinates(grid, shape):
     from scipy import ndimage as ndi
 

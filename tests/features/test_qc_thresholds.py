@@ -35,11 +35,22 @@ def test_focus_outliers_flag_the_blurred_field_only():
 
 
 def test_field_qc_decisions_and_reasons():
-    fields = pd.DataFrame({"focus_blur_px": [1.0, 1.0, 4.0, 1.0], "n_cells": [50, 3, 40, 60],
-                           "saturated_fraction_dapi": [0, 0.2, 0, 0], "saturated_fraction_bf": [0, 0, 0, 0.3]})
-    qc = decide_field_qc(fields, channel_kinds={"dapi": "fluorescence", "bf": "brightfield"},
-                         max_relative_blur=1.5, max_saturated_fraction=0.01,
-                         max_saturated_fraction_brightfield=0.5, min_cells=5)
+    fields = pd.DataFrame(
+        {
+            "focus_blur_px": [1.0, 1.0, 4.0, 1.0],
+            "n_cells": [50, 3, 40, 60],
+            "saturated_fraction_dapi": [0, 0.2, 0, 0],
+            "saturated_fraction_bf": [0, 0, 0, 0.3],
+        }
+    )
+    qc = decide_field_qc(
+        fields,
+        channel_kinds={"dapi": "fluorescence", "bf": "brightfield"},
+        max_relative_blur=1.5,
+        max_saturated_fraction=0.01,
+        max_saturated_fraction_brightfield=0.5,
+        min_cells=5,
+    )
     assert qc["qc_pass"].tolist() == [True, False, False, True]
     assert "dapi saturated" in qc["qc_reasons"][1] and "too few cells" in qc["qc_reasons"][1]
     assert qc["qc_reasons"][2].startswith("out of focus")
@@ -72,8 +83,9 @@ def _overlapping_wells(rng, *, kind: str, n_wells: int = 24, n_cells: int = 300)
         if kind == "gaussian":  # 3 SD apart: about 7 % of each population beyond the boundary
             values = np.concatenate([rng.normal(0.1, 0.05, n_cells - k), rng.normal(0.25, 0.05, k)])
         else:
-            values = np.concatenate([rng.lognormal(np.log(0.1), 0.35, n_cells - k),
-                                     rng.lognormal(np.log(0.1) + 1.05, 0.35, k)])
+            values = np.concatenate(
+                [rng.lognormal(np.log(0.1), 0.35, n_cells - k), rng.lognormal(np.log(0.1) + 1.05, 0.35, k)]
+            )
         wells.append((100.0 * k / n_cells, values))
     return wells
 

@@ -30,11 +30,18 @@ def test_auto_gate_measures_near_background_from_the_cell_free_level_without_sub
     assert gate.method == "mixture" and int((~reporter_expressed(values, gate)).sum()) == 100
 
 
-@pytest.mark.parametrize("values, reason", [
-    (np.random.default_rng(1).lognormal(np.log(400), 0.3, 1000), "no separate"),  # every cell expresses
-    (np.concatenate([np.random.default_rng(2).normal(100, 10, 500), np.random.default_rng(3).normal(300, 30, 500)]),
-     "not near background"),  # a drug raised the reporter 3-fold in half the wells: not a gate
-])
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        (np.random.default_rng(1).lognormal(np.log(400), 0.3, 1000), "no separate"),  # every cell expresses
+        (
+            np.concatenate(
+                [np.random.default_rng(2).normal(100, 10, 500), np.random.default_rng(3).normal(300, 30, 500)]
+            ),
+            "not near background",
+        ),  # a drug raised the reporter 3-fold in half the wells: not a gate
+    ],
+)
 def test_auto_gate_gates_nobody_without_a_non_expressing_population(values, reason):
     gate = reporter_gate_threshold(values, "auto")
     assert gate.method == "none" and gate.value == -np.inf and reason in gate.detail["reason"]
@@ -43,7 +50,12 @@ def test_auto_gate_gates_nobody_without_a_non_expressing_population(values, reas
 
 def test_fixed_gate_and_missing_values():
     gate = reporter_gate_threshold([1.0, 5.0], 3.0)
-    assert list(reporter_expressed(pd.Series([1.0, 5.0, np.nan, 3.0]), gate).astype(object)) == [False, True, pd.NA, False]
+    assert list(reporter_expressed(pd.Series([1.0, 5.0, np.nan, 3.0]), gate).astype(object)) == [
+        False,
+        True,
+        pd.NA,
+        False,
+    ]
 
 
 @pytest.mark.parametrize("background", ["local", "none"])
@@ -51,12 +63,24 @@ def test_cells_without_the_reporter_stay_in_cells_csv_flagged_and_leave_the_well
     images = tmp_path / "images"
     images.mkdir()
     flat = np.ones((240, 320))
-    truth = write_plate(images, np.random.default_rng(5), flat, n_fields=6,
-                        reporter=lambda rng: np.where(rng.random(40) < 0.2, 0.0, 600.0))
+    truth = write_plate(
+        images,
+        np.random.default_rng(5),
+        flat,
+        n_fields=6,
+        reporter=lambda rng: np.where(rng.random(40) < 0.2, 0.0, 600.0),
+    )
     out = tmp_path / "out"
-    result = execute(plan_run(pipeline(qc={"reporter_gate": {"column": "rep_cell_mean"}, "exclude_border_cells": False},
-                                       measure={"intensity": [{"channel": "rep", "background": background}]}),
-                              images), out)
+    result = execute(
+        plan_run(
+            pipeline(
+                qc={"reporter_gate": {"column": "rep_cell_mean"}, "exclude_border_cells": False},
+                measure={"intensity": [{"channel": "rep", "background": background}]},
+            ),
+            images,
+        ),
+        out,
+    )
     gate = result.record["plates"]["P1"]["reporter_gate"]
     assert gate["method"] == "mixture"
     cells = pd.read_csv(out / "P1" / "cells.csv")

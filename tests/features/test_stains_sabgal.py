@@ -3,7 +3,13 @@ import pytest
 
 from imaging.features.sabgal import estimate_xgal_vector, measure_sabgal, xgal_amount
 from imaging.features.stains import (
-    STAIN_VECTORS, angle_between, estimate_stain_vectors, optical_density, stain_matrix, unit, unmix,
+    STAIN_VECTORS,
+    angle_between,
+    estimate_stain_vectors,
+    optical_density,
+    stain_matrix,
+    unit,
+    unmix,
 )
 
 
@@ -40,8 +46,8 @@ def make_stained_field(amount_per_cell, *, white=(230.0, 235.0, 240.0), vector=S
     nuclei = np.zeros((60, 120), np.int32)
     cells = np.zeros((60, 120), np.int32)
     for k, col in enumerate((20, 60, 100), start=1):
-        cells[15:45, col - 15:col + 15] = k
-        nuclei[25:35, col - 5:col + 5] = k
+        cells[15:45, col - 15 : col + 15] = k
+        nuclei[25:35, col - 5 : col + 5] = k
     od = np.zeros(cells.shape + (3,))
     for k, amount in enumerate(amount_per_cell, start=1):
         od[cells == k] = amount * unit(vector)

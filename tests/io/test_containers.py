@@ -30,9 +30,15 @@ WELLS = ["A01", "A02", "B01", "B02"]
 
 
 def _pipeline(channels: dict, **naming):
-    return parse_pipeline({"schema_version": 1, "name": "containers", "channels": channels,
-                           "naming": naming, "segmentation": {"method": "classical",
-                                                              "channel": next(iter(channels))}})
+    return parse_pipeline(
+        {
+            "schema_version": 1,
+            "name": "containers",
+            "channels": channels,
+            "naming": naming,
+            "segmentation": {"method": "classical", "channel": next(iter(channels))},
+        }
+    )
 
 
 def _copy(name: str, tmp_path: Path, new_name: str | None = None) -> Path:
@@ -47,8 +53,9 @@ def test_nd2_channels_by_name_z_and_time_as_the_file_says(tmp_path):
     named = _pipeline({"membrane": {"name": "FM 4-64"}, "dye": {"name": "5-fam/ph 9.0"}})
     with pytest.raises(InputError, match="time series of 3 time points"):
         find_fields(path, named)
-    found = find_fields(path, _pipeline({"membrane": {"name": "FM 4-64"}, "dye": {"name": "5-fam/ph 9.0"}},
-                                        timepoint=2))
+    found = find_fields(
+        path, _pipeline({"membrane": {"name": "FM 4-64"}, "dye": {"name": "5-fam/ph 9.0"}}, timepoint=2)
+    )
     (field,) = found.fields
     plane = field.plane
     assert (field.plate, field.well, field.site) == ("P1_C05", "C05", 1)
@@ -58,9 +65,15 @@ def test_nd2_channels_by_name_z_and_time_as_the_file_says(tmp_path):
     assert plane.z_rule == "max" and plane.z_plane is None
     every = find_fields(path, _pipeline({"membrane": {"name": "FM 4-64"}}, timepoint="all")).fields
     assert [(f.timepoint, f.plane.timepoint, f.key) for f in every] == [
-        (1, 0, "P1_C05_C05_s1_t1"), (2, 1, "P1_C05_C05_s1_t2"), (3, 2, "P1_C05_C05_s1_t3")]
-    with pytest.raises(InputError, match=r"no channel named 'DAPI' for nuclei \(channels: '5-FAM/pH 9.0', "
-                                         r"'FM 4-64/2% CHAPS'\)"):
+        (1, 0, "P1_C05_C05_s1_t1"),
+        (2, 1, "P1_C05_C05_s1_t2"),
+        (3, 2, "P1_C05_C05_s1_t3"),
+    ]
+    with pytest.raises(
+        InputError,
+        match=r"no channel named 'DAPI' for nuclei \(channels: '5-FAM/pH 9.0', "
+        r"'FM 4-64/2% CHAPS'\)",
+    ):
         find_fields(path, _pipeline({"nuclei": {"name": "DAPI"}}, timepoint=1))
 
 
@@ -94,8 +107,9 @@ def test_an_ome_zarr_hcs_plate_gives_its_wells_from_the_plate_metadata(tmp_path)
 def test_scene_names_without_wells_are_one_line_listing_them(tmp_path, capsys):
     path = _copy("xyz__multiple_images.czi", tmp_path)
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text("schema_version: 1\nname: c\nchannels:\n  dapi: {id: 1}\n"
-                        "segmentation: {method: classical, channel: dapi}\n")
+    pipeline.write_text(
+        "schema_version: 1\nname: c\nchannels:\n  dapi: {id: 1}\nsegmentation: {method: classical, channel: dapi}\n"
+    )
     assert main(["run", str(pipeline), str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no well found for scene" in err and "naming.scenes" in err and "xyz__multiple_images-0" in err
@@ -110,8 +124,9 @@ def test_a_damaged_container_is_one_line(tmp_path, capsys):
     path = tmp_path / "plate_A01.czi"
     path.write_bytes((FORMATS / "xyz__multiple_images.czi").read_bytes()[:5000])
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text("schema_version: 1\nname: c\nchannels:\n  dapi: {id: 1}\n"
-                        "segmentation: {method: classical, channel: dapi}\n")
+    pipeline.write_text(
+        "schema_version: 1\nname: c\nchannels:\n  dapi: {id: 1}\nsegmentation: {method: classical, channel: dapi}\n"
+    )
     assert main(["validate", str(pipeline), str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot be read as .czi" in err and "plate_A01.czi" in err and "\n" not in err
@@ -120,8 +135,10 @@ def test_a_damaged_container_is_one_line(tmp_path, capsys):
 def test_a_real_czi_runs_end_to_end_with_its_source_recorded(tmp_path):
     path = _copy("xyz__multiple_images.czi", tmp_path, "plate7_B03.czi")
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text("schema_version: 1\nname: c\nchannels:\n  dapi: {name: ChA}\n"
-                        "segmentation: {method: classical, channel: dapi}\nmeasure:\n  intensity: [{channel: dapi}]\n")
+    pipeline.write_text(
+        "schema_version: 1\nname: c\nchannels:\n  dapi: {name: ChA}\n"
+        "segmentation: {method: classical, channel: dapi}\nmeasure:\n  intensity: [{channel: dapi}]\n"
+    )
     assert main(["run", str(pipeline), str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
     fields = pd.read_csv(tmp_path / "out" / "plate7_B03" / "fields.csv")
     assert fields["source_z"].tolist() == ["max of 2", "max of 2"]
@@ -156,13 +173,31 @@ def test_a_plate_as_ome_zarr_hcs_and_as_ome_tiff_gives_the_tiff_folders_tables(s
         for site in sites:
             write_image(fields[well, site], well_group.require_group(str(site - 1)), axes="cyx")
     (tmp_path / "ometiff").mkdir()
-    OmeTiffWriter.save(list(fields.values()), tmp_path / "ometiff" / "PJNK01.ome.tif", dim_order="CYX",
-                       image_name=[f"{well}_s{site}" for well, site in fields])
+    OmeTiffWriter.save(
+        list(fields.values()),
+        tmp_path / "ometiff" / "PJNK01.ome.tif",
+        dim_order="CYX",
+        image_name=[f"{well}_s{site}" for well, site in fields],
+    )
 
     runs = {"tiff": root / "images", "zarr": tmp_path / "PJNK01.zarr", "ometiff": tmp_path / "ometiff"}
     for name, source in runs.items():
-        assert main(["run", str(pipelines / "pjnk.yaml"), str(source), "--out", str(tmp_path / name),
-                     "--platemap", str(root / "map.csv"), "--workers", "1"]) == 0, name
+        assert (
+            main(
+                [
+                    "run",
+                    str(pipelines / "pjnk.yaml"),
+                    str(source),
+                    "--out",
+                    str(tmp_path / name),
+                    "--platemap",
+                    str(root / "map.csv"),
+                    "--workers",
+                    "1",
+                ]
+            )
+            == 0
+        ), name
     for table in ("cells.csv", "wells.csv"):
         expected = pd.read_csv(tmp_path / "tiff" / "PJNK01" / table)
         for name in ("zarr", "ometiff"):
@@ -180,8 +215,11 @@ def test_z_stacks_projected_or_best_focus_or_one_plane(tmp_path):
     blurred = np.full((64, 64), 120, np.uint16)
     stack = np.stack([blurred, sharp, blurred + 50])[np.newaxis]  # C Z Y X
     OmeTiffWriter.save(stack, tmp_path / "p_A01.ome.tif", dim_order="CZYX")
-    for naming, expected in (({}, np.maximum(sharp, blurred + 50)), ({"z": "best_focus"}, sharp),
-                             ({"plane": 3}, blurred + 50)):
+    for naming, expected in (
+        ({}, np.maximum(sharp, blurred + 50)),
+        ({"z": "best_focus"}, sharp),
+        ({"plane": 3}, blurred + 50),
+    ):
         pipeline = _pipeline({"dapi": {"id": 1}}, **naming)
         (field,) = find_fields(tmp_path / "p_A01.ome.tif", pipeline).fields
         np.testing.assert_array_equal(read_planes(field.plane, pipeline)["dapi"], expected)
@@ -194,8 +232,9 @@ def test_per_channel_ome_tiffs_named_like_plain_tiffs_are_read_as_files_with_a_p
 
     for well in ("A01", "A02"):
         for channel in (1, 2):
-            OmeTiffWriter.save(np.full((1, 32, 32), channel, np.uint16), tmp_path / f"P1_{well}_s1_w{channel}.ome.tif",
-                               dim_order="CYX")
+            OmeTiffWriter.save(
+                np.full((1, 32, 32), channel, np.uint16), tmp_path / f"P1_{well}_s1_w{channel}.ome.tif", dim_order="CYX"
+            )
     channels = {"dapi": {"id": 1}, "gfp": {"id": 2}}
     pattern = r"(?P<plate>[^_]+)_(?P<well>[A-P]\d\d)_s(?P<site>\d+)_w(?P<channel>\d)\.ome\.tif"
     fields = find_fields(tmp_path, _pipeline(channels), pattern=pattern).fields
@@ -222,26 +261,35 @@ def test_a_scene_map_places_a_real_micro_manager_time_course(tmp_path):
     assert np.allclose([f.plane.pixel_size_um for f in fields], 5.2304)
     scenes.write_text(f"file,scene,plate,well,site\n{MMSTACK},Image:0,dish1,C03,2\n{MMSTACK},Image:1,dish1,C03,3\n")
     one = find_fields(path, _pipeline({"nuclei": {"name": "Default"}}, timepoint=4), scene_map=scenes).fields
-    assert [(f.plate, f.well, f.site, f.plane.timepoint) for f in one] == [("dish1", "C03", 2, 3), ("dish1", "C03", 3, 3)]
+    assert [(f.plate, f.well, f.site, f.plane.timepoint) for f in one] == [
+        ("dish1", "C03", 2, 3),
+        ("dish1", "C03", 3, 3),
+    ]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("scene,position\nImage:0,B02\n", "has no 'well' column"),
-    ("scene,well,colour\nImage:0,B02,red\n", r"unknown column\(s\) \['colour'\]"),
-    ("scene,well\nImage:0,Z99\n", "line 2: well 'Z99' is not valid"),
-    ("scene,well,site\nImage:0,B02,0\n", "line 2: site '0' is not valid"),
-    ("scene,well\nImage:0,B02\nImage:0,B03\n", "line 3: scene 'Image:0' is listed twice"),
-    ("scene,well\nImage:0,B02\n", r"no row for 1 scene\(s\) of .*MMStack.ome.tif: 'Image:1'"),
-    ("scene,well\nImage:0,B02\nImage:1,B02\n", None),  # sites counted: B02 s1, s2
-    ("scene,well,site\nImage:0,B02,1\nImage:1,B02,1\n", "two scenes are plate .*, well B02, site 1"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("scene,position\nImage:0,B02\n", "has no 'well' column"),
+        ("scene,well,colour\nImage:0,B02,red\n", r"unknown column\(s\) \['colour'\]"),
+        ("scene,well\nImage:0,Z99\n", "line 2: well 'Z99' is not valid"),
+        ("scene,well,site\nImage:0,B02,0\n", "line 2: site '0' is not valid"),
+        ("scene,well\nImage:0,B02\nImage:0,B03\n", "line 3: scene 'Image:0' is listed twice"),
+        ("scene,well\nImage:0,B02\n", r"no row for 1 scene\(s\) of .*MMStack.ome.tif: 'Image:1'"),
+        ("scene,well\nImage:0,B02\nImage:1,B02\n", None),  # sites counted: B02 s1, s2
+        ("scene,well,site\nImage:0,B02,1\nImage:1,B02,1\n", "two scenes are plate .*, well B02, site 1"),
+    ],
+)
 def test_a_bad_scene_map_is_one_line_naming_it(tmp_path, content, message):
     path = _copy(MMSTACK, tmp_path)
     scenes = tmp_path / "scenes.csv"
     scenes.write_text(content)
     pipeline = _pipeline({"nuclei": {"id": 1}}, timepoint=1)
     if message is None:
-        assert [(f.well, f.site) for f in find_fields(path, pipeline, scene_map=scenes).fields] == [("B02", 1), ("B02", 2)]
+        assert [(f.well, f.site) for f in find_fields(path, pipeline, scene_map=scenes).fields] == [
+            ("B02", 1),
+            ("B02", 2),
+        ]
         return
     with pytest.raises(InputError, match=message):
         find_fields(path, pipeline, scene_map=scenes)
@@ -254,18 +302,20 @@ def test_a_run_with_a_scene_map_records_it_and_reopens_for_review(tmp_path):
     scenes = tmp_path / "scenes.csv"
     scenes.write_text("scene,well\nImage:0,B02\nImage:1,B03\n")
     pipeline = tmp_path / "mm.yaml"
-    pipeline.write_text("schema_version: 1\nname: mm\nchannels:\n  nuclei: {name: Default}\nnaming: {timepoint: 2}\n"
-                        "segmentation: {method: classical, channel: nuclei}\n")
+    pipeline.write_text(
+        "schema_version: 1\nname: mm\nchannels:\n  nuclei: {name: Default}\nnaming: {timepoint: 2}\n"
+        "segmentation: {method: classical, channel: nuclei}\n"
+    )
     out = tmp_path / "out"
     assert main(["run", str(pipeline), str(path), "--scene-map", str(scenes), "--out", str(out), "--workers", "1"]) == 0
     import json
 
     record = json.loads((out / "run.json").read_text())
     assert record["inputs"]["scene_map"]["path"] == str(scenes.resolve()) and record["inputs"]["scene_map"]["sha256"]
-    wells = pd.read_csv(out / MMSTACK[:-len(".ome.tif")] / "wells.csv")
+    wells = pd.read_csv(out / MMSTACK[: -len(".ome.tif")] / "wells.csv")
     assert wells["well"].tolist() == ["B02", "B03"] and (wells["n_cells"] > 50).all()
     review = RunReview.open_run(out)
-    assert review.wells(MMSTACK[:-len(".ome.tif")]) == ["B02", "B03"]
+    assert review.wells(MMSTACK[: -len(".ome.tif")]) == ["B02", "B03"]
     plain = tmp_path / "plain"
     plain.mkdir()
     tifffile.imwrite(plain / "P1_A01_s1_w1.tif", np.zeros((32, 32), np.uint16))

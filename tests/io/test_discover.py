@@ -16,19 +16,26 @@ def make_files(root: Path, names: list[str]) -> None:
 
 
 def test_imagexpress_names_with_guid_thumbnails_and_underscored_plate(tmp_path):
-    make_files(tmp_path, [
-        "Exp_2_plate1_A01_s1_w1.tif",
-        "Exp_2_plate1_A01_s1_w2B7F3A9C2-1D2E-4F5A-8B9C-0D1E2F3A4B5C.tif",
-        "Exp_2_plate1_A01_s1_w1_thumb6C2B.tif",
-        "Exp_2_plate1_B12_s2_w1.tif",
-        "Exp_2_plate1_B12_s2_w2.tif",
-    ])
+    make_files(
+        tmp_path,
+        [
+            "Exp_2_plate1_A01_s1_w1.tif",
+            "Exp_2_plate1_A01_s1_w2B7F3A9C2-1D2E-4F5A-8B9C-0D1E2F3A4B5C.tif",
+            "Exp_2_plate1_A01_s1_w1_thumb6C2B.tif",
+            "Exp_2_plate1_B12_s2_w1.tif",
+            "Exp_2_plate1_B12_s2_w2.tif",
+        ],
+    )
     table, naming = discover_images(tmp_path)
     assert naming == "imagexpress"
     assert len(table) == 4  # the thumbnail is skipped
     assert set(table["plate"]) == {"Exp_2_plate1"}
     assert table[["well", "row", "column", "site", "channel"]].values.tolist() == [
-        ["A01", 1, 1, 1, "1"], ["A01", 1, 1, 1, "2"], ["B12", 2, 12, 2, "1"], ["B12", 2, 12, 2, "2"]]
+        ["A01", 1, 1, 1, "1"],
+        ["A01", 1, 1, 1, "2"],
+        ["B12", 2, 12, 2, "1"],
+        ["B12", 2, 12, 2, "2"],
+    ]
 
 
 def test_imagexpress_without_site_or_channel_defaults_to_one(tmp_path):
@@ -38,9 +45,10 @@ def test_imagexpress_without_site_or_channel_defaults_to_one(tmp_path):
 
 
 def test_operetta_plate_comes_from_the_folder_above_images(tmp_path):
-    make_files(tmp_path / "MyPlate__2026-01-01T10_00_00" / "Images",
-               ["r02c03f01p01-ch1sk1fk1fl1.tiff", "r02c03f01p01-ch2sk1fk1fl1.tiff",
-                "r16c24f09p01-ch1sk1fk1fl1.tiff"])
+    make_files(
+        tmp_path / "MyPlate__2026-01-01T10_00_00" / "Images",
+        ["r02c03f01p01-ch1sk1fk1fl1.tiff", "r02c03f01p01-ch2sk1fk1fl1.tiff", "r16c24f09p01-ch1sk1fk1fl1.tiff"],
+    )
     table, naming = discover_images(tmp_path)
     assert naming == "operetta"
     assert set(table["plate"]) == {"MyPlate__2026-01-01T10_00_00"}
@@ -50,10 +58,13 @@ def test_operetta_plate_comes_from_the_folder_above_images(tmp_path):
 def test_custom_regex_with_row_and_column_groups(tmp_path):
     make_files(tmp_path / "plateX", ["img_R3_C7_F2_DAPI.tif", "img_R3_C7_F2_GFP.tif"])
     table, naming = discover_images(
-        tmp_path, pattern=r"img_R(?P<row>\d+)_C(?P<column>\d+)_F(?P<site>\d+)_(?P<channel>\w+)\.tif")
+        tmp_path, pattern=r"img_R(?P<row>\d+)_C(?P<column>\d+)_F(?P<site>\d+)_(?P<channel>\w+)\.tif"
+    )
     assert naming == "regex"
     assert table[["plate", "well", "site", "channel"]].values.tolist() == [
-        ["plateX", "C07", 2, "DAPI"], ["plateX", "C07", 2, "GFP"]]
+        ["plateX", "C07", 2, "DAPI"],
+        ["plateX", "C07", 2, "GFP"],
+    ]
 
 
 def test_regex_needs_a_well_group():
@@ -113,7 +124,9 @@ def test_imagexpress_upper_case_extension_and_separated_guid(tmp_path):
     table, naming = discover_images(tmp_path)
     assert naming == "imagexpress"
     assert table[["plate", "well", "site", "channel"]].values.tolist() == [
-        ["Screen1", "H12", 9, "1"], ["Screen1", "H12", 9, "2"]]
+        ["Screen1", "H12", 9, "1"],
+        ["Screen1", "H12", 9, "2"],
+    ]
 
 
 def test_a_metaxpress_time_lapse_runs_one_chosen_time_point(tmp_path):
@@ -132,8 +145,15 @@ def test_a_metaxpress_time_lapse_runs_one_chosen_time_point(tmp_path):
             tifffile.imwrite(folder / f"9987_{well}_s1_w1.TIF", np.full((32, 32), timepoint, np.uint16))
 
     def pipeline(**naming):
-        return parse_pipeline({"schema_version": 1, "name": "mx", "channels": {"dapi": {"id": 1}}, "naming": naming,
-                               "segmentation": {"method": "classical", "channel": "dapi"}})
+        return parse_pipeline(
+            {
+                "schema_version": 1,
+                "name": "mx",
+                "channels": {"dapi": {"id": 1}},
+                "naming": naming,
+                "segmentation": {"method": "classical", "channel": "dapi"},
+            }
+        )
 
     with pytest.raises(InputError, match=r"2 time points \(1 ... 2\).*naming.timepoint: all"):
         find_fields(tmp_path / "9987_Plate", pipeline())
@@ -145,8 +165,11 @@ def test_a_metaxpress_time_lapse_runs_one_chosen_time_point(tmp_path):
     assert len(find_fields(tmp_path / "9987_Plate" / "TimePoint_1", pipeline()).fields) == 2  # one folder alone
     every = find_fields(tmp_path / "9987_Plate", pipeline(timepoint="all")).fields
     assert [(f.well, f.timepoint, f.key) for f in every] == [
-        ("B02", 1, "9987_B02_s1_t1"), ("B02", 2, "9987_B02_s1_t2"),
-        ("B03", 1, "9987_B03_s1_t1"), ("B03", 2, "9987_B03_s1_t2")]
+        ("B02", 1, "9987_B02_s1_t1"),
+        ("B02", 2, "9987_B02_s1_t2"),
+        ("B03", 1, "9987_B03_s1_t1"),
+        ("B03", 2, "9987_B03_s1_t2"),
+    ]
     assert all(f"TimePoint_{f.timepoint}" in f.paths["dapi"] for f in every)
 
 
@@ -169,8 +192,15 @@ def test_time_points_from_operetta_names_and_from_a_pattern_group(tmp_path):
         tifffile.imwrite(custom / f"P1_C04_t{t:03d}_dapi.tif", np.zeros((8, 8), np.uint16))
 
     def pipeline(**naming):
-        return parse_pipeline({"schema_version": 1, "name": "t", "channels": {"dapi": {"id": 1}}, "naming": naming,
-                               "segmentation": {"method": "classical", "channel": "dapi"}})
+        return parse_pipeline(
+            {
+                "schema_version": 1,
+                "name": "t",
+                "channels": {"dapi": {"id": 1}},
+                "naming": naming,
+                "segmentation": {"method": "classical", "channel": "dapi"},
+            }
+        )
 
     found = find_fields(operetta, pipeline(timepoint="all")).fields
     assert [(f.well, f.site, f.timepoint) for f in found] == [("B03", 1, 1), ("B03", 1, 2), ("B03", 1, 3)]

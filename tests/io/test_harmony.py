@@ -28,14 +28,24 @@ def _export(tmp_path: Path) -> Path:
     shutil.copy(INDEX, images / "Index.idx.xml")
     centres = [(r, c) for r in range(20, 200, 40) for c in range(20, 200, 40)]
     for name in NAMES:
-        tifffile.imwrite(images / name, disk_image((220, 220), centres, 8),
-                         resolution=(1 / 6.450363e-4, 1 / 6.450363e-4), resolutionunit="CENTIMETER")
+        tifffile.imwrite(
+            images / name,
+            disk_image((220, 220), centres, 8),
+            resolution=(1 / 6.450363e-4, 1 / 6.450363e-4),
+            resolutionunit="CENTIMETER",
+        )
     return tmp_path / "Plate1"
 
 
 def _pipeline(channel: dict):
-    return parse_pipeline({"schema_version": 1, "name": "fitc", "channels": {"nuclei": channel},
-                           "segmentation": {"method": "classical", "channel": "nuclei"}})
+    return parse_pipeline(
+        {
+            "schema_version": 1,
+            "name": "fitc",
+            "channels": {"nuclei": channel},
+            "segmentation": {"method": "classical", "channel": "nuclei"},
+        }
+    )
 
 
 def test_the_index_is_read_as_the_instrument_wrote_it():
@@ -61,8 +71,10 @@ def test_pixel_size_and_channel_names_come_from_the_index(tmp_path):
 def test_a_run_on_a_harmony_export_reports_the_true_pixel_size(tmp_path):
     export = _export(tmp_path)
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text("schema_version: 1\nname: fitc\nchannels:\n  nuclei: {name: Fluorescein (FITC)}\n"
-                        "segmentation: {method: classical, channel: nuclei}\n")
+    pipeline.write_text(
+        "schema_version: 1\nname: fitc\nchannels:\n  nuclei: {name: Fluorescein (FITC)}\n"
+        "segmentation: {method: classical, channel: nuclei}\n"
+    )
     assert main(["run", str(pipeline), str(export), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
     fields = pd.read_csv(tmp_path / "out" / "Plate1" / "fields.csv")
     assert fields["pixel_size_um"].round(4).tolist() == [1.196, 1.196]
@@ -72,7 +84,9 @@ def test_a_damaged_index_is_one_line(tmp_path, capsys):
     export = _export(tmp_path)
     (export / "Images" / "Index.idx.xml").write_text("<EvaluationInputData><Images><Image>")
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text("schema_version: 1\nname: fitc\nchannels:\n  nuclei: {id: 1}\n"
-                        "segmentation: {method: classical, channel: nuclei}\n")
+    pipeline.write_text(
+        "schema_version: 1\nname: fitc\nchannels:\n  nuclei: {id: 1}\n"
+        "segmentation: {method: classical, channel: nuclei}\n"
+    )
     assert main(["validate", str(pipeline), str(export)]) == 2
     assert "is not a readable Harmony index" in capsys.readouterr().err

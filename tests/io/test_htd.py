@@ -35,8 +35,14 @@ def export(folder: Path, wells=("B02", "B03")) -> Path:
 
 
 def pipeline(**channels):
-    return parse_pipeline({"schema_version": 1, "name": "mx", "channels": channels,
-                           "segmentation": {"method": "classical", "channel": "nuclei"}})
+    return parse_pipeline(
+        {
+            "schema_version": 1,
+            "name": "mx",
+            "channels": channels,
+            "segmentation": {"method": "classical", "channel": "nuclei"},
+        }
+    )
 
 
 def test_channels_are_chosen_by_their_metaxpress_names(tmp_path):
@@ -67,10 +73,13 @@ def test_acquired_wells_without_files_are_reported_and_recorded(tmp_path, caplog
     assert result.record["acquired_wells_without_images"] == ["B03"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'"Description", "no header"\n', "not a MetaXpress .HTD"),
-    (b'"HTSInfoFile", Version 1.0\n"YWells", eight\n', "not a readable MetaXpress .HTD"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'"Description", "no header"\n', "not a MetaXpress .HTD"),
+        (b'"HTSInfoFile", Version 1.0\n"YWells", eight\n', "not a readable MetaXpress .HTD"),
+    ],
+)
 def test_a_damaged_htd_is_refused_naming_it(tmp_path, content, message):
     folder = export(tmp_path / "plate")
     (folder / "9987.HTD").write_bytes(content)
@@ -96,13 +105,16 @@ def test_the_real_time_lapse_export_runs_every_time_point_with_its_metadata(tmp_
     from imaging.cli import main
 
     pipeline_path = tmp_path / "mx.yaml"
-    pipeline_path.write_text("schema_version: 1\nname: mx\nchannels:\n  nuclei: {name: DAPI}\n  signal: {name: FITC}\n"
-                             "naming: {timepoint: all}\nsegmentation: {method: classical, channel: nuclei}\n"
-                             "measure:\n  intensity:\n    - channel: signal\n")
+    pipeline_path.write_text(
+        "schema_version: 1\nname: mx\nchannels:\n  nuclei: {name: DAPI}\n  signal: {name: FITC}\n"
+        "naming: {timepoint: all}\nsegmentation: {method: classical, channel: nuclei}\n"
+        "measure:\n  intensity:\n    - channel: signal\n"
+    )
     assert main(["run", str(pipeline_path), str(HTD.parent), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
     fields = pd.read_csv(tmp_path / "out" / "9987" / "fields.csv", dtype={"plate": str})
     assert sorted(zip(fields["well"], fields["site"], fields["timepoint"])) == [
-        (w, s, t) for w in ("B02", "B03") for s in (1, 2) for t in (1, 2)]
+        (w, s, t) for w in ("B02", "B03") for s in (1, 2) for t in (1, 2)
+    ]
     assert np.allclose(fields["pixel_size_um"], 1.3672) and (fields["n_cells"] > 0).all()
     wells = pd.read_csv(tmp_path / "out" / "9987" / "wells.csv")
     assert len(wells) == 4 and (wells["n_fields"] == 2).all()

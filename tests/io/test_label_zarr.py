@@ -21,8 +21,20 @@ def _pipeline(pipelines, tmp_path, labels: str):
 
 
 def _run(pipeline, root, out, *extra):
-    return main(["run", str(pipeline), str(root / "images"), "--out", str(out), "--platemap", str(root / "map.csv"),
-                 "--workers", "1", *extra])
+    return main(
+        [
+            "run",
+            str(pipeline),
+            str(root / "images"),
+            "--out",
+            str(out),
+            "--platemap",
+            str(root / "map.csv"),
+            "--workers",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def test_ome_zarr_labels_hold_the_tiff_labels_and_readers_see_labels(samples, pipelines, tmp_path, capsys):

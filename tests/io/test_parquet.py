@@ -18,12 +18,25 @@ WELLS = ["A01", "A02", "B01", "B02"]
 
 
 def _run(pipelines, root, out, *extra) -> int:
-    return main(["run", str(pipelines / "pjnk.yaml"), str(root / "images"), "--out", str(out), "--workers", "1",
-                 "--platemap", str(root / "map.csv"), *extra])
+    return main(
+        [
+            "run",
+            str(pipelines / "pjnk.yaml"),
+            str(root / "images"),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--platemap",
+            str(root / "map.csv"),
+            *extra,
+        ]
+    )
 
 
-def test_parquet_tables_hold_the_csv_values_and_a_format_change_reuses_every_field(samples, pipelines, tmp_path,
-                                                                                  capsys):
+def test_parquet_tables_hold_the_csv_values_and_a_format_change_reuses_every_field(
+    samples, pipelines, tmp_path, capsys
+):
     root = copy_sample_wells(samples, WELLS, tmp_path / "plate", assay="pjnk")
     out = tmp_path / "out"
     assert _run(pipelines, root, out, "--table-format", "both") == 0
@@ -51,7 +64,9 @@ def test_parquet_tables_hold_the_csv_values_and_a_format_change_reuses_every_fie
 
     review = RunReview.open_run(out)
     field = next(iter(review._fields.values()))
-    assert len(review.field_cells(field.plate, field.well, field.site)) == int(((cells["well"] == field.well) & (cells["site"] == field.site)).sum())
+    assert len(review.field_cells(field.plate, field.well, field.site)) == int(
+        ((cells["well"] == field.well) & (cells["site"] == field.site)).sum()
+    )
 
 
 def test_a_streamed_table_is_whole_or_absent(tmp_path):

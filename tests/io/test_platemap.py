@@ -20,14 +20,17 @@ def test_reads_annotations_and_normalises_wells(tmp_path):
     assert pd.isna(table["notes"].iloc[1])
 
 
-@pytest.mark.parametrize("text,message", [
-    ("genotype\nsgNT\n", "no 'well' column"),
-    ("well,genotype\nA1,sgNT\nA01,MAP2K7\n", "well A01 is described more than once"),
-    ("well,genotype\nA1,sgNT\nQ99,x\n", "line 3: 'Q99' is not a well name"),
-    ("well,dose\nA1,ten\n", "dose 'ten' is not a number"),
-    ("well,n_cells\nA1,3\n", "computed by the pipeline"),
-    ("well\n", "has no rows"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("genotype\nsgNT\n", "no 'well' column"),
+        ("well,genotype\nA1,sgNT\nA01,MAP2K7\n", "well A01 is described more than once"),
+        ("well,genotype\nA1,sgNT\nQ99,x\n", "line 3: 'Q99' is not a well name"),
+        ("well,dose\nA1,ten\n", "dose 'ten' is not a number"),
+        ("well,n_cells\nA1,3\n", "computed by the pipeline"),
+        ("well\n", "has no rows"),
+    ],
+)
 def test_malformed_plate_maps_name_the_problem(tmp_path, text, message):
     with pytest.raises(InputError, match=message) as info:
         read_platemap(write(tmp_path, text))
@@ -72,7 +75,8 @@ def test_control_codes_are_read_as_roles_and_unknown_ones_refused(tmp_path):
     assert table["control"].fillna("").tolist() == ["positive", "negative", "positive", "negative", "", "positive"]
     assert z_prime_readiness(table) == []
     assert z_prime_readiness(table[table["well"] != "A04"]) == [
-        "3 positive and 1 negative control well(s) imaged; Z' needs at least 2 of each"]
+        "3 positive and 1 negative control well(s) imaged; Z' needs at least 2 of each"
+    ]
     assert "no 'control' column" in z_prime_readiness(table.drop(columns="control"))[0]
     with pytest.raises(InputError, match=r"line 3: control 'maybe' is not a control code"):
         read_platemap(write(tmp_path, "well,control\nA1,+1\nA2,maybe\n"))
@@ -83,9 +87,16 @@ def test_z_prime_is_computed_from_coded_controls():
 
     from imaging.stats import plate_quality
 
-    wells = pd.DataFrame({"plate": "P", "well": ["A01", "A02", "A03", "A04"], "row": [1, 1, 1, 1],
-                          "column": [1, 2, 3, 4], "control": ["positive", "positive", "negative", "negative"],
-                          "x": [10.0, 11.0, 1.0, 1.5]})
+    wells = pd.DataFrame(
+        {
+            "plate": "P",
+            "well": ["A01", "A02", "A03", "A04"],
+            "row": [1, 1, 1, 1],
+            "column": [1, 2, 3, 4],
+            "control": ["positive", "positive", "negative", "negative"],
+            "x": [10.0, 11.0, 1.0, 1.5],
+        }
+    )
     row = plate_quality(wells, ["x"]).iloc[0]
     expected = 1 - 3 * (wells.x[:2].std() + wells.x[2:].std()) / abs(wells.x[:2].mean() - wells.x[2:].mean())
     assert row["z_prime"] == pytest.approx(expected) and row["n_positive_controls"] == 2

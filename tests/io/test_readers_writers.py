@@ -46,12 +46,14 @@ def test_rgb_shapes():
 
 def test_pixel_size_from_imagej_and_centimetre_resolution(tmp_path):
     path = tmp_path / "ij.tif"
-    tifffile.imwrite(path, np.zeros((8, 8), np.uint8), imagej=True, resolution=(1 / 0.325, 1 / 0.325),
-                     metadata={"unit": "micron"})
+    tifffile.imwrite(
+        path, np.zeros((8, 8), np.uint8), imagej=True, resolution=(1 / 0.325, 1 / 0.325), metadata={"unit": "micron"}
+    )
     assert pixel_size_from_tiff(path) == pytest.approx(0.325)
     path = tmp_path / "cm.tif"
-    tifffile.imwrite(path, np.zeros((8, 8), np.uint8), resolution=(10000 / 0.65, 10000 / 0.65),
-                     resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        path, np.zeros((8, 8), np.uint8), resolution=(10000 / 0.65, 10000 / 0.65), resolutionunit="CENTIMETER"
+    )
     assert pixel_size_from_tiff(path) == pytest.approx(0.65)
     path = write_tiff(tmp_path / "plain.tif", np.zeros((8, 8), np.uint8))
     assert pixel_size_from_tiff(path) is None
@@ -69,8 +71,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_json_writer_handles_numpy_and_nan(tmp_path):
-    path = write_json({"x": np.float32(1.5), "n": np.int64(3), "bad": float("nan"), "v": np.arange(2)},
-                      tmp_path / "r.json")
+    path = write_json(
+        {"x": np.float32(1.5), "n": np.int64(3), "bad": float("nan"), "v": np.arange(2)}, tmp_path / "r.json"
+    )
     assert path.read_text() == '{\n  "x": 1.5,\n  "n": 3,\n  "bad": null,\n  "v": [\n    0,\n    1\n  ]\n}\n'
 
 

@@ -41,7 +41,9 @@ def series(samples, pipelines, tmp_path_factory):
         image = tifffile.imread(path)
         well, site, channel = re.search(r"_([A-P]\d\d)_s(\d+)_w(\d)", path.name).groups()
         for t in (1, 2):
-            scaled = image if channel == "1" or t == 1 else np.clip(np.rint(image * BRIGHTER), 0, 65535).astype(image.dtype)
+            scaled = (
+                image if channel == "1" or t == 1 else np.clip(np.rint(image * BRIGHTER), 0, 65535).astype(image.dtype)
+            )
             (export / f"TimePoint_{t}").mkdir(parents=True, exist_ok=True)
             tifffile.imwrite(export / f"TimePoint_{t}" / path.name, scaled)
             stacks.setdefault((well, int(site)), {}).setdefault(t, {})[int(channel)] = scaled
@@ -54,8 +56,22 @@ def series(samples, pipelines, tmp_path_factory):
 
 
 def _run(series, pipeline: str, source: Path, out: Path) -> Path:
-    assert main(["run", str(series["yamls"][pipeline]), str(source), "--out", str(out),
-                 "--platemap", str(series["root"] / "map.csv"), "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(series["yamls"][pipeline]),
+                str(source),
+                "--out",
+                str(out),
+                "--platemap",
+                str(series["root"] / "map.csv"),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     return out / "PJNK01"
 
 
@@ -82,7 +98,9 @@ def test_every_time_point_is_a_field_and_each_table_has_a_timepoint_column(serie
     assert labels[:2] == ["PJNK01_A01_s1_t1_nuclei.tif", "PJNK01_A01_s1_t2_nuclei.tif"]
     # the pJNK channel is 1.5 times brighter at time point 2, the nuclei unchanged
     by_time = wells.set_index(["well", "timepoint"])
-    ratio = by_time.xs(2, level="timepoint")["pjnk_nuclear_mean"] / by_time.xs(1, level="timepoint")["pjnk_nuclear_mean"]
+    ratio = (
+        by_time.xs(2, level="timepoint")["pjnk_nuclear_mean"] / by_time.xs(1, level="timepoint")["pjnk_nuclear_mean"]
+    )
     assert np.allclose(ratio, BRIGHTER, rtol=0.01), ratio
     assert (by_time.xs(2, level="timepoint")["n_cells"] == by_time.xs(1, level="timepoint")["n_cells"]).all()
 
@@ -106,9 +124,12 @@ def test_an_ome_tiff_time_series_gives_the_time_point_folders_tables(series, eve
     folder = series["tmp"] / "ometiff"
     folder.mkdir()
     keys = sorted(series["stacks"])
-    OmeTiffWriter.save([np.stack([np.stack([series["stacks"][k][t][c] for c in (1, 2)]) for t in (1, 2)])
-                        for k in keys], folder / "PJNK01.ome.tif", dim_order="TCYX",
-                       image_name=[f"{well}_s{site}" for well, site in keys])
+    OmeTiffWriter.save(
+        [np.stack([np.stack([series["stacks"][k][t][c] for c in (1, 2)]) for t in (1, 2)]) for k in keys],
+        folder / "PJNK01.ome.tif",
+        dim_order="TCYX",
+        image_name=[f"{well}_s{site}" for well, site in keys],
+    )
     plate = _run(series, "all", folder, series["tmp"] / "from_ometiff")
     for table in ("cells.csv", "wells.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(plate / table), pd.read_csv(every / table))
@@ -160,8 +181,12 @@ def test_profiles_carry_the_time_point_and_pycytominer_aggregates_per_time_point
     assert main(["profiles", str(every.parent)]) == 0
     profiles = pd.read_csv(every / "profiles.csv")
     assert sorted(profiles["Metadata_Timepoint"].unique()) == [1, 2]
-    per_well = pycytominer.aggregate(profiles, strata=["Metadata_Plate", "Metadata_Well", "Metadata_Timepoint"],
-                                     features=["Nuclei_Intensity_MeanIntensity_PJNK"], operation="mean")
+    per_well = pycytominer.aggregate(
+        profiles,
+        strata=["Metadata_Plate", "Metadata_Well", "Metadata_Timepoint"],
+        features=["Nuclei_Intensity_MeanIntensity_PJNK"],
+        operation="mean",
+    )
     assert len(per_well) == 2 * len(WELLS)
     by_time = per_well.set_index(["Metadata_Well", "Metadata_Timepoint"])["Nuclei_Intensity_MeanIntensity_PJNK"]
     assert np.allclose(by_time.xs(2, level=1) / by_time.xs(1, level=1), BRIGHTER, rtol=0.01)

@@ -121,8 +121,9 @@ def test_plate_grid_click_opens_the_well_and_marks_flags(make_napari_viewer, run
     browser._grid_clicked(2, 3)
     assert browser.well == "C04"
     wait_for_field(browser, ("SABGAL01", "C04", 1, None))
-    assert viewer.layers["cells"].features["index"].size == \
-        len(RunReview.open_run(run_folder).field_cells("SABGAL01", "C04", 1, None))
+    assert viewer.layers["cells"].features["index"].size == len(
+        RunReview.open_run(run_folder).field_cells("SABGAL01", "C04", 1, None)
+    )
 
 
 def test_threshold_change_updates_calls_and_percent_as_the_library_does(make_napari_viewer, run_folder, qtbot):
@@ -133,8 +134,9 @@ def test_threshold_change_updates_calls_and_percent_as_the_library_does(make_nap
     batch_threshold = review.thresholds("SABGAL01")["sabgal_positive"]
     well_cells = review.well_cells("SABGAL01", "A04")
     before = browser.well_percentages()["sabgal_positive"]
-    assert before == pytest.approx(pd.read_csv(run_folder / "SABGAL01" / "wells.csv").set_index("well")
-                                   .loc["A04", "sabgal_positive_pct"])
+    assert before == pytest.approx(
+        pd.read_csv(run_folder / "SABGAL01" / "wells.csv").set_index("well").loc["A04", "sabgal_positive_pct"]
+    )
     new_threshold = batch_threshold * 3
     browser.threshold_boxes["sabgal_positive"].setValue(new_threshold)
     after = browser.well_percentages()["sabgal_positive"]
@@ -162,7 +164,8 @@ def test_tuning_applies_to_the_well_and_saves_a_runnable_pipeline(make_napari_vi
     cells = pd.concat([review.measure("SABGAL01", "A04", s, pipeline=pipeline).cells for s in (1, 2)])
     threshold = browser.threshold_boxes["sabgal_positive"].value()
     assert browser.well_percentages()["sabgal_positive"] == pytest.approx(
-        percent_positive(cells, "sabgal_od_mean", threshold))
+        percent_positive(cells, "sabgal_od_mean", threshold)
+    )
     changes = browser.save_pipeline(tmp_path / "tuned.yaml")
     saved = load_pipeline(tmp_path / "tuned.yaml")
     assert saved.cells.expansion_factor == 2.0
@@ -171,8 +174,11 @@ def test_tuning_applies_to_the_well_and_saves_a_runnable_pipeline(make_napari_vi
     original = (Path(review.pipeline_path)).read_text().splitlines()
     tuned = (tmp_path / "tuned.yaml").read_text().splitlines()
     assert [(a, b) for a, b in zip(original, tuned) if a != b] == [
-        ("  expansion_factor: 1.0   # reach beyond the nucleus, in nucleus radii",
-         "  expansion_factor: 2.0   # reach beyond the nucleus, in nucleus radii")]  # comments kept
+        (
+            "  expansion_factor: 1.0   # reach beyond the nucleus, in nucleus radii",
+            "  expansion_factor: 2.0   # reach beyond the nucleus, in nucleus radii",
+        )
+    ]  # comments kept
     browser.threshold_boxes["sabgal_positive"].setValue(threshold + 0.05)
     browser.save_pipeline(tmp_path / "tuned.yaml")
     assert load_pipeline(tmp_path / "tuned.yaml").calls[0].threshold == pytest.approx(threshold + 0.05)
@@ -212,10 +218,14 @@ def test_curation_round_trips_into_rebuilt_tables(make_napari_viewer, fresh_run,
     wells = pd.read_csv(fresh_run / "SABGAL01" / "wells.csv").set_index("well")
     assert wells.loc["A04", "n_fields_used"] == 1 and "out-of-focus streak by dana" in wells.loc["A04", "curation"]
     n = wells_before.loc["C01", "n_cells"]
-    assert wells.loc["C01", "sabgal_positive_pct"] == pytest.approx(wells_before.loc["C01", "sabgal_positive_pct"] + 100 / n)
+    assert wells.loc["C01", "sabgal_positive_pct"] == pytest.approx(
+        wells_before.loc["C01", "sabgal_positive_pct"] + 100 / n
+    )
     record = json.loads((fresh_run / "run.json").read_text())
     assert [(d["user"], d["action"]) for d in record["curation"]["decisions"]] == [
-        ("dana", "exclude_field"), ("dana", "set_call")]
+        ("dana", "exclude_field"),
+        ("dana", "set_call"),
+    ]
     assert record["curation"]["n_call_overrides"] == 1
     assert (fresh_run / "report.html").is_file()
     assert browser.grid.item(0, 3).text().endswith("!")  # A04 now has a curated field
@@ -258,8 +268,20 @@ def test_a_tissue_run_opens_as_layers_with_cells_by_class(make_napari_viewer, sa
     from imaging.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", str(pipelines / "ihc_cytoplasmic.yaml"), str(samples / "tissue" / "ihc_cytoplasmic"),
-                 "--out", str(out), "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(pipelines / "ihc_cytoplasmic.yaml"),
+                str(samples / "tissue" / "ihc_cytoplasmic"),
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     viewer = make_napari_viewer(show=True)
     viewer.open(str(out), plugin="imaging")
     assert [layer.name for layer in viewer.layers] == ["skimage_ihc", "skimage_ihc cells"]
@@ -319,8 +341,10 @@ def test_each_decision_clears_its_reason_and_an_excluded_well_says_so(make_napar
 def test_batch_percent_never_shows_nan():
     from imaging.review import batch_percent
 
-    wells = pd.DataFrame({"x_pct": [12.34, np.nan, np.nan], "curation": ["", "well excluded: dust", ""],
-                          "n_fields_used": [2, 0, 2]}, index=["A01", "A02", "A03"])
+    wells = pd.DataFrame(
+        {"x_pct": [12.34, np.nan, np.nan], "curation": ["", "well excluded: dust", ""], "n_fields_used": [2, 0, 2]},
+        index=["A01", "A02", "A03"],
+    )
     assert [batch_percent(wells, w, "x") for w in wells.index] == ["12.3%", "excluded", "n/a"]
 
 
@@ -332,9 +356,13 @@ class PlateOnly:
     def __init__(self, n_rows=16, n_columns=24):
         from imaging.io.wells import row_index_to_letters
 
-        self.table = pd.DataFrame([{"well": f"{row_index_to_letters(r)}{c:02d}", "row": r, "column": c,
-                                    "translocated_pct": float(r * c)}
-                                   for r in range(1, n_rows + 1) for c in range(1, n_columns + 1)])
+        self.table = pd.DataFrame(
+            [
+                {"well": f"{row_index_to_letters(r)}{c:02d}", "row": r, "column": c, "translocated_pct": float(r * c)}
+                for r in range(1, n_rows + 1)
+                for c in range(1, n_columns + 1)
+            ]
+        )
 
     def wells_table(self, plate, timepoint=None):
         return self.table
@@ -438,8 +466,9 @@ def test_decisions_in_force_are_listed_and_undone_from_the_list(make_napari_view
     assert "Give a reason" in browser.status.text() and browser.decision_list.count() == 2
     browser.reason_edit.setText("debris was on the lid")
     browser.undo_selected()
-    assert [browser.decision_list.item(i).text()[:25] for i in range(browser.decision_list.count())] == \
-        ["well SABGAL01 A04 exclude"]
+    assert [browser.decision_list.item(i).text()[:25] for i in range(browser.decision_list.count())] == [
+        "well SABGAL01 A04 exclude"
+    ]
     log = pd.read_csv(fresh_run / "curation.csv")
     assert log["action"].tolist() == ["exclude_field", "exclude_well", "include_field"]
     assert log["reason"].iloc[-1] == "debris was on the lid"
@@ -467,8 +496,13 @@ def test_a_96_well_plate_on_a_laptop_screen_shows_every_well_in_colour(make_napa
     assert "#440154" in colours and "#fde725" in colours  # the lowest and the highest well
     window = viewer.window._qt_window
     for button in (browser.rebuild_button, browser.apply_button):
-        browser.tabs.setCurrentWidget(next(browser.tabs.widget(i) for i in range(browser.tabs.count())
-                                           if browser.tabs.widget(i).isAncestorOf(button)))
+        browser.tabs.setCurrentWidget(
+            next(
+                browser.tabs.widget(i)
+                for i in range(browser.tabs.count())
+                if browser.tabs.widget(i).isAncestorOf(button)
+            )
+        )
         qtbot.wait(50)
         bottom = button.mapTo(window, button.rect().bottomLeft()).y()
         assert 0 < bottom <= window.height() <= 768, (button.text(), bottom, window.height())

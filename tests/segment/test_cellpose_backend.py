@@ -103,8 +103,20 @@ def field():
     rng = np.random.default_rng(0)
     truth = np.zeros((160, 200), np.int32)
     rows, cols = np.mgrid[0:160, 0:200]
-    centres = [(20, 20), (20, 60), (20, 71), (60, 30), (60, 100), (100, 150), (100, 161), (130, 40),
-               (130, 90), (140, 180), (80, 60), (40, 140)]
+    centres = [
+        (20, 20),
+        (20, 60),
+        (20, 71),
+        (60, 30),
+        (60, 100),
+        (100, 150),
+        (100, 161),
+        (130, 40),
+        (130, 90),
+        (140, 180),
+        (80, 60),
+        (40, 140),
+    ]
     for k, (r, c) in enumerate(centres, start=1):
         disk = (rows - r) ** 2 + (cols - c) ** 2 <= NUCLEUS_RADIUS**2
         truth[disk & (truth == 0)] = k
@@ -229,8 +241,20 @@ def test_segment_command_with_cellpose(field, weights, tmp_path, capsys):
     image, truth = field
     path, _ = weights
     tifffile.imwrite(tmp_path / "nuclei.tif", image)
-    code = main(["segment", str(tmp_path / "nuclei.tif"), "--out", str(tmp_path / "out"), "--method", "cellpose",
-                 "--model", str(path), "--workers", "1"])
+    code = main(
+        [
+            "segment",
+            str(tmp_path / "nuclei.tif"),
+            "--out",
+            str(tmp_path / "out"),
+            "--method",
+            "cellpose",
+            "--model",
+            str(path),
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     labels = tifffile.imread(tmp_path / "out" / "nuclei_nuclei.tif")
     assert match_scores(truth, labels).f1 >= 0.95

@@ -64,7 +64,7 @@ def test_stardist_real_image_f1(samples):
 
 
 def _ellipse(shape, centre, semi_axes):
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
     return ((rows - centre[0]) / semi_axes[0]) ** 2 + ((cols - centre[1]) / semi_axes[1]) ** 2 <= 1
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,8 +51,9 @@ def test_pyramid_levels_regions_and_overview(tmp_path):
 
 
 def test_truncated_slide_is_refused(tmp_path):
-    path = write_section(random_section((800, 800), pixel_size_um=2.0, n_lesions=1, seed=1), tmp_path / "s.ome.tif",
-                         tile=256, levels=1)
+    path = write_section(
+        random_section((800, 800), pixel_size_um=2.0, n_lesions=1, seed=1), tmp_path / "s.ome.tif", tile=256, levels=1
+    )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="truncated"):
@@ -66,15 +67,17 @@ def test_stain_vectors_estimated_from_an_hdab_image():
     amounts = rng.gamma(2.0, 0.15, size=(200, 200, 2)) * (rng.random((200, 200, 2)) < 0.6)
     od = amounts[..., :1] * HDAB["hematoxylin"] + amounts[..., 1:] * HDAB["dab"]
     rgb = np.clip(np.array([242.0, 240.0, 238.0]) * 10 ** (-od) + rng.normal(0, 1, od.shape), 0, 255)
-    vectors, source = estimate_vectors(rgb, np.ones(rgb.shape[:2], bool), ("hematoxylin", "dab"),
-                                       white=np.array([242.0, 240.0, 238.0]))
+    vectors, source = estimate_vectors(
+        rgb, np.ones(rgb.shape[:2], bool), ("hematoxylin", "dab"), white=np.array([242.0, 240.0, 238.0])
+    )
     assert source == "estimated"
     assert angle_between(vectors["dab"], STAIN_VECTORS["dab"]) < 3
     assert angle_between(vectors["hematoxylin"], STAIN_VECTORS["hematoxylin"]) < 3
 
 
-@pytest.mark.parametrize("seed,fractions", [(0, (0.5, 0.2, 0.15, 0.15)), (1, (0.8, 0.1, 0.05, 0.05)),
-                                            (2, (0.2, 0.2, 0.3, 0.3))])
+@pytest.mark.parametrize(
+    "seed,fractions", [(0, (0.5, 0.2, 0.15, 0.15)), (1, (0.8, 0.1, 0.05, 0.05)), (2, (0.2, 0.2, 0.3, 0.3))]
+)
 def test_percent_positive_and_h_score_match_the_truth(seed, fractions):
     rgb, truth = make_ihc_image(seed=seed, class_fractions=fractions)
     cells, _, _, _ = score_cells(rgb, vectors=HDAB, white=white_point(rgb), thresholds=(0.2, 0.4, 0.6))
@@ -97,8 +100,7 @@ def test_score_definitions_on_hand_made_classes():
 def test_tiled_scoring_equals_in_memory_scoring(tmp_path):
     rgb, _ = make_ihc_image(size=1200, n_nuclei=900, seed=6)
     io.imsave(tmp_path / "core.png", rgb, check_contrast=False)
-    tifffile.imwrite(tmp_path / "core_tiled.ome.tif", rgb, tile=(256, 256), photometric="rgb",
-                     metadata={"axes": "YXS"})
+    tifffile.imwrite(tmp_path / "core_tiled.ome.tif", rgb, tile=(256, 256), photometric="rgb", metadata={"axes": "YXS"})
     pipeline = tissue_pipeline(cells={"nucleus_diameter_um": 12.0, "tile_px": 400}, pixel_size_um=1.0)
     whole = tissue_pipeline(cells={"nucleus_diameter_um": 12.0, "tile_px": 4096}, pixel_size_um=1.0)
     tiled = analyse_image(ImageTask(str(tmp_path / "core_tiled.ome.tif"), pipeline, str(tmp_path / "a")))["ihc"]
@@ -116,11 +118,15 @@ def sections(tmp_path_factory):
     (root / "images").mkdir()
     truth, rows = {}, []
     for seed, (n, group) in enumerate([(6, "sgNT"), (6, "sgNT"), (1, "MAP2K7"), (1, "MAP2K7")]):
-        section = random_section((1600, 2200), pixel_size_um=2.0, n_lesions=n, seed=20 + seed,
-                                 lesion_radius_um=(70.0, 200.0))
+        section = random_section(
+            (1600, 2200), pixel_size_um=2.0, n_lesions=n, seed=20 + seed, lesion_radius_um=(70.0, 200.0)
+        )
         write_section(section, root / "images" / f"lung{seed}.ome.tif", tile=256)
-        truth[f"lung{seed}"] = {"n": n, "area_mm2": section.lesion_areas_um2.sum() / 1e6,
-                                "tissue_mm2": section.tissue_area_um2 / 1e6}
+        truth[f"lung{seed}"] = {
+            "n": n,
+            "area_mm2": section.lesion_areas_um2.sum() / 1e6,
+            "tissue_mm2": section.tissue_area_um2 / 1e6,
+        }
         rows.append({"image": f"lung{seed}.ome.tif", "sample": f"mouse{seed}", "group": group})
     pd.DataFrame(rows).to_csv(root / "sheet.csv", index=False)
     return root, truth
@@ -129,8 +135,19 @@ def sections(tmp_path_factory):
 def test_metastasis_run_counts_and_measures_lesions(sections, pipelines, tmp_path, capsys):
     root, truth = sections
     out = tmp_path / "out"
-    code = main(["run", str(pipelines / "metastasis.yaml"), str(root / "images"), "--samples", str(root / "sheet.csv"),
-                 "--out", str(out), "--workers", "1"])
+    code = main(
+        [
+            "run",
+            str(pipelines / "metastasis.yaml"),
+            str(root / "images"),
+            "--samples",
+            str(root / "sheet.csv"),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     table = pd.read_csv(out / "sections.csv").set_index("image")
     for image, expected in truth.items():
@@ -167,8 +184,17 @@ def test_tissue_input_errors(sections, pipelines, tmp_path, capsys):
     root, _ = sections
     sheet = pd.read_csv(root / "sheet.csv").iloc[:3]
     sheet.to_csv(tmp_path / "short.csv", index=False)
-    code = main(["run", str(pipelines / "metastasis.yaml"), str(root / "images"), "--samples", str(tmp_path / "short.csv"),
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            str(pipelines / "metastasis.yaml"),
+            str(root / "images"),
+            "--samples",
+            str(tmp_path / "short.csv"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2 and "does not list image(s) lung3" in capsys.readouterr().err
     io.imsave(tmp_path / "nopx.png", np.full((64, 64, 3), 200, np.uint8), check_contrast=False)
     code = main(["run", str(pipelines / "metastasis.yaml"), str(tmp_path / "nopx.png"), "--out", str(tmp_path / "o2")])
@@ -178,9 +204,17 @@ def test_tissue_input_errors(sections, pipelines, tmp_path, capsys):
 
 def test_ihc_run_on_the_real_sample_image(samples, pipelines, tmp_path, capsys):
     """FHL2 in colon: DAB fills the glands' cytoplasm; the stroma between them is blue."""
-    code = main(["run", str(pipelines / "ihc_cytoplasmic.yaml"),
-                 str(samples / "tissue" / "ihc_cytoplasmic" / "skimage_ihc.png"), "--out", str(tmp_path),
-                 "--workers", "1"])
+    code = main(
+        [
+            "run",
+            str(pipelines / "ihc_cytoplasmic.yaml"),
+            str(samples / "tissue" / "ihc_cytoplasmic" / "skimage_ihc.png"),
+            "--out",
+            str(tmp_path),
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     region = pd.read_csv(tmp_path / "regions.csv").iloc[0]
     cells = pd.read_csv(tmp_path / "cells.csv")
@@ -219,12 +253,13 @@ def test_memory_stays_bounded_on_a_large_pyramidal_section(tmp_path):
     peaks = {}
     for pixel_size in (1.0, 0.5):
         size = int(4096 / pixel_size)
-        section = random_section((size, size), pixel_size_um=pixel_size, n_lesions=4, seed=9,
-                                 lesion_radius_um=(80.0, 200.0))
+        section = random_section(
+            (size, size), pixel_size_um=pixel_size, n_lesions=4, seed=9, lesion_radius_um=(80.0, 200.0)
+        )
         path = write_section(section, tmp_path / f"section_{size}.ome.tif", tile=512)
         results = {}
-        peaks[size] = python_peak(lambda: results.update(analyse_image(
-            ImageTask(str(path), burden, str(tmp_path), lesion_threshold=0.3))))
+        task = ImageTask(str(path), burden, str(tmp_path), lesion_threshold=0.3)
+        peaks[size] = python_peak(lambda task=task, results=results: results.update(analyse_image(task)))
         assert results["burden"]["n_lesions"] == 4
     assert peaks[8192] < 1.3 * peaks[4096], peaks
     assert peaks[8192] < 8192 * 8192 * 3 / 2, peaks
@@ -234,21 +269,42 @@ def test_memory_stays_bounded_on_a_large_pyramidal_section(tmp_path):
     for size in (1024, 2048):
         small = random_section((size, size), pixel_size_um=0.5, n_lesions=1, seed=size, lesion_radius_um=(40.0, 60.0))
         image = write_section(small, tmp_path / f"ihc{size}.ome.tif", tile=256)
-        peaks[size] = python_peak(lambda: analyse_image(ImageTask(str(image), ihc, str(tmp_path / str(size)))))
+        task = ImageTask(str(image), ihc, str(tmp_path / str(size)))
+        peaks[size] = python_peak(lambda task=task: analyse_image(task))
     assert peaks[2048] < 1.3 * peaks[1024], peaks
 
 
 def test_shipped_tissue_samples_against_their_truth(samples, pipelines, tmp_path, capsys):
     tissue = samples / "tissue"
-    code = main(["run", str(pipelines / "metastasis.yaml"), str(tissue / "sections"), "--samples",
-                 str(tissue / "sections_samples.csv"), "--out", str(tmp_path / "burden"), "--workers", "1"])
+    code = main(
+        [
+            "run",
+            str(pipelines / "metastasis.yaml"),
+            str(tissue / "sections"),
+            "--samples",
+            str(tissue / "sections_samples.csv"),
+            "--out",
+            str(tmp_path / "burden"),
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     measured = pd.read_csv(tmp_path / "burden" / "sections.csv").set_index("image")
     for row in pd.read_csv(tissue / "sections_truth.csv").itertuples():
         assert measured.loc[row.image, "n_lesions"] == row.n_lesions
         assert measured.loc[row.image, "lesion_area_mm2"] == pytest.approx(row.lesion_area_mm2, rel=0.05)
-    code = main(["run", str(pipelines / "ihc_hscore.yaml"), str(tissue / "ihc" / "core_synthetic.tif"),
-                 "--out", str(tmp_path / "ihc"), "--workers", "1"])
+    code = main(
+        [
+            "run",
+            str(pipelines / "ihc_hscore.yaml"),
+            str(tissue / "ihc" / "core_synthetic.tif"),
+            "--out",
+            str(tmp_path / "ihc"),
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     region = pd.read_csv(tmp_path / "ihc" / "regions.csv").iloc[0]
     truth = summarize_scores(pd.read_csv(tissue / "ihc_core_truth.csv")["dab_class"], None)
@@ -258,8 +314,12 @@ def test_shipped_tissue_samples_against_their_truth(samples, pipelines, tmp_path
 
 def test_svs_style_pixel_size_is_read_from_the_description(tmp_path):
     path = tmp_path / "slide.tif"
-    tifffile.imwrite(path, np.full((64, 64, 3), 230, np.uint8), photometric="rgb",
-                     description="Aperio Image Library v12.0.15\r\n46000x32914 [0,100 46000x32914] (256x256) JPEG/RGB "
-                                 "Q=70|AppMag = 40|MPP = 0.2520|Filename = x")
+    tifffile.imwrite(
+        path,
+        np.full((64, 64, 3), 230, np.uint8),
+        photometric="rgb",
+        description="Aperio Image Library v12.0.15\r\n46000x32914 [0,100 46000x32914] (256x256) JPEG/RGB "
+        "Q=70|AppMag = 40|MPP = 0.2520|Filename = x",
+    )
     with Slide(path) as slide:
         assert slide.pixel_size_um == pytest.approx(0.252)
