@@ -186,12 +186,27 @@ def is_tissue_pipeline(path) -> bool:
     return isinstance(load_pipeline(path), TissuePipeline)
 
 
+# flags of `imaging run` that only plate pipelines use (argparse destination of each)
+PLATE_ONLY_FLAGS = {
+    "--scene-map": "scene_map",
+    "--pattern": "pattern",
+    "--scheduler": "scheduler",
+    "--save-labels/--no-save-labels": "save_labels",
+    "--table-format": "table_format",
+}
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     if is_tissue_pipeline(args.pipeline):
         if args.platemap:
             raise InputError("--platemap is for plate pipelines", fix="give tissue runs a sample sheet with --samples")
-        if args.scene_map:
-            raise InputError("--scene-map is for plate pipelines", fix="tissue runs take their images as files")
+        given = [flag for flag, value in PLATE_ONLY_FLAGS.items() if getattr(args, value) is not None]
+        if given:  # silently ignoring them would let a user believe they took effect
+            raise InputError(
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for plate pipelines",
+                path=args.pipeline,
+                fix=f"drop {', '.join(given)}: a tissue run does not use them",
+            )
         run_tissue(
             args.pipeline, args.input_dir, samples=args.samples, out=args.out, workers=args.workers, command=sys.argv
         )
@@ -204,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         platemap=args.platemap,
         out=args.out,
         workers=args.workers,
-        save_labels=args.save_labels,
+        save_labels=args.save_labels is not False,  # on unless --no-save-labels
         pattern=args.pattern,
         command=sys.argv,
         scheduler=args.scheduler,
@@ -502,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--save-labels",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,  # None: not given (on for plates; tissue runs refuse the flag)
         help="write nuclei and cell label images (compressed, about 0.6 MB per 2048 px field), so "
         "review in napari never segments again (default: on; --no-save-labels to skip)",
     )

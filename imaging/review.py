@@ -18,7 +18,7 @@ import pandas as pd
 
 from imaging import curation
 from imaging.aggregate import summarize_cells
-from imaging.config import Pipeline, load_pipeline, parse_pipeline
+from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.illumination import Flatfield, correct_channels, read_illumination_image
 from imaging.features.thresholds import Threshold, apply_call
@@ -44,34 +44,6 @@ class LoadedField:
     cells: np.ndarray
     table: pd.DataFrame
     segmented_again: bool
-
-
-def tuned_pipeline(
-    pipeline: Pipeline,
-    *,
-    nucleus_diameter_px: float | None = None,
-    min_distance_fraction: float | None = None,
-    expansion_factor: float | None = None,
-    thresholds: dict[str, float | str] | None = None,
-) -> Pipeline:
-    """A validated copy of ``pipeline`` with segmentation and threshold settings changed.
-
-    ``nucleus_diameter_px`` of 0 means "estimate from each image".
-    """
-    data = pipeline.model_dump(mode="json")
-    segmentation = data["segmentation"]
-    if nucleus_diameter_px is not None:
-        segmentation["nucleus_diameter_px"] = float(nucleus_diameter_px) if nucleus_diameter_px > 0 else None
-        segmentation["nucleus_diameter_um"] = None
-    if min_distance_fraction is not None and segmentation["method"] == "classical":
-        segmentation["min_distance_fraction"] = float(min_distance_fraction)
-    if expansion_factor is not None:
-        data["cells"].update(expansion_factor=float(expansion_factor), max_expansion_px=None, max_expansion_um=None)
-    for call in data["calls"]:
-        if thresholds and call["name"] in thresholds:
-            value = thresholds[call["name"]]
-            call["threshold"] = value if value == "auto" else float(value)
-    return parse_pipeline(data, source="tuned pipeline")
 
 
 def calls_at(values, threshold: float) -> pd.Series:

@@ -101,6 +101,15 @@ def _apply(data, change: TuningChange) -> None:
         entry["threshold"] = change.after
 
 
+def tuned_pipeline(pipeline: Pipeline, changes: list[TuningChange]) -> Pipeline:
+    """``pipeline`` with ``changes`` applied, validated: what the plugin's Apply measures with,
+    by the rule :func:`tuned_pipeline_text` saves (the controls not moved stay as they are)."""
+    data = pipeline.model_dump(mode="json")
+    for change in changes:
+        _apply(data, change)
+    return parse_pipeline(data, source="tuned pipeline")
+
+
 def tuned_pipeline_text(pipeline: Pipeline, changes: list[TuningChange], *, original: str | Path | None = None) -> str:
     """The pipeline YAML with ``changes`` applied: the ``original`` file's text (comments and
     order kept) when there is one, else the pipeline written out. The result is validated."""

@@ -183,3 +183,19 @@ def test_console_script_exit_code(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and "none.yaml" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--scheduler", "local"], "--scheduler is for plate pipelines"),
+        (["--no-save-labels", "--pattern", "x"], "--pattern, --save-labels/--no-save-labels are for plate pipelines"),
+        (["--table-format", "parquet"], "--table-format is for plate pipelines"),
+    ],
+)
+def test_plate_only_flags_are_refused_on_tissue_runs_before_anything_is_written(
+    pipelines, samples, tmp_path, capsys, flags, named
+):
+    out = tmp_path / "out"
+    code = main(["run", str(pipelines / "ihc_hscore.yaml"), str(samples / "tissue" / "ihc"), "--out", str(out), *flags])
+    assert code == 2 and named in capsys.readouterr().err and not out.exists()

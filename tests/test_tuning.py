@@ -7,7 +7,7 @@ import yaml
 
 from imaging.config import load_pipeline, parse_pipeline
 from imaging.errors import InputError
-from imaging.tuning import tuned_pipeline_text, tuning_changes
+from imaging.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 
 ORIGINAL = """\
 # my assay: keep this comment
@@ -115,3 +115,19 @@ def test_review_calls_follow_the_batch_rule_for_missing_values():
     assert calls.tolist()[0] is False and calls.isna().tolist() == [False, True, False] and bool(calls[2])
     assert calls.equals(apply_call(values, Threshold(0.3, "fixed", 3)))
     assert percent_positive(pd.DataFrame({"v": values}), "v", 0.3) == 50.0  # the uncalled cell is not counted
+
+
+def test_apply_measures_with_the_pipeline_save_writes(original):
+    """One rule for the plugin's Apply and Save: the pipeline Apply measures with is the one
+    the saved YAML gives, and with nothing moved it is the original."""
+    pipeline = load_pipeline(original)
+    assert tuned_pipeline(pipeline, []) == pipeline
+    for moved in (
+        {"nucleus_diameter_px": 22.0},
+        {"nucleus_diameter_px": 0.0, "expansion_factor": 0.5},
+        {"min_distance_fraction": 0.7, "threshold:gfp_any": 55.0},
+    ):
+        changes = tuning_changes(pipeline, controls(), controls(**moved))
+        assert changes
+        saved = parse_pipeline(yaml.safe_load(tuned_pipeline_text(pipeline, changes, original=original)))
+        assert tuned_pipeline(pipeline, changes) == saved

@@ -43,8 +43,9 @@ from qtpy.QtWidgets import (
 
 from imaging.curation import field_name
 from imaging.io.wells import row_index_to_letters
-from imaging.review import RunReview, batch_percent, calls_at, percent_positive, tuned_pipeline
+from imaging.review import RunReview, batch_percent, calls_at, percent_positive
 from imaging.stats import plate_format
+from imaging.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 
 POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
 NEGATIVE = (0.0, 0.9, 0.9, 0.6)  # cyan
@@ -598,15 +599,14 @@ class PlateBrowser(QWidget):
             parts.append(text)
         self.percent_label.setText("\n".join(parts))
 
+    def tuning_changes(self) -> list:
+        """The controls the reviewer moved since they were first shown (:mod:`imaging.tuning`)."""
+        return tuning_changes(self.review.pipeline, self._initial_controls, self.controls())
+
     def tuned_pipeline(self):
-        """The pipeline with the tuning boxes' settings (validated)."""
-        return tuned_pipeline(
-            self.review.pipeline,
-            nucleus_diameter_px=self.diameter_box.value(),
-            min_distance_fraction=self.distance_box.value(),
-            expansion_factor=self.expansion_box.value(),
-            thresholds={n: b.value() for n, b in self.threshold_boxes.items()},
-        )
+        """The pipeline with the moved controls applied (validated): what Apply measures with
+        and Save writes."""
+        return tuned_pipeline(self.review.pipeline, self.tuning_changes())
 
     def apply_tuning(self):
         """Re-measure every field of the current well with the tuned settings, in a
@@ -651,9 +651,8 @@ class PlateBrowser(QWidget):
         """Write the pipeline with the controls the reviewer moved (and only those) into the
         original YAML, comments kept (:mod:`imaging.tuning`); says what changed."""
         from imaging.io.writers import atomic_path
-        from imaging.tuning import tuned_pipeline_text, tuning_changes
 
-        changes = tuning_changes(self.review.pipeline, self._initial_controls, self.controls())
+        changes = self.tuning_changes()
         text = tuned_pipeline_text(self.review.pipeline, changes, original=self.review.pipeline_path)
         with atomic_path(path) as temporary:
             Path(temporary).write_text(text, encoding="utf-8")
