@@ -70,3 +70,36 @@ def test_distance_to_background_is_scipys(shape):
     np.testing.assert_array_equal(distance_to_background(mask), ndi.distance_transform_edt(mask))
     full = np.ones(shape, bool)  # no background at all: scipy's own convention is kept
     np.testing.assert_array_equal(distance_to_background(full), ndi.distance_transform_edt(full))
+
+
+def test_label_ids_and_labelled_pixels_match_numpy_on_a_real_segmentation():
+    """Ids as np.unique gives them, and per-label sums over the labelled pixels equal to the
+    whole-image sums bit for bit (the moments and compartment means rely on it)."""
+    from imaging.features.morphology import label_moments
+    from imaging.label_stats import label_ids, labelled_pixels
+
+    rng = np.random.default_rng(3)
+    labels = np.zeros((300, 400), np.int32)
+    for k in range(1, 120):
+        r, c = rng.integers(0, 290), rng.integers(0, 390)
+        labels[r : r + rng.integers(2, 10), c : c + rng.integers(2, 10)] = k
+    labels[labels == 57] = 0  # an id with no pixels left
+    np.testing.assert_array_equal(label_ids(labels), np.unique(labels[labels > 0]))
+    assert label_ids(np.zeros((4, 4), np.int32)).size == 0
+    values = rng.normal(size=labels.shape)
+    index, ids = labelled_pixels(labels)
+    size = int(labels.max()) + 1
+    np.testing.assert_array_equal(
+        np.bincount(ids, weights=values.ravel()[index], minlength=size)[1:],
+        np.bincount(labels.ravel(), weights=values.ravel(), minlength=size)[1:],
+    )
+    moments = label_moments(labels)
+    rows, cols = np.indices(labels.shape, dtype=np.float64)
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=size)
+    expected = np.bincount(flat, weights=(rows * cols).ravel(), minlength=size) / np.maximum(area, 1)
+    expected -= (np.bincount(flat, weights=rows.ravel(), minlength=size) / np.maximum(area, 1)) * (
+        np.bincount(flat, weights=cols.ravel(), minlength=size) / np.maximum(area, 1)
+    )
+    np.testing.assert_array_equal(moments["mu11"][1:], expected[1:])
+    np.testing.assert_array_equal(moments["area"][1:], area[1:])

@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 
 from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
+from imaging.label_stats import label_ids, labelled_pixels
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -47,9 +48,10 @@ def estimate_fluorescence_background(image: np.ndarray, outside: np.ndarray) -> 
 
 def _label_means(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and pixel count of ``values`` per label id (NaN mean where a label is empty)."""
-    size = int(max(labels.max(), ids.max(initial=0))) + 1
-    sums = np.bincount(labels.ravel(), weights=values.ravel(), minlength=size)
-    counts = np.bincount(labels.ravel(), minlength=size)
+    index, pixel_labels = labelled_pixels(labels)  # background pixels skipped: the same sums
+    size = int(max(pixel_labels.max(initial=0), ids.max(initial=0))) + 1
+    sums = np.bincount(pixel_labels, weights=values.ravel()[index], minlength=size)
+    counts = np.bincount(pixel_labels, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts
     return means[ids], counts[ids]
@@ -105,7 +107,7 @@ def measure_compartments(
     else:
         surface, noise = float(background), float("nan")
     corrected = image - surface
-    ids = np.unique(nuclei[nuclei > 0])
+    ids = label_ids(nuclei)
     columns = ["label"] + [f"{prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]
     info = {
         f"{prefix}_background": float(np.mean(surface)),
