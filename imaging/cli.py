@@ -141,7 +141,7 @@ def run_pipeline(
     print(f"Comparisons in {outputs['comparisons']}; report in {outputs['report']}")
 
 
-def run_tissue(pipeline, input_dir, *, samples, out, workers, command) -> None:
+def run_tissue(pipeline, input_dir, *, samples, out, workers, command, scheduler=None) -> None:
     import time
 
     from imaging.tissue.run import execute_tissue, plan_tissue
@@ -150,9 +150,14 @@ def run_tissue(pipeline, input_dir, *, samples, out, workers, command) -> None:
     started = time.perf_counter()
     with _progress(len(plan.images), plan.pipeline.name) as bar:
         bar.unit = "image"
-        record = execute_tissue(plan, out, workers=workers, on_image=lambda summary: bar.update(1), command=command)
+        record = execute_tissue(
+            plan, out, workers=workers, on_image=lambda summary: bar.update(1), command=command, scheduler=scheduler
+        )
     elapsed = time.perf_counter() - started
-    print(f"Done in {elapsed:.1f} s: {len(record['images'])} image(s).")
+    print(
+        f"Done in {elapsed:.1f} s: {len(record['images'])} image(s), "
+        f"{record['images_reused_from_previous_run']} reused from a previous run."
+    )
     for image in record["images"]:
         parts = [f"  {image['image']}:"]
         if image.get("tissue_area_mm2"):
@@ -190,7 +195,6 @@ def is_tissue_pipeline(path) -> bool:
 PLATE_ONLY_FLAGS = {
     "--scene-map": "scene_map",
     "--pattern": "pattern",
-    "--scheduler": "scheduler",
     "--save-labels/--no-save-labels": "save_labels",
     "--table-format": "table_format",
 }
@@ -208,7 +212,13 @@ def cmd_run(args: argparse.Namespace) -> None:
                 fix=f"drop {', '.join(given)}: a tissue run does not use them",
             )
         run_tissue(
-            args.pipeline, args.input_dir, samples=args.samples, out=args.out, workers=args.workers, command=sys.argv
+            args.pipeline,
+            args.input_dir,
+            samples=args.samples,
+            out=args.out,
+            workers=args.workers,
+            command=sys.argv,
+            scheduler=args.scheduler,
         )
         return
     if args.samples:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from imaging.io import files
 from imaging.io.containers import container_digest, read_planes
 from imaging.io.discover import Field
 from imaging.io.readers import pixel_size_from_tiff, read_channel
+from imaging.record import content_fingerprint
 from imaging.segment import derive_cells, segment_nuclei
 
 log = logging.getLogger(__name__)
@@ -250,4 +250,4 @@ def field_fingerprint(
         "xgal_vector": None if xgal_vector is None else [round(float(v), 12) for v in xgal_vector],
         "illumination": {name: flat.sha256 for name, flat in sorted((illumination or {}).items())},
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return content_fingerprint(payload)

@@ -51,6 +51,34 @@ def software_versions() -> dict:
     return versions
 
 
+def content_fingerprint(payload: dict) -> str:
+    """SHA-256 of everything a unit's result depends on (a JSON-able ``payload``, keys sorted):
+    the one fingerprint rule of resumable runs (plate fields, tissue images). A stored result
+    whose fingerprint equals the new one is reused."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def file_seal(path: str | Path) -> dict:
+    """Size and SHA-256 of a file a unit wrote, kept in its stored summary: a stored result
+    whose files were changed or damaged after the fact is not reused."""
+    path = Path(path)
+    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def file_sealed(path: str | Path, seal: dict | None) -> bool:
+    """Whether ``path`` is still the file ``seal`` (:func:`file_seal`) was taken of."""
+    path = Path(path)
+    if not seal or not path.is_file() or path.stat().st_size != seal.get("bytes"):
+        return False
+    return file_seal(path) == seal
+
+
 def file_sha256(path: str | Path | None) -> str | None:
-    """SHA-256 of a file given to a run (pipeline, plate map, sample sheet); None without one."""
-    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a local file (read in 1 MB blocks: slides are large); None without one."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

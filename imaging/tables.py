@@ -38,7 +38,7 @@ from imaging.io.discover import field_key
 from imaging.io.platemap import RESERVED_COLUMNS
 from imaging.io.run_folder import claimed
 from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_table
-from imaging.record import read_record
+from imaging.record import file_seal, file_sealed, read_record
 
 WORK_FOLDER = ".fields"
 
@@ -81,22 +81,14 @@ def clashing_output_column(columns, pipeline: Pipeline) -> str | None:
 
 def cells_file_seal(cells_path: Path) -> dict:
     """Size and checksum of a stored per-field cells table (kept in the field's JSON)."""
-    import hashlib
-
-    return {
-        "cells_bytes": cells_path.stat().st_size,
-        "cells_sha256": hashlib.sha256(cells_path.read_bytes()).hexdigest(),
-    }
+    return {f"cells_{key}": value for key, value in file_seal(cells_path).items()}
 
 
 def cells_file_intact(cells_path: Path, summary: dict) -> bool:
     """Whether a stored cells table is still the one its JSON was written with (a file damaged
     or edited after the fact is not reused)."""
-    if "cells_sha256" not in summary or not cells_path.is_file():
-        return False
-    if cells_path.stat().st_size != summary.get("cells_bytes"):
-        return False
-    return cells_file_seal(cells_path) == {k: summary[k] for k in ("cells_bytes", "cells_sha256")}
+    seal = {key: summary.get(f"cells_{key}") for key in ("bytes", "sha256")}
+    return "cells_sha256" in summary and file_sealed(cells_path, seal)
 
 
 def fields_table(summaries: list[dict], pipeline: Pipeline, curation: Curation) -> pd.DataFrame:

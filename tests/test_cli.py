@@ -188,7 +188,7 @@ def test_console_script_exit_code(tmp_path):
 @pytest.mark.parametrize(
     "flags, named",
     [
-        (["--scheduler", "local"], "--scheduler is for plate pipelines"),
+        (["--scene-map", "scenes.csv"], "--scene-map is for plate pipelines"),
         (["--no-save-labels", "--pattern", "x"], "--pattern, --save-labels/--no-save-labels are for plate pipelines"),
         (["--table-format", "parquet"], "--table-format is for plate pipelines"),
     ],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.io.readers import check_image_file
 from imaging.io.run_folder import check_same_assay, claimed
 from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
-from imaging.record import file_sha256, software_versions
+from imaging.record import content_fingerprint, file_seal, file_sealed, file_sha256, software_versions
 from imaging.runner import collect
 from imaging.tissue.burden import (
     LESION_COLUMNS,
@@ -287,7 +288,71 @@ def _working_scale(slide: Slide, pipeline: TissuePipeline) -> WorkingScale:
     return WorkingScale(None, 1.0, float(max(1, int(np.ceil(max(slide.shape) / 1024)))))
 
 
+def image_fingerprint(task: ImageTask) -> str:
+    """Everything an image's result depends on: its bytes, the pipeline, the run-wide lesion
+    threshold and the software version (:func:`imaging.record.content_fingerprint`)."""
+    from imaging import __version__
+
+    return content_fingerprint(
+        {
+            "version": __version__,
+            "image": file_sha256(task.path),
+            "pipeline": task.pipeline.model_dump(mode="json"),
+            "lesion_threshold": task.lesion_threshold,
+        }
+    )
+
+
+def image_outputs(pipeline: TissuePipeline, out_dir: Path, stem: str) -> dict[str, Path]:
+    """The files an image's analysis writes that its tables and report are built from."""
+    outputs = {"overlay": out_dir / "plots" / f"{stem}_overlay.png"}
+    if pipeline.cells is not None:
+        outputs |= {
+            "cells": out_dir / WORK_FOLDER / f"{stem}.cells.csv",
+            "detections": out_dir / DETECTIONS_FOLDER / f"{stem}.geojson",
+        }
+    if pipeline.lesions is not None:
+        outputs["lesions"] = out_dir / WORK_FOLDER / f"{stem}.lesions.csv"
+    return outputs
+
+
+def stored_image_summary(task: ImageTask, fingerprint: str) -> dict | None:
+    """A complete stored result of the image with this fingerprint (None if there is none, or
+    if one of its files was changed or damaged after it was written)."""
+    out_dir, stem = Path(task.out_dir), image_stem(Path(task.path))
+    path = out_dir / WORK_FOLDER / f"{stem}.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if summary.get("fingerprint") != fingerprint:
+        return None
+    seals = summary.get("outputs", {})
+    for name, output in image_outputs(task.pipeline, out_dir, stem).items():
+        if not file_sealed(output, seals.get(name)):
+            log.warning("%s was changed or damaged after it was written: %s is analysed again", output, stem)
+            return None
+    return summary
+
+
 def analyse_image(task: ImageTask) -> dict:
+    """One image, or its stored result when nothing it depends on changed (a resumed run):
+    the summary JSON is written last, so its presence marks the image complete."""
+    if task.sample_only:
+        return _analyse_image(task)
+    fingerprint = image_fingerprint(task)
+    stored = stored_image_summary(task, fingerprint)
+    if stored is not None:
+        return stored | {"reused": True}
+    summary = _analyse_image(task)
+    out_dir, stem = Path(task.out_dir), image_stem(Path(task.path))
+    outputs = image_outputs(task.pipeline, out_dir, stem)
+    summary |= {"fingerprint": fingerprint, "outputs": {name: file_seal(p) for name, p in outputs.items()}}
+    write_json(summary, out_dir / WORK_FOLDER / f"{stem}.json")
+    return summary | {"reused": False}
+
+
+def _analyse_image(task: ImageTask) -> dict:
     """One image: tissue, stains, IHC cells and/or lesions (see module docstring)."""
     pipeline, path = task.pipeline, Path(task.path)
     out_dir = Path(task.out_dir)
@@ -667,30 +732,37 @@ def execute_tissue(
     workers: int = 1,
     on_image: Callable[[dict], None] | None = None,
     command: list[str] | None = None,
+    scheduler: str | None = None,
 ) -> dict:
     """Analyse every image of ``plan`` and write the tables, record and report (holding the
-    output folder: :func:`imaging.io.run_folder.claimed`)."""
+    output folder: :func:`imaging.io.run_folder.claimed`). Images analysed by a previous run
+    into ``out_dir`` with the same fingerprint are reused. ``scheduler``: Dask, as for plates
+    (:func:`imaging.runner.run_tasks`); workers write into ``out_dir``, so a remote cluster
+    needs it on a file system they share."""
     out_dir = Path(out_dir)
     check_same_assay(out_dir, plan.pipeline.model_dump(mode="json"))
     with claimed(out_dir, command=command):
-        return _execute_tissue_claimed(plan, out_dir, workers=workers, on_image=on_image, command=command)
+        return _execute_tissue_claimed(
+            plan, out_dir, workers=workers, on_image=on_image, command=command, scheduler=scheduler
+        )
 
 
-def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_image, command) -> dict:
+def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_image, command, scheduler) -> dict:
     started = dt.datetime.now(dt.timezone.utc)
     pipeline = plan.pipeline
     threshold_record = None
     lesion_value = None
     if pipeline.lesions is not None and pipeline.lesions.threshold == "auto":
         tasks = [ImageTask(str(p), pipeline, str(out_dir), sample_only=True) for p in plan.images]
-        samples = collect(analyse_image, tasks, workers=workers)
+        samples = collect(analyse_image, tasks, workers=workers, scheduler=scheduler)
         threshold_record = lesion_threshold([s["sample"] for s in samples])
         lesion_value = threshold_record["value"]
     elif pipeline.lesions is not None:
         threshold_record = {"value": float(pipeline.lesions.threshold), "method": "fixed"}
     tasks = [ImageTask(str(p), pipeline, str(out_dir), lesion_threshold=lesion_value) for p in plan.images]
-    summaries = collect(analyse_image, tasks, workers=workers, on_result=on_image)
+    summaries = collect(analyse_image, tasks, workers=workers, on_result=on_image, scheduler=scheduler)
     summaries.sort(key=lambda s: s["image"])
+    n_reused = sum(bool(s.pop("reused", False)) for s in summaries)
     work = out_dir / WORK_FOLDER
     regions = pd.DataFrame([{"image": s["image"], **s["ihc"]} for s in summaries if "ihc" in s])
     sections = pd.DataFrame(
@@ -740,7 +812,8 @@ def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_imag
         "sample_sheet_rows_without_images": list(plan.unmatched_sheet_rows),
         "lesion_threshold": threshold_record,
         "images": summaries,
-        "options": {"workers": workers},
+        "images_reused_from_previous_run": n_reused,
+        "options": {"workers": workers, "scheduler": scheduler},
     }
     write_json(record, out_dir / "run.json")
     from imaging.report.tissue import build_tissue_report
