@@ -300,9 +300,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     tissue = [d for d in args.run_dirs if read_record(d)[0].get("mode") == "tissue"]
     if tissue:
-        if len(args.run_dirs) > 1:
-            raise InputError("tissue runs are reported one at a time", fix="give one tissue run folder")
-        print(f"report in {build_tissue_report(tissue[0])}")
+        if len(tissue) < len(args.run_dirs):
+            raise InputError(
+                "plate and tissue runs are reported apart", fix="give only plate or only tissue run folders"
+            )
+        print(f"report in {build_tissue_report(list(args.run_dirs), args.out)}")
         return
     for run_dir in args.run_dirs:
         record = rebuild_tables(run_dir)  # applies curation.csv

@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from imaging.config import parse_pipeline
-from imaging.io.writers import atomic_path
+from imaging.errors import InputError
+from imaging.io.writers import atomic_path, write_csv
+from imaging.record import read_record
 from imaging.report.html import STYLE, _e, comparisons_html, fmt, table_html
 
 
@@ -83,19 +85,82 @@ def tissue_methods(record: dict, pipeline) -> str:
     return " ".join(sentences)
 
 
-def build_tissue_report(out_dir: str | Path) -> Path:
-    """Write ``report.html`` of a tissue run folder."""
+def pooled_tissue_tables(run_dirs: list[Path]) -> dict:
+    """The tables of several tissue runs of one pipeline, pooled: per-image and per-sample
+    tables stacked with a ``run`` column (the run folder's name), the groups compared again
+    over every run's samples. A sample in two runs is refused: its sections would be two
+    units, or, pooled, one unit split over runs (merge the sample sheets and run once)."""
+    from imaging.tissue.run import compare_samples
+
+    records = [read_record(d)[0] for d in run_dirs]
+    pipeline = parse_pipeline(records[0]["pipeline"]["config"])
+    for run_dir, record in zip(run_dirs, records):
+        if record.get("mode") != "tissue" or record["pipeline"]["config"] != records[0]["pipeline"]["config"]:
+            raise InputError(
+                "is not a run of the same tissue pipeline as the first run folder",
+                path=run_dir,
+                fix="pool only runs of one tissue pipeline (plates and tissue are reported apart)",
+            )
+    names = [d.resolve().name for d in run_dirs]
+    if len(set(names)) < len(names):
+        raise InputError(f"two run folders are both named {names[0]!r}", fix="give each run folder its own name")
+    tables = {}
+    for name in ("regions", "sections", "samples"):
+        parts = [_read(d / f"{name}.csv").assign(run=run) for d, run in zip(run_dirs, names)]
+        parts = [p[["run", *[c for c in p.columns if c != "run"]]] for p in parts if len(p.columns) > 1]
+        tables[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    key = pipeline.comparison.sample_column
+    samples = tables["samples"]
+    if not samples.empty and key in samples.columns:
+        shared = samples.groupby(key)["run"].nunique()
+        if (shared > 1).any():
+            raise InputError(
+                f"sample {shared[shared > 1].index[0]!r} is in more than one run",
+                path=run_dirs[0],
+                fix="merge the runs' sample sheets and run once, or give the samples distinct names",
+            )
+    tables["comparisons"] = compare_samples(pipeline, samples) if not samples.empty else pd.DataFrame()
+    images = [image | {"run": run} for record, run in zip(records, names) for image in record["images"]]
+    return tables | {"records": records, "pipeline": pipeline, "images": images}
+
+
+def build_tissue_report(run_dirs: str | Path | list, out_dir: str | Path | None = None) -> Path:
+    """Write ``report.html`` of a tissue run folder, or of several runs of one tissue pipeline
+    pooled into ``out_dir`` (with their pooled ``samples.csv`` and ``comparisons.csv``)."""
+    run_dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list) else [run_dirs])]
+    if out_dir is None:
+        if len(run_dirs) > 1:
+            raise InputError("several runs need an output folder", fix="add --out DIR")
+        out_dir = run_dirs[0]
     out_dir = Path(out_dir)
-    record = json.loads((out_dir / "run.json").read_text())
-    pipeline = parse_pipeline(record["pipeline"]["config"])
-    regions, sections = _read(out_dir / "regions.csv"), _read(out_dir / "sections.csv")
-    samples, comparisons = _read(out_dir / "samples.csv"), _read(out_dir / "comparisons.csv")
+    if len(run_dirs) == 1 and out_dir.resolve() == run_dirs[0].resolve():
+        record = json.loads((out_dir / "run.json").read_text())
+        pipeline = parse_pipeline(record["pipeline"]["config"])
+        regions, sections = _read(out_dir / "regions.csv"), _read(out_dir / "sections.csv")
+        samples, comparisons = _read(out_dir / "samples.csv"), _read(out_dir / "comparisons.csv")
+        images = [image | {"folder": str(out_dir)} for image in record["images"]]
+    else:
+        if any(out_dir.resolve() == d.resolve() for d in run_dirs):
+            raise InputError(
+                "the pooled report would overwrite a run's own tables",
+                path=out_dir,
+                fix="give --out a folder of its own for the pooled report",
+            )
+        pooled = pooled_tissue_tables(run_dirs)
+        record, pipeline = pooled["records"][0], pooled["pipeline"]
+        regions, sections, samples = pooled["regions"], pooled["sections"], pooled["samples"]
+        comparisons = pooled["comparisons"]
+        for name in ("regions", "sections", "samples", "comparisons"):
+            if not pooled[name].empty:
+                write_csv(pooled[name], out_dir / f"{name}.csv")
+        folders = {d.resolve().name: d for d in run_dirs}
+        images = [image | {"folder": str(folders[image["run"]])} for image in pooled["images"]]
     figures = []
-    for image in record["images"]:
-        name = image["image"]
+    for image in images:
+        name, plots = image["image"], Path(image["folder"]) / "plots"
         paths = [
-            out_dir / "plots" / f"{name}_overlay.png",
-            *sorted((out_dir / "plots").glob(f"{glob_escape(name)}_cells_*.png")),
+            plots / f"{name}_overlay.png",
+            *sorted(plots.glob(f"{glob_escape(name)}_cells_*.png")),
         ]
         for index, path in enumerate(p for p in paths if p.is_file()):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -113,21 +178,22 @@ def build_tissue_report(out_dir: str | Path) -> Path:
                 "source": i.get("stain_vector_source"),
                 **{k: ", ".join(f"{x:.3f}" for x in v) for k, v in i.get("stain_vectors", {}).items()},
             }
-            for i in record["images"]
+            for i in images
         ]
     )
-    cards = [("images", len(record["images"])), ("samples", len(samples))]
+    cards = [("runs", len(run_dirs))] if len(run_dirs) > 1 else []
+    cards += [("images", len(images)), ("samples", len(samples))]
     if not regions.empty:
         cards.append(("cells scored", int(regions["n_cells"].sum())))
     if not sections.empty:
         cards.append(("lesions", int(sections["n_lesions"].sum())))
     cards_html = "".join(f'<div class="card"><span class="muted">{_e(k)}</span><b>{_e(v)}</b></div>' for k, v in cards)
-    threshold = record.get("lesion_threshold")
-    threshold_html = (
-        ""
-        if not threshold
-        else f"<p>Lesion threshold: {_e(fmt(threshold.get('value')))} "
-        f"({_e(threshold.get('method'))}{'; ' + _e(threshold['reason']) if threshold.get('reason') else ''}).</p>"
+    records = [record] if len(run_dirs) == 1 else pooled["records"]
+    threshold_html = "".join(
+        f"<p>Lesion threshold{' of run ' + _e(d.resolve().name) if len(run_dirs) > 1 else ''}: "
+        f"{_e(fmt(t.get('value')))} ({_e(t.get('method'))}{'; ' + _e(t['reason']) if t.get('reason') else ''}).</p>"
+        for d, t in ((d, r.get("lesion_threshold")) for d, r in zip(run_dirs, records))
+        if t
     )
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     html = f"""<!DOCTYPE html>

@@ -683,11 +683,12 @@ def sample_table(plan: TissuePlan, regions: pd.DataFrame, sections: pd.DataFrame
     return table
 
 
-def compare_samples(plan: TissuePlan, samples: pd.DataFrame) -> pd.DataFrame:
-    """Each group against the control group, per readout, with samples as the unit."""
+def compare_samples(pipeline: TissuePipeline, samples: pd.DataFrame) -> pd.DataFrame:
+    """Each group against the control group, per readout, with samples as the unit (the
+    samples of one run, or of several runs pooled by ``imaging report``)."""
     from imaging.stats import COMPARISON_COLUMNS, compare_groups, with_significance
 
-    settings = plan.pipeline.comparison
+    settings = pipeline.comparison
     group = settings.group_column
     if settings.control_group is None or group not in samples.columns:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
@@ -789,7 +790,7 @@ def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_imag
         write_csv(_annotate(sections, plan.sheet), out_dir / "sections.csv")
     per_sample = sample_table(plan, regions, sections)
     write_csv(per_sample, out_dir / "samples.csv")
-    comparisons = compare_samples(plan, per_sample)
+    comparisons = compare_samples(plan.pipeline, per_sample)
     write_csv(comparisons, out_dir / "comparisons.csv")
     record = {
         "mode": "tissue",

@@ -107,3 +107,61 @@ def test_a_tissue_run_on_a_dask_cluster_gives_the_same_tables(pipelines, samples
     assert main(_metastasis(pipelines, samples, out, "--workers", "2", "--scheduler", "local")) == 0
     assert _tables(out) == _tables(clean)
     assert json.loads((out / "run.json").read_text())["options"]["scheduler"] == "local"
+
+
+def _cohort(folder: Path, seeds: dict[str, int]) -> Path:
+    from imaging.tissue.synthetic import random_section, write_section
+
+    folder.mkdir(parents=True)
+    for name, seed in seeds.items():
+        section = random_section((900, 900), pixel_size_um=2.0, n_lesions=1 + seed % 3, seed=seed)
+        write_section(section, folder / f"{name}.ome.tif", tile=256, levels=1)
+    return folder
+
+
+def test_runs_of_one_tissue_pipeline_pool_into_one_report(pipelines, tmp_path):
+    """Two cohorts run apart, reported together: the pooled samples are the union of the runs'
+    samples, and the groups are compared over all of them, as one run of every image would."""
+    pipeline = tmp_path / "burden.yaml"  # a fixed threshold: an auto one is per run
+    pipeline.write_text((pipelines / "metastasis.yaml").read_text().replace("threshold: auto", "threshold: 0.3"))
+    seeds = {"a1": 1, "b1": 2, "a2": 3, "b2": 4, "a3": 5, "b3": 6}
+    sheet = tmp_path / "mice.csv"
+    sheet.write_text(
+        "image,sample,group\n"
+        + "".join(f"{n}.ome.tif,mouse_{n},{'sgNT' if n[0] == 'a' else 'MAP2K7'}\n" for n in seeds)
+    )
+    first = _cohort(tmp_path / "cohort1", {n: s for n, s in seeds.items() if n[1] in "12"})
+    second = _cohort(tmp_path / "cohort2", {n: s for n, s in seeds.items() if n[1] == "3"})
+    every = _cohort(tmp_path / "every", seeds)
+    for images, out in ((first, "run1"), (second, "run2"), (every, "all")):
+        assert (
+            main(
+                [
+                    "run",
+                    str(pipeline),
+                    str(images),
+                    "--samples",
+                    str(sheet),
+                    "--out",
+                    str(tmp_path / out),
+                    "--workers",
+                    "1",
+                ]
+            )
+            == 0
+        )
+    import pandas as pd
+
+    assert main(["report", str(tmp_path / "run1"), str(tmp_path / "run2"), "--out", str(tmp_path / "pooled")]) == 0
+    pooled = pd.read_csv(tmp_path / "pooled" / "samples.csv")
+    alone = pd.read_csv(tmp_path / "all" / "samples.csv")
+    assert sorted(pooled["sample"]) == sorted(alone["sample"]) and set(pooled["run"]) == {"run1", "run2"}
+    merged = pooled.merge(alone, on="sample", suffixes=("", "_alone"))
+    assert (merged["lesion_percent_of_tissue"] == merged["lesion_percent_of_tissue_alone"]).all()
+    comparisons = pd.read_csv(tmp_path / "pooled" / "comparisons.csv")
+    expected = pd.read_csv(tmp_path / "all" / "comparisons.csv")
+    pd.testing.assert_frame_equal(comparisons, expected)
+    assert "runs" in (tmp_path / "pooled" / "report.html").read_text()
+    # a pooled report never overwrites a run's tables; a sample in two runs is refused
+    assert main(["report", str(tmp_path / "run1"), str(tmp_path / "run2"), "--out", str(tmp_path / "run1")]) == 2
+    assert main(["report", str(tmp_path / "run1"), str(tmp_path / "all"), "--out", str(tmp_path / "p2")]) == 2
