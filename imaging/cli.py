@@ -304,6 +304,13 @@ def cmd_report(args: argparse.Namespace) -> None:
             raise InputError(
                 "plate and tissue runs are reported apart", fix="give only plate or only tissue run folders"
             )
+        from imaging.tissue.run import rebuild_tissue_tables
+
+        for run_dir in tissue:
+            excluded = rebuild_tissue_tables(run_dir)["curation"]["excluded_images"]  # applies curation.csv
+            print(
+                f"{run_dir}: tables rebuilt" + (f", {len(excluded)} image(s) excluded by curation" if excluded else "")
+            )
         print(f"report in {build_tissue_report(list(args.run_dirs), args.out)}")
         return
     for run_dir in args.run_dirs:

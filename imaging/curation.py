@@ -8,9 +8,11 @@ column     meaning
 time       when (UTC, ISO 8601)
 user       who (optional)
 action     ``exclude_field``, ``include_field``, ``exclude_well``,
-           ``include_well``, ``set_call``, ``clear_call``
+           ``include_well``, ``set_call``, ``clear_call``; for tissue
+           runs ``exclude_image``, ``include_image``
 plate      plate
-well       well (``A01``)
+well       well (``A01``; empty for tissue images)
+image      tissue image (file name without extension), for image actions
 site       field (for field and call actions)
 timepoint  time point of the field, in a run of every time point (else empty)
 label      cell id in the field (for call actions)
@@ -38,8 +40,18 @@ from imaging.io.wells import format_well, parse_well
 from imaging.io.writers import write_csv
 
 CURATION_FILE = "curation.csv"
-COLUMNS = ["time", "user", "action", "plate", "well", "site", "timepoint", "label", "call", "value", "reason"]
-ACTIONS = ("exclude_field", "include_field", "exclude_well", "include_well", "set_call", "clear_call")
+COLUMNS = ["time", "user", "action", "plate", "well", "image", "site", "timepoint", "label", "call", "value", "reason"]
+ACTIONS = (
+    "exclude_field",
+    "include_field",
+    "exclude_well",
+    "include_well",
+    "set_call",
+    "clear_call",
+    "exclude_image",
+    "include_image",
+)
+IMAGE_ACTIONS = ("exclude_image", "include_image")  # tissue runs: a section or core left out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +63,11 @@ class Curation:
     excluded_wells: dict[tuple[str, str], str]  # (plate, well) -> note
     calls: dict[tuple[str, str, int, int | None, int, str], bool]  # (*field, label, call) -> value
     log: pd.DataFrame  # every decision, in order
+    excluded_images: dict[str, str] = dataclasses.field(default_factory=dict)  # tissue image -> note
 
     @property
     def empty(self) -> bool:
-        return not (self.excluded_fields or self.excluded_wells or self.calls)
+        return not (self.excluded_fields or self.excluded_wells or self.calls or self.excluded_images)
 
 
 def read_log(out_dir: str | Path) -> pd.DataFrame:
@@ -68,7 +81,7 @@ def read_log(out_dir: str | Path) -> pd.DataFrame:
         raise InputError(
             f"cannot be read as CSV ({exc})", path=path, fix="repair the file or remove the damaged lines"
         ) from None
-    missing = [c for c in ("action", "plate", "well") if c not in log.columns]
+    missing = [c for c in ("action",) if c not in log.columns]
     if missing:
         raise InputError(f"has no {missing[0]!r} column", path=path, fix=f"columns are: {', '.join(COLUMNS)}")
     for line, action in enumerate(log["action"], start=2):
@@ -89,7 +102,20 @@ def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curatio
     fields: dict = {}
     wells: dict = {}
     calls: dict = {}
+    images: dict = {}
     for line, row in enumerate(log.itertuples(index=False), start=2):
+        if row.action in IMAGE_ACTIONS:
+            if not str(row.image).strip():
+                raise InputError(
+                    f"line {line}: {row.action} needs an image",
+                    path=source,
+                    fix="name the image (its file name without extension)",
+                )
+            if row.action == "exclude_image":
+                images[str(row.image)] = _note(row)
+            else:
+                images.pop(str(row.image), None)
+            continue
         parsed = parse_well(row.well)
         if parsed is None:
             raise InputError(f"line {line}: {row.well!r} is not a well name", path=source, fix="write wells as A01")
@@ -119,7 +145,7 @@ def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curatio
             raise InputError(
                 f"line {line}: {exc}", path=source, fix="fields need a site; calls need a site, a label and a call name"
             ) from None
-    return Curation(excluded_fields=fields, excluded_wells=wells, calls=calls, log=log)
+    return Curation(excluded_fields=fields, excluded_wells=wells, calls=calls, log=log, excluded_images=images)
 
 
 def _timepoint(text: str) -> int | None:
@@ -135,8 +161,9 @@ def record(
     out_dir: str | Path,
     *,
     action: str,
-    plate: str,
-    well: str,
+    plate: str = "",
+    well: str = "",
+    image: str = "",
     site: int | None = None,
     timepoint: int | None = None,
     label: int | None = None,
@@ -154,6 +181,7 @@ def record(
         "action": action,
         "plate": plate,
         "well": well,
+        "image": image,
         "site": "" if site is None else str(int(site)),
         "timepoint": "" if timepoint is None else str(int(timepoint)),
         "label": "" if label is None else str(int(label)),
@@ -178,7 +206,10 @@ class Decision:
 def in_force(curation: Curation) -> list[Decision]:
     """The decisions in force, each with its undo (exclusions are included again; a call
     override is cleared, so the cell's measured call applies again)."""
-    decisions = []
+    decisions = [
+        Decision(f"image {image} excluded: {note}", {"action": "include_image", "image": image})
+        for image, note in sorted(curation.excluded_images.items())
+    ]
     for (plate, well), note in sorted(curation.excluded_wells.items()):
         decisions.append(
             Decision(f"well {plate} {well} excluded: {note}", {"action": "include_well", "plate": plate, "well": well})

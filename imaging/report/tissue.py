@@ -124,6 +124,14 @@ def pooled_tissue_tables(run_dirs: list[Path]) -> dict:
     return tables | {"records": records, "pipeline": pipeline, "images": images}
 
 
+def excluded_html(excluded: dict) -> str:
+    """The images a reviewer excluded (curation.csv), with the reasons."""
+    if not excluded:
+        return ""
+    items = "".join(f"<li>{_e(image)}: {_e(note)}</li>" for (_, image), note in sorted(excluded.items()))
+    return f'<p class="warn">Excluded by curation (left out of every table):</p><ul>{items}</ul>'
+
+
 def build_tissue_report(run_dirs: str | Path | list, out_dir: str | Path | None = None) -> Path:
     """Write ``report.html`` of a tissue run folder, or of several runs of one tissue pipeline
     pooled into ``out_dir`` (with their pooled ``samples.csv`` and ``comparisons.csv``)."""
@@ -155,9 +163,15 @@ def build_tissue_report(run_dirs: str | Path | list, out_dir: str | Path | None 
                 write_csv(pooled[name], out_dir / f"{name}.csv")
         folders = {d.resolve().name: d for d in run_dirs}
         images = [image | {"folder": str(folders[image["run"]])} for image in pooled["images"]]
+    excluded = {
+        (run.resolve().name, e["image"]): e["note"]
+        for run, r in zip(run_dirs, [record] if len(run_dirs) == 1 else pooled["records"])
+        for e in r.get("curation", {}).get("excluded_images", [])
+    }
     figures = []
     for image in images:
         name, plots = image["image"], Path(image["folder"]) / "plots"
+        note = excluded.get((Path(image["folder"]).resolve().name, name))
         paths = [
             plots / f"{name}_overlay.png",
             *sorted(plots.glob(f"{glob_escape(name)}_cells_*.png")),
@@ -165,6 +179,7 @@ def build_tissue_report(run_dirs: str | Path | list, out_dir: str | Path | None 
         for index, path in enumerate(p for p in paths if p.is_file()):
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             caption = name if index == 0 else f"{name}: full-resolution crop {index}"
+            caption += f" (excluded from the tables: {note})" if note else ""
             # crops open at full size in a new tab (zoomable); the thumbnail fits the page
             figures.append(
                 f'<figure><a href="data:image/png;base64,{data}" target="_blank">'
@@ -202,6 +217,7 @@ def build_tissue_report(run_dirs: str | Path | list, out_dir: str | Path | None 
 <p class="muted">{_e(pipeline.description)}<br>Report generated {now}. Tables: regions.csv, cells.csv, sections.csv,
 lesions.csv, samples.csv, comparisons.csv.</p>
 <div class="cards">{cards_html}</div>
+{excluded_html(excluded)}
 <h2 id="comparisons">Groups vs control ({_e(pipeline.comparison.control_group or "none set")})</h2>
 {comparisons_html(comparisons, "group_vs_control") if not comparisons.empty else '<p class="muted">none</p>'}
 <h2 id="samples">Per sample</h2>{table_html(samples, text_columns=tuple(c for c in samples.columns if samples[c].dtype == object))}

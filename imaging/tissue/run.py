@@ -25,13 +25,14 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from imaging import curation as curation_log
 from imaging.config import TissuePipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.io.readers import check_image_file
 from imaging.io.run_folder import check_same_assay, claimed
 from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
-from imaging.record import content_fingerprint, file_seal, file_sealed, file_sha256, software_versions
+from imaging.record import content_fingerprint, file_seal, file_sealed, file_sha256, read_record, software_versions
 from imaging.runner import collect
 from imaging.tissue.burden import (
     LESION_COLUMNS,
@@ -643,13 +644,15 @@ def _concatenate(parts: list[Path], out_path: Path, columns: list[str]) -> None:
                 table.write(chunk)
 
 
-def sample_table(plan: TissuePlan, regions: pd.DataFrame, sections: pd.DataFrame) -> pd.DataFrame:
+def sample_table(
+    pipeline: TissuePipeline, sheet: pd.DataFrame, regions: pd.DataFrame, sections: pd.DataFrame
+) -> pd.DataFrame:
     """Per animal / patient: sections pooled (lesion areas and tissue summed; IHC classes
-    pooled by cell counts)."""
-    key = plan.pipeline.comparison.sample_column
-    annotations = [c for c in plan.annotation_columns if c != key]
+    pooled by cell counts). ``sheet``: image + sample-sheet columns (:class:`TissuePlan`)."""
+    key = pipeline.comparison.sample_column
+    annotations = [c for c in sheet.columns if c not in ("image", key)]
     frames = []
-    base = plan.sheet.assign(**{key: plan.sheet[key] if key in plan.sheet else plan.sheet["image"]})
+    base = sheet.assign(**{key: sheet[key] if key in sheet else sheet["image"]})
     if not sections.empty:
         joined = sections.merge(base[["image", key]], on="image", suffixes=("", "_sheet"))
         grouped = joined.groupby(key, sort=True)
@@ -726,6 +729,74 @@ def compare_samples(pipeline: TissuePipeline, samples: pd.DataFrame) -> pd.DataF
     return with_significance(pd.DataFrame(rows, columns=COMPARISON_COLUMNS)).reindex(columns=COMPARISON_COLUMNS)
 
 
+def assemble_tissue(
+    pipeline: TissuePipeline, sheet: pd.DataFrame, summaries: list[dict], out_dir: Path, curation
+) -> None:
+    """The run's tables from its per-image results (``summaries``, sorted by image), leaving
+    out the images a reviewer excluded (``curation.csv``): cells, regions, lesions, sections,
+    samples and comparisons. A run and a rebuild after curation both come here."""
+    summaries = [s for s in summaries if s["image"] not in curation.excluded_images]
+    sheet = sheet[~sheet["image"].isin(list(curation.excluded_images))]
+    work = out_dir / WORK_FOLDER
+    regions = pd.DataFrame([{"image": s["image"], **s["ihc"]} for s in summaries if "ihc" in s])
+    sections = pd.DataFrame(
+        [
+            {"image": s["image"], **{k: v for k, v in s["burden"].items() if k != "lesion_threshold"}}
+            for s in summaries
+            if "burden" in s
+        ]
+    )
+    if pipeline.cells is not None:
+        _concatenate(
+            [work / f"{s['image']}.cells.csv" for s in summaries], out_dir / "cells.csv", ["image", *CELL_COLUMNS]
+        )
+        write_csv(_annotate(regions, sheet), out_dir / "regions.csv")
+    if pipeline.lesions is not None:
+        lesion_parts = []
+        for s in summaries:
+            part = pd.read_csv(work / f"{s['image']}.lesions.csv")
+            part.insert(0, "image", s["image"])
+            lesion_parts.append(part)
+        lesions = pd.concat(lesion_parts, ignore_index=True) if lesion_parts else pd.DataFrame(columns=LESION_COLUMNS)
+        lesions["area_mm2"] = lesions["area_um2"] / 1e6
+        write_csv(_annotate(lesions, sheet), out_dir / "lesions.csv")
+        write_csv(_annotate(sections, sheet), out_dir / "sections.csv")
+    per_sample = sample_table(pipeline, sheet, regions, sections)
+    write_csv(per_sample, out_dir / "samples.csv")
+    write_csv(compare_samples(pipeline, per_sample), out_dir / "comparisons.csv")
+
+
+def tissue_curation_record(curation) -> dict:
+    """The run record's account of a tissue run's curation: every decision, the images excluded."""
+    return {
+        "file": curation_log.CURATION_FILE,
+        "n_decisions": int(len(curation.log)),
+        "decisions": curation.log.to_dict(orient="records"),
+        "excluded_images": [{"image": i, "note": n} for i, n in sorted(curation.excluded_images.items())],
+    }
+
+
+def rebuild_tissue_tables(out_dir: str | Path) -> dict:
+    """Rebuild a finished tissue run's tables from its per-image results, applying
+    ``curation.csv`` (``imaging report``); updates ``run.json``. Returns the record."""
+    out_dir = Path(out_dir)
+    record, pipeline = read_record(out_dir)
+    if record.get("mode") != "tissue" or "sheet" not in record:
+        raise InputError(
+            "is not a tissue run of this version (no sample sheet in run.json)",
+            path=out_dir,
+            fix="re-run `imaging run` into this folder (analysed images are reused)",
+        )
+    with claimed(out_dir):
+        curation = curation_log.load(out_dir)
+        sheet = pd.DataFrame(record["sheet"], dtype=str)
+        assemble_tissue(pipeline, sheet, sorted(record["images"], key=lambda s: s["image"]), out_dir, curation)
+        record["curation"] = tissue_curation_record(curation)
+        record["tables_rebuilt"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        write_json(record, out_dir / "run.json")
+    return record
+
+
 def execute_tissue(
     plan: TissuePlan,
     out_dir: str | Path,
@@ -764,34 +835,8 @@ def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_imag
     summaries = collect(analyse_image, tasks, workers=workers, on_result=on_image, scheduler=scheduler)
     summaries.sort(key=lambda s: s["image"])
     n_reused = sum(bool(s.pop("reused", False)) for s in summaries)
-    work = out_dir / WORK_FOLDER
-    regions = pd.DataFrame([{"image": s["image"], **s["ihc"]} for s in summaries if "ihc" in s])
-    sections = pd.DataFrame(
-        [
-            {"image": s["image"], **{k: v for k, v in s["burden"].items() if k != "lesion_threshold"}}
-            for s in summaries
-            if "burden" in s
-        ]
-    )
-    if pipeline.cells is not None:
-        _concatenate(
-            [work / f"{s['image']}.cells.csv" for s in summaries], out_dir / "cells.csv", ["image", *CELL_COLUMNS]
-        )
-        write_csv(_annotate(regions, plan.sheet), out_dir / "regions.csv")
-    if pipeline.lesions is not None:
-        lesion_parts = []
-        for s in summaries:
-            part = pd.read_csv(work / f"{s['image']}.lesions.csv")
-            part.insert(0, "image", s["image"])
-            lesion_parts.append(part)
-        lesions = pd.concat(lesion_parts, ignore_index=True) if lesion_parts else pd.DataFrame(columns=LESION_COLUMNS)
-        lesions["area_mm2"] = lesions["area_um2"] / 1e6
-        write_csv(_annotate(lesions, plan.sheet), out_dir / "lesions.csv")
-        write_csv(_annotate(sections, plan.sheet), out_dir / "sections.csv")
-    per_sample = sample_table(plan, regions, sections)
-    write_csv(per_sample, out_dir / "samples.csv")
-    comparisons = compare_samples(plan.pipeline, per_sample)
-    write_csv(comparisons, out_dir / "comparisons.csv")
+    curation = curation_log.load(out_dir)  # decisions of a previous review of this folder still apply
+    assemble_tissue(pipeline, plan.sheet, summaries, out_dir, curation)
     record = {
         "mode": "tissue",
         "imaging_version": software_versions()["imaging"],
@@ -813,6 +858,8 @@ def _execute_tissue_claimed(plan: TissuePlan, out_dir: Path, *, workers, on_imag
         "sample_sheet_rows_without_images": list(plan.unmatched_sheet_rows),
         "lesion_threshold": threshold_record,
         "images": summaries,
+        "sheet": plan.sheet.to_dict(orient="records"),  # image + sample-sheet columns: rebuilds read it
+        "curation": tissue_curation_record(curation),
         "images_reused_from_previous_run": n_reused,
         "options": {"workers": workers, "scheduler": scheduler},
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imaging.cli import main
+from imaging.errors import InputError
 
 TABLES = ("sections.csv", "lesions.csv", "samples.csv", "comparisons.csv")
 IHC_TABLES = ("cells.csv", "regions.csv", "samples.csv")
@@ -165,3 +166,37 @@ def test_runs_of_one_tissue_pipeline_pool_into_one_report(pipelines, tmp_path):
     # a pooled report never overwrites a run's tables; a sample in two runs is refused
     assert main(["report", str(tmp_path / "run1"), str(tmp_path / "run2"), "--out", str(tmp_path / "run1")]) == 2
     assert main(["report", str(tmp_path / "run1"), str(tmp_path / "all"), "--out", str(tmp_path / "p2")]) == 2
+
+
+def test_an_excluded_image_leaves_every_table_and_comes_back_when_included(pipelines, samples, clean, tmp_path):
+    """Tissue curation: a reviewer excludes a section (a fold, a bubble) with a reason in
+    curation.csv; `imaging report` rebuilds the tables without it, says so in the report and
+    run.json, and the undo gives the original tables back byte for byte."""
+    import shutil
+
+    import pandas as pd
+
+    from imaging import curation
+
+    out = tmp_path / "out"
+    shutil.copytree(clean, out)
+    curation.record(out, action="exclude_image", image="lung_b", reason="folded section", user="pathologist")
+    assert main(["report", str(out)]) == 0
+    sections = pd.read_csv(out / "sections.csv")
+    assert sections["image"].tolist() == ["lung_a"]
+    assert pd.read_csv(out / "samples.csv")["sample"].tolist() == ["mouse_a"]
+    assert set(pd.read_csv(out / "lesions.csv")["image"]) == {"lung_a"}
+    record = json.loads((out / "run.json").read_text())
+    assert record["curation"]["excluded_images"][0]["image"] == "lung_b"
+    assert "folded section by pathologist" in (out / "report.html").read_text()
+    (decision,) = curation.in_force(curation.load(out))
+    assert decision.text.startswith("image lung_b excluded: folded section")
+    curation.record(out, **decision.undo, reason="fold is outside the lesions")
+    assert main(["report", str(out)]) == 0
+    assert _tables(out) == _tables(clean)
+    # a run into the folder keeps applying the decisions in force
+    curation.record(out, action="exclude_image", image="lung_a", reason="bubble")
+    assert main(_metastasis(pipelines, samples, out, "--workers", "1")) == 0 and _reused(out) == 2
+    assert pd.read_csv(out / "sections.csv")["image"].tolist() == ["lung_b"]
+    with pytest.raises(InputError, match="needs an image"):
+        curation.record(out, action="exclude_image", reason="which one?")
