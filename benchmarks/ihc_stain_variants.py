@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ihc import DEFAULT_DATA, ROOT, truth_table  # noqa: E402  (the IHC benchmark's data and truth)
 
 from imaging.evaluate_points import run_cells, score_points  # noqa: E402
-from imaging.features.stains import STAIN_VECTORS  # noqa: E402
+from imaging.stains.optical import STAIN_VECTORS  # noqa: E402
 from imaging.tissue.run import execute_tissue, plan_tissue  # noqa: E402
 
 

@@ -409,7 +409,7 @@ class Stains(_Frozen):
 
     preset: Literal["hdab", "he"] = "hdab"
     # default: Ruifrok & Johnston; estimate: Macenko per image; auto: the defaults unless they
-    # fit the image badly (imaging.tissue.stains.choose_vectors); or unit vectors per stain
+    # fit the image badly (imaging.stains.vectors.choose_vectors); or unit vectors per stain
     vectors: Literal["default", "estimate", "auto"] | dict[str, Vector3] = "auto"
 
     @property

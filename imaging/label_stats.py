@@ -29,6 +29,17 @@ def labelled_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index, flat[index]
 
 
+def label_means(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and pixel count of ``values`` per label id (NaN mean where a label is empty)."""
+    index, pixel_labels = labelled_pixels(labels)  # background pixels skipped: the same sums
+    size = int(max(pixel_labels.max(initial=0), ids.max(initial=0))) + 1
+    sums = np.bincount(pixel_labels, weights=values.ravel()[index], minlength=size)
+    counts = np.bincount(pixel_labels, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    return means[ids], counts[ids]
+
+
 def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = None) -> np.ndarray:
     """Maximum of ``values`` over each label ``1..n_labels`` of ``labels``.
 

@@ -139,7 +139,7 @@ def test_a_second_run_reuses_every_field_and_gives_identical_tables(sabgal_run, 
 
 def test_estimated_stain_vector_recovers_the_rendered_xgal_colour(samples, pipelines, tmp_path):
     from imaging.config import load_pipeline, parse_pipeline
-    from imaging.features.stains import angle_between
+    from imaging.stains.optical import angle_between
     from imaging.synthetic import TRUE_XGAL_VECTOR
 
     data = load_pipeline(pipelines / "sabgal.yaml").model_dump(mode="json")

@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 
 from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
-from imaging.label_stats import label_ids, labelled_pixels
+from imaging.label_stats import label_ids, label_means
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -44,17 +44,6 @@ def estimate_fluorescence_background(image: np.ndarray, outside: np.ndarray) -> 
     residual = (np.asarray(image, dtype=np.float64) - surface)[outside]
     noise = robust_sd(residual) if residual.size else float("nan")
     return surface, noise
-
-
-def _label_means(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and pixel count of ``values`` per label id (NaN mean where a label is empty)."""
-    index, pixel_labels = labelled_pixels(labels)  # background pixels skipped: the same sums
-    size = int(max(pixel_labels.max(initial=0), ids.max(initial=0))) + 1
-    sums = np.bincount(pixel_labels, weights=values.ravel()[index], minlength=size)
-    counts = np.bincount(pixel_labels, minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
-    return means[ids], counts[ids]
 
 
 def measure_compartments(
@@ -117,9 +106,9 @@ def measure_compartments(
     if ids.size == 0:
         return pd.DataFrame(columns=columns), info
     cytoplasm = np.where(nuclei > 0, 0, cells)
-    nuclear_mean, nuclear_area = _label_means(corrected, nuclei, ids)
-    cytoplasm_mean, cytoplasm_area = _label_means(corrected, cytoplasm, ids)
-    cell_mean, cell_area = _label_means(corrected, cells, ids)
+    nuclear_mean, nuclear_area = label_means(corrected, nuclei, ids)
+    cytoplasm_mean, cytoplasm_area = label_means(corrected, cytoplasm, ids)
+    cell_mean, cell_area = label_means(corrected, cells, ids)
     floor = noise if np.isfinite(noise) and noise > 0 else 1e-6
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nuclear_mean / np.maximum(cytoplasm_mean, floor)

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from imaging import arrays
-from imaging.features.background import background_surface, robust_sd
-from imaging.features.intensity import _label_means, background_mask
-from imaging.features.stains import (
+from imaging.features.background import robust_sd
+from imaging.features.intensity import background_mask
+from imaging.label_stats import label_means
+from imaging.stains.optical import (
     STAIN_VECTORS,
     angle_between,
     estimate_stain_vectors,
@@ -31,6 +32,7 @@ from imaging.features.stains import (
     stain_matrix,
     unmix,
 )
+from imaging.stains.white import white_reference
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,6 @@ SABGAL_COLUMNS = ["label", "sabgal_od_mean", "sabgal_od_integrated", "sabgal_sta
 MIN_PIXEL_THRESHOLD_OD = 0.02
 # An estimated X-gal vector closer than this to grey is not trusted (too little stain).
 MIN_ANGLE_FROM_NEUTRAL_DEG = 10.0
-
-
-def white_reference(rgb: np.ndarray, cell_free: np.ndarray) -> np.ndarray:
-    """Per-pixel white reference (M, N, 3) from the cell-free pixels of each channel."""
-    rgb = np.asarray(rgb, dtype=np.float64)
-    surfaces = [np.broadcast_to(background_surface(rgb[..., c], cell_free), rgb.shape[:2]) for c in range(3)]
-    return np.stack(surfaces, axis=-1)
 
 
 def xgal_amount(
@@ -113,8 +108,8 @@ def measure_sabgal(
     ids = np.unique(nuclei[nuclei > 0])
     if ids.size == 0:
         return pd.DataFrame(columns=SABGAL_COLUMNS), info
-    od_mean, area = _label_means(xgal, cells, ids)
-    stained_fraction, _ = _label_means((xgal > threshold).astype(np.float64), cells, ids)
+    od_mean, area = label_means(xgal, cells, ids)
+    stained_fraction, _ = label_means((xgal > threshold).astype(np.float64), cells, ids)
     table = pd.DataFrame(
         {
             "label": ids.astype(np.int64),

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage import morphology
 
-from imaging.tissue.stains import stain_channel
+from imaging.stains.vectors import stain_channel
 
 CHANNELS = {"red": 0, "green": 1, "blue": 2}
 LESION_COLUMNS = ["lesion", "centroid_row_um", "centroid_col_um", "area_um2", "mean_signal"]

@@ -29,8 +29,8 @@ from skimage import segmentation
 from skimage.segmentation import expand_labels
 
 from imaging.features.morphology import ellipse_axes, label_moments
+from imaging.stains.vectors import stain_amounts
 from imaging.tissue.nuclei import detect_nuclei, detection_channel, nucleus_scale
-from imaging.tissue.stains import stain_amounts
 
 CELL_COLUMNS = [
     "centroid_row",

@@ -17,6 +17,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, morphology
 
+from imaging.stains.white import white_point
+
 TISSUE_OD = 0.05
 GLASS_BRIGHTNESS = 0.9  # of the 99.5th percentile of brightness
 GLASS_CHROMA = 0.02  # (max - min) / mean of R, G, B: white-balanced glass is grey
@@ -48,8 +50,6 @@ def tissue_mask(
     if brightfield:
         if glass_pixels(image).mean() < MIN_GLASS_FRACTION:
             return np.ones(image.shape[:2], dtype=bool)
-        from imaging.tissue.stains import white_point
-
         mask = ndi.gaussian_filter(max_optical_density(image, white_point(image)), 1.0) > TISSUE_OD
     else:
         signal = ndi.gaussian_filter(image, 1.0)

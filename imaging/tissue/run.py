@@ -34,6 +34,8 @@ from imaging.io.run_folder import check_same_assay, claimed
 from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
 from imaging.record import content_fingerprint, file_seal, file_sealed, file_sha256, read_record, software_versions
 from imaging.runner import collect
+from imaging.stains.vectors import choose_vectors, default_vectors, estimate_vectors
+from imaging.stains.white import white_point
 from imaging.tissue.burden import (
     LESION_COLUMNS,
     detect_lesions,
@@ -54,7 +56,6 @@ from imaging.tissue.review import (
     tile_crop,
 )
 from imaging.tissue.slide import Slide
-from imaging.tissue.stains import choose_vectors, default_vectors, estimate_vectors, white_point
 
 log = logging.getLogger(__name__)
 

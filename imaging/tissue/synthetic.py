@@ -17,8 +17,8 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage import draw
 
-from imaging.features.stains import STAIN_VECTORS, unit
 from imaging.io.writers import atomic_path
+from imaging.stains.optical import STAIN_VECTORS, unit
 
 GLASS = np.array([242.0, 240.0, 238.0])
 # DAB OD per intensity class (nuclear mean), midway between QuPath's 0.2 / 0.4 / 0.6 limits.

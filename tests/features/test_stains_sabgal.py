@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from imaging.features.sabgal import estimate_xgal_vector, measure_sabgal, xgal_amount
-from imaging.features.stains import (
+from imaging.stains.optical import (
     STAIN_VECTORS,
     angle_between,
     estimate_stain_vectors,

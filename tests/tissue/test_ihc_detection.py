@@ -14,9 +14,10 @@ from imaging.cli import main
 from imaging.config import parse_pipeline
 from imaging.errors import InputError
 from imaging.evaluate_points import evaluate_points, match_points, read_point_truth, score_points
+from imaging.stains.vectors import choose_vectors, default_vectors
+from imaging.stains.white import white_point
 from imaging.tissue.ihc import membrane_ring, score_cells
 from imaging.tissue.nuclei import detect_nuclei, nucleus_scale
-from imaging.tissue.stains import choose_vectors, default_vectors, white_point
 from imaging.tissue.synthetic import make_ihc_image, make_ki67_field
 
 HDAB = default_vectors(("hematoxylin", "dab"))
@@ -66,8 +67,8 @@ def test_membranous_stain_is_called_by_the_ring():
     rgb, truth = make_ihc_image(seed=4, class_fractions=(1.0, 0, 0, 0), nucleus_radius=8)
     from scipy import ndimage as ndi
 
-    from imaging.features.stains import STAIN_VECTORS, unit
-    from imaging.tissue.stains import stain_amounts
+    from imaging.stains.optical import STAIN_VECTORS, unit
+    from imaging.stains.vectors import stain_amounts
 
     white = white_point(rgb)
     amounts = stain_amounts(rgb, HDAB, white=white)
@@ -100,7 +101,7 @@ def test_auto_vectors_keep_the_defaults_when_they_fit():
     assert source.startswith("default") and np.allclose(vectors["dab"], HDAB["dab"])
     # the same field with both stains far from the defaults (haematoxylin 21 degrees off): the
     # defaults leave a large residual (0.37) and the per-image estimate is used, close to the truth
-    from imaging.features.stains import angle_between, optical_density, stain_matrix, unit, unmix
+    from imaging.stains.optical import angle_between, optical_density, stain_matrix, unit, unmix
 
     hematoxylin, dab = unit((0.35, 0.9, 0.25)), unit((0.1, 0.85, 0.5))
     white = white_point(rgb)

@@ -17,11 +17,12 @@ from skimage import io
 from imaging.cli import main
 from imaging.config import parse_pipeline
 from imaging.errors import InputError
-from imaging.features.stains import STAIN_VECTORS, angle_between
+from imaging.stains.optical import STAIN_VECTORS, angle_between
+from imaging.stains.vectors import default_vectors, estimate_vectors
+from imaging.stains.white import white_point
 from imaging.tissue.ihc import allred_proportion, intensity_class, score_cells, summarize_scores
 from imaging.tissue.run import ImageTask, analyse_image, lesion_threshold
 from imaging.tissue.slide import Slide
-from imaging.tissue.stains import default_vectors, estimate_vectors, white_point
 from imaging.tissue.synthetic import make_ihc_image, random_section, write_section
 
 HDAB = default_vectors(("hematoxylin", "dab"))

@@ -1,10 +1,11 @@
-"""Stain vectors for a tissue run: defaults, or estimated from the image (Macenko)."""
+"""Stain vectors of an image: the defaults, or estimated from the image (Macenko) when the
+defaults leave too much of the stained optical density unexplained (``auto``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from imaging.features.stains import (
+from imaging.stains.optical import (
     STAIN_VECTORS,
     angle_between,
     estimate_stain_vectors,
@@ -20,21 +21,6 @@ MIN_STAINED_PIXELS = 500
 def default_vectors(names: tuple[str, str]) -> dict[str, np.ndarray]:
     """Ruifrok & Johnston's vectors for the two stains."""
     return {name: unit(STAIN_VECTORS[name]) for name in names}
-
-
-def white_point(rgb: np.ndarray) -> np.ndarray:
-    """Per-channel brightness of the light through the slide where nothing absorbs: the
-    median colour of the brightest 1 % of pixels (by mean of R, G, B).
-
-    On a slide with glass that is the glass; on a crop inside tissue it is the palest
-    tissue, so stain amounts are measured against it. The colour of those pixels is taken
-    as it is: a scanner whose glass looks yellowish is white-balanced by it (a rule that
-    kept only grey pixels picked grey nuclei over yellowish glass on real Ki67 tiles).
-    """
-    rgb = np.asarray(rgb)
-    brightness = rgb.mean(axis=-1, dtype=np.float32)
-    brightest = brightness >= np.percentile(brightness, 99)
-    return np.median(rgb[brightest], axis=0).astype(np.float64)
 
 
 def estimate_vectors(
