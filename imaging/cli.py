@@ -63,7 +63,9 @@ def _print_run_summary(result, elapsed: float) -> None:
     )
     for plate, info in record["plates"].items():
         print(
-            f"  plate {plate}: {info['n_wells']} wells, {info['n_cells']} cells "
+            f"  plate {plate}: {info['n_wells']} wells"
+            + (f" x {info['n_timepoints']} time points" if "n_timepoints" in info else "")
+            + f", {info['n_cells']} cells "
             f"({info['n_cells_in_wells']} in well aggregates)"
         )
         for name, threshold in info["thresholds"].items():

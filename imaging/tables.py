@@ -297,7 +297,8 @@ def plate_record(
     curated = fields[fields["curation"] != ""]
     return {
         "n_fields": int(len(fields)),
-        "n_wells": int(len(wells)),
+        "n_wells": int(wells["well"].nunique()),  # a time series has a row per well and time point
+        **({"n_timepoints": int(wells["timepoint"].nunique())} if "timepoint" in wells.columns else {}),
         "n_cells": int(fields["n_cells"].sum()),
         "n_cells_in_wells": int(wells["n_cells"].sum()),
         "thresholds": {name: dataclasses.asdict(t) for name, t in thresholds.items()},

@@ -432,7 +432,8 @@ def render_report(
     n_cells = int(fields["n_cells"].sum())
     cards = [
         ("plates", len(plates)),
-        ("wells", len(wells)),
+        ("wells", len(wells[["plate", "well"]].drop_duplicates())),
+        *([("time points", wells["timepoint"].nunique())] if "timepoint" in wells.columns else []),
         ("fields", len(fields)),
         ("fields excluded", len(failed)),
         ("cells", n_cells),

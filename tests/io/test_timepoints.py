@@ -93,6 +93,10 @@ def test_every_time_point_is_a_field_and_each_table_has_a_timepoint_column(serie
         assert table.columns.get_loc("timepoint") == table.columns.get_loc("site") + 1
     assert list(wells.columns[:5]) == ["plate", "well", "row", "column", "timepoint"]
     assert len(wells) == 2 * len(WELLS) and len(fields) == 2 * len(series["stacks"])
+    import json
+
+    entry = json.loads((every.parent / "run.json").read_text())["plates"]["PJNK01"]
+    assert (entry["n_wells"], entry["n_timepoints"]) == (len(WELLS), 2)
     assert sorted(p.name for p in (every / ".fields").glob("*.json"))[0] == "PJNK01_A01_s1_t1.json"
     labels = sorted(p.name for p in (every / "labels").glob("*_nuclei.tif"))
     assert labels[:2] == ["PJNK01_A01_s1_t1_nuclei.tif", "PJNK01_A01_s1_t2_nuclei.tif"]
