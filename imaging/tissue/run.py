@@ -782,12 +782,17 @@ def rebuild_tissue_tables(out_dir: str | Path) -> dict:
     ``curation.csv`` (``imaging report``); updates ``run.json``. Returns the record."""
     out_dir = Path(out_dir)
     record, pipeline = read_record(out_dir)
-    if record.get("mode") != "tissue" or "sheet" not in record:
-        raise InputError(
-            "is not a tissue run of this version (no sample sheet in run.json)",
-            path=out_dir,
-            fix="re-run `imaging run` into this folder (analysed images are reused)",
-        )
+    if record.get("mode") != "tissue":
+        raise InputError("is not a tissue run", path=out_dir, fix="give the --out folder of a tissue `imaging run`")
+    if "sheet" not in record:  # a run of an earlier version: its tables stand as written
+        if curation_log.load(out_dir).excluded_images:
+            raise InputError(
+                "was run by an earlier version, whose run.json lacks the sample sheet a rebuild needs",
+                path=out_dir,
+                fix="re-run `imaging run` into this folder (analysed images are reused)",
+            )
+        record.setdefault("curation", {"excluded_images": []})
+        return record
     with claimed(out_dir):
         curation = curation_log.load(out_dir)
         sheet = pd.DataFrame(record["sheet"], dtype=str)

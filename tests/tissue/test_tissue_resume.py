@@ -200,3 +200,20 @@ def test_an_excluded_image_leaves_every_table_and_comes_back_when_included(pipel
     assert pd.read_csv(out / "sections.csv")["image"].tolist() == ["lung_b"]
     with pytest.raises(InputError, match="needs an image"):
         curation.record(out, action="exclude_image", reason="which one?")
+
+
+def test_a_tissue_run_of_an_earlier_version_is_still_reported(clean, tmp_path):
+    """run.json without the sample sheet (before curation existed): the report is rebuilt from
+    the tables as they are; an exclusion, which needs a rebuild, asks for a new run."""
+    import shutil
+
+    from imaging import curation
+
+    out = tmp_path / "old"
+    shutil.copytree(clean, out)
+    record = json.loads((out / "run.json").read_text())
+    del record["sheet"], record["curation"]
+    (out / "run.json").write_text(json.dumps(record))
+    assert main(["report", str(out)]) == 0 and _tables(out) == _tables(clean)
+    curation.record(out, action="exclude_image", image="lung_a", reason="fold")
+    assert main(["report", str(out)]) == 2
