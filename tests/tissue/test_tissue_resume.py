@@ -38,6 +38,11 @@ def _tables(out: Path, names=TABLES) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in names}
 
 
+def _complete(out: Path) -> list[Path]:
+    """The images a run has completed: their summaries (not an atomic writer's .tmp- file)."""
+    return [p for p in (out / ".images").glob("*.json") if not p.name.startswith(".")]
+
+
 def _reused(out: Path) -> int:
     return json.loads((out / "run.json").read_text())["images_reused_from_previous_run"]
 
@@ -73,11 +78,11 @@ def test_a_run_killed_midway_resumes_to_the_uninterrupted_tables(pipelines, samp
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not list((out / ".images").glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+    while not _complete(out) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    complete = len(list((out / ".images").glob("*.json")))
+    complete = len(_complete(out))
     assert complete >= 1  # the kill came after the first image was complete (or after the run)
     assert main(_metastasis(pipelines, samples, out, "--workers", "1")) == 0
     assert _reused(out) == complete and _tables(out) == _tables(clean)
