@@ -22,7 +22,7 @@ from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.illumination import Flatfield, correct_channels, read_illumination_image
 from imaging.features.thresholds import Threshold, apply_call
-from imaging.io.discover import Field, field_key
+from imaging.io.discover import Field
 from imaging.io.readers import read_raw
 from imaging.io.run_folder import field_label_paths
 from imaging.io.sources import find_fields
@@ -233,7 +233,7 @@ class RunReview:
             return None
         found = []
         for paths in field_label_paths(
-            self.out_dir / plate / "labels", field_key(plate, well, site, timepoint), "both"
+            self.out_dir / plate / "labels", self.field(plate, well, site, timepoint).key, "both"
         ).values():
             path = next((p for p in paths if p.exists()), None)
             if path is None:

@@ -200,7 +200,7 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
             path=path,
             fix="correct naming.scenes in the pipeline",
         ) from None
-    positions, next_site = [], {}
+    wells, sites = [], []
     for scene in scene_names:
         text = f"{stem}/{scene}"
         # the default takes the last well-like token: the scene's over the file's, C05 over P1
@@ -225,13 +225,9 @@ def scene_positions(stem: str, scene_names: list[str], pattern: str | None, *, p
                 "regular expression with groups well (or row and column) and site matched against "
                 "'<file stem>/<scene name>'",
             ) from None
-        well = format_well(row, column)
-        if groups.get("site"):
-            site = int(groups["site"])
-        else:
-            site = next_site.get(well, 1)
-        next_site[well] = site + 1
-        positions.append((well, site))
+        wells.append(format_well(row, column))
+        sites.append(int(groups["site"]) if groups.get("site") else None)
+    positions = list(zip(wells, counted_sites(wells, sites)))
     if positions and min(site for _, site in positions) == 0:  # scenes numbered from 0
         positions = [(well, site + 1) for well, site in positions]
     duplicated = {p for p in positions if positions.count(p) > 1}
@@ -465,6 +461,17 @@ def container_fields(
     return sorted(fields, key=lambda f: (f.plate, f.row, f.column, f.site, f.timepoint or 0)), len(containers)
 
 
+def counted_sites(places: list, sites: list[int | None]) -> list[int]:
+    """Each scene's site: its own where it has one, else the next of its place (a well, or a
+    plate and well) in scene order, from 1: the one numbering rule for scene names and maps."""
+    counted, next_site = [], {}
+    for place, site in zip(places, sites):
+        site = site if site is not None else next_site.get(place, 1)
+        next_site[place] = site + 1
+        counted.append(site)
+    return counted
+
+
 def _scene_places(
     path: Path, stem: str, image, scenes: list[str], pipeline, scene_map, *, source
 ) -> list[tuple[str, str, int]]:
@@ -472,21 +479,16 @@ def _scene_places(
     the map leaves out counted in scene order), else from the scene names."""
     if scene_map is None:
         return [(stem, well, site) for well, site in scene_positions(stem, scenes, pipeline.naming.scenes, path=path)]
-    places, next_site = [], {}
-    for position in mapped_positions(path, scenes, [str(s) for s in image.scenes], scene_map, source=source):
-        plate = position.plate or stem
-        site = position.site or next_site.get((plate, position.well), 1)
-        next_site[plate, position.well] = site + 1
-        places.append((plate, position.well, site))
-    return places
+    positions = mapped_positions(path, scenes, [str(s) for s in image.scenes], scene_map, source=source)
+    places = [(p.plate or stem, p.well) for p in positions]
+    return [(*place, site) for place, site in zip(places, counted_sites(places, [p.site for p in positions]))]
 
 
 def _fields(field_type, plate: str, well: str, site: int, plane: ContainerPlane, pipeline) -> list:
     """The field of one scene, or, in a run of every time point, one field per time point."""
     row, column = parse_well(well)
     paths = {name: plane.path for name, _ in plane.channels}
-    if not pipeline.naming.every_timepoint:
-        return [field_type(plate=plate, well=well, row=row, column=column, site=site, paths=paths, plane=plane)]
+    timepoints = range(plane.n_timepoints) if pipeline.naming.every_timepoint else [None]
     return [
         field_type(
             plate=plate,
@@ -495,10 +497,10 @@ def _fields(field_type, plate: str, well: str, site: int, plane: ContainerPlane,
             column=column,
             site=site,
             paths=paths,
-            plane=dataclasses.replace(plane, timepoint=t),
-            timepoint=t + 1,
+            plane=plane if t is None else dataclasses.replace(plane, timepoint=t),
+            timepoint=None if t is None else t + 1,
         )
-        for t in range(plane.n_timepoints)
+        for t in timepoints
     ]
 
 

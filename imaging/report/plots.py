@@ -10,7 +10,6 @@ mean a large marker of the same colour, and the bar the mean of replicate means 
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import matplotlib
@@ -73,6 +72,15 @@ def plate_heatmap(
     return figure
 
 
+def ci95_half_width(sd, n) -> np.ndarray:
+    """Half-width of the 95 % t confidence interval of a mean from ``n`` values with standard
+    deviation ``sd`` (0 where fewer than 2 values): the error bars of every plot here."""
+    sd, n = np.asarray(sd, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = sps.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nan_to_num(sd) / np.sqrt(n)
+    return np.where(n >= 2, half, 0.0)
+
+
 def _condition_order(values: pd.Series, first: str | None) -> list[str]:
     unique = list(dict.fromkeys(values.astype(str)))
     return sorted(unique, key=lambda v: (v != first, unique.index(v)))
@@ -133,11 +141,7 @@ def superplot(
                 mean = float(np.mean(replicate_means))
                 axes.hlines(mean, x - 0.3, x + 0.3, color="black", linewidth=2, zorder=4)
                 if len(replicate_means) >= 2 and key:
-                    half = (
-                        sps.t.ppf(0.975, len(replicate_means) - 1)
-                        * np.std(replicate_means, ddof=1)
-                        / math.sqrt(len(replicate_means))
-                    )
+                    half = float(ci95_half_width(np.std(replicate_means, ddof=1), len(replicate_means)))
                     axes.errorbar([x], [mean], yerr=[[half], [half]], color="black", capsize=4, linewidth=1.2, zorder=4)
             x += 1.0
         x += 0.6
@@ -195,10 +199,7 @@ def time_course(
             if group.empty:
                 continue
             summary = group.groupby("timepoint")["value"].agg(["mean", "std", "count"]).reset_index()
-            half = [
-                sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n >= 2 else 0.0
-                for sd, n in zip(summary["std"], summary["count"])
-            ]
+            half = ci95_half_width(summary["std"], summary["count"])
             label = " ".join(v for v in (genotype, treatment) if v != "all") or readout
             axes.errorbar(
                 summary["timepoint"],
@@ -242,9 +243,7 @@ def dose_response(
         colour = REPLICATE_COLOURS[i % len(REPLICATE_COLOURS)]
         label = compound if table["_genotype"].nunique() == 1 else f"{genotype} {compound}"
         summary = group.groupby("dose")[readout].agg(["mean", "std", "count"]).reset_index()
-        half = (
-            sps.t.ppf(0.975, np.maximum(summary["count"] - 1, 1)) * summary["std"].fillna(0) / np.sqrt(summary["count"])
-        )
+        half = ci95_half_width(summary["std"], summary["count"])
         doses = summary["dose"].to_numpy(float)
         shown = np.where(doses > 0, doses, np.nan)
         if not np.isfinite(shown).any():

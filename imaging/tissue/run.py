@@ -290,16 +290,21 @@ def _working_scale(slide: Slide, pipeline: TissuePipeline) -> WorkingScale:
     return WorkingScale(None, 1.0, float(max(1, int(np.ceil(max(slide.shape) / 1024)))))
 
 
+# What an image's analysis reads of the pipeline: names and comparisons are applied to the
+# stored results afterwards, so changing them reuses every image (as FIELD_SETTINGS for plates).
+IMAGE_SETTINGS = ("pixel_size_um", "stains", "tissue", "cells", "lesions")
+
+
 def image_fingerprint(task: ImageTask) -> str:
-    """Everything an image's result depends on: its bytes, the pipeline, the run-wide lesion
-    threshold and the software version (:func:`imaging.record.content_fingerprint`)."""
+    """Everything an image's result depends on: its bytes, the pipeline's image settings, the
+    run-wide lesion threshold and the software version (:func:`imaging.record.content_fingerprint`)."""
     from imaging import __version__
 
     return content_fingerprint(
         {
             "version": __version__,
             "image": file_sha256(task.path),
-            "pipeline": task.pipeline.model_dump(mode="json"),
+            "pipeline": task.pipeline.model_dump(mode="json", include=set(IMAGE_SETTINGS)),
             "lesion_threshold": task.lesion_threshold,
         }
     )

@@ -62,11 +62,14 @@ def test_a_second_run_reuses_every_image_and_writes_the_same_tables(pipelines, s
     (out / ".images" / "lung_b.json").unlink()  # as if the run had stopped before lung_b was complete
     assert main(_metastasis(pipelines, samples, out, "--workers", "1")) == 0 and _reused(out) == 1
     assert _tables(out) == _tables(clean)
-    changed = tmp_path / "metastasis.yaml"  # another lesion size limit: every image again
-    changed.write_text((pipelines / "metastasis.yaml").read_text().replace("min_area_um2: 5000", "min_area_um2: 20000"))
-    command = _metastasis(pipelines, samples, tmp_path / "other", "--workers", "1")
+    original = (pipelines / "metastasis.yaml").read_text()
+    changed = tmp_path / "metastasis.yaml"
+    command = _metastasis(pipelines, samples, out, "--workers", "1")
     command[1] = str(changed)
-    assert main(command) == 0 and _reused(tmp_path / "other") == 0
+    changed.write_text(original.replace("test: mann-whitney", "test: welch"))  # a comparison setting only
+    assert main(command) == 0 and _reused(out) == 2
+    changed.write_text(original.replace("min_area_um2: 5000", "min_area_um2: 20000"))  # what an image measures
+    assert main(command) == 0 and _reused(out) == 0
 
 
 def test_a_run_killed_midway_resumes_to_the_uninterrupted_tables(pipelines, samples, clean, tmp_path):
