@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from imaging.batch import plan_run
 from imaging.config import load_pipeline
 from imaging.io.discover import discover_images, group_fields
 from imaging.io.sources import find_fields
 from imaging.io.wells import format_well
+from imaging.plate import plan_run
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pjnk.yaml"
 

@@ -27,7 +27,8 @@ from scipy import ndimage as ndi
 from skimage import color, feature, filters, io, segmentation
 
 from imaging.evaluate_points import read_point_truth, run_cells, score_points
-from imaging.tissue.run import execute_tissue, plan_tissue
+from imaging.tissue.assay import execute_tissue
+from imaging.tissue.plan import plan_tissue
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ihc_dev_deepliif"

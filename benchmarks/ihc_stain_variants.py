@@ -25,7 +25,8 @@ from ihc import DEFAULT_DATA, ROOT, truth_table  # noqa: E402  (the IHC benchmar
 
 from imaging.evaluate_points import run_cells, score_points  # noqa: E402
 from imaging.stains.optical import STAIN_VECTORS  # noqa: E402
-from imaging.tissue.run import execute_tissue, plan_tissue  # noqa: E402
+from imaging.tissue.assay import execute_tissue  # noqa: E402
+from imaging.tissue.plan import plan_tissue  # noqa: E402
 
 
 def unit(vector) -> np.ndarray:

@@ -23,7 +23,7 @@ import tifffile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from imaging.batch import execute, plan_run  # noqa: E402
+from imaging.plate import execute, plan_run  # noqa: E402
 from tests.features.test_illumination import lighting, pipeline, write_plate  # noqa: E402  (the plate generator)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imaging.batch import execute, plan_run
+from imaging.plate import execute, plan_run
 from imaging.synthetic import make_plate
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "sabgal.yaml"

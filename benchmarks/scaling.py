@@ -25,9 +25,9 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
-from imaging.batch import execute, plan_run
 from imaging.config import load_pipeline
-from imaging.runner import default_workers
+from imaging.plate import execute, plan_run
+from imaging.run.workers import default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATE_FIELDS = 384 * 9

@@ -5,7 +5,7 @@ Prints one table, all rows measured in the same run on the same files:
 - ``floor``: read both channels and one Gaussian pass (the least any analysis does);
 - ``naive``: read, Otsu threshold of DAPI, connected components, mean pJNK per object
   (a typical one-line Fiji macro: no declumping, background, cells or QC);
-- ``pipeline``: :func:`imaging.pipeline.measure_field` with ``pipelines/pjnk.yaml``;
+- ``pipeline``: :func:`imaging.plate.measure.measure_field` with ``pipelines/pjnk.yaml``;
 - ``batch, N workers``: ``imaging run`` end to end (tables, QC, run record) over the plate.
 
 Usage: ``python benchmarks/throughput.py [--fields 8] [--size 2048] [--workers 1 2]``
@@ -23,9 +23,9 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage import filters, measure
 
-from imaging.batch import execute, plan_run
 from imaging.config import load_pipeline
-from imaging.pipeline import measure_field
+from imaging.plate import execute, plan_run
+from imaging.plate.measure import measure_field
 from imaging.synthetic import derive_cell_truth, place_nuclei, render_dapi, render_pjnk, vignetting
 
 ROOT = Path(__file__).resolve().parents[1]

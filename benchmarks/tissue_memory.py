@@ -37,7 +37,7 @@ print(total)
 IHC = """
 import sys
 from imaging.config import parse_pipeline
-from imaging.tissue.run import ImageTask, analyse_image
+from imaging.tissue.image import ImageTask, analyse_image
 pipeline = parse_pipeline({"schema_version": 1, "mode": "tissue", "name": "bench", "stains": {"preset": "hdab"},
                            "cells": {"tile_px": 2048, "nucleus_diameter_um": 7.0}})
 summary = analyse_image(ImageTask(sys.argv[1], pipeline, sys.argv[2]))

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from imaging.batch import execute, plan_run
 from imaging.config import load_pipeline, parse_pipeline
-from imaging.tables import readout_cells
+from imaging.plate import execute, plan_run
+from imaging.plate.tables import readout_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERN = r"Channel ?(?P<channel>\d)-\d+-(?P<row>[A-H])-(?P<column>\d+)(?:-\d+)?\.(?:tif|tiff|bmp|BMP)"  # the README's

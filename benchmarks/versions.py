@@ -1,7 +1,7 @@
 """Per-field time of this tree against an earlier commit, on the same fields in the same run.
 
 Writes ``--fields`` synthetic 2048 x 2048 two-channel pJNK fields (dense, touching nuclei),
-then times ``imaging.pipeline.measure_field`` with ``pipelines/pjnk.yaml`` on each, first with
+then times ``imaging.plate.measure.measure_field`` with ``pipelines/pjnk.yaml`` on each, first with
 the code of ``--base`` (checked out with ``git worktree`` into a temporary folder), then with
 this tree, each in its own process with one thread. Prints one table: seconds per field
 (median), the ratio to the base, and for how many fields the cells tables are equal in every
@@ -27,7 +27,10 @@ import json, sys, time
 from pathlib import Path
 import numpy as np, tifffile
 from imaging.config import load_pipeline
-from imaging.pipeline import measure_field
+try:
+    from imaging.plate.measure import measure_field
+except ImportError:  # revisions before the run engine (imaging/pipeline.py)
+    from imaging.pipeline import measure_field
 pipeline = load_pipeline(sys.argv[1])
 times = []
 for stem in sys.argv[3:]:

@@ -111,8 +111,8 @@ def run_pipeline(
     import dataclasses
     import time
 
-    from imaging.batch import execute, plan_run
     from imaging.config import Output
+    from imaging.plate import execute, plan_run
     from imaging.report import build_report
 
     plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern, scene_map=scene_map)
@@ -146,7 +146,8 @@ def run_pipeline(
 def run_tissue(pipeline, input_dir, *, samples, out, workers, command, scheduler=None) -> None:
     import time
 
-    from imaging.tissue.run import execute_tissue, plan_tissue
+    from imaging.tissue.assay import execute_tissue
+    from imaging.tissue.plan import plan_tissue
 
     plan = plan_tissue(pipeline, input_dir, samples=samples)
     started = time.perf_counter()
@@ -245,13 +246,13 @@ def _channel_label(spec) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from imaging.batch import plan_run
     from imaging.config import load_pipeline
     from imaging.io.platemap import read_platemap
+    from imaging.plate import plan_run
 
     pipeline = load_pipeline(args.pipeline)
     if is_tissue_pipeline(args.pipeline):
-        from imaging.tissue.run import plan_tissue
+        from imaging.tissue.plan import plan_tissue
 
         print(
             f"pipeline {args.pipeline}: OK ({pipeline.name}, tissue: "
@@ -273,8 +274,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
         return
     plan = plan_run(pipeline, args.input_dir, platemap=args.platemap, pattern=args.pattern, scene_map=args.scene_map)
     if args.read_pixels:
-        from imaging.batch import FieldTask, read_field_pixels
-        from imaging.runner import run_tasks
+        from imaging.plate.fields import FieldTask, read_field_pixels
+        from imaging.run.workers import run_tasks
 
         tasks = [FieldTask(field=f, pipeline=plan.pipeline, xgal_vector=None) for f in plan.fields]
         with _progress(len(plan.fields), "reading pixels") as bar:
@@ -295,10 +296,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from imaging.record import read_record
+    from imaging.plate.tables import rebuild_tables
     from imaging.report import build_report
     from imaging.report.tissue import build_tissue_report
-    from imaging.tables import rebuild_tables
+    from imaging.run.record import read_record
 
     tissue = [d for d in args.run_dirs if read_record(d)[0].get("mode") == "tissue"]
     if tissue:
@@ -306,7 +307,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             raise InputError(
                 "plate and tissue runs are reported apart", fix="give only plate or only tissue run folders"
             )
-        from imaging.tissue.run import rebuild_tissue_tables
+        from imaging.tissue.tables import rebuild_tissue_tables
 
         for run_dir in tissue:
             excluded = rebuild_tissue_tables(run_dir)["curation"]["excluded_images"]  # applies curation.csv
@@ -356,7 +357,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
     import time
 
     from imaging.io.readers import as_grayscale, check_field_image, read_raw
-    from imaging.runner import collect
+    from imaging.run.workers import collect
     from imaging.segment_files import SegmentTask, segment_file
 
     files = _segment_inputs(args.paths)
@@ -514,7 +515,7 @@ def _positive_size(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from imaging.runner import default_workers
+    from imaging.run.workers import default_workers
 
     parser = argparse.ArgumentParser(
         prog="imaging",

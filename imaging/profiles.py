@@ -37,7 +37,7 @@ import pandas as pd
 from imaging.errors import InputError
 from imaging.io.run_folder import claimed
 from imaging.io.writers import StreamedTable
-from imaging.tables import cells_table_chunks
+from imaging.plate.tables import cells_table_chunks
 
 MORPHOLOGY_NAMES = {
     "nucleus_area_px": "Nuclei_AreaShape_Area",
@@ -111,7 +111,7 @@ def feature_columns(profiles: pd.DataFrame) -> list[str]:
 def write_profiles(out_dir: str | Path, *, table_format: str | None = None) -> list[Path]:
     """``OUT/<plate>/profiles.csv`` (or ``.parquet``) for every plate of a run; returns the
     files. ``table_format``: ``csv`` or ``parquet`` (default: the run's own format)."""
-    from imaging.record import read_record
+    from imaging.run.record import read_record
 
     out_dir = Path(out_dir)
     record, pipeline = read_record(out_dir)

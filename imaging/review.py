@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from imaging import curation
-from imaging.aggregate import summarize_cells
 from imaging.config import Pipeline, load_pipeline
 from imaging.errors import InputError
 from imaging.features.illumination import Flatfield, correct_channels, read_illumination_image
@@ -27,9 +26,10 @@ from imaging.io.readers import read_raw
 from imaging.io.run_folder import field_label_paths
 from imaging.io.sources import find_fields
 from imaging.io.writers import read_labels_ome_zarr
-from imaging.pipeline import FieldMeasurement, field_pixel_size, load_field_images, measure_field
-from imaging.record import read_record
-from imaging.tables import read_cells_table, read_plate_csv
+from imaging.plate.measure import FieldMeasurement, field_pixel_size, load_field_images, measure_field
+from imaging.plate.summary import summarize_cells
+from imaging.plate.tables import read_cells_table, read_plate_csv
+from imaging.run.record import read_record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +209,8 @@ class RunReview:
         return flats
 
     def _planned_illumination(self, plate: str) -> dict[str, Flatfield] | None:
-        from imaging.batch import illumination_files, plate_illumination
+        from imaging.plate.calibrate import plate_illumination
+        from imaging.plate.plan import illumination_files
 
         fields = [f for (p, *_), f in self._fields.items() if p == plate]
         flats, _ = plate_illumination(self.pipeline, fields, files=illumination_files(self.pipeline, self.pipeline_dir))
@@ -354,8 +355,8 @@ class RunReview:
 
     def rebuild(self) -> dict:
         """Rebuild tables (applying curation), comparisons and the report; reload tables."""
+        from imaging.plate.tables import rebuild_tables
         from imaging.report import build_report
-        from imaging.tables import rebuild_tables
 
         out_dir = self._require_results()
         self.record = rebuild_tables(out_dir)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from imaging import curation
-from imaging.batch import execute, plan_run
 from imaging.cli import main
 from imaging.errors import InputError
-from imaging.tables import rebuild_tables
+from imaging.plate import execute, plan_run
+from imaging.plate.tables import rebuild_tables
 from tests.conftest import copy_sample_wells
 
 

@@ -10,8 +10,8 @@ import signal
 import pandas as pd
 import pytest
 
-from imaging.batch import execute, plan_run
 from imaging.errors import InputError
+from imaging.plate import execute, plan_run
 from tests.conftest import copy_sample_wells
 
 distributed = pytest.importorskip("distributed")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from imaging.batch import execute, plan_run
 from imaging.metrics import match_scores
+from imaging.plate import execute, plan_run
 
 
 @pytest.fixture(scope="session")

@@ -294,10 +294,10 @@ def test_a_run_into_another_assays_folder_is_refused_a_tuned_rerun_is_not(sample
 def test_a_full_disk_is_one_line_with_the_space_needed(samples, pipelines, tmp_path, capsys, monkeypatch):
     import errno
 
-    import imaging.batch
+    import imaging.plate.fields
 
     root = copy_sample_wells(samples, WELLS, tmp_path / "plate", assay="pjnk")
-    real_write_csv, calls = imaging.batch.write_csv, []
+    real_write_csv, calls = imaging.plate.fields.write_csv, []
 
     def fills_the_disk(table, path):
         calls.append(path)
@@ -305,7 +305,7 @@ def test_a_full_disk_is_one_line_with_the_space_needed(samples, pipelines, tmp_p
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_write_csv(table, path)
 
-    monkeypatch.setattr(imaging.batch, "write_csv", fills_the_disk)
+    monkeypatch.setattr(imaging.plate.fields, "write_csv", fills_the_disk)
     assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "the disk is full" in err and "MB more needed" in err and "MB free" in err

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imaging.aggregate import summarize_cells
 from imaging.metrics import match_scores
+from imaging.plate.summary import summarize_cells
 
 
 def test_match_scores_on_hand_made_labels():

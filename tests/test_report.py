@@ -9,8 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from imaging.batch import execute, plan_run
 from imaging.cli import main
+from imaging.plate import execute, plan_run
 from imaging.report import build_report
 from imaging.synthetic import SABGAL_TRUE_FRACTION, make_plate
 

@@ -138,7 +138,7 @@ def check_same_assay(out_dir: str | Path, config: dict) -> None:
 
     The recorded pipeline is read back with this version's models (``record.read_record``),
     so settings added since carry their defaults and an upgrade alone is not another assay."""
-    from imaging.record import read_record
+    from imaging.run.record import read_record
 
     if not (Path(out_dir) / "run.json").is_file():
         return

@@ -17,11 +17,11 @@ from imaging.config import parse_pipeline
 from imaging.errors import InputError
 from imaging.io.names import file_stem
 from imaging.io.writers import atomic_path, write_csv
-from imaging.record import read_record
+from imaging.plate.tables import read_plate_csv
 from imaging.report.html import render_report
 from imaging.report.plots import dose_response, plate_heatmap, png_bytes, superplot, time_course
+from imaging.run.record import read_record
 from imaging.stats import compare_all, dose_response_table, plate_quality, replicate_key, well_scores
-from imaging.tables import read_plate_csv
 
 log = logging.getLogger(__name__)
 

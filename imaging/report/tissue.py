@@ -12,8 +12,8 @@ import pandas as pd
 from imaging.config import parse_pipeline
 from imaging.errors import InputError
 from imaging.io.writers import atomic_path, write_csv
-from imaging.record import read_record
 from imaging.report.html import STYLE, _e, comparisons_html, fmt, table_html
+from imaging.run.record import read_record
 
 
 def glob_escape(name: str) -> str:
@@ -90,7 +90,7 @@ def pooled_tissue_tables(run_dirs: list[Path]) -> dict:
     tables stacked with a ``run`` column (the run folder's name), the groups compared again
     over every run's samples. A sample in two runs is refused: its sections would be two
     units, or, pooled, one unit split over runs (merge the sample sheets and run once)."""
-    from imaging.tissue.run import compare_samples
+    from imaging.tissue.tables import compare_samples
 
     records = [read_record(d)[0] for d in run_dirs]
     pipeline = parse_pipeline(records[0]["pipeline"]["config"])

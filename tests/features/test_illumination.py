@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import tifffile
 
-from imaging.batch import execute, plan_run
 from imaging.config import parse_pipeline
 from imaging.errors import InputError
 from imaging.features.illumination import (
@@ -19,6 +18,7 @@ from imaging.features.illumination import (
     flatfield_from_files,
     read_illumination_image,
 )
+from imaging.plate import execute, plan_run
 
 SHAPE = (240, 320)
 
@@ -243,7 +243,7 @@ def test_the_shipped_translocation_pipeline_runs_on_a_two_channel_plate(samples,
     illumination is estimated from all 32 fields, the gate finds every cell expressing (and
     says so, in run.json and on screen), border cells leave the readouts."""
     from imaging.cli import main
-    from imaging.record import read_record
+    from imaging.run.record import read_record
 
     plate = samples / "pjnk_plate"
     assert (

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imaging.batch import execute, plan_run
 from imaging.features.thresholds import reporter_expressed, reporter_gate_threshold
+from imaging.plate import execute, plan_run
 from tests.features.test_illumination import pipeline, write_plate
 
 

@@ -61,7 +61,7 @@ def test_an_unknown_name_says_which_names_the_htd_has(tmp_path):
 
 
 def test_acquired_wells_without_files_are_reported_and_recorded(tmp_path, caplog):
-    from imaging.batch import execute, plan_run
+    from imaging.plate import execute, plan_run
 
     folder = export(tmp_path / "plate", wells=("B02",))  # B03 was not copied
     found = find_fields(folder, pipeline(nuclei={"name": "DAPI"}))

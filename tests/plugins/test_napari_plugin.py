@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imaging.batch import execute, plan_run
 from imaging.config import load_pipeline
+from imaging.plate import execute, plan_run
 from imaging.review import RunReview, percent_positive
 from tests.conftest import copy_sample_wells
 

@@ -208,8 +208,8 @@ def test_missing_model_path_is_reported_as_a_path(tmp_path, monkeypatch):
 
 
 def test_pipeline_refuses_a_missing_model_before_writing(tmp_path, monkeypatch, samples, pipelines):
-    from imaging.batch import plan_run
     from imaging.config import load_pipeline, parse_pipeline
+    from imaging.plate import plan_run
 
     monkeypatch.setattr(models, "MODEL_DIR", tmp_path / "models")
     data = load_pipeline(pipelines / "pjnk.yaml").model_dump(mode="json")

@@ -20,8 +20,9 @@ from imaging.errors import InputError
 from imaging.stains.optical import STAIN_VECTORS, angle_between
 from imaging.stains.vectors import default_vectors, estimate_vectors
 from imaging.stains.white import white_point
+from imaging.tissue.assay import lesion_threshold
 from imaging.tissue.ihc import allred_proportion, intensity_class, score_cells, summarize_scores
-from imaging.tissue.run import ImageTask, analyse_image, lesion_threshold
+from imaging.tissue.image import ImageTask, analyse_image
 from imaging.tissue.slide import Slide
 from imaging.tissue.synthetic import make_ihc_image, random_section, write_section
 

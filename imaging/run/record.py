@@ -3,6 +3,7 @@ file checksums) and reading it back with the pipeline that produced it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import platform
@@ -49,6 +50,24 @@ def software_versions() -> dict:
         except md.PackageNotFoundError:
             versions[package] = None
     return versions
+
+
+def run_record(pipeline, pipeline_path: str | Path | None, *, started: dt.datetime, command: list[str] | None) -> dict:
+    """The entries of ``run.json`` every assay writes: versions, times, command and the pipeline
+    (its file's checksum and the validated configuration, which :func:`read_record` reads back)."""
+    software = software_versions()
+    return {
+        "imaging_version": software["imaging"],
+        "created": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "software": software,
+        "pipeline": {
+            "path": str(pipeline_path) if pipeline_path else None,
+            "sha256": file_sha256(pipeline_path),
+            "config": pipeline.model_dump(mode="json"),
+        },
+    }
 
 
 def content_fingerprint(payload: dict) -> str:

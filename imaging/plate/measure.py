@@ -26,7 +26,7 @@ from imaging.io import files
 from imaging.io.containers import container_digest, read_planes
 from imaging.io.discover import Field
 from imaging.io.readers import pixel_size_from_tiff, read_channel
-from imaging.record import content_fingerprint
+from imaging.run.record import content_fingerprint
 from imaging.segment import derive_cells, segment_nuclei
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Per-plate tables from per-field results: QC decisions, calls, curation, aggregation.
 
-Both a run (:func:`imaging.batch.execute`) and a rebuild after curation
+Both a run (:func:`imaging.plate.execute`) and a rebuild after curation
 (:func:`rebuild_tables`, behind ``imaging report`` and the napari plugin) go through
 :func:`assemble_plate`, so the tables always follow the same rules:
 
@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from imaging import curation as curation_log
-from imaging.aggregate import summarize_cells, summary_columns
 from imaging.config import Pipeline
 from imaging.curation import Curation, field_name
 from imaging.errors import InputError
@@ -38,7 +37,8 @@ from imaging.io.discover import field_key
 from imaging.io.platemap import RESERVED_COLUMNS
 from imaging.io.run_folder import claimed
 from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_table
-from imaging.record import file_seal, file_sealed, read_record
+from imaging.plate.summary import summarize_cells, summary_columns
+from imaging.run.record import file_seal, file_sealed, read_record
 
 WORK_FOLDER = ".fields"
 

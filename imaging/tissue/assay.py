@@ -1,0 +1,171 @@
+"""The tissue assay as the run engine drives it (:mod:`imaging.run.engine`).
+
+1. :func:`imaging.tissue.plan.plan_tissue` checks everything first.
+2. Calibration: with ``lesions.threshold: auto``, a first pass samples the lesion signal of
+   every image's tissue and derives one threshold for the run (:func:`lesion_threshold`).
+3. Units: images, analysed on workers (:func:`imaging.tissue.image.analyse_image`), each
+   reused when its fingerprint matches the stored one.
+4. Tables (:mod:`imaging.tissue.tables`), ``run.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from imaging.config import TissuePipeline
+from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
+from imaging.run.engine import Assembled, RunOptions, run_assay
+from imaging.run.record import file_sha256
+from imaging.run.workers import collect
+from imaging.tissue.image import ImageTask, analyse_image, image_stem
+from imaging.tissue.plan import TissuePlan
+from imaging.tissue.tables import assemble_tissue, tissue_curation_record
+
+MIN_LESION_SEPARATION = 2.0  # Ashman's D between lesion and normal tissue signal
+
+
+def lesion_threshold(samples: list[np.ndarray]) -> dict:
+    """One lesion threshold for the run from pooled tissue-pixel samples.
+
+    A two-Gaussian mixture separates lesion from normal tissue; the threshold is midway
+    between the two component means: on a smoothed image that is where a lesion's edge
+    lies (half its contrast), so lesion areas come out unbiased. When the two components
+    are not clearly separated (Ashman's D < 2), there is no lesion population in the run:
+    the threshold is then infinite (no lesions) and the record says why.
+    """
+    values = np.concatenate([s for s in samples if len(s)]) if samples else np.zeros(0)
+    if values.size < 100:
+        return {"value": float("inf"), "method": "undefined", "reason": "too little tissue"}
+    from skimage.filters import threshold_otsu
+
+    try:
+        fit = fit_two_gaussians(values, start=float(threshold_otsu(values)))
+    except ValueError as exc:
+        return {"value": float("inf"), "method": "undefined", "reason": str(exc)}
+    (m1, m2), (s1, s2) = fit["means"], fit["sds"]
+    separation = float(np.sqrt(2) * abs(m2 - m1) / np.sqrt(s1**2 + s2**2))
+    boundary = mixture_boundary(fit)  # exists only when the two populations overlap as expected
+    detail = {
+        "means": [float(m1), float(m2)],
+        "sds": [float(s1), float(s2)],
+        "weights": [float(w) for w in fit["weights"]],
+        "ashman_d": separation,
+        "n_pixels": int(values.size),
+    }
+    if boundary is None or separation < MIN_LESION_SEPARATION:
+        return {
+            "value": float("inf"),
+            "method": "none found",
+            "reason": f"no separate lesion population (Ashman's D {separation:.2f} < {MIN_LESION_SEPARATION})",
+        } | detail
+    return {"value": float((m1 + m2) / 2), "method": "mixture midpoint"} | detail
+
+
+@dataclasses.dataclass(frozen=True)
+class TissueCalibration:
+    """Run-wide quantities of a set of sections: the lesion threshold (value and record)."""
+
+    lesion_value: float | None = None
+    lesion_record: dict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TissueAssay:
+    """Images (cores, sections, slides) as units of the run engine (:mod:`imaging.run.engine`).
+
+    Each image is analysed on a worker, which also writes the image's files (its cells can be
+    millions of rows, streamed tile by tile) and, last, its summary with its fingerprint
+    (:func:`analyse_image`); storing a result in this process only keeps its summary.
+    """
+
+    plan: TissuePlan
+    compute = staticmethod(analyse_image)
+
+    @property
+    def pipeline(self) -> TissuePipeline:
+        return self.plan.pipeline
+
+    @property
+    def pipeline_path(self):
+        return self.plan.pipeline_path
+
+    def calibrate(self, out_dir: Path, options: RunOptions) -> TissueCalibration:
+        lesions = self.pipeline.lesions
+        if lesions is None:
+            return TissueCalibration()
+        if lesions.threshold != "auto":
+            return TissueCalibration(float(lesions.threshold), {"value": float(lesions.threshold), "method": "fixed"})
+        tasks = [ImageTask(str(p), self.pipeline, str(out_dir), sample_only=True) for p in self.plan.images]
+        samples = collect(analyse_image, tasks, workers=options.workers, scheduler=options.scheduler)
+        record = lesion_threshold([s["sample"] for s in samples])
+        return TissueCalibration(record["value"], record)
+
+    def units(self, out_dir: Path, calibration: TissueCalibration) -> list[ImageTask]:
+        return [
+            ImageTask(str(p), self.pipeline, str(out_dir), lesion_threshold=calibration.lesion_value)
+            for p in self.plan.images
+        ]
+
+    def unit_key(self, task: ImageTask) -> str:
+        return f"image-{image_stem(Path(task.path))}"
+
+    def store(self, result: dict, out_dir: Path, stored: list[dict], n_units: int) -> dict:
+        return result
+
+    def assemble(self, summaries: list[dict], out_dir: Path, curation, calibration: TissueCalibration) -> Assembled:
+        plan = self.plan
+        summaries = sorted(summaries, key=lambda s: s["image"])
+        n_reused = sum(bool(s.pop("reused", False)) for s in summaries)
+        assemble_tissue(self.pipeline, plan.sheet, summaries, out_dir, curation)
+        record = {
+            "mode": "tissue",
+            "inputs": {
+                "input_dir": str(plan.input_dir),
+                "n_images": len(plan.images),
+                "samples": str(plan.sheet_path) if plan.sheet_path else None,
+                "samples_sha256": file_sha256(plan.sheet_path),
+            },
+            "sample_sheet_rows_without_images": list(plan.unmatched_sheet_rows),
+            "lesion_threshold": calibration.lesion_record,
+            "images": summaries,
+            "sheet": plan.sheet.to_dict(orient="records"),  # image + sample-sheet columns: rebuilds read it
+            "curation": tissue_curation_record(curation),
+            "images_reused_from_previous_run": n_reused,
+        }
+        return Assembled(record=record)
+
+    def options(self, options: RunOptions) -> dict:
+        return {"workers": options.workers, "scheduler": options.scheduler}
+
+    def finish(self, out_dir: Path) -> None:
+        from imaging.report.tissue import build_tissue_report
+
+        build_tissue_report(out_dir)
+
+
+def execute_tissue(
+    plan: TissuePlan,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    on_image: Callable[[dict], None] | None = None,
+    command: list[str] | None = None,
+    scheduler: str | None = None,
+) -> dict:
+    """Analyse every image of ``plan`` and write the tables, record and report, through the
+    run engine (:func:`imaging.run.engine.run_assay`: the output folder held, curation read,
+    images analysed by a previous run into ``out_dir`` with the same fingerprint reused).
+    ``scheduler``: Dask, as for plates (:func:`imaging.run.workers.run_tasks`); workers write
+    into ``out_dir``, so a remote cluster needs it on a file system they share. Returns the
+    run record."""
+    outcome = run_assay(
+        TissueAssay(plan),
+        out_dir,
+        RunOptions(workers=workers, scheduler=scheduler, command=command),
+        on_unit=on_image,
+    )
+    return outcome.record
