@@ -154,7 +154,12 @@ def run_tissue(pipeline, input_dir, *, samples, out, workers, command, scheduler
     with _progress(len(plan.images), plan.pipeline.name) as bar:
         bar.unit = "image"
         record = execute_tissue(
-            plan, out, workers=workers, on_image=lambda summary: bar.update(1), command=command, scheduler=scheduler
+            plan,
+            out,
+            workers=workers,
+            on_image=lambda summary: bar.update(0 if "part" in summary else 1),
+            command=command,
+            scheduler=scheduler,
         )
     elapsed = time.perf_counter() - started
     print(

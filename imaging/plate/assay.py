@@ -85,6 +85,9 @@ class PlateAssay:
             for f in self.plan.fields
         ]
 
+    def finishing_units(self, out_dir: Path, calibration: PlateCalibration) -> list:
+        return []  # a field is whole: tables are assembled from the stored fields
+
     def unit_key(self, task: FieldTask) -> str:
         return f"field-{task.field.key}"
 

@@ -10,7 +10,8 @@ nothing). The engine then
 2. **calibrates**: run-wide quantities every unit needs (a plate's X-gal vector and
    flat-fields, the lesion threshold of a set of sections);
 3. **computes units** on workers (:mod:`imaging.run.workers`: this process, local processes or
-   a Dask cluster): fields for plates, images for tissue. Each unit carries the fingerprint
+   a Dask cluster): fields for plates; images, or parts of a large image's tiles, for tissue
+   (then a finishing unit per such image assembles its parts). Each unit carries the fingerprint
    of everything its result depends on (:func:`imaging.run.record.content_fingerprint`), so a
    stored result with the same fingerprint is reused and a killed run resumes;
 4. **stores** each result in this process as it arrives, so an interruption loses only the
@@ -76,6 +77,10 @@ class Assay(Protocol):
         """The tasks for :attr:`compute`, each with what it needs to know whether its stored
         result is still valid."""
 
+    def finishing_units(self, out_dir: Path, calibration: Any) -> list:
+        """Tasks that run after every unit is stored and assemble several units' results (an
+        image scored in parts); usually none."""
+
     def unit_key(self, task) -> str:
         """A unique name of a task (Dask's key)."""
 
@@ -116,14 +121,17 @@ def run_assay(
             if on_unit is not None:
                 on_unit(summary)
 
-        run_tasks(
-            assay.compute,
-            tasks,
-            workers=options.workers,
-            on_result=store,
-            scheduler=options.scheduler,
-            key=assay.unit_key,
-        )
+        for round_tasks in (tasks, None):
+            if round_tasks is None:  # after every unit is stored: the units that assemble them
+                round_tasks = assay.finishing_units(out_dir, calibration)
+            run_tasks(
+                assay.compute,
+                round_tasks,
+                workers=options.workers,
+                on_result=store,
+                scheduler=options.scheduler,
+                key=assay.unit_key,
+            )
         assembled = assay.assemble(summaries, out_dir, curation, calibration)
         record = (
             run_record(assay.pipeline, assay.pipeline_path, started=started, command=options.command)

@@ -21,7 +21,17 @@ from imaging.features.thresholds import fit_two_gaussians, mixture_boundary
 from imaging.run.engine import Assembled, RunOptions, run_assay
 from imaging.run.record import file_sha256
 from imaging.run.workers import collect
-from imaging.tissue.image import ImageTask, analyse_image, image_stem
+from imaging.tissue.image import (
+    ImageTask,
+    TilePartTask,
+    analyse_image,
+    compute_unit,
+    image_fingerprint,
+    image_stem,
+    stored_image_summary,
+    tile_count,
+    tiles_per_part,
+)
 from imaging.tissue.plan import TissuePlan
 from imaging.tissue.tables import assemble_tissue, tissue_curation_record
 
@@ -67,10 +77,12 @@ def lesion_threshold(samples: list[np.ndarray]) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class TissueCalibration:
-    """Run-wide quantities of a set of sections: the lesion threshold (value and record)."""
+    """Run-wide quantities of a set of sections: the lesion threshold (value and record), and
+    the images to be scored in parts (path -> (image fingerprint, number of parts))."""
 
     lesion_value: float | None = None
     lesion_record: dict | None = None
+    parts: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +91,16 @@ class TissueAssay:
 
     Each image is analysed on a worker, which also writes the image's files (its cells can be
     millions of rows, streamed tile by tile) and, last, its summary with its fingerprint
-    (:func:`analyse_image`); storing a result in this process only keeps its summary.
+    (:func:`analyse_image`); storing a result in this process only keeps its summary. An
+    image of more tiles than a part holds (``tiles_per_part``; default
+    :func:`imaging.tissue.image.tiles_per_part`) is scored in parts of contiguous tiles, each
+    its own unit (:func:`imaging.tissue.image.score_part`), and then assembled by a finishing
+    unit into the same files.
     """
 
     plan: TissuePlan
-    compute = staticmethod(analyse_image)
+    tiles_per_part: int | None = None
+    compute = staticmethod(compute_unit)
 
     @property
     def pipeline(self) -> TissuePipeline:
@@ -95,22 +112,57 @@ class TissueAssay:
 
     def calibrate(self, out_dir: Path, options: RunOptions) -> TissueCalibration:
         lesions = self.pipeline.lesions
-        if lesions is None:
-            return TissueCalibration()
-        if lesions.threshold != "auto":
-            return TissueCalibration(float(lesions.threshold), {"value": float(lesions.threshold), "method": "fixed"})
-        tasks = [ImageTask(str(p), self.pipeline, str(out_dir), sample_only=True) for p in self.plan.images]
-        samples = collect(analyse_image, tasks, workers=options.workers, scheduler=options.scheduler)
-        record = lesion_threshold([s["sample"] for s in samples])
-        return TissueCalibration(record["value"], record)
+        value, record = None, None
+        if lesions is not None and lesions.threshold != "auto":
+            value, record = float(lesions.threshold), {"value": float(lesions.threshold), "method": "fixed"}
+        elif lesions is not None:
+            tasks = [ImageTask(str(p), self.pipeline, str(out_dir), sample_only=True) for p in self.plan.images]
+            samples = collect(analyse_image, tasks, workers=options.workers, scheduler=options.scheduler)
+            record = lesion_threshold([s["sample"] for s in samples])
+            value = record["value"]
+        return TissueCalibration(value, record, self._parts(out_dir, value))
 
-    def units(self, out_dir: Path, calibration: TissueCalibration) -> list[ImageTask]:
+    def _parts(self, out_dir: Path, lesion_value: float | None) -> dict[str, tuple[str, int]]:
+        """The images scored in parts: tiled files of more tiles than a part, not complete."""
+        if self.pipeline.cells is None:
+            return {}
+        tile_px = self.pipeline.cells.tile_px
+        per_part = self.tiles_per_part or tiles_per_part(tile_px)
+        parts = {}
+        for path in self.plan.images:
+            n_parts = -(-tile_count(path, tile_px) // per_part)
+            if n_parts < 2:
+                continue
+            task = ImageTask(str(path), self.pipeline, str(out_dir), lesion_threshold=lesion_value)
+            fingerprint = image_fingerprint(task)
+            if stored_image_summary(task, fingerprint) is None:
+                parts[str(path)] = (fingerprint, n_parts)
+        return parts
+
+    def _image_task(self, path, out_dir: Path, calibration: TissueCalibration, **extra) -> ImageTask:
+        return ImageTask(str(path), self.pipeline, str(out_dir), lesion_threshold=calibration.lesion_value, **extra)
+
+    def units(self, out_dir: Path, calibration: TissueCalibration) -> list:
+        tasks = []
+        for path in self.plan.images:
+            if str(path) not in calibration.parts:
+                tasks.append(self._image_task(path, out_dir, calibration))
+                continue
+            fingerprint, n_parts = calibration.parts[str(path)]
+            image = self._image_task(path, out_dir, calibration, fingerprint=fingerprint, parts=n_parts)
+            per_part = self.tiles_per_part or tiles_per_part(self.pipeline.cells.tile_px)
+            tasks += [TilePartTask(image, k, k * per_part, (k + 1) * per_part) for k in range(n_parts)]
+        return tasks
+
+    def finishing_units(self, out_dir: Path, calibration: TissueCalibration) -> list:
         return [
-            ImageTask(str(p), self.pipeline, str(out_dir), lesion_threshold=calibration.lesion_value)
-            for p in self.plan.images
+            self._image_task(path, out_dir, calibration, fingerprint=fingerprint, parts=n_parts)
+            for path, (fingerprint, n_parts) in calibration.parts.items()
         ]
 
-    def unit_key(self, task: ImageTask) -> str:
+    def unit_key(self, task) -> str:
+        if isinstance(task, TilePartTask):
+            return f"image-{image_stem(Path(task.image.path))}-part{task.index}"
         return f"image-{image_stem(Path(task.path))}"
 
     def store(self, result: dict, out_dir: Path, stored: list[dict], n_units: int) -> dict:
@@ -118,7 +170,8 @@ class TissueAssay:
 
     def assemble(self, summaries: list[dict], out_dir: Path, curation, calibration: TissueCalibration) -> Assembled:
         plan = self.plan
-        summaries = sorted(summaries, key=lambda s: s["image"])
+        parts = [s for s in summaries if "part" in s]
+        summaries = sorted((s for s in summaries if "part" not in s), key=lambda s: s["image"])
         n_reused = sum(bool(s.pop("reused", False)) for s in summaries)
         assemble_tissue(self.pipeline, plan.sheet, summaries, out_dir, curation)
         record = {
@@ -135,6 +188,11 @@ class TissueAssay:
             "sheet": plan.sheet.to_dict(orient="records"),  # image + sample-sheet columns: rebuilds read it
             "curation": tissue_curation_record(curation),
             "images_reused_from_previous_run": n_reused,
+            "image_parts": {
+                "n_images": len(calibration.parts),
+                "n_parts": len(parts),
+                "reused_from_previous_run": sum(bool(s["reused"]) for s in parts),
+            },
         }
         return Assembled(record=record)
 

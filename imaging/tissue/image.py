@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage as ndi
 
 from imaging.config import TissuePipeline
@@ -40,9 +43,10 @@ from imaging.tissue.review import (
     cell_features,
     nucleus_outlines,
     outlined,
+    serialised,
     tile_crop,
 )
-from imaging.tissue.slide import Slide
+from imaging.tissue.slide import TILED_SUFFIXES, Slide
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ class ImageTask:
     out_dir: str
     lesion_threshold: float | None = None
     sample_only: bool = False  # first pass: return a sample of the lesion signal
+    fingerprint: str | None = None  # computed on the worker when None (:func:`image_fingerprint`)
+    parts: int = 0  # > 0: the image's cells were scored in this many parts (:func:`score_part`)
 
 
 def overview_and_tissue(slide: Slide, pipeline: TissuePipeline, resolution_um: float, *, physical: bool = True):
@@ -113,6 +119,7 @@ def working_scale(slide: Slide, pipeline: TissuePipeline) -> WorkingScale:
     in um; ``slide.pixel_size_um`` is set to 1) and the overview is at most 1024 px a side."""
     pixel_size = pipeline.pixel_size_um or slide.pixel_size_um
     if pixel_size:
+        slide.pixel_size_um = pixel_size  # the pipeline's, where the file records none (or agrees)
         # a small field (a core crop) keeps at least MIN_OVERVIEW_PX on its short side
         finest_needed = min(pipeline.tissue.resolution_um, min(slide.shape) * pixel_size / MIN_OVERVIEW_PX)
         return WorkingScale(pixel_size, pixel_size, max(finest_needed, pixel_size))
@@ -174,10 +181,12 @@ def stored_image_summary(task: ImageTask, fingerprint: str) -> dict | None:
 
 def analyse_image(task: ImageTask) -> dict:
     """One image, or its stored result when nothing it depends on changed (a resumed run):
-    the summary JSON is written last, so its presence marks the image complete."""
+    the summary JSON is written last, so its presence marks the image complete. An image
+    scored in parts (``task.parts``) is assembled from its parts' stored results, which are
+    removed once the image is complete."""
     if task.sample_only:
         return _analyse_image(task)
-    fingerprint = image_fingerprint(task)
+    fingerprint = task.fingerprint or image_fingerprint(task)
     stored = stored_image_summary(task, fingerprint)
     if stored is not None:
         return stored | {"reused": True}
@@ -186,7 +195,40 @@ def analyse_image(task: ImageTask) -> dict:
     outputs = image_outputs(task.pipeline, out_dir, stem)
     summary |= {"fingerprint": fingerprint, "outputs": {name: file_seal(p) for name, p in outputs.items()}}
     write_json(summary, out_dir / WORK_FOLDER / f"{stem}.json")
+    if task.parts:
+        shutil.rmtree(parts_folder(out_dir, stem), ignore_errors=True)
     return summary | {"reused": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageContext:
+    """What every tile of an image is scored with, from the image's overview (the same
+    whichever worker computes it: a part of an image recomputes it)."""
+
+    scale: WorkingScale
+    overview: np.ndarray
+    overview_size: float
+    tissue: np.ndarray
+    white: np.ndarray | None
+    vectors: dict
+    vector_source: str
+
+    @property
+    def stained(self) -> np.ndarray:
+        """Tiles are chosen on any stain (no minimum piece: pale stroma may leave only the
+        nuclei above the mask's threshold); the tissue area keeps the minimum piece size."""
+        return tissue_mask(self.overview, pixel_size_um=self.overview_size, min_area_um2=0, brightfield=True)
+
+
+def image_context(slide: Slide, pipeline: TissuePipeline) -> ImageContext:
+    """Pixel sizes, overview, tissue mask, white point and stain vectors of one image."""
+    scale = working_scale(slide, pipeline)
+    overview, overview_size, tissue = overview_and_tissue(
+        slide, pipeline, scale.overview_um, physical=bool(scale.pixel_size_um)
+    )
+    white = white_point(overview) if slide.is_rgb else None
+    vectors, vector_source = _stain_vectors(pipeline, overview, tissue, white) if slide.is_rgb else ({}, "n/a")
+    return ImageContext(scale, overview, overview_size, tissue, white, vectors, vector_source)
 
 
 def _analyse_image(task: ImageTask) -> dict:
@@ -194,13 +236,9 @@ def _analyse_image(task: ImageTask) -> dict:
     pipeline, path = task.pipeline, Path(task.path)
     out_dir = Path(task.out_dir)
     with Slide(path, pixel_size_um=pipeline.pixel_size_um) as slide:
-        scale = working_scale(slide, pipeline)
-        pixel_size, nominal = scale.pixel_size_um, scale.nominal_um
-        overview, overview_size, tissue = overview_and_tissue(
-            slide, pipeline, scale.overview_um, physical=bool(pixel_size)
-        )
-        white = white_point(overview) if slide.is_rgb else None
-        vectors, vector_source = _stain_vectors(pipeline, overview, tissue, white) if slide.is_rgb else ({}, "n/a")
+        context = image_context(slide, pipeline)
+        pixel_size = context.scale.pixel_size_um
+        vectors, white = context.vectors, context.white
         if task.sample_only:
             signal, lesion_tissue, _, _ = _lesion_inputs(slide, pipeline, vectors, white)
             values = signal[lesion_tissue]
@@ -209,7 +247,7 @@ def _analyse_image(task: ImageTask) -> dict:
                 "image": image_stem(path),
                 "sample": rng.choice(values, min(SIGNAL_SAMPLE, values.size), replace=False) if values.size else values,
             }
-        tissue_area_um2 = float(tissue.sum()) * overview_size**2
+        tissue_area_um2 = float(context.tissue.sum()) * context.overview_size**2
         summary = {
             "image": image_stem(path),
             "path": str(path),
@@ -217,23 +255,13 @@ def _analyse_image(task: ImageTask) -> dict:
             "shape": list(slide.shape),
             "pyramid_levels": len(slide.shapes),
             "stain_vectors": {k: [float(x) for x in v] for k, v in vectors.items()},
-            "stain_vector_source": vector_source,
+            "stain_vector_source": context.vector_source,
             "white": None if white is None else [float(x) for x in white],
         }
         overlay_cells = None
         if pipeline.cells is not None:
-            if not slide.is_rgb:
-                raise InputError(
-                    "IHC cell scoring needs an RGB brightfield image",
-                    path=path,
-                    fix="export the section as RGB, or remove 'cells' from the pipeline",
-                )
-            # tiles are chosen on any stain (no minimum piece: pale stroma may leave only the
-            # nuclei above the mask's threshold); the tissue area keeps the minimum piece size
-            stained = tissue_mask(overview, pixel_size_um=overview_size, min_area_um2=0, brightfield=True)
-            scored = _score_image(
-                slide, pipeline, vectors, white, stained, overview_size, nominal, pixel_size, out_dir, image_stem(path)
-            )
+            check_rgb_for_cells(slide, path)
+            scored = _score_image(slide, pipeline, context, out_dir, image_stem(path), parts=task.parts)
             overlay_cells = scored["overlay"]
             area_mm2 = tissue_area_um2 / 1e6 if pixel_size else None
             summary["ihc"] = summarize_scores(scored["classes"], area_mm2)
@@ -260,9 +288,9 @@ def _analyse_image(task: ImageTask) -> dict:
             lesion_labels = (lesion_labels, size)
         summary["tissue_area_mm2"] = tissue_area_um2 / 1e6 if pixel_size else None
         _write_overlay(
-            overview,
-            overview_size,
-            tissue,
+            context.overview,
+            context.overview_size,
+            context.tissue,
             overlay_cells,
             lesion_labels,
             out_dir / "plots" / f"{image_stem(path)}_overlay.png",
@@ -270,101 +298,162 @@ def _analyse_image(task: ImageTask) -> dict:
     return summary
 
 
-def _score_image(
-    slide: Slide,
-    pipeline: TissuePipeline,
-    vectors,
-    white,
-    tissue,
-    overview_size,
-    nominal_size,
-    pixel_size,
-    out_dir: Path,
-    stem: str,
-) -> dict:
-    """IHC scoring tile by tile. Cells are streamed to ``.images/<stem>.cells.csv`` and, as
-    QuPath detections, to ``detections/<stem>.geojson``; the few densest tiles give the
-    report's full-resolution crops. Returns the classes, the cell positions and classes for
-    the overview (overview pixels) and the nucleus scale used."""
+def check_rgb_for_cells(slide: Slide, path: Path) -> None:
+    if not slide.is_rgb:
+        raise InputError(
+            "IHC cell scoring needs an RGB brightfield image",
+            path=path,
+            fix="export the section as RGB, or remove 'cells' from the pipeline",
+        )
+
+
+# ---- IHC tiles -----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TileScore:
+    """One scored tile: its cells (image coordinates), their QuPath features (serialised), the
+    nucleus scale and detection channel used, and its report crop (None without cells)."""
+
+    cells: pd.DataFrame
+    features: list[str]
+    radius_px: float
+    detection: str
+    crop: Crop | None
+
+
+def scored_tiles(
+    slide: Slide, pipeline: TissuePipeline, context: ImageContext, stem: str, tiles: range | None = None
+) -> Iterator[TileScore]:
+    """Each tile holding tissue (of ``tiles``, indices in the raster order of
+    :meth:`Slide.tiles`; all when None), scored: one tile in memory at a time."""
     spec = pipeline.cells
+    nominal_size = context.scale.nominal_um
     fixed_radius = None if spec.nucleus_diameter_um is None else spec.nucleus_diameter_um / nominal_size / 2
     expansion = spec.cell_expansion_um / nominal_size
     margin = int(max(16, 4 * (fixed_radius or 16) + expansion))
-    scale = overview_size / nominal_size  # full-resolution pixels per overview pixel
+    scale = context.overview_size / nominal_size  # full-resolution pixels per overview pixel
     # The stain mask only decides which tiles hold tissue (generously: dilated); every cell
     # found in a tile's core counts, so a crop of tissue is scored whole, as an annotator
     # would count it.
-    tissue = ndi.binary_dilation(tissue, iterations=3)
-    classes, overlay, radii, crops, detections = [], [], [], [], []
-    work = out_dir / WORK_FOLDER
+    tissue = ndi.binary_dilation(context.stained, iterations=3)
+    for index, tile in enumerate(slide.tiles(spec.tile_px, margin)):
+        if tiles is not None and index not in tiles:
+            continue
+        rows = slice(int(tile.row / scale), int(np.ceil((tile.row + tile.height) / scale)))
+        cols = slice(int(tile.col / scale), int(np.ceil((tile.col + tile.width) / scale)))
+        if not tissue[rows, cols].any():
+            continue
+        rgb = slide.read_region(tile.read_row, tile.read_col, tile.read_height, tile.read_width)
+        keep = np.zeros(rgb.shape[:2], bool)  # the tile's core: each cell belongs to one tile
+        keep[tile.margin_top : tile.margin_top + tile.height, tile.margin_left : tile.margin_left + tile.width] = True
+        cells, nuclei, _, info = score_cells(
+            rgb,
+            vectors=context.vectors,
+            white=context.white,
+            thresholds=spec.thresholds,
+            compartment=spec.compartment,
+            nucleus_radius_px=fixed_radius,
+            pixel_size_um=context.scale.pixel_size_um,
+            expansion_px=expansion,
+            detection=spec.detection,
+            keep=keep,
+            max_elongation=spec.max_nucleus_elongation,
+        )
+        if cells.empty:
+            yield TileScore(cells, [], info["radius_px"], info["detection"], None)
+            continue
+        outlines = nucleus_outlines(nuclei, cells["label"])
+        features = [serialised(f) for f in cell_features(cells, outlines, offset=(tile.read_row, tile.read_col))]
+        crop = tile_crop(
+            rgb,
+            nuclei,
+            cells,
+            core=(tile.margin_top, tile.margin_left, tile.height, tile.width),
+            offset=(tile.read_row, tile.read_col),
+        )
+        cells["centroid_row"] += tile.read_row
+        cells["centroid_col"] += tile.read_col
+        cells = cells.drop(columns="label")
+        cells.insert(0, "image", stem)
+        yield TileScore(cells, features, info["radius_px"], info["detection"], crop)
+
+
+class ScoreTally:
+    """What the tiles of an image add up to besides the streamed cells: the counted cells'
+    classes, the cells for the overlay (overview pixels), the nucleus scales and detection
+    channels used, and the report crops (the densest :data:`REPORT_CROPS`)."""
+
+    def __init__(self, overview_scale: float):
+        self.overview_scale = overview_scale
+        self.classes, self.overlay, self.radii, self.detections, self.crops = [], [], [], [], []
+
+    def add_cells(self, cells: pd.DataFrame) -> None:
+        if cells.empty:
+            return
+        self.classes.append(cells.loc[cells["counted"], "dab_class"].to_numpy(np.int8))  # summaries: counted cells
+        self.overlay.append(
+            np.column_stack(
+                [
+                    cells[["centroid_row", "centroid_col"]].to_numpy() / self.overview_scale,
+                    cells["dab_class"].to_numpy(),
+                ]
+            )
+        )
+
+    def add_crop(self, crop: Crop | None) -> None:
+        if crop is not None:
+            self.crops = _keep_densest(self.crops, crop)
+
+
+def _score_image(
+    slide: Slide, pipeline: TissuePipeline, context: ImageContext, out_dir: Path, stem: str, *, parts: int
+) -> dict:
+    """IHC scoring tile by tile, or (``parts`` > 0) the stored parts of an image scored in
+    parts, in tile order. Cells are streamed to ``.images/<stem>.cells.csv`` and, as QuPath
+    detections, to ``detections/<stem>.geojson``; the few densest tiles give the report's
+    full-resolution crops. Returns the classes, the cell positions and classes for the
+    overview (overview pixels) and the nucleus scale used."""
+    spec = pipeline.cells
+    tally = ScoreTally(context.overview_size / context.scale.nominal_um)
     with (
-        StreamedTable(work / f"{stem}.cells", empty=["image", *CELL_COLUMNS]) as cells_table,
+        StreamedTable(out_dir / WORK_FOLDER / f"{stem}.cells", empty=["image", *CELL_COLUMNS]) as cells_table,
         atomic_path(out_dir / DETECTIONS_FOLDER / f"{stem}.geojson") as geo_temporary,
         open(geo_temporary, "w") as geo_handle,
     ):
         geojson = GeoJSONWriter(geo_handle)
-        for tile in slide.tiles(spec.tile_px, margin):
-            rows = slice(int(tile.row / scale), int(np.ceil((tile.row + tile.height) / scale)))
-            cols = slice(int(tile.col / scale), int(np.ceil((tile.col + tile.width) / scale)))
-            if not tissue[rows, cols].any():
-                continue
-            rgb = slide.read_region(tile.read_row, tile.read_col, tile.read_height, tile.read_width)
-            keep = np.zeros(rgb.shape[:2], bool)  # the tile's core: each cell belongs to one tile
-            keep[tile.margin_top : tile.margin_top + tile.height, tile.margin_left : tile.margin_left + tile.width] = (
-                True
-            )
-            cells, nuclei, _, info = score_cells(
-                rgb,
-                vectors=vectors,
-                white=white,
-                thresholds=spec.thresholds,
-                compartment=spec.compartment,
-                nucleus_radius_px=fixed_radius,
-                pixel_size_um=pixel_size,
-                expansion_px=expansion,
-                detection=spec.detection,
-                keep=keep,
-                max_elongation=spec.max_nucleus_elongation,
-            )
-            radii.append(info["radius_px"])
-            detections.append(info["detection"])
-            if cells.empty:
-                continue
-            outlines = nucleus_outlines(nuclei, cells["label"])
-            geojson.write(cell_features(cells, outlines, offset=(tile.read_row, tile.read_col)))
-            crops = _keep_densest(
-                crops,
-                tile_crop(
-                    rgb,
-                    nuclei,
-                    cells,
-                    core=(tile.margin_top, tile.margin_left, tile.height, tile.width),
-                    offset=(tile.read_row, tile.read_col),
-                ),
-            )
-            cells["centroid_row"] += tile.read_row
-            cells["centroid_col"] += tile.read_col
-            cells = cells.drop(columns="label")
-            cells.insert(0, "image", stem)
-            cells_table.write(cells)
-            classes.append(cells.loc[cells["counted"], "dab_class"].to_numpy(np.int8))  # summaries: counted cells
-            overlay.append(
-                np.column_stack(
-                    [cells[["centroid_row", "centroid_col"]].to_numpy() / scale, cells["dab_class"].to_numpy()]
-                )
-            )
+        if parts:
+            for index in range(parts):
+                part = read_part(out_dir, stem, index)
+                if not part.cells.empty:
+                    cells_table.write(part.cells)
+                geojson.write_serialised(part.features)
+                tally.add_cells(part.cells)
+                tally.radii += part.radii
+                tally.detections += part.detections
+                for crop in part.crops:
+                    tally.add_crop(crop)
+        else:
+            for scored in scored_tiles(slide, pipeline, context, stem):
+                tally.radii.append(scored.radius_px)
+                tally.detections.append(scored.detection)
+                if scored.cells.empty:
+                    continue
+                geojson.write_serialised(scored.features)
+                tally.add_crop(scored.crop)
+                cells_table.write(scored.cells)
+                tally.add_cells(scored.cells)
         geojson.close()
-    for index, crop in enumerate(crops):
+    for index, crop in enumerate(tally.crops):
         _write_crop(crop, out_dir / "plots" / f"{stem}_cells_{index + 1}.png")
-    classes = np.concatenate(classes) if classes else np.zeros(0, np.int8)
-    overlay = np.concatenate(overlay) if overlay else np.zeros((0, 3))
+    fixed = spec.nucleus_diameter_um is not None
     radius = {
-        "median_px": float(np.median(radii)) if radii else None,
+        "median_px": float(np.median(tally.radii)) if tally.radii else None,
         "source": "pipeline"
-        if fixed_radius is not None
-        else "estimated per tile" + (" (limited by the pixel size)" if pixel_size else ""),
+        if fixed
+        else "estimated per tile" + (" (limited by the pixel size)" if context.scale.pixel_size_um else ""),
     }
-    radius["detection"] = sorted(set(detections))
+    radius["detection"] = sorted(set(tally.detections))
+    classes = np.concatenate(tally.classes) if tally.classes else np.zeros(0, np.int8)
+    overlay = np.concatenate(tally.overlay) if tally.overlay else np.zeros((0, 3))
     return {"classes": classes, "overlay": overlay, "radius": radius}
 
 
@@ -374,6 +463,167 @@ REPORT_CROPS = 3
 def _keep_densest(crops: list[Crop], candidate: Crop) -> list[Crop]:
     """The :data:`REPORT_CROPS` crops with the most cells so far (memory: three crops)."""
     return sorted([*crops, candidate], key=lambda crop: -crop.n_cells)[:REPORT_CROPS]
+
+
+# ---- an image scored in parts --------------------------------------------------------------------
+# A whole section is thousands of tiles: scored as parts of contiguous tiles, each a unit of the
+# run on its own worker (resumed by its own fingerprint), then assembled in tile order into the
+# same files a single unit writes (the same bytes: tests/tissue/test_tissue_parts.py).
+PART_PIXELS = 16 * 2048 * 2048  # tile pixels per part: about a minute of scoring
+
+
+def tiles_per_part(tile_px: int) -> int:
+    return max(1, PART_PIXELS // (tile_px * tile_px))
+
+
+def tile_count(path: str | Path, tile_px: int) -> int:
+    """Tiles of ``tile_px`` covering a TIFF-like image (from its header); 1 for other files,
+    which are read whole anyway."""
+    if Path(path).suffix.lower() not in TILED_SUFFIXES:
+        return 1
+    with Slide(path) as slide:
+        rows, cols = slide.shape
+    return -(-rows // tile_px) * -(-cols // tile_px)
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePartTask:
+    """Tiles ``start`` to ``stop`` (raster order) of ``image``, the ``index``-th part."""
+
+    image: ImageTask
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def fingerprint(self) -> str:
+        return content_fingerprint({"image": self.image.fingerprint, "tiles": [self.start, self.stop]})
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredPart:
+    cells: pd.DataFrame
+    features: list[str]
+    radii: list[float]
+    detections: list[str]
+    crops: list[Crop]
+
+
+def parts_folder(out_dir: Path, stem: str) -> Path:
+    return Path(out_dir) / WORK_FOLDER / f"{stem}.parts"
+
+
+def _part_paths(out_dir: Path, stem: str, index: int) -> dict[str, Path]:
+    base = parts_folder(out_dir, stem) / f"part{index:05d}"
+    return {
+        "cells": base.with_name(base.name + ".cells.parquet"),
+        "features": base.with_name(base.name + ".features.jsonl"),
+        "crops": base.with_name(base.name + ".crops.npz"),
+        "summary": base.with_name(base.name + ".json"),
+    }
+
+
+def _stored_part(task: TilePartTask) -> dict | None:
+    paths = _part_paths(Path(task.image.out_dir), image_stem(Path(task.image.path)), task.index)
+    try:
+        summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if summary.get("fingerprint") != task.fingerprint:
+        return None
+    if not all(file_sealed(paths[name], summary["outputs"].get(name)) for name in ("cells", "features", "crops")):
+        return None
+    return summary
+
+
+def score_part(task: TilePartTask) -> dict:
+    """Score one part of an image (on a worker) into ``.images/<image>.parts/``, the part's
+    summary last; a stored part with the same fingerprint is reused."""
+    image, stem = task.image, image_stem(Path(task.image.path))
+    identity = {"image": stem, "part": task.index}
+    if _stored_part(task) is not None:
+        return identity | {"reused": True}
+    paths = _part_paths(Path(image.out_dir), stem, task.index)
+    radii, detections, crops = [], [], []
+    with Slide(Path(image.path), pixel_size_um=image.pipeline.pixel_size_um) as slide:
+        check_rgb_for_cells(slide, Path(image.path))
+        context = image_context(slide, image.pipeline)
+        with (
+            StreamedTable(
+                paths["cells"].with_suffix(""), table_format="parquet", empty=["image", *CELL_COLUMNS]
+            ) as table,
+            atomic_path(paths["features"]) as features_temporary,
+            open(features_temporary, "w") as features,
+        ):
+            for scored in scored_tiles(slide, image.pipeline, context, stem, range(task.start, task.stop)):
+                radii.append(scored.radius_px)
+                detections.append(scored.detection)
+                if scored.cells.empty:
+                    continue
+                table.write(scored.cells)
+                features.writelines(line + "\n" for line in scored.features)
+                if scored.crop is not None:
+                    crops = _keep_densest(crops, scored.crop)
+    with atomic_path(paths["crops"]) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **_crop_arrays(crops))
+    summary = {
+        "fingerprint": task.fingerprint,
+        "radii": radii,
+        "detections": detections,
+        "outputs": {name: file_seal(paths[name]) for name in ("cells", "features", "crops")},
+    }
+    write_json(summary, paths["summary"])
+    return identity | {"reused": False}
+
+
+def read_part(out_dir: Path, stem: str, index: int) -> StoredPart:
+    """A stored part (:func:`score_part`) as the image's assembly reads it."""
+    paths = _part_paths(out_dir, stem, index)
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    cells = pd.read_parquet(paths["cells"])
+    features = paths["features"].read_text(encoding="utf-8").splitlines()
+    with np.load(paths["crops"], allow_pickle=False) as arrays:
+        crops = _crops_from_arrays(arrays)
+    return StoredPart(cells, features, list(summary["radii"]), list(summary["detections"]), crops)
+
+
+def _crop_arrays(crops: list[Crop]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for index, crop in enumerate(crops):
+        labels = np.fromiter(crop.classes.keys(), np.int64, len(crop.classes))
+        arrays |= {
+            f"crop{index}_rgb": crop.rgb,
+            f"crop{index}_nuclei": crop.nuclei,
+            f"crop{index}_labels": labels,
+            f"crop{index}_classes": np.asarray([crop.classes[int(v)] for v in labels], np.int64),
+            f"crop{index}_position": np.asarray([crop.n_cells, crop.row, crop.col], np.int64),
+        }
+    return arrays
+
+
+def _crops_from_arrays(arrays) -> list[Crop]:
+    crops = []
+    for index in range(REPORT_CROPS):
+        if f"crop{index}_rgb" not in arrays:
+            break
+        n_cells, row, col = (int(v) for v in arrays[f"crop{index}_position"])
+        labels, classes = arrays[f"crop{index}_labels"], arrays[f"crop{index}_classes"]
+        crops.append(
+            Crop(
+                n_cells=n_cells,
+                row=row,
+                col=col,
+                rgb=arrays[f"crop{index}_rgb"],
+                nuclei=arrays[f"crop{index}_nuclei"],
+                classes={int(label): int(klass) for label, klass in zip(labels, classes)},
+            )
+        )
+    return crops
+
+
+def compute_unit(task: ImageTask | TilePartTask) -> dict:
+    """The tissue assay's work on a worker: a part of an image, or an image."""
+    return score_part(task) if isinstance(task, TilePartTask) else analyse_image(task)
 
 
 def _write_crop(crop: Crop, path: Path) -> None:

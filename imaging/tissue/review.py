@@ -85,6 +85,11 @@ def cell_features(cells: pd.DataFrame, outlines: dict[int, list], *, offset: tup
     return features
 
 
+def serialised(feature: dict) -> str:
+    """One Feature as the compact JSON line the detections file holds."""
+    return json.dumps(feature, separators=(",", ":"))
+
+
 class GeoJSONWriter:
     """Streams Features into one FeatureCollection (``handle`` opened for text writing)."""
 
@@ -94,8 +99,12 @@ class GeoJSONWriter:
         handle.write('{"type": "FeatureCollection", "features": [\n')
 
     def write(self, features: list[dict]) -> None:
+        self.write_serialised([serialised(feature) for feature in features])
+
+    def write_serialised(self, features: list[str]) -> None:
+        """Features already serialised by :func:`serialised` (one line each)."""
         for feature in features:
-            self.handle.write((",\n" if self.count else "") + json.dumps(feature, separators=(",", ":")))
+            self.handle.write((",\n" if self.count else "") + feature)
             self.count += 1
 
     def close(self) -> None:

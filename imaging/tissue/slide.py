@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 _SVS_MPP = re.compile(r"MPP\s*=\s*([0-9.]+)")
 
 
+TILED_SUFFIXES = (".tif", ".tiff", ".svs", ".btf", ".tf8")  # read region by region; other files whole
+
+
 @dataclasses.dataclass(frozen=True)
 class Tile:
     """A tile of the full-resolution image: its core (where results belong) and the
@@ -51,7 +54,7 @@ class Slide:
         check_image_file(self.path)
         self._tif = None
         self._levels: list = []
-        if self.path.suffix.lower() in (".tif", ".tiff", ".svs", ".btf", ".tf8"):
+        if self.path.suffix.lower() in TILED_SUFFIXES:
             import zarr
 
             self._tif = tifffile.TiffFile(self.path)

@@ -542,3 +542,38 @@ def test_a_time_series_run_is_browsed_one_time_point_at_a_time(make_napari_viewe
     browser.exclude_field()
     log = pd.read_csv(out / "curation.csv")
     assert log[["action", "well", "site", "timepoint"]].values.tolist() == [["exclude_field", "A01", 1, 2]]
+
+
+def test_tissue_curation_dock_excludes_a_section_and_rebuilds(make_napari_viewer, samples, pipelines, tmp_path, qtbot):
+    """The two lung sections open as layers; the dock lists them with their lesion counts,
+    excludes lung_b with a reason (greyed, in the decisions), and its background rebuild
+    leaves lung_b out of sections.csv; selecting a section centres the viewer on it."""
+    from imaging.cli import main
+    from imaging.tissue.curation import TissueCuration
+    from imaging_napari._tissue_widget import EXCLUDED, TissueCurationDock, camera
+
+    out = tmp_path / "run"
+    sections = samples / "tissue"
+    command = ["run", str(pipelines / "metastasis.yaml"), str(sections / "sections"), "--out", str(out)]
+    assert main([*command, "--samples", str(sections / "sections_samples.csv"), "--workers", "1"]) == 0
+    viewer = make_napari_viewer()
+    viewer.open(str(out), plugin="imaging")
+    dock = TissueCurationDock(viewer, TissueCuration.open(out))
+    header = [dock.table.horizontalHeaderItem(c).text() for c in range(dock.table.columnCount())]
+    assert [dock.table.item(r, 0).text() for r in range(dock.table.rowCount())] == ["lung_a", "lung_b"]
+    lesions = pd.read_csv(out / "sections.csv").set_index("image")["n_lesions"]
+    assert dock.table.item(1, header.index("n_lesions")).text() == str(lesions["lung_b"])
+    dock.select_image("lung_b")
+    layer = viewer.layers["lung_b"]
+    low, high = np.asarray(layer.extent.world)
+    assert np.allclose(camera(viewer).center[-2:], (low + high)[-2:] / 2)
+    dock.exclude_selected(undo=False)  # no reason: refused
+    assert "Give a reason" in dock.status.text() and not (out / "curation.csv").exists()
+    dock.reason_edit.setText("folded section")
+    dock.exclude_selected(undo=False)
+    assert dock.reason_edit.text() == "" and dock.decision_list.count() == 1
+    assert dock.table.item(1, 0).foreground().color() == EXCLUDED
+    dock.rebuild()
+    qtbot.waitUntil(lambda: "rebuilt" in dock.status.text(), timeout=60000)
+    assert pd.read_csv(out / "sections.csv")["image"].tolist() == ["lung_a"]
+    assert "rebuilt (1 image(s) excluded)" in dock.status.text()

@@ -20,9 +20,10 @@ from imaging.errors import InputError
 from imaging.stains.optical import STAIN_VECTORS, angle_between
 from imaging.stains.vectors import default_vectors, estimate_vectors
 from imaging.stains.white import white_point
-from imaging.tissue.assay import lesion_threshold
+from imaging.tissue.assay import execute_tissue, lesion_threshold
 from imaging.tissue.ihc import allred_proportion, intensity_class, score_cells, summarize_scores
 from imaging.tissue.image import ImageTask, analyse_image
+from imaging.tissue.plan import plan_tissue
 from imaging.tissue.slide import Slide
 from imaging.tissue.synthetic import make_ihc_image, random_section, write_section
 
@@ -325,3 +326,20 @@ def test_svs_style_pixel_size_is_read_from_the_description(tmp_path):
     )
     with Slide(path) as slide:
         assert slide.pixel_size_um == pytest.approx(0.252)
+
+
+def test_the_pipeline_pixel_size_serves_an_image_that_records_none(tmp_path):
+    """A PNG tile records no pixel size: the pipeline's is used for the plan's checks and the
+    densities (it used to be refused at planning as unknown)."""
+    rgb, _ = make_ihc_image(size=400, n_nuclei=120, seed=2)
+    (tmp_path / "images").mkdir()
+    io.imsave(tmp_path / "images" / "tile.png", rgb, check_contrast=False)
+    (tmp_path / "p.yaml").write_text(
+        "schema_version: 1\nmode: tissue\nname: p\npixel_size_um: 0.5\nstains: {preset: hdab}\ncells: {}\n"
+    )
+    record = execute_tissue(plan_tissue(tmp_path / "p.yaml", tmp_path / "images"), tmp_path / "out")
+    ihc = record["images"][0]["ihc"]
+    assert record["images"][0]["pixel_size_um"] == 0.5
+    area_mm2 = ihc["tissue_area_mm2"]
+    assert 0 < area_mm2 <= 400 * 400 * 0.25 / 1e6
+    assert ihc["cells_per_mm2"] == pytest.approx(ihc["n_cells"] / area_mm2)

@@ -225,3 +225,47 @@ def test_a_tissue_run_of_an_earlier_version_is_still_reported(clean, tmp_path):
     assert main(["report", str(out)]) == 0 and _tables(out) == _tables(clean)
     curation.record(out, action="exclude_image", image="lung_a", reason="fold")
     assert main(["report", str(out)]) == 2
+
+
+def test_the_tissue_curation_model_excludes_rebuilds_and_undoes(clean, tmp_path):
+    """The napari dock's Qt-free engine: images with their measured burden, an exclusion with
+    a reason, a rebuild without the section, the undo back to the original tables; a decision
+    without a reason, an unknown image and a plate run folder are refused in one line."""
+    import shutil
+
+    import pandas as pd
+
+    from imaging.tissue.curation import TissueCuration
+
+    out = tmp_path / "out"
+    shutil.copytree(clean, out)
+    review = TissueCuration.open(out)
+    images = review.images()
+    assert images["image"].tolist() == ["lung_a", "lung_b"] and not images["excluded"].any()
+    measured = pd.read_csv(clean / "sections.csv").set_index("image")["n_lesions"]
+    assert images.set_index("image")["n_lesions"].to_dict() == measured.to_dict()
+    with pytest.raises(InputError, match="needs a reason"):
+        review.exclude("lung_b", reason="  ")
+    with pytest.raises(InputError, match="has no image 'lung_c'"):
+        review.exclude("lung_c", reason="fold")
+    review.exclude("lung_b", reason="folded section", user="pathologist")
+    assert review.images().set_index("image").at["lung_b", "excluded"]
+    record = review.rebuild()
+    assert [e["image"] for e in record["curation"]["excluded_images"]] == ["lung_b"]
+    assert pd.read_csv(out / "sections.csv")["image"].tolist() == ["lung_a"]
+    assert "folded section by pathologist" in (out / "report.html").read_text()
+    (decision,) = review.decisions()
+    review.undo(decision, reason="fold is outside the lesions")
+    review.rebuild()
+    assert _tables(out) == _tables(clean)
+
+
+def test_the_tissue_curation_model_refuses_a_plate_run(samples, pipelines, tmp_path):
+    from imaging.tissue.curation import TissueCuration
+    from tests.conftest import copy_sample_wells
+
+    root = copy_sample_wells(samples, ["A01"], tmp_path)
+    command = ["run", str(pipelines / "sabgal.yaml"), str(root / "images"), "--platemap", str(root / "map.csv")]
+    assert main([*command, "--out", str(root / "out")]) == 0
+    with pytest.raises(InputError, match="is a plate run"):
+        TissueCuration.open(root / "out")
