@@ -197,7 +197,22 @@ def _f1(matched: int, n_predicted: int, n_true: int) -> float:
 
 
 def score_points(predicted: pd.DataFrame, true: pd.DataFrame, *, radius: float) -> dict:
-    """Scores of one image (:data:`POINT_SCORE_COLUMNS` without ``image``)."""
+    """Scores of one image (:data:`POINT_SCORE_COLUMNS` without ``image``).
+
+    Parameters
+    ----------
+    predicted, true : DataFrame
+        Points with ``row``, ``col`` and ``positive`` columns.
+    radius : float
+        Largest distance (px) of a matched pair.
+
+    Returns
+    -------
+    dict
+        Counts; detection precision, recall and F1 (class ignored); per-class and
+        class-aware F1 (each class matched on its own); true and predicted index (percent
+        positive) and their difference.
+    """
     p_xy, t_xy = predicted[["row", "col"]].to_numpy(float), true[["row", "col"]].to_numpy(float)
     p_pos, t_pos = predicted["positive"].to_numpy(bool), true["positive"].to_numpy(bool)
     detected = len(match_points(p_xy, t_xy, radius=radius))
@@ -272,7 +287,22 @@ def run_cells(run_dir: str | Path) -> tuple[pd.DataFrame, set[str]]:
 
 
 def evaluate_points(run_dir: str | Path, truth: str | Path, *, radius: float | None = None) -> pd.DataFrame:
-    """Per-image scores of a tissue run's cells against point annotations."""
+    """Per-image scores of a tissue run's cells against point annotations.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A tissue run folder (its counted cells are the predictions).
+    truth : str or Path
+        A point CSV or a folder of per-image CSV / QuPath GeoJSON files (module docstring).
+    radius : float, optional
+        Match radius in px; the predicted nuclei's median radius when None.
+
+    Returns
+    -------
+    DataFrame
+        One row per annotated image (:data:`POINT_SCORE_COLUMNS`).
+    """
     predicted, analysed = run_cells(run_dir)
     true = read_point_truth(truth)
     images = sorted(set(true["image"]))

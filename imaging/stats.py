@@ -442,7 +442,30 @@ def compare_all(
     alpha: float = ALPHA,
 ) -> pd.DataFrame:
     """Every comparison of every readout (in a time series, at every time point: see
-    :func:`per_timepoint`), with Benjamini-Hochberg q-values across them all."""
+    :func:`per_timepoint`), with Benjamini-Hochberg q-values across them all.
+
+    Parameters
+    ----------
+    wells : DataFrame
+        One row per well with the readouts and the annotation columns; wells are pooled to
+        biological replicates before any test (cells are never the unit).
+    readouts : list of str
+        Columns compared.
+    control_genotype, vehicle_treatment : str
+        The reference line and treatment.
+    genotype_column, treatment_column : str
+        Annotation columns naming them.
+    method : {'welch', 'mann-whitney'}
+        Two-group test of replicate means.
+    alpha : float
+        Significance level of the q-values (one alpha for every comparison table).
+
+    Returns
+    -------
+    DataFrame
+        :data:`COMPARISON_COLUMNS`: one row per comparison (groups, replicate counts, the
+        difference and ratio with their 95 % CIs, the test, p, q and ``significant``).
+    """
     table = per_timepoint(
         _readout_comparisons,
         wells,

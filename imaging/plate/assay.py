@@ -170,10 +170,31 @@ def execute(
 ) -> RunResult:
     """Process every field of ``plan`` and write the per-plate tables and ``run.json``.
 
-    ``scheduler``: None runs ``workers`` local processes; ``'local'`` starts a Dask
-    LocalCluster of ``workers`` processes; any other value is the address of a running
-    Dask scheduler (``tcp://host:8786``). Workers only compute; this process stores each
-    field as it arrives, so an interrupted run keeps every finished field.
+    Workers only compute; this process stores each field as it arrives, so an interrupted
+    run keeps every finished field, and a run into the same folder reuses it.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        From :func:`imaging.plate.plan.plan_run` (every check already made).
+    out_dir : str or Path
+        The run folder.
+    workers : int
+        Local processes (1: this process), or Dask workers with ``scheduler='local'``.
+    save_labels : bool
+        Write each field's nucleus and cell label images (``output.labels`` format).
+    on_field : callable, optional
+        Called with each field's summary as it is stored (progress).
+    command : list of str, optional
+        The command line, recorded in ``run.json``.
+    scheduler : str, optional
+        None: local processes; ``'local'``: a Dask LocalCluster; else the address of a
+        running Dask scheduler (``tcp://host:8786``).
+
+    Returns
+    -------
+    RunResult
+        The folder, the record, and per plate its ``wells`` and ``fields`` tables.
     """
     outcome = run_assay(
         PlateAssay(plan, save_labels=save_labels),

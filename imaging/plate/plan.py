@@ -173,7 +173,34 @@ def plan_run(
     scene_map: str | Path | None = None,
     check_files: bool = True,
 ) -> RunPlan:
-    """Check a run's inputs and list its fields (see module docstring, step 1)."""
+    """Check a run's inputs and list its fields (see module docstring); writes nothing.
+
+    Parameters
+    ----------
+    pipeline : Pipeline, str or Path
+        The validated pipeline, or its YAML file.
+    input_dir : str or Path
+        Folder of images (plain files or instrument containers), or an fsspec URL.
+    platemap : str or Path, optional
+        Plate-map CSV (plate, well and annotation columns).
+    pattern : str, optional
+        File-name regex, overriding the pipeline's naming.
+    scene_map : str or Path, optional
+        CSV mapping container scenes to wells and sites.
+    check_files : bool
+        Read every image header (truncation, shape, channels); False only for tools that
+        check later.
+
+    Returns
+    -------
+    RunPlan
+        The fields, their annotations and what the record needs.
+
+    Raises
+    ------
+    InputError
+        For anything a user can fix, naming the file and the fix.
+    """
     pipeline_path = None
     if not isinstance(pipeline, Pipeline):
         pipeline_path = Path(pipeline)

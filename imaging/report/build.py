@@ -175,8 +175,20 @@ def comparison_design(wells: pd.DataFrame, settings) -> tuple[pd.DataFrame | Non
 
 def build_report(run_dirs: list[str | Path], out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write ``comparisons.csv``, ``plate_qc.csv``, ``well_scores.csv``, ``plots/*.png``
-    and ``report.html`` for the given run folder(s) into ``out_dir`` (default: the only
-    run folder)."""
+    and ``report.html`` for the given run folder(s).
+
+    Parameters
+    ----------
+    run_dirs : list of str or Path
+        Plate run folders of one pipeline (several: pooled, each run a replicate source).
+    out_dir : str or Path, optional
+        Where to write; the only run folder when None (several runs need one).
+
+    Returns
+    -------
+    dict of str to Path
+        The files written (``report``, ``comparisons``, ...).
+    """
     run_dirs = [Path(d) for d in run_dirs]
     if out_dir is None:
         if len(run_dirs) > 1:

@@ -104,8 +104,24 @@ def run_assay(
     *,
     on_unit: Callable[[dict], None] | None = None,
 ) -> RunOutcome:
-    """Run ``assay`` into ``out_dir`` (see module docstring); ``on_unit`` is called with each
-    unit's summary as it is stored (progress)."""
+    """Run ``assay`` into ``out_dir`` (see module docstring).
+
+    Parameters
+    ----------
+    assay : Assay
+        The plate or tissue assay, holding its checked plan.
+    out_dir : str or Path
+        The run folder (created; a folder of another assay's run is refused).
+    options : RunOptions
+        Workers, scheduler and the command line to record.
+    on_unit : callable, optional
+        Called in this process with each unit's summary as it is stored (progress).
+
+    Returns
+    -------
+    RunOutcome
+        The folder, the record written to ``run.json`` and the assay's tables.
+    """
     out_dir = Path(out_dir)
     check_same_assay(out_dir, assay.pipeline.model_dump(mode="json"))
     with claimed(out_dir, command=options.command):

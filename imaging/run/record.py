@@ -54,7 +54,21 @@ def software_versions() -> dict:
 
 def run_record(pipeline, pipeline_path: str | Path | None, *, started: dt.datetime, command: list[str] | None) -> dict:
     """The entries of ``run.json`` every assay writes: versions, times, command and the pipeline
-    (its file's checksum and the validated configuration, which :func:`read_record` reads back)."""
+    (its file's checksum and the validated configuration, which :func:`read_record` reads back).
+
+    Parameters
+    ----------
+    pipeline : Pipeline or TissuePipeline
+    pipeline_path : str or Path, optional
+        Its YAML file (checksummed), None for a pipeline built in code.
+    started : datetime
+        When the run began (UTC); ``finished`` is now.
+    command : list of str, optional
+
+    Returns
+    -------
+    dict
+    """
     software = software_versions()
     return {
         "imaging_version": software["imaging"],

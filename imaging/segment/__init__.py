@@ -51,7 +51,24 @@ def check_labels(labels: np.ndarray, shape: tuple[int, ...], *, backend: str) ->
 
 
 def segment_nuclei(image: np.ndarray, *, method: str = "classical", **options) -> tuple[np.ndarray, dict]:
-    """Segment nuclei in a 2-D image with the named backend (see module docstring)."""
+    """Segment nuclei in a 2-D image with the named backend (see module docstring).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Nuclear stain (finite values; any dtype).
+    method : str
+        A key of :data:`BACKENDS` (``'classical'``, ``'cellpose'``).
+    **options
+        The backend's options (``radius`` or ``diameter`` in px, model settings).
+
+    Returns
+    -------
+    labels : (M, N) int32 ndarray
+        0 background, nuclei 1..n.
+    info : dict
+        At least ``radius_px`` (typical nucleus radius) and ``n_objects``.
+    """
     image = arrays.check_image(image, name="nuclei image")
     if options.get("radius") is not None:
         arrays.check_size(options["radius"], name="radius")

@@ -29,6 +29,13 @@ def estimate_vectors(
     """Stain vectors of the two stains from the tissue pixels (Macenko), matched to the
     default vectors by angle; the defaults (and the reason) when there is too little stain.
 
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+    tissue : (M, N) bool ndarray
+    names : tuple of two str
+    white : (3,) ndarray
+
     Returns
     -------
     vectors : dict
@@ -52,7 +59,20 @@ def estimate_vectors(
 
 
 def stain_amounts(rgb: np.ndarray, vectors: dict[str, np.ndarray], *, white) -> dict[str, np.ndarray]:
-    """Per-stain amounts (OD units along each unit vector) of an RGB image."""
+    """Per-stain amounts (OD units along each unit vector) of an RGB image.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+    vectors : dict of str to (3,) ndarray
+        Stain name -> unit OD vector (two or three stains).
+    white : float or (3,) ndarray
+        Glass brightness per channel.
+
+    Returns
+    -------
+    dict of str to (M, N) ndarray
+    """
     names = list(vectors)
     amounts = unmix(optical_density(rgb, white), stain_matrix([vectors[n] for n in names]))
     return {name: amounts[..., i] for i, name in enumerate(names)}
@@ -99,7 +119,25 @@ def choose_vectors(
     rgb: np.ndarray, tissue: np.ndarray, names: tuple[str, str], *, white: np.ndarray
 ) -> tuple[dict[str, np.ndarray], str]:
     """``vectors: auto``: the defaults when they fit the image (residual fraction at most
-    :data:`AUTO_MAX_RESIDUAL`), else the Macenko estimate. The source says which and why."""
+    :data:`AUTO_MAX_RESIDUAL`), else the Macenko estimate.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        An overview of the image.
+    tissue : (M, N) bool ndarray
+        Pixels the vectors are fitted on.
+    names : tuple of two str
+        Stains (``('hematoxylin', 'dab')``).
+    white : (3,) ndarray
+        Glass brightness per channel.
+
+    Returns
+    -------
+    vectors : dict of str to (3,) ndarray
+    source : str
+        Which were chosen and why (recorded in ``run.json``).
+    """
     defaults = default_vectors(names)
     residual = residual_fraction(rgb, defaults, white=white, mask=tissue)
     if residual <= AUTO_MAX_RESIDUAL:

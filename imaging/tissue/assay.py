@@ -217,9 +217,28 @@ def execute_tissue(
     """Analyse every image of ``plan`` and write the tables, record and report, through the
     run engine (:func:`imaging.run.engine.run_assay`: the output folder held, curation read,
     images analysed by a previous run into ``out_dir`` with the same fingerprint reused).
-    ``scheduler``: Dask, as for plates (:func:`imaging.run.workers.run_tasks`); workers write
-    into ``out_dir``, so a remote cluster needs it on a file system they share. Returns the
-    run record."""
+
+    Parameters
+    ----------
+    plan : TissuePlan
+        From :func:`imaging.tissue.plan.plan_tissue`.
+    out_dir : str or Path
+        The run folder.
+    workers : int
+        Local processes (1: this process), or Dask workers with ``scheduler='local'``.
+    on_image : callable, optional
+        Called with each stored unit's summary (an image, or a part of one: ``part`` key).
+    command : list of str, optional
+        The command line, recorded in ``run.json``.
+    scheduler : str, optional
+        Dask, as for plates (:func:`imaging.run.workers.run_tasks`); workers write into
+        ``out_dir``, so a remote cluster needs it on a file system they share.
+
+    Returns
+    -------
+    dict
+        The run record (``run.json``).
+    """
     outcome = run_assay(
         TissueAssay(plan),
         out_dir,

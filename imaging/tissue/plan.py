@@ -66,7 +66,26 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
 def plan_tissue(
     pipeline: TissuePipeline | str | Path, input_dir: str | Path, *, samples: str | Path | None = None
 ) -> TissuePlan:
-    """Check a tissue run's inputs (see module docstring, step 1)."""
+    """Check a tissue run's inputs (see module docstring); writes nothing.
+
+    Parameters
+    ----------
+    pipeline : TissuePipeline, str or Path
+        The validated tissue pipeline (``mode: tissue``), or its YAML file.
+    input_dir : str or Path
+        A folder of images (searched recursively) or one image.
+    samples : str or Path, optional
+        Sample sheet CSV (``image`` plus sample and group columns).
+
+    Returns
+    -------
+    TissuePlan
+
+    Raises
+    ------
+    InputError
+        For anything a user can fix, naming the file and the fix.
+    """
     pipeline_path = None
     if not isinstance(pipeline, TissuePipeline):
         pipeline_path = Path(pipeline)
