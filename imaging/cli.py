@@ -113,7 +113,6 @@ def run_pipeline(
 
     from imaging.config import Output
     from imaging.plate import execute, plan_run
-    from imaging.report import build_report
 
     plan = plan_run(pipeline, input_dir, platemap=platemap, pattern=pattern, scene_map=scene_map)
     if table_format is not None:  # the flag overrides the pipeline's output.format (recorded in run.json)
@@ -137,10 +136,10 @@ def run_pipeline(
             on_field=lambda summary: bar.update(1),
             command=command,
             scheduler=scheduler,
+            report=True,
         )
     _print_run_summary(result, time.perf_counter() - started)
-    outputs = build_report([result.out_dir])
-    print(f"Comparisons in {outputs['comparisons']}; report in {outputs['report']}")
+    print(f"Comparisons in {result.out_dir / 'comparisons.csv'}; report in {result.out_dir / 'report.html'}")
 
 
 def run_tissue(pipeline, input_dir, *, samples, out, workers, command, scheduler=None) -> None:

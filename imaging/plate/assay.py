@@ -134,8 +134,11 @@ class PlateAssay:
     def options(self, options: RunOptions) -> dict:
         return {"workers": options.workers, "save_labels": self.save_labels, "scheduler": options.scheduler}
 
-    def finish(self, out_dir: Path) -> None:
-        """Nothing: the plate report is a step of its own (``imaging run`` builds it next)."""
+    def finish(self, out_dir: Path, options: RunOptions) -> None:
+        if options.report:
+            from imaging.report import build_report
+
+            build_report([out_dir])
 
 
 def plan_inputs(plan: RunPlan) -> dict:
@@ -167,6 +170,7 @@ def execute(
     on_field: Callable[[dict], None] | None = None,
     command: list[str] | None = None,
     scheduler: str | None = None,
+    report: bool = False,
 ) -> RunResult:
     """Process every field of ``plan`` and write the per-plate tables and ``run.json``.
 
@@ -190,6 +194,9 @@ def execute(
     scheduler : str, optional
         None: local processes; ``'local'``: a Dask LocalCluster; else the address of a
         running Dask scheduler (``tcp://host:8786``).
+    report : bool
+        Also build the report (comparisons, plate QC, plots, ``report.html``), as
+        ``imaging run`` does; ``imaging report`` builds it later otherwise.
 
     Returns
     -------
@@ -199,7 +206,7 @@ def execute(
     outcome = run_assay(
         PlateAssay(plan, save_labels=save_labels),
         out_dir,
-        RunOptions(workers=workers, scheduler=scheduler, command=command),
+        RunOptions(workers=workers, scheduler=scheduler, command=command, report=report),
         on_unit=on_field,
     )
     return RunResult(

@@ -17,8 +17,10 @@ nothing). The engine then
 4. **stores** each result in this process as it arrives, so an interruption loses only the
    units in flight;
 5. **assembles** the tables from the stored results (curation applied), writes ``run.json``
-   (:func:`imaging.run.record.run_record` plus what the assay records), and **finishes**
-   (the tissue report; the plate report is built by the CLI's ``report`` step).
+   (:func:`imaging.run.record.run_record` plus what the assay records), and **finishes**:
+   the report (``RunOptions.report``; plates: :func:`imaging.report.build_report`, tissue:
+   :func:`imaging.report.tissue.build_tissue_report`), so every assay's report is built at
+   the same step.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class RunOptions:
     workers: int = 1
     scheduler: str | None = None  # None: local processes; 'local' or an address: Dask
     command: list[str] | None = None
+    report: bool = True  # build the report once the tables and run.json are written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +96,8 @@ class Assay(Protocol):
     def options(self, options: RunOptions) -> dict:
         """The ``options`` entry of ``run.json``."""
 
-    def finish(self, out_dir: Path) -> None:
-        """After ``run.json`` is written (the tissue report)."""
+    def finish(self, out_dir: Path, options: RunOptions) -> None:
+        """After ``run.json`` is written: the report, when ``options.report``."""
 
 
 def run_assay(
@@ -155,5 +158,5 @@ def run_assay(
             | {"options": assay.options(options)}
         )
         write_json(record, out_dir / "run.json")
-        assay.finish(out_dir)
+        assay.finish(out_dir, options)
     return RunOutcome(out_dir=out_dir, record=record, tables=assembled.tables)

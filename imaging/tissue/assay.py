@@ -199,10 +199,11 @@ class TissueAssay:
     def options(self, options: RunOptions) -> dict:
         return {"workers": options.workers, "scheduler": options.scheduler}
 
-    def finish(self, out_dir: Path) -> None:
-        from imaging.report.tissue import build_tissue_report
+    def finish(self, out_dir: Path, options: RunOptions) -> None:
+        if options.report:
+            from imaging.report.tissue import build_tissue_report
 
-        build_tissue_report(out_dir)
+            build_tissue_report(out_dir)
 
 
 def execute_tissue(
