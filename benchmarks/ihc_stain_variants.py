@@ -1,9 +1,12 @@
-"""IHC scoring under other stains and scanners: the DeepLIIF development tiles re-rendered.
+"""IHC scoring under other stains, scanners and magnifications: the DeepLIIF development tiles
+re-rendered.
 
 Each tile is unmixed with the default haematoxylin/DAB vectors and mixed again with another
 haematoxylin hue (more purple, bluer), a weaker or stronger DAB (x0.6, x1.5), or a darker scan
-(all optical densities x1.4); ``pipelines/ihc_hscore.yaml`` then scores every variant and the
-cells are matched to the same expert points (12 px). One row per variant, all from one run:
+(all optical densities x1.4); or resampled to another magnification (x0.5: a 40x tile as a 20x
+scan would give it; x1.5), the expert points and the match radius scaled with it.
+``pipelines/ihc_hscore.yaml`` (no pixel size: the nucleus scale is estimated per tile) then
+scores every variant and the cells are matched to the same expert points (12 px at 1x). One row per variant, all from one run:
 mean and largest |Ki67 index error|, class-aware F1, detection recall and the per-tile errors.
 The variants are made here, so they test robustness, not accuracy on another lab's slides.
 
@@ -58,7 +61,24 @@ VARIANTS = {
     "weak DAB x0.6": {"dab_scale": 0.6},
     "strong DAB x1.5": {"dab_scale": 1.5},
     "dark scan x1.4": {"gamma": 1.4},
+    "magnification x0.5": {"zoom": 0.5},
+    "magnification x1.5": {"zoom": 1.5},
 }
+
+
+def rescaled(rgb: np.ndarray, zoom: float) -> np.ndarray:
+    """The tile resampled by ``zoom`` (area-averaged when shrinking, as a scanner would)."""
+    from skimage.transform import rescale
+
+    out = rescale(rgb[..., :3] / 255.0, zoom, channel_axis=-1, anti_aliasing=zoom < 1, order=1)
+    return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+
+
+def render(rgb: np.ndarray, kw: dict) -> np.ndarray:
+    kw = dict(kw)
+    zoom = kw.pop("zoom", 1.0)
+    rgb = transform(rgb, **kw) if kw else rgb[..., :3]
+    return rescaled(rgb, zoom) if zoom != 1.0 else rgb
 
 
 def main() -> None:
@@ -68,12 +88,14 @@ def main() -> None:
             images = Path(tmp) / "images"
             images.mkdir()
             for path in sorted((DEFAULT_DATA / "images").glob("*.png")):
-                iio.imwrite(images / path.name, transform(iio.imread(path), **kw) if kw else iio.imread(path)[..., :3])
+                iio.imwrite(images / path.name, render(iio.imread(path), kw))
             out = Path(tmp) / "out"
             execute_tissue(plan_tissue(ROOT / "pipelines" / "ihc_hscore.yaml", images), out, workers=2)
             cells, _ = run_cells(out)
+        zoom = kw.get("zoom", 1.0)
+        scaled = truth.assign(row=truth["row"] * zoom, col=truth["col"] * zoom)
         rows = [
-            score_points(cells[cells["image"] == s], truth[truth["image"] == s], radius=12.0)
+            score_points(cells[cells["image"] == s], scaled[scaled["image"] == s], radius=12.0 * zoom)
             for s in sorted(truth["image"].unique())
         ]
         table = pd.DataFrame(rows)

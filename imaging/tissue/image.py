@@ -195,8 +195,8 @@ def analyse_image(task: ImageTask) -> dict:
     outputs = image_outputs(task.pipeline, out_dir, stem)
     summary |= {"fingerprint": fingerprint, "outputs": {name: file_seal(p) for name, p in outputs.items()}}
     write_json(summary, out_dir / WORK_FOLDER / f"{stem}.json")
-    if task.parts:
-        shutil.rmtree(parts_folder(out_dir, stem), ignore_errors=True)
+    # its parts (this run's, or an interrupted run's with other settings) are no longer needed
+    shutil.rmtree(parts_folder(out_dir, stem), ignore_errors=True)
     return summary | {"reused": False}
 
 
