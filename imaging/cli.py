@@ -362,7 +362,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
     from imaging.io.readers import as_grayscale, check_field_image, read_raw
     from imaging.run.workers import collect
-    from imaging.segment_files import SegmentTask, segment_file
+    from imaging.segment.files import SegmentTask, segment_file
 
     files = _segment_inputs(args.paths)
     for path in files:  # refuse bad input before writing anything
@@ -451,7 +451,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 # ---- demo ----------------------------------------------------------------------------------
 def cmd_profiles(args: argparse.Namespace) -> None:
-    from imaging.profiles import write_profiles
+    from imaging.plate.profiles import write_profiles
 
     for path in write_profiles(args.run_dir, table_format=args.format):
         print(f"profiles for pycytominer in {path}")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from imaging.cli import main
-from imaging.profiles import feature_columns
+from imaging.plate.profiles import feature_columns
 from tests.conftest import copy_sample_wells
 
 WELLS = ["A01", "A02", "B01", "B02"]
@@ -86,6 +86,6 @@ def test_pycytominer_aggregates_and_normalizes_the_export(run):
 
 def test_every_compartment_measurement_has_a_profile_name():
     from imaging.features.intensity import COMPARTMENT_SUFFIXES
-    from imaging.profiles import INTENSITY_NAMES
+    from imaging.plate.profiles import INTENSITY_NAMES
 
     assert set(INTENSITY_NAMES) == set(COMPARTMENT_SUFFIXES)

@@ -7,7 +7,7 @@ import yaml
 
 from imaging.config import load_pipeline, parse_pipeline
 from imaging.errors import InputError
-from imaging.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
+from imaging.plate.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 
 ORIGINAL = """\
 # my assay: keep this comment
@@ -94,7 +94,7 @@ def test_without_the_original_file_the_pipeline_is_written_out(tmp_path, origina
 
 
 def test_an_invalid_result_is_refused(original):
-    from imaging.tuning import TuningChange
+    from imaging.plate.tuning import TuningChange
 
     pipeline = load_pipeline(original)
     with pytest.raises(InputError):
@@ -108,7 +108,7 @@ def test_review_calls_follow_the_batch_rule_for_missing_values():
     import pandas as pd
 
     from imaging.features.thresholds import Threshold, apply_call
-    from imaging.review import calls_at, percent_positive
+    from imaging.plate.review import calls_at, percent_positive
 
     values = pd.Series([0.1, np.nan, 0.5])
     calls = calls_at(values, 0.3)

@@ -1,6 +1,6 @@
 """napari plugin for imaging: review a run's plate, tune a pipeline on real fields, curate.
 
-Thin widgets over :mod:`imaging.review`; no algorithm lives here.
+Thin widgets over :mod:`imaging.plate.review`; no algorithm lives here.
 """
 
 __all__ = ["PlateBrowser"]

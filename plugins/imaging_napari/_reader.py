@@ -76,14 +76,14 @@ def _open_browser(review):
 
 
 def read_run(path):
-    from imaging.review import RunReview
+    from imaging.plate.review import RunReview
 
     folder = Path(path[0] if isinstance(path, list) else path)
     return _open_browser(RunReview.open_run(folder))
 
 
 def read_plate(path):
-    from imaging.review import RunReview
+    from imaging.plate.review import RunReview
 
     folder = Path(path[0] if isinstance(path, list) else path)
     return _open_browser(RunReview.open_plate(_pipeline_in(folder), folder))

@@ -1,4 +1,4 @@
-"""The plate browser: a thin dock widget over :class:`imaging.review.RunReview`.
+"""The plate browser: a thin dock widget over :class:`imaging.plate.review.RunReview`.
 
 Walk a plate (well grid coloured by a readout, QC-flagged wells marked), open a field
 (channels as image layers, nuclei and cells as labels layers with the per-cell table as
@@ -43,9 +43,9 @@ from qtpy.QtWidgets import (
 
 from imaging.curation import field_name
 from imaging.io.wells import row_index_to_letters
-from imaging.review import RunReview, batch_percent, calls_at, percent_positive
+from imaging.plate.review import RunReview, batch_percent, calls_at, percent_positive
+from imaging.plate.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 from imaging.stats import plate_format
-from imaging.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 
 POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
 NEGATIVE = (0.0, 0.9, 0.9, 0.6)  # cyan
@@ -600,7 +600,7 @@ class PlateBrowser(QWidget):
         self.percent_label.setText("\n".join(parts))
 
     def tuning_changes(self) -> list:
-        """The controls the reviewer moved since they were first shown (:mod:`imaging.tuning`)."""
+        """The controls the reviewer moved since they were first shown (:mod:`imaging.plate.tuning`)."""
         return tuning_changes(self.review.pipeline, self._initial_controls, self.controls())
 
     def tuned_pipeline(self):
@@ -639,7 +639,7 @@ class PlateBrowser(QWidget):
         return self._run_in_background(work, len(sites), done)
 
     def controls(self) -> dict[str, float]:
-        """The tuning controls' values (the keys of :func:`imaging.tuning.tuning_changes`)."""
+        """The tuning controls' values (the keys of :func:`imaging.plate.tuning.tuning_changes`)."""
         return {
             "nucleus_diameter_px": self.diameter_box.value(),
             "min_distance_fraction": self.distance_box.value(),
@@ -649,7 +649,7 @@ class PlateBrowser(QWidget):
 
     def save_pipeline(self, path) -> list:
         """Write the pipeline with the controls the reviewer moved (and only those) into the
-        original YAML, comments kept (:mod:`imaging.tuning`); says what changed."""
+        original YAML, comments kept (:mod:`imaging.plate.tuning`); says what changed."""
         from imaging.io.writers import atomic_path
 
         changes = self.tuning_changes()

@@ -181,7 +181,7 @@ def test_a_run_with_estimated_illumination_measures_identical_cells_alike_everyw
     again = execute(plan_run(pipeline(illumination={"method": "estimate"}), images), tmp_path / "estimate")
     assert again.record["fields_reused_from_previous_run"] == 16
 
-    from imaging.review import RunReview
+    from imaging.plate.review import RunReview
 
     review = RunReview.open_run(tmp_path / "estimate")
     measured = review.measure("P1", "A03", 1, images=review.images("P1", "A03", 1)).cells

@@ -296,7 +296,7 @@ def test_a_bad_scene_map_is_one_line_naming_it(tmp_path, content, message):
 
 
 def test_a_run_with_a_scene_map_records_it_and_reopens_for_review(tmp_path):
-    from imaging.review import RunReview
+    from imaging.plate.review import RunReview
 
     path = _copy(MMSTACK, tmp_path)
     scenes = tmp_path / "scenes.csv"

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from imaging.cli import main
-from imaging.review import RunReview
+from imaging.plate.review import RunReview
 from tests.conftest import copy_sample_wells
 
 

@@ -60,7 +60,7 @@ def test_parquet_tables_hold_the_csv_values_and_a_format_change_reuses_every_fie
     assert _run(pipelines, root, out, "--table-format", "parquet") == 0
     assert "8 reused" in capsys.readouterr().out
     assert not (out / "PJNK01" / "cells.csv").exists() and (out / "PJNK01" / "wells.csv").is_file()
-    from imaging.review import RunReview
+    from imaging.plate.review import RunReview
 
     review = RunReview.open_run(out)
     field = next(iter(review._fields.values()))

@@ -20,8 +20,8 @@ import tifffile
 
 from imaging import curation
 from imaging.cli import main
+from imaging.plate.review import RunReview
 from imaging.plate.tables import rebuild_tables
-from imaging.review import RunReview
 from tests.conftest import copy_sample_wells
 
 WELLS = ["A01", "A02", "B01", "B02"]

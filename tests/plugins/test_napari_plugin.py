@@ -12,7 +12,7 @@ import pytest
 
 from imaging.config import load_pipeline
 from imaging.plate import execute, plan_run
-from imaging.review import RunReview, percent_positive
+from imaging.plate.review import RunReview, percent_positive
 from tests.conftest import copy_sample_wells
 
 WELLS = ["A01", "A04", "C01", "C04"]
@@ -339,7 +339,7 @@ def test_each_decision_clears_its_reason_and_an_excluded_well_says_so(make_napar
 
 
 def test_batch_percent_never_shows_nan():
-    from imaging.review import batch_percent
+    from imaging.plate.review import batch_percent
 
     wells = pd.DataFrame(
         {"x_pct": [12.34, np.nan, np.nan], "curation": ["", "well excluded: dust", ""], "n_fields_used": [2, 0, 2]},
