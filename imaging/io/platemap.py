@@ -191,6 +191,41 @@ def z_prime_readiness(annotations: pd.DataFrame) -> list[str]:
     return problems
 
 
+def join_annotations(
+    table: pd.DataFrame, annotations: pd.DataFrame, *, key: str, columns: list[str], after: list[str]
+) -> pd.DataFrame:
+    """``table`` with the annotation ``columns`` joined on ``key`` and placed right after the
+    ``after`` columns: the one annotation join of plate tables (plate-map columns per well)
+    and tissue tables (sample-sheet columns per image).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows to annotate (fields, wells; regions, sections, lesions).
+    annotations : DataFrame
+        One row per ``key`` value, with ``key`` as a column or as the index.
+    key : str
+        ``'well'`` or ``'image'``.
+    columns : list of str
+        The annotation columns to join (none: ``table`` as it is).
+    after : list of str
+        The identifying columns the annotations follow.
+
+    Returns
+    -------
+    DataFrame
+        A left join: rows without an annotation keep theirs empty; an empty table gets the
+        columns it would have.
+    """
+    order = [*after, *columns, *[c for c in table.columns if c not in after]]
+    if table.empty:
+        return table.reindex(columns=order)
+    if not columns:
+        return table
+    right = annotations.set_index(key)[columns] if key in annotations.columns else annotations[columns]
+    return table.merge(right, left_on=key, right_index=True, how="left")[order]
+
+
 def annotate_wells(
     imaged: pd.DataFrame, platemap: pd.DataFrame, *, source: str | Path | None = None
 ) -> tuple[pd.DataFrame, list[dict]]:

@@ -34,7 +34,7 @@ from imaging.features.thresholds import (
     resolve_threshold,
 )
 from imaging.io.discover import field_key
-from imaging.io.platemap import RESERVED_COLUMNS
+from imaging.io.platemap import RESERVED_COLUMNS, join_annotations
 from imaging.io.run_folder import claimed
 from imaging.io.writers import TABLE_FORMATS, StreamedTable, write_json, write_table
 from imaging.plate.summary import summarize_cells, summary_columns
@@ -161,13 +161,8 @@ def gate_channel_prefix(pipeline: Pipeline) -> str | None:
 
 
 def _with_annotations(table: pd.DataFrame, annotations: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Insert plate-map columns right after the well position columns."""
-    if not columns:
-        return table
-    joined = table.merge(annotations[columns], left_on="well", right_index=True, how="left")
-    keys = position_columns(table)
-    order = keys + columns + [c for c in table.columns if c not in keys]
-    return joined[order]
+    """Plate-map columns right after the well position columns."""
+    return join_annotations(table, annotations, key="well", columns=columns, after=position_columns(table))
 
 
 def _apply_call_overrides(cells: pd.DataFrame, curation: Curation, position: tuple) -> None:

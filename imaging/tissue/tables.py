@@ -17,6 +17,7 @@ import pandas as pd
 from imaging import curation as curation_log
 from imaging.config import TissuePipeline
 from imaging.errors import InputError
+from imaging.io.platemap import join_annotations
 from imaging.io.run_folder import claimed
 from imaging.io.writers import StreamedTable, write_csv, write_json
 from imaging.run.record import read_record
@@ -28,11 +29,9 @@ from imaging.tissue.image import WORK_FOLDER
 
 
 def _annotate(table: pd.DataFrame, sheet: pd.DataFrame) -> pd.DataFrame:
+    """Sample-sheet columns right after the image column."""
     columns = [c for c in sheet.columns if c != "image"]
-    if not columns or table.empty:
-        return table.reindex(columns=["image", *columns, *[c for c in table.columns if c != "image"]])
-    merged = table.merge(sheet, on="image", how="left")
-    return merged[["image", *columns, *[c for c in table.columns if c != "image"]]]
+    return join_annotations(table, sheet, key="image", columns=columns, after=["image"])
 
 
 def _concatenate(parts: list[Path], out_path: Path, columns: list[str]) -> None:

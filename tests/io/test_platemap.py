@@ -100,3 +100,24 @@ def test_z_prime_is_computed_from_coded_controls():
     row = plate_quality(wells, ["x"]).iloc[0]
     expected = 1 - 3 * (wells.x[:2].std() + wells.x[2:].std()) / abs(wells.x[:2].mean() - wells.x[2:].mean())
     assert row["z_prime"] == pytest.approx(expected) and row["n_positive_controls"] == 2
+
+
+def test_one_annotation_join_for_wells_and_images():
+    """Plate-map columns follow the well's position columns, sample-sheet columns the image;
+    a row without an annotation keeps it empty; an empty table still gets its columns."""
+    import pandas as pd
+
+    from imaging.io.platemap import join_annotations
+
+    wells = pd.DataFrame({"plate": ["P", "P"], "well": ["A01", "B01"], "x_mean": [1.0, 2.0]})
+    plate_map = pd.DataFrame({"genotype": ["NT"]}, index=pd.Index(["B01"], name="well"))
+    joined = join_annotations(wells, plate_map, key="well", columns=["genotype"], after=["plate", "well"])
+    assert joined.columns.tolist() == ["plate", "well", "genotype", "x_mean"]
+    assert joined["genotype"].isna().tolist() == [True, False] and joined.loc[1, "genotype"] == "NT"
+    sheet = pd.DataFrame({"image": ["b", "a"], "sample": ["m2", "m1"]})
+    regions = pd.DataFrame({"image": ["a", "b"], "n_cells": [3, 4]})
+    joined = join_annotations(regions, sheet, key="image", columns=["sample"], after=["image"])
+    assert joined[["image", "sample", "n_cells"]].values.tolist() == [["a", "m1", 3], ["b", "m2", 4]]
+    empty = join_annotations(pd.DataFrame(), sheet, key="image", columns=["sample"], after=["image"])
+    assert empty.columns.tolist() == ["image", "sample"] and empty.empty
+    assert join_annotations(regions, sheet, key="image", columns=[], after=["image"]) is regions
