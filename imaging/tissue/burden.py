@@ -43,7 +43,28 @@ def detect_lesions(
     min_area_um2: float,
     fill_holes: bool = True,
 ) -> np.ndarray:
-    """Lesion labels: tissue above ``threshold``, holes filled, small pieces dropped."""
+    """Lesion labels: tissue above ``threshold``, holes filled, small pieces dropped.
+
+    Parameters
+    ----------
+    signal : (M, N) ndarray
+        :func:`lesion_signal` of an overview (smoothed).
+    tissue : (M, N) bool ndarray
+        Where lesions may be.
+    threshold : float
+        Signal above which a pixel is lesion (fixed, or the run's ``auto`` threshold).
+    pixel_size_um : float
+        Of the overview.
+    min_area_um2 : float
+        Smaller pieces are dropped.
+    fill_holes : bool
+        Fill holes inside lesions (necrotic or pale centres).
+
+    Returns
+    -------
+    (M, N) int32 ndarray
+        Lesion labels 1..n.
+    """
     mask = (signal > threshold) & tissue
     if fill_holes:
         mask = ndi.binary_fill_holes(mask)
@@ -55,7 +76,22 @@ def detect_lesions(
 
 
 def lesion_table(labels: np.ndarray, signal: np.ndarray, *, pixel_size_um: float) -> pd.DataFrame:
-    """One row per lesion: centre and area in micrometres, mean signal."""
+    """One row per lesion: centre and area in micrometres, mean signal.
+
+    Parameters
+    ----------
+    labels : (M, N) int ndarray
+        :func:`detect_lesions`.
+    signal : (M, N) ndarray
+        The signal the lesions were found on.
+    pixel_size_um : float
+        Of the overview.
+
+    Returns
+    -------
+    DataFrame
+        :data:`LESION_COLUMNS`.
+    """
     n = int(labels.max())
     if n == 0:
         return pd.DataFrame(columns=LESION_COLUMNS)

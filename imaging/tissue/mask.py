@@ -45,7 +45,23 @@ def max_optical_density(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
 def tissue_mask(
     overview: np.ndarray, *, pixel_size_um: float, min_area_um2: float, brightfield: bool = True
 ) -> np.ndarray:
-    """Boolean tissue mask of an overview image (see module docstring)."""
+    """Boolean tissue mask of an overview image (see module docstring).
+
+    Parameters
+    ----------
+    overview : (M, N, 3) or (M, N) ndarray
+        The image at overview resolution.
+    pixel_size_um : float
+        Of the overview (pixels when the image records none).
+    min_area_um2 : float
+        Smaller tissue pieces are dropped (0: keep every piece).
+    brightfield : bool
+        Glass is bright (brightfield); False for dark-field or fluorescence.
+
+    Returns
+    -------
+    (M, N) bool ndarray
+    """
     image = np.asarray(overview)
     if brightfield:
         if glass_pixels(image).mean() < MIN_GLASS_FRACTION:
