@@ -140,9 +140,7 @@ def run_assay(
             if on_unit is not None:
                 on_unit(summary)
 
-        for round_tasks in (tasks, None):
-            if round_tasks is None:  # after every unit is stored: the units that assemble them
-                round_tasks = assay.finishing_units(out_dir, calibration)
+        def run(round_tasks: list) -> None:
             run_tasks(
                 assay.compute,
                 round_tasks,
@@ -151,6 +149,9 @@ def run_assay(
                 scheduler=options.scheduler,
                 key=assay.unit_key,
             )
+
+        run(tasks)
+        run(assay.finishing_units(out_dir, calibration))  # after every unit is stored: those that assemble them
         assembled = assay.assemble(summaries, out_dir, curation, calibration)
         record = (
             run_record(assay.pipeline, assay.pipeline_path, started=started, command=options.command)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from napari.qt.threading import create_worker
-from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -22,7 +21,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
-    QListWidgetItem,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -31,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from imaging.tissue.curation import TissueCuration
+from imaging_napari._decisions import DecisionControls
 
 EXCLUDED = QColor(120, 120, 120)
 
@@ -47,7 +46,7 @@ def _shown(value) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-class TissueCurationDock(QWidget):
+class TissueCurationDock(DecisionControls, QWidget):
     """Images of a tissue run, their exclusion, and the rebuild (see module docstring)."""
 
     def __init__(self, napari_viewer, curation: TissueCuration | None = None):
@@ -146,12 +145,9 @@ class TissueCurationDock(QWidget):
         camera(self.viewer).center = tuple((low + high)[-2:] / 2)
 
     # ---- decisions -----------------------------------------------------------------------
-    def _reason(self) -> str | None:
-        reason = self.reason_edit.text().strip()
-        if not reason:
-            self.status.setText("Give a reason for the decision.")
-            return None
-        return reason
+    @property
+    def curation_model(self) -> TissueCuration | None:
+        return self.curation
 
     def exclude_selected(self, *, undo: bool) -> None:
         image = self.selected_image
@@ -168,23 +164,6 @@ class TissueCurationDock(QWidget):
         self.draw_images()
         self.list_decisions()
         self.status.setText(f"{what} recorded in curation.csv; rebuild to apply.")
-
-    def list_decisions(self) -> None:
-        self.decision_list.clear()
-        for decision in self.curation.decisions() if self.curation is not None else []:
-            item = QListWidgetItem(decision.text)
-            item.setData(Qt.UserRole, decision)
-            self.decision_list.addItem(item)
-
-    def undo_selected(self) -> None:
-        item = self.decision_list.currentItem()
-        if item is None:
-            self.status.setText("Select a decision in the list to undo.")
-            return
-        if (reason := self._reason()) is not None:
-            decision = item.data(Qt.UserRole)
-            self.curation.undo(decision, reason=reason, user=self.user_edit.text())
-            self._recorded(f'Undo of "{decision.text}"')
 
     def rebuild(self):
         """Rebuild the tables (curation applied) and the report in a thread worker."""

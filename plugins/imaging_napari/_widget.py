@@ -31,7 +31,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QTableWidget,
@@ -46,6 +45,7 @@ from imaging.io.wells import row_index_to_letters
 from imaging.plate.review import RunReview, batch_percent, calls_at, percent_positive
 from imaging.plate.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 from imaging.stats import plate_format
+from imaging_napari._decisions import DecisionControls
 
 POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
 NEGATIVE = (0.0, 0.9, 0.9, 0.6)  # cyan
@@ -119,7 +119,7 @@ def feature_colormap(labels, values, cmap: str = "viridis") -> DirectLabelColorm
     return DirectLabelColormap(color_dict=colours)
 
 
-class PlateBrowser(QWidget):
+class PlateBrowser(DecisionControls, QWidget):
     """Dock widget: plate grid, field browser, tuning and curation."""
 
     def __init__(self, napari_viewer, review: RunReview | None = None):
@@ -666,12 +666,9 @@ class PlateBrowser(QWidget):
             self.save_pipeline(path)
 
     # ---- curation ------------------------------------------------------------------------
-    def _reason(self) -> str | None:
-        reason = self.reason_edit.text().strip()
-        if not reason:
-            self.status.setText("Give a reason for the decision.")
-            return None
-        return reason
+    @property
+    def curation_model(self) -> RunReview | None:
+        return self.review
 
     def _recorded(self, what: str) -> None:
         """After each decision: the reason and the undo box are cleared, so the next decision
@@ -680,25 +677,6 @@ class PlateBrowser(QWidget):
         self.undo_box.setChecked(False)
         self.list_decisions()
         self.status.setText(f"{what} recorded in curation.csv; rebuild to apply.")
-
-    def list_decisions(self) -> None:
-        """Show the decisions in force (latest per target), each selectable for undo."""
-        self.decision_list.clear()
-        for decision in self.review.decisions() if self.review is not None else []:
-            item = QListWidgetItem(decision.text)
-            item.setData(Qt.UserRole, decision)
-            self.decision_list.addItem(item)
-
-    def undo_selected(self) -> None:
-        """Undo the selected decision (with a reason, like any decision)."""
-        item = self.decision_list.currentItem()
-        if item is None:
-            self.status.setText("Select a decision in the list to undo.")
-            return
-        if (reason := self._reason()) is not None:
-            decision = item.data(Qt.UserRole)
-            self.review.undo(decision, reason=reason, user=self.user_edit.text())
-            self._recorded(f'Undo of "{decision.text}"')
 
     def exclude_field(self) -> None:
         if (reason := self._reason()) is not None:

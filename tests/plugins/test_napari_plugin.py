@@ -563,10 +563,12 @@ def test_tissue_curation_dock_excludes_a_section_and_rebuilds(make_napari_viewer
     assert [dock.table.item(r, 0).text() for r in range(dock.table.rowCount())] == ["lung_a", "lung_b"]
     lesions = pd.read_csv(out / "sections.csv").set_index("image")["n_lesions"]
     assert dock.table.item(1, header.index("n_lesions")).text() == str(lesions["lung_b"])
-    dock.select_image("lung_b")
-    layer = viewer.layers["lung_b"]
-    low, high = np.asarray(layer.extent.world)
-    assert np.allclose(camera(viewer).center[-2:], (low + high)[-2:] / 2)
+    for image in ("lung_a", "lung_b"):
+        camera(viewer).center = (0.0, 0.0)  # looking elsewhere: the selection must move the view
+        dock.select_image(image)
+        low, high = np.asarray(viewer.layers[image].extent.world)
+        centre = (low + high)[-2:] / 2
+        assert np.abs(centre).max() > 100 and np.allclose(camera(viewer).center[-2:], centre)
     dock.exclude_selected(undo=False)  # no reason: refused
     assert "Give a reason" in dock.status.text() and not (out / "curation.csv").exists()
     dock.reason_edit.setText("folded section")
