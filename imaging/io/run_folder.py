@@ -15,6 +15,9 @@ tissue run, a rebuild of the tables after curation):
 :func:`check_same_assay` refuses a run into a folder that holds another assay's results
 (another pipeline's channels or measurements), which would leave two assays' tables side by
 side under one ``run.json``.
+
+Viewer layers made from a run folder carry it in their metadata under :data:`SOURCE_KEY`;
+:func:`source_of` finds it again, so a dock opened after the reader knows which run it shows.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from imaging.errors import InputError
 from imaging.io.writers import TEMPORARY_PREFIX
 
 LOCK_FILE = ".imaging.lock"
+SOURCE_KEY = "imaging_source"  # viewer layer metadata: {"folder": the run or plate folder opened}
 
 NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
@@ -191,3 +195,19 @@ def field_label_paths(labels_dir: str | Path, key: str, label_format: str = "tif
         kind: tuple(Path(labels_dir) / (key + suffix.format(kind=kind)) for suffix in LABEL_SUFFIXES[label_format])
         for kind in ("nuclei", "cells")
     }
+
+
+def layer_source(folder: str | Path, *, kind: str, **details) -> dict:
+    """Metadata for a viewer layer made from ``folder``, a ``kind`` ("plate" or "tissue") of
+    run (see :func:`source_of`)."""
+    return {SOURCE_KEY: {"folder": str(folder), "kind": kind, **details}}
+
+
+def source_of(layers, *, kind: str) -> Path | None:
+    """The folder of the most recently added layer made from a ``kind`` of run, among viewer
+    layers (anything with a ``metadata`` mapping); None when no layer names one."""
+    for layer in reversed(list(layers)):
+        source = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY)
+        if isinstance(source, dict) and source.get("kind") == kind and source.get("folder"):
+            return Path(source["folder"])
+    return None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from imaging import curation
 from imaging.config import Pipeline, load_pipeline
@@ -382,3 +383,38 @@ def batch_percent(wells: pd.DataFrame, well: str, call: str) -> str:
     curation = str(wells.at[well, "curation"]) if "curation" in wells.columns else ""
     no_fields = "n_fields_used" in wells.columns and wells.at[well, "n_fields_used"] == 0
     return "excluded" if "excluded" in curation or no_fields else "n/a"
+
+
+def pipeline_in_folder(folder: str | Path) -> Path | None:
+    """The single pipeline YAML (a mapping with ``schema_version``) at the top of ``folder``;
+    None when there is none or more than one (which one to use would be a guess)."""
+    found = []
+    for path in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            continue
+        if isinstance(data, dict) and "schema_version" in data:
+            found.append(path)
+    return found[0] if len(found) == 1 else None
+
+
+def open_review(folder: str | Path) -> RunReview:
+    """A plate run folder (``run.json``) or a plate folder holding one pipeline, for review.
+
+    Raises
+    ------
+    InputError
+        When ``folder`` is neither.
+    """
+    folder = Path(folder)
+    if (folder / "run.json").is_file():
+        return RunReview.open_run(folder)
+    pipeline = pipeline_in_folder(folder)
+    if pipeline is None:
+        raise InputError(
+            "is neither a run folder (run.json) nor a plate folder with one pipeline YAML",
+            path=folder,
+            fix="open the --out folder of `imaging run`, or put one pipeline YAML beside the images",
+        )
+    return RunReview.open_plate(pipeline, folder)

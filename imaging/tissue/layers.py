@@ -3,7 +3,9 @@
 Per image of the run: the section (every pyramid level, read lazily through tifffile's zarr
 view, so a whole slide opens at once and napari fetches the tiles it shows), the scored cells
 as points in their class colour with their ``cells.csv`` row as features, and the lesions as
-points sized to their area with their ``lesions.csv`` row as features.
+points sized to their area with their ``lesions.csv`` row as features. Every layer's metadata
+names the run folder (:func:`imaging.io.run_folder.layer_source`), so the Tissue curation dock
+opened after the reader finds the run.
 
 A layer is napari's ``(data, kwargs, kind)`` tuple. Coordinates are full-resolution pixels.
 """
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from imaging.errors import InputError
+from imaging.io.run_folder import layer_source
 from imaging.tissue.review import CLASS_COLOURS
 
 LayerData = tuple  # (data, kwargs, kind)
@@ -118,17 +121,20 @@ def tissue_run_layers(run_dir: str | Path) -> list[LayerData]:
                 fix="put the image back where the run read it",
             )
         levels, rgb = section_levels(path)
-        layers.append(
-            (
-                levels if len(levels) > 1 else levels[0],
-                {"name": name, "rgb": rgb, "multiscale": len(levels) > 1},
-                "image",
-            )
+        section = (
+            levels if len(levels) > 1 else levels[0],
+            {"name": name, "rgb": rgb, "multiscale": len(levels) > 1},
+            "image",
         )
+        image_layers = [section]
         cells = _rows_of(run_dir / "cells.csv", name)
         if not cells.empty:
-            layers.append(cell_points(cells, name=f"{name} cells"))
+            image_layers.append(cell_points(cells, name=f"{name} cells"))
         lesions = _rows_of(run_dir / "lesions.csv", name)
         if not lesions.empty and image.get("pixel_size_um"):
-            layers.append(lesion_points(lesions, pixel_size_um=float(image["pixel_size_um"]), name=f"{name} lesions"))
+            pixel_size = float(image["pixel_size_um"])
+            image_layers.append(lesion_points(lesions, pixel_size_um=pixel_size, name=f"{name} lesions"))
+        for _data, kwargs, _kind in image_layers:
+            kwargs["metadata"] = layer_source(run_dir, kind="tissue", image=name)
+        layers.extend(image_layers)
     return layers

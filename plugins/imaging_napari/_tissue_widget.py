@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 
 from imaging.tissue.curation import TissueCuration
 from imaging_napari._decisions import DecisionControls
+from imaging_napari._sources import FollowsOpenedRuns
 
 EXCLUDED = QColor(120, 120, 120)
 
@@ -46,8 +47,11 @@ def _shown(value) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-class TissueCurationDock(DecisionControls, QWidget):
-    """Images of a tissue run, their exclusion, and the rebuild (see module docstring)."""
+class TissueCurationDock(DecisionControls, FollowsOpenedRuns, QWidget):
+    """Images of a tissue run, their exclusion, and the rebuild (see module docstring). Opens
+    the tissue run whose layers the reader added (or one chosen with its button)."""
+
+    source_kind = "tissue"
 
     def __init__(self, napari_viewer, curation: TissueCuration | None = None):
         super().__init__()
@@ -94,13 +98,20 @@ class TissueCurationDock(DecisionControls, QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         if curation is not None:
+            self.opened_folder = Path(curation.out_dir)
             self.set_curation(curation)
+        self.follow_opened_runs()
 
     # ---- the run -------------------------------------------------------------------------
     def _choose_run(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Tissue run folder")
         if folder:
-            self.set_curation(TissueCuration.open(Path(folder)))
+            self.open_folder(Path(folder))
+
+    def open_folder(self, folder: Path) -> None:
+        """Open a tissue run folder for curation."""
+        self.opened_folder = folder
+        self.set_curation(TissueCuration.open(folder))
 
     def set_curation(self, curation: TissueCuration) -> None:
         self.curation = curation

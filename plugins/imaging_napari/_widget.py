@@ -9,6 +9,7 @@ for ``imaging run``, and record curation decisions that the rebuilt tables honou
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from pathlib import Path
 
@@ -42,15 +43,14 @@ from qtpy.QtWidgets import (
 
 from imaging.curation import field_name
 from imaging.io.wells import row_index_to_letters
-from imaging.plate.review import RunReview, batch_percent, calls_at, percent_positive
+from imaging.plate.layers import call_colours, colour_choices, field_layers
+from imaging.plate.review import LoadedField, RunReview, batch_percent, calls_at, open_review, percent_positive
 from imaging.plate.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 from imaging.stats import plate_format
 from imaging_napari._decisions import DecisionControls
+from imaging_napari._sources import FollowsOpenedRuns
 
-POSITIVE = (1.0, 0.0, 1.0, 1.0)  # magenta
-NEGATIVE = (0.0, 0.9, 0.9, 0.6)  # cyan
 UNDEFINED = (0.6, 0.6, 0.6, 0.6)
-CHANNEL_COLOURS = ["blue", "green", "magenta", "yellow", "red", "cyan"]
 
 
 SEGMENTED_AGAIN = (
@@ -100,10 +100,7 @@ def grid_legend(readout: str, low: float, high: float, with_numbers: bool) -> st
 
 def call_colormap(labels, calls) -> DirectLabelColormap:
     """Label colours from a call per label (True / False / missing)."""
-    colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
-    for label, call in zip(labels, calls):
-        colours[int(label)] = UNDEFINED if pd.isna(call) else POSITIVE if bool(call) else NEGATIVE
-    return DirectLabelColormap(color_dict=colours)
+    return DirectLabelColormap(color_dict=call_colours(labels, calls))
 
 
 def feature_colormap(labels, values, cmap: str = "viridis") -> DirectLabelColormap:
@@ -119,8 +116,11 @@ def feature_colormap(labels, values, cmap: str = "viridis") -> DirectLabelColorm
     return DirectLabelColormap(color_dict=colours)
 
 
-class PlateBrowser(DecisionControls, QWidget):
-    """Dock widget: plate grid, field browser, tuning and curation."""
+class PlateBrowser(DecisionControls, FollowsOpenedRuns, QWidget):
+    """Dock widget: plate grid, field browser, tuning and curation. Opens the plate run whose
+    layers the reader added (or one chosen with its button)."""
+
+    source_kind = "plate"
 
     def __init__(self, napari_viewer, review: RunReview | None = None):
         super().__init__()
@@ -136,7 +136,9 @@ class PlateBrowser(DecisionControls, QWidget):
         self._initial_controls: dict[str, float] = {}  # the tuning controls as first shown
         self._build()
         if review is not None:
+            self.opened_folder = review.out_dir
             self.set_review(review)
+        self.follow_opened_runs()
 
     # ---- layout --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -257,7 +259,12 @@ class PlateBrowser(DecisionControls, QWidget):
     def _choose_run(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open an imaging run folder")
         if folder:
-            self.set_review(RunReview.open_run(folder))
+            self.open_folder(Path(folder))
+
+    def open_folder(self, folder: Path) -> None:
+        """Open a plate run folder, or a plate folder holding one pipeline."""
+        self.opened_folder = folder
+        self.set_review(open_review(folder))
 
     def set_review(self, review: RunReview) -> None:
         """Show a run (or plate folder) in the browser and open its first field."""
@@ -469,7 +476,7 @@ class PlateBrowser(DecisionControls, QWidget):
             if not self._thresholds_set:
                 self._set_thresholds(self.review.starting_thresholds(table))
             table = self._with_calls(table)
-        self._show_layers(loaded.images, loaded.nuclei, loaded.cells, table)
+        self._show_layers(dataclasses.replace(loaded, table=table))
         self.shown_field = loaded.key
         self._describe_field()
         if loaded.segmented_again and self.review.has_results:
@@ -487,35 +494,22 @@ class PlateBrowser(DecisionControls, QWidget):
             cells[call.name] = calls_at(pd.to_numeric(cells[call.column]), value)
         return cells
 
-    def _set_layer(self, name: str, data, kind: str, **kwargs):
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            layer.data = data
-            return layer
-        adder = getattr(self.viewer, f"add_{kind}")
-        return adder(data, name=name, **kwargs)
-
-    def _show_layers(self, images: dict, nuclei: np.ndarray, cells: np.ndarray, table: pd.DataFrame) -> None:
-        colours = iter(CHANNEL_COLOURS)
-        for name, image in images.items():
-            kind = self.review.pipeline.channels[name].kind
-            if kind == "brightfield":
-                self._set_layer(name, image, "image", rgb=True)
+    def _show_layers(self, loaded) -> None:
+        """The field's layers (``imaging.plate.layers``, as the reader makes them), updating
+        layers of the same name in place."""
+        for data, kwargs, kind in field_layers(self.review, loaded):
+            name = kwargs.pop("name")
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                layer.data = data
+                if "features" in kwargs:
+                    layer.features = kwargs["features"]
             else:
-                self._set_layer(name, image, "image", colormap=next(colours), blending="additive")
-        self._set_layer("nuclei", nuclei, "labels", opacity=0.5).contour = 1
-        layer = self._set_layer("cells", cells, "labels", opacity=0.8)
-        layer.contour = 2
-        self.field_table = table.reset_index(drop=True)
-        features = self.field_table.copy()
-        features.insert(0, "index", features["label"].astype(int))
-        layer.features = features
-        options = [c.name for c in self.review.pipeline.calls] + [
-            c
-            for c in features.columns
-            if c not in ("index", "label", "plate", "well", "site", "timepoint")
-            and pd.api.types.is_numeric_dtype(features[c])
-        ]
+                layer = getattr(self.viewer, f"add_{kind}")(data, name=name, **kwargs)
+            if kind == "labels":
+                layer.contour = 2 if name == "cells" else 1
+        self.field_table = loaded.table.reset_index(drop=True)
+        options = colour_choices(self.review, self.viewer.layers["cells"].features)
         current = self.colour_box.currentText()
         self.colour_box.blockSignals(True)
         self.colour_box.clear()
@@ -629,7 +623,15 @@ class PlateBrowser(DecisionControls, QWidget):
         def done(result):
             self.tuned = result
             images, measured = result["shown"]
-            self._show_layers(images, measured.nuclei, measured.cell_labels, self._with_calls(measured.cells))
+            tuned_field = LoadedField(
+                key=(plate, well, site, timepoint),
+                images=images,
+                nuclei=measured.nuclei,
+                cells=measured.cell_labels,
+                table=self._with_calls(measured.cells),
+                segmented_again=True,
+            )
+            self._show_layers(tuned_field)
             self.field_label.setText(
                 f"{field_name(plate, well, site, timepoint)}: {len(measured.cells)} cells (tuned settings)"
             )

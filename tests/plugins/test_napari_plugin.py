@@ -59,11 +59,16 @@ def show(browser, well, site):
 
 
 def open_browser(viewer, folder):
+    """As a user does: open the folder (the reader adds layers only, no dock), then the
+    plate browser from the Plugins menu, which finds the run from the layers."""
+    docks_before = dict(viewer.window.dock_widgets)
     viewer.open(str(folder), plugin="imaging")
+    assert dict(viewer.window.dock_widgets) == docks_before  # the reader has no side effects
+    _, browser = viewer.window.add_plugin_dock_widget("imaging", "Plate browser")
     widgets = [w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "PlateBrowser"]
-    assert len(widgets) == 1
-    wait_for_field(widgets[0])
-    return widgets[0]
+    assert widgets == [browser]  # one browser per viewer
+    wait_for_field(browser)
+    return browser
 
 
 def test_manifest_is_valid_and_discovered():
@@ -549,7 +554,6 @@ def test_tissue_curation_dock_excludes_a_section_and_rebuilds(make_napari_viewer
     excludes lung_b with a reason (greyed, in the decisions), and its background rebuild
     leaves lung_b out of sections.csv; selecting a section centres the viewer on it."""
     from imaging.cli import main
-    from imaging.tissue.curation import TissueCuration
     from imaging_napari._tissue_widget import EXCLUDED, TissueCurationDock, camera
 
     out = tmp_path / "run"
@@ -558,7 +562,8 @@ def test_tissue_curation_dock_excludes_a_section_and_rebuilds(make_napari_viewer
     assert main([*command, "--samples", str(sections / "sections_samples.csv"), "--workers", "1"]) == 0
     viewer = make_napari_viewer()
     viewer.open(str(out), plugin="imaging")
-    dock = TissueCurationDock(viewer, TissueCuration.open(out))
+    _, dock = viewer.window.add_plugin_dock_widget("imaging", "Tissue curation")  # finds the run from its layers
+    assert isinstance(dock, TissueCurationDock) and dock.curation.out_dir == out
     header = [dock.table.horizontalHeaderItem(c).text() for c in range(dock.table.columnCount())]
     assert [dock.table.item(r, 0).text() for r in range(dock.table.rowCount())] == ["lung_a", "lung_b"]
     lesions = pd.read_csv(out / "sections.csv").set_index("image")["n_lesions"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -290,6 +291,12 @@ def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipeli
     assert len(features) == len(cells) and (features["dab_class"] == cells["dab_class"]).all()
     expected = np.asarray(CLASS_COLOURS, float)[cells["dab_class"].to_numpy()] / 255
     np.testing.assert_allclose(point_kwargs["border_color"][:, :3], expected)
+    # the docks find the run from the layers alone (the reader has no side effects)
+    from imaging.io.run_folder import source_of
+
+    layer_stand_ins = [SimpleNamespace(metadata=kwargs["metadata"]) for _, kwargs, _ in layers]
+    assert source_of(layer_stand_ins, kind="tissue") == tmp_path / "run"
+    assert source_of(layer_stand_ins, kind="plate") is None
     with pytest.raises(InputError, match="not a tissue run"):
         (tmp_path / "plate").mkdir()
         (tmp_path / "plate" / "run.json").write_text('{"mode": "plate", "images": []}')
