@@ -14,7 +14,27 @@ import numpy as np
 
 def check_image(image, *, name: str = "image", rgb: bool = False) -> np.ndarray:
     """``image`` as an array: 2-D (or ``(M, N, 3)`` when ``rgb``), not empty, numeric,
-    every pixel finite."""
+    every pixel finite.
+
+    Parameters
+    ----------
+    image : array_like
+        The image a public function was given.
+    name : str
+        The argument's name, for the message.
+    rgb : bool
+        True when a colour image ``(M, N, 3)`` is expected.
+
+    Returns
+    -------
+    ndarray
+        ``image`` as an array (no copy when it already is one).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, its shape (and the expected one), dtype or count of non-finite pixels.
+    """
     image = np.asarray(image)
     expected = "(M, N, 3)" if rgb else "(M, N)"
     if image.ndim != (3 if rgb else 2) or (rgb and image.shape[-1] != 3):
@@ -29,7 +49,27 @@ def check_image(image, *, name: str = "image", rgb: bool = False) -> np.ndarray:
 
 
 def check_labels(labels, shape: tuple[int, ...], *, name: str = "labels", image_name: str = "image") -> np.ndarray:
-    """``labels`` as an integer array of ``shape`` (the image's rows and columns), none negative."""
+    """``labels`` as an integer array of ``shape`` (the image's rows and columns), none negative.
+
+    Parameters
+    ----------
+    labels : array_like
+        A label image (0 = background).
+    shape : tuple of int
+        The shape it must have: the image's rows and columns.
+    name, image_name : str
+        The two arguments' names, for the message.
+
+    Returns
+    -------
+    ndarray
+        ``labels`` as an array.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ (both named), the dtype is not integer or a label is negative.
+    """
     labels = np.asarray(labels)
     if labels.shape != tuple(shape):
         raise ValueError(f"{name} shape {labels.shape} differs from {image_name} shape {tuple(shape)}")
@@ -41,7 +81,27 @@ def check_labels(labels, shape: tuple[int, ...], *, name: str = "labels", image_
 
 
 def check_size(value, *, name: str, allow_zero: bool = False) -> float:
-    """A length in px: finite and above 0 (or at least 0 when ``allow_zero``)."""
+    """A length in px: finite and above 0 (or at least 0 when ``allow_zero``).
+
+    Parameters
+    ----------
+    value : float
+        The length.
+    name : str
+        The argument's name, for the message.
+    allow_zero : bool
+        Accept 0.
+
+    Returns
+    -------
+    float
+        ``value`` as a float.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not finite, negative, or 0 without ``allow_zero``.
+    """
     value = float(value)
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = "0 or more" if allow_zero else "above 0"

@@ -19,7 +19,18 @@ EDT_MAX_SIDE = 4096
 
 
 def distance_to_background(mask: np.ndarray) -> np.ndarray:
-    """float64 distance of every True pixel of a 2-D ``mask`` to the nearest False pixel (0 on False)."""
+    """Distance of every True pixel of a 2-D ``mask`` to the nearest False pixel (0 on False).
+
+    Parameters
+    ----------
+    mask : (M, N) array_like of bool
+        Foreground pixels.
+
+    Returns
+    -------
+    (M, N) ndarray of float64
+        Identical to ``scipy.ndimage.distance_transform_edt(mask)``.
+    """
     mask = np.asarray(mask, dtype=bool)
     if mask.size < EDT_MIN_PIXELS or max(mask.shape) > EDT_MAX_SIDE or mask.all():
         return ndi.distance_transform_edt(mask)

@@ -59,7 +59,24 @@ TRUTH_SUFFIXES = ("", "_points", "_nuclei", "_truth")
 
 
 def class_is_positive(values, *, source: Path) -> np.ndarray:
-    """Booleans from the class names of an annotation file (see module docstring)."""
+    """Booleans from the class names of an annotation file (see module docstring).
+
+    Parameters
+    ----------
+    values : array_like
+        Class names (case and surrounding spaces ignored).
+    source : Path
+        The annotation file, for the message.
+
+    Returns
+    -------
+    ndarray of bool
+
+    Raises
+    ------
+    InputError
+        Naming the file and the unknown class names.
+    """
     names = pd.Series(values).astype(str).str.strip().str.lower()
     unknown = sorted(set(names) - POSITIVE_NAMES - NEGATIVE_NAMES)
     if unknown:
@@ -107,7 +124,23 @@ def _stem(name: str) -> str:
 
 
 def read_geojson_points(path: Path) -> pd.DataFrame:
-    """Points and classes of a QuPath GeoJSON export (Point, MultiPoint or polygon centroids)."""
+    """Points and classes of a QuPath GeoJSON export (Point, MultiPoint or polygon centroids).
+
+    Parameters
+    ----------
+    path : Path
+        The export.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``row``, ``col``, ``positive``.
+
+    Raises
+    ------
+    InputError
+        When the file is not GeoJSON or holds no points.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -141,7 +174,23 @@ def read_geojson_points(path: Path) -> pd.DataFrame:
 
 
 def read_point_truth(path: str | Path) -> pd.DataFrame:
-    """Truth points of every annotated image (:data:`POINT_COLUMNS`)."""
+    """Truth points of every annotated image (:data:`POINT_COLUMNS`).
+
+    Parameters
+    ----------
+    path : str or Path
+        A CSV with an ``image`` column, a GeoJSON export, or a folder of per-image files.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``image``, ``row``, ``col``, ``positive``.
+
+    Raises
+    ------
+    InputError
+        When the path is missing, holds no annotations, or a file cannot be read.
+    """
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() in (".geojson", ".json"):
@@ -180,7 +229,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def match_points(predicted: np.ndarray, true: np.ndarray, *, radius: float) -> np.ndarray:
     """One-to-one pairs ``(i_predicted, j_true)`` (K, 2) closer than ``radius``, with the
-    smallest total distance (Hungarian algorithm)."""
+    smallest total distance (Hungarian algorithm).
+
+    Parameters
+    ----------
+    predicted, true : (P, 2) array_like of float
+        (row, col) positions.
+    radius : float
+        Largest distance of a pair (px).
+
+    Returns
+    -------
+    (K, 2) ndarray of int
+        Indices into ``predicted`` and ``true``.
+    """
     predicted = np.asarray(predicted, float).reshape(-1, 2)
     true = np.asarray(true, float).reshape(-1, 2)
     if len(predicted) == 0 or len(true) == 0:
@@ -245,14 +307,40 @@ def score_points(predicted: pd.DataFrame, true: pd.DataFrame, *, radius: float) 
 
 def default_radius(cells: pd.DataFrame) -> float:
     """Match radius: the median area-equivalent radius of the predicted nuclei (a detection
-    within one nucleus radius of the click is on that nucleus); 10 px without cells."""
+    within one nucleus radius of the click is on that nucleus); 10 px without cells.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        The run's cells, with ``nucleus_area_px``.
+
+    Returns
+    -------
+    float
+    """
     areas = pd.to_numeric(cells.get("nucleus_area_px", pd.Series(dtype=float)), errors="coerce").dropna()
     return float(np.sqrt(areas.median() / np.pi)) if len(areas) else 10.0
 
 
 def run_cells(run_dir: str | Path) -> tuple[pd.DataFrame, set[str]]:
     """Predicted points of a tissue run folder (:data:`POINT_COLUMNS` plus nucleus area) and
-    the names of the images the run analysed (an image without cells has no row)."""
+    the names of the images the run analysed (an image without cells has no row).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A tissue run's ``--out`` folder.
+
+    Returns
+    -------
+    cells : pandas.DataFrame
+    images : set of str
+
+    Raises
+    ------
+    InputError
+        When the folder has no ``cells.csv`` or it lacks a needed column.
+    """
     run_dir = Path(run_dir)
     path = run_dir / "cells.csv"
     if not path.is_file():
@@ -328,7 +416,19 @@ def evaluate_points(run_dir: str | Path, truth: str | Path, *, radius: float | N
 
 
 def summarize_points(table: pd.DataFrame) -> dict:
-    """Means over images and the largest index error."""
+    """Means over images and the largest index error.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Per-image scores (:data:`POINT_SCORE_COLUMNS`).
+
+    Returns
+    -------
+    dict
+        ``images``, ``mean_abs_index_error``, ``max_abs_index_error``, ``mean_class_f1``,
+        ``mean_detection_f1``, ``mean_detection_recall``, ``n_true``, ``n_pred``.
+    """
     return {
         "images": int(len(table)),
         "mean_abs_index_error": float(table["index_error"].abs().mean()),

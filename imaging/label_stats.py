@@ -12,7 +12,18 @@ from scipy import ndimage as ndi
 
 def label_ids(labels: np.ndarray) -> np.ndarray:
     """Sorted ids above 0 present in a non-negative int label image: ``np.unique(labels[labels > 0])``,
-    by a count per id (no hash of every pixel; about 3x faster on a 2048 px field)."""
+    by a count per id (no hash of every pixel; about 3x faster on a 2048 px field).
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        A label image, no value negative.
+
+    Returns
+    -------
+    ndarray
+        The ids present, ascending, in ``labels``'s dtype.
+    """
     counts = np.bincount(np.asarray(labels).ravel())
     counts[:1] = 0
     return np.flatnonzero(counts).astype(np.asarray(labels).dtype)
@@ -23,14 +34,44 @@ def labelled_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Sums over them per label (``np.bincount(ids, weights=values.ravel()[index])``) are the sums
     over the whole image, bit for bit: each label's pixels are added in the same order; only
-    the background's pixels, a field's large majority, are skipped."""
+    the background's pixels, a field's large majority, are skipped.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        A label image, no value negative.
+
+    Returns
+    -------
+    index : ndarray of intp
+        Flat (C-order) indices of the labelled pixels.
+    ids : ndarray
+        Their labels.
+    """
     flat = np.asarray(labels).ravel()
     index = np.flatnonzero(flat)
     return index, flat[index]
 
 
 def label_means(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and pixel count of ``values`` per label id (NaN mean where a label is empty)."""
+    """Mean and pixel count of ``values`` per label id (NaN mean where a label is empty).
+
+    Parameters
+    ----------
+    values : ndarray
+        Intensities, the shape of ``labels``.
+    labels : ndarray of int
+        A label image, no value negative.
+    ids : ndarray of int
+        The labels to report, in the order wanted.
+
+    Returns
+    -------
+    means : ndarray of float64
+        Mean of ``values`` over each id's pixels.
+    counts : ndarray of int
+        Each id's pixel count.
+    """
     index, pixel_labels = labelled_pixels(labels)  # background pixels skipped: the same sums
     size = int(max(pixel_labels.max(initial=0), ids.max(initial=0))) + 1
     sums = np.bincount(pixel_labels, weights=values.ravel()[index], minlength=size)
@@ -85,6 +126,20 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
     whole image's threshold, so each is treated exactly as skimage treats it. ``labels`` must
     be the 4-connected components of a mask (as :func:`scipy.ndimage.label` gives): separate
     labels then never touch, so openings of their union are the union of their openings.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        The surface whose maxima are wanted (a distance transform, a smoothed intensity).
+    labels : (M, N) ndarray of int
+        4-connected components of a mask; peaks are found within each.
+    min_distance : int
+        Least distance (px, Chebyshev) between two peaks.
+
+    Returns
+    -------
+    (K, 2) ndarray of intp
+        Peak (row, column) coordinates, as skimage orders them.
     """
     from skimage import feature
 

@@ -36,6 +36,11 @@ class MatchScores:
 def iou_matrix(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """IoU of every overlapping (true, pred) object pair.
 
+    Parameters
+    ----------
+    true, pred : ndarray of int
+        Instance label images of the same shape (0 = background).
+
     Returns
     -------
     true_ids, pred_ids : ndarray
@@ -60,6 +65,23 @@ def match_scores(true: np.ndarray, pred: np.ndarray) -> MatchScores:
 
     Both are instance label images of the same shape (0 = background). Objects are
     counted by their distinct non-zero ids.
+
+    Parameters
+    ----------
+    true : ndarray of int
+        The annotated objects.
+    pred : ndarray of int
+        The segmentation scored.
+
+    Returns
+    -------
+    MatchScores
+        Counts, precision, recall, F1 at IoU 0.5 and the DSB average precision (IoU 0.5 to 0.95).
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ (both named).
     """
     true = np.asarray(true)
     pred = np.asarray(pred)

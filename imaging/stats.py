@@ -70,6 +70,17 @@ def replicate_key(wells: pd.DataFrame) -> tuple[str | None, str]:
 
     ``replicate`` when the plate map gives at least two; else ``plate`` when several
     plates are pooled; else None (wells are the unit).
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Wells of one or more plates with their plate-map columns.
+
+    Returns
+    -------
+    column : str or None
+    unit : str
+        ``'replicate'``, ``'replicate (plate)'`` or ``'well'``.
     """
     if "replicate" in wells.columns and wells["replicate"].dropna().nunique() >= 2:
         return "replicate", "replicate"
@@ -82,6 +93,15 @@ def experimental_units(
     wells: pd.DataFrame, readout: str, *, genotype_column: str = "genotype", treatment_column: str = "treatment"
 ) -> tuple[pd.DataFrame, str]:
     """One value per experimental unit and condition.
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Wells (``wells.csv`` of one or more plates).
+    readout : str
+        The column compared.
+    genotype_column, treatment_column : str
+        The plate-map columns that name the genotype and the treatment.
 
     Returns
     -------
@@ -111,7 +131,22 @@ def experimental_units(
 
 # ---- pairwise tests ------------------------------------------------------------------------
 def welch_test(test: np.ndarray, reference: np.ndarray, *, alpha: float = ALPHA) -> dict:
-    """Welch's t-test of ``test`` against ``reference`` with the CI of the difference."""
+    """Welch's t-test of ``test`` against ``reference`` with the CI of the difference.
+
+    Parameters
+    ----------
+    test, reference : array_like of float
+        One value per experimental unit.
+    alpha : float
+        1 - the confidence level.
+
+    Returns
+    -------
+    dict
+        ``difference``, ``statistic``, ``df``, ``p_value``, ``difference_ci_low/high``,
+        ``se_test``, ``se_reference`` and a ``note`` when no test was possible (fewer than 2
+        units in a group, no variation), the numbers then NaN.
+    """
     test, reference = np.asarray(test, float), np.asarray(reference, float)
     n1, n2 = len(test), len(reference)
     result = {
@@ -173,6 +208,18 @@ def mann_whitney_test(test: np.ndarray, reference: np.ndarray, *, alpha: float =
     The CI uses the exact U distribution (no ties assumed) up to 30 per group, else the
     normal approximation. With very small groups a 95 % CI may be unattainable; the CI
     is then NaN and the note says so.
+
+    Parameters
+    ----------
+    test, reference : array_like of float
+        One value per experimental unit.
+    alpha : float
+        1 - the confidence level.
+
+    Returns
+    -------
+    dict
+        The keys of :func:`welch_test` (``difference`` is the Hodges-Lehmann shift).
     """
     test, reference = np.asarray(test, float), np.asarray(reference, float)
     m, n = len(test), len(reference)
@@ -210,7 +257,23 @@ def mann_whitney_test(test: np.ndarray, reference: np.ndarray, *, alpha: float =
 def ratio_interval(
     mean_test: float, mean_reference: float, se_test: float, se_reference: float, df: float, *, alpha: float = ALPHA
 ) -> tuple[float, float, float]:
-    """Ratio of means and its delta-method CI on the log scale (NaN unless both means > 0)."""
+    """Ratio of means and its delta-method CI on the log scale (NaN unless both means > 0).
+
+    Parameters
+    ----------
+    mean_test, mean_reference : float
+        The two means.
+    se_test, se_reference : float
+        Their standard errors.
+    df : float
+        Degrees of freedom (Welch's).
+    alpha : float
+        1 - the confidence level.
+
+    Returns
+    -------
+    ratio, low, high : float
+    """
     if not (mean_test > 0 and mean_reference > 0):
         return np.nan, np.nan, np.nan
     ratio = mean_test / mean_reference
@@ -222,7 +285,21 @@ def ratio_interval(
 
 
 def compare_groups(test: np.ndarray, reference: np.ndarray, *, method: str = "welch") -> dict:
-    """Means, difference (CI), ratio (CI) and test of two groups of unit values."""
+    """Means, difference (CI), ratio (CI) and test of two groups of unit values.
+
+    Parameters
+    ----------
+    test, reference : array_like of float
+        One value per experimental unit.
+    method : {"welch", "mann-whitney"}
+        The test (the ratio's CI is Welch's either way).
+
+    Returns
+    -------
+    dict
+        ``n_reference``, ``n_test``, ``mean_reference``, ``mean_test``, ``difference`` (CI),
+        ``ratio`` (CI), ``test``, ``statistic``, ``df``, ``p_value``, ``note``.
+    """
     test, reference = np.asarray(test, float), np.asarray(reference, float)
     welch = welch_test(test, reference)
     outcome = welch if method == "welch" else mann_whitney_test(test, reference)
@@ -259,6 +336,19 @@ def interaction_test(control_vehicle, control_drug, knockout_vehicle, knockout_d
     Fits ``value ~ knockout + drug + knockout:drug`` on the four groups' unit values; the
     interaction coefficient equals ``(KO,drug - KO,vehicle) - (control,drug -
     control,vehicle)`` and its test uses the pooled residual variance (two-way ANOVA).
+
+    Parameters
+    ----------
+    control_vehicle, control_drug, knockout_vehicle, knockout_drug : array_like of float
+        Unit values of the four groups.
+    alpha : float
+        1 - the confidence level.
+
+    Returns
+    -------
+    dict
+        The keys of :func:`compare_groups`, ``mean_reference`` / ``mean_test`` being the drug
+        effect in the control and in the knockout, ``difference`` the interaction.
     """
     import statsmodels.api as sm
 
@@ -310,7 +400,18 @@ def interaction_test(control_vehicle, control_drug, knockout_vehicle, knockout_d
 
 # ---- the run's comparisons ------------------------------------------------------------------
 def benjamini_hochberg(p_values) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values); NaN entries stay NaN."""
+    """Benjamini-Hochberg adjusted p-values (q-values); NaN entries stay NaN.
+
+    Parameters
+    ----------
+    p_values : array_like of float
+        Raw p-values.
+
+    Returns
+    -------
+    ndarray of float
+        q-values in the input's order.
+    """
     p = np.asarray(p_values, dtype=float)
     q = np.full(p.shape, np.nan)
     finite = np.flatnonzero(np.isfinite(p))
@@ -343,7 +444,27 @@ def compare_readout(
     treatment_column: str = "treatment",
     method: str = "welch",
 ) -> pd.DataFrame:
-    """All comparisons of one readout (see module docstring), without q-values."""
+    """All comparisons of one readout (see module docstring), without q-values.
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Wells with their plate-map columns.
+    readout : str
+        The column compared.
+    control_genotype, vehicle_treatment : str
+        The reference genotype and treatment.
+    genotype_column, treatment_column : str
+        The plate-map columns naming them.
+    method : {"welch", "mann-whitney"}
+        The test.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per comparison (knockout vs control under each treatment, each drug vs
+        vehicle, the interaction), per cell line.
+    """
     units, unit = experimental_units(wells, readout, genotype_column=genotype_column, treatment_column=treatment_column)
     rows = []
     for cell_line in sorted(units["cell_line"].unique()):
@@ -409,7 +530,21 @@ def per_timepoint(function, wells: pd.DataFrame, *args, **kwargs) -> pd.DataFram
     """``function(wells, ...)``, a table; for the wells of a time series (a ``timepoint``
     column: ``naming.timepoint: all``) applied to each time point's wells, the results stacked
     with a ``timepoint`` column first. Time points are never pooled: a replicate imaged at
-    several times is one unit at each time, not several units."""
+    several times is one unit at each time, not several units.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(wells, *args, **kwargs) -> DataFrame``.
+    wells : pandas.DataFrame
+        Wells, with or without a ``timepoint`` column.
+    *args, **kwargs
+        Passed on.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     if "timepoint" not in wells.columns:
         return function(wells, *args, **kwargs)
     parts = []
@@ -483,7 +618,20 @@ def compare_all(
 def with_significance(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFrame:
     """``table`` (one row per comparison, a ``p_value`` column) with Benjamini-Hochberg
     ``q_value`` across all its rows and ``significant`` (q below ``alpha``): the one rule for
-    plate and tissue comparisons."""
+    plate and tissue comparisons.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Comparisons.
+    alpha : float
+        The false discovery rate called significant.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the two columns added.
+    """
     table = table.copy()
     table["q_value"] = benjamini_hochberg(table["p_value"]) if len(table) else []
     table["significant"] = table["q_value"] < alpha
@@ -492,7 +640,18 @@ def with_significance(table: pd.DataFrame, *, alpha: float = ALPHA) -> pd.DataFr
 
 # ---- plate quality ---------------------------------------------------------------------------
 def z_prime(positive, negative) -> float:
-    """Z'-factor of control wells: ``1 - 3 (sd_pos + sd_neg) / |mean_pos - mean_neg|``."""
+    """Z'-factor of control wells: ``1 - 3 (sd_pos + sd_neg) / |mean_pos - mean_neg|``.
+
+    Parameters
+    ----------
+    positive, negative : array_like of float
+        The readout of the positive and negative control wells.
+
+    Returns
+    -------
+    float
+        NaN with fewer than 2 wells of either.
+    """
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
     if len(positive) < 2 or len(negative) < 2:
         return np.nan
@@ -503,7 +662,17 @@ def z_prime(positive, negative) -> float:
 
 
 def robust_z(values) -> np.ndarray:
-    """``(x - median) / (1.4826 MAD)``; NaN where the MAD is 0."""
+    """``(x - median) / (1.4826 MAD)``; NaN where the MAD is 0.
+
+    Parameters
+    ----------
+    values : array_like of float
+        NaN ignored in the median and MAD.
+
+    Returns
+    -------
+    ndarray of float
+    """
     values = np.asarray(values, float)
     median = np.nanmedian(values)
     mad = 1.4826 * np.nanmedian(np.abs(values - median))
@@ -511,7 +680,18 @@ def robust_z(values) -> np.ndarray:
 
 
 def plate_format(rows: int, columns: int) -> tuple[int, int]:
-    """Smallest standard plate (6 to 1536 wells) holding ``rows`` x ``columns``."""
+    """Smallest standard plate (6 to 1536 wells) holding ``rows`` x ``columns``.
+
+    Parameters
+    ----------
+    rows, columns : int
+        The highest row and column imaged.
+
+    Returns
+    -------
+    tuple of int
+        (rows, columns) of the plate; ``(rows, columns)`` themselves beyond 1536 wells.
+    """
     for shape in ((2, 3), (3, 4), (4, 6), (6, 8), (8, 12), (16, 24), (32, 48)):
         if rows <= shape[0] and columns <= shape[1]:
             return shape
@@ -520,7 +700,19 @@ def plate_format(rows: int, columns: int) -> tuple[int, int]:
 
 def condition_residuals(plate_wells: pd.DataFrame, readout: str) -> np.ndarray:
     """Each well's readout minus the median of its condition (cell line, genotype,
-    treatment, dose where present) on the plate."""
+    treatment, dose where present) on the plate.
+
+    Parameters
+    ----------
+    plate_wells : pandas.DataFrame
+        One plate's wells.
+    readout : str
+        The column.
+
+    Returns
+    -------
+    ndarray of float
+    """
     keys = [c for c in ("cell_line", "genotype", "treatment", "dose") if c in plate_wells.columns]
     values = pd.to_numeric(plate_wells[readout], errors="coerce")
     if not keys:
@@ -534,6 +726,19 @@ def edge_effect(plate_wells: pd.DataFrame, readout: str) -> dict:
 
     Compares condition residuals of edge and interior wells (Mann-Whitney); flagged when
     p < 0.05 and the median difference exceeds one robust SD of the residuals.
+
+    Parameters
+    ----------
+    plate_wells : pandas.DataFrame
+        One plate's wells (``row``, ``column`` and the readout).
+    readout : str
+        The column.
+
+    Returns
+    -------
+    dict
+        ``plate_format``, the numbers of edge and interior wells, and (with enough of both)
+    ``edge_shift``, ``edge_p``, ``edge_flag``.
     """
     n_rows, n_columns = plate_format(int(plate_wells["row"].max()), int(plate_wells["column"].max()))
     edge = (
@@ -568,7 +773,20 @@ def edge_effect(plate_wells: pd.DataFrame, readout: str) -> dict:
 def plate_quality(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
     """Per plate and readout (and time point: :func:`per_timepoint`): Z' (when a ``control``
     column marks positive and negative wells), edge effect, and the number of robust-z outlier
-    wells (|z| > 3)."""
+    wells (|z| > 3).
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Wells of one or more plates.
+    readouts : list of str
+        The columns assessed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per plate and readout.
+    """
     return per_timepoint(_plate_quality, wells, readouts)
 
 
@@ -604,7 +822,19 @@ def _plate_quality(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
 def well_scores(wells: pd.DataFrame, readouts: list[str]) -> pd.DataFrame:
     """Long table of each well's readout and its robust z-score within its plate (and time
     point: :func:`per_timepoint`), on the residual from its condition's median, so treatment
-    effects are not outliers."""
+    effects are not outliers.
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Wells of one or more plates.
+    readouts : list of str
+        The columns scored.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     return per_timepoint(_well_scores, wells, readouts)
 
 
@@ -654,16 +884,44 @@ DOSE_RESPONSE_COLUMNS = [
 
 
 def four_parameter_logistic(dose, bottom, top, log_ec50, hill):
+    """The 4-parameter logistic curve (Hill equation) at ``dose``.
+
+    Parameters
+    ----------
+    dose : array_like of float
+        Doses, above 0.
+    bottom, top : float
+        The asymptotes.
+    log_ec50 : float
+        log10 of the dose at half effect.
+    hill : float
+        The slope (> 0: rising with dose).
+
+    Returns
+    -------
+    ndarray of float
+    """
     return bottom + (top - bottom) / (1 + 10 ** ((log_ec50 - np.log10(dose)) * hill))
 
 
 def fit_dose_response(doses: np.ndarray, values: np.ndarray, *, alpha: float = ALPHA) -> dict:
     """4-parameter logistic fit on the positive doses (each well one point).
 
-    Returns ``status`` (``fitted``, ``too few doses``, ``did not converge``) and, when fitted,
-    ``bottom`` < ``top``, ``log_ec50``, ``hill`` (> 0: the readout rises with dose; < 0: it falls), ``ec50`` and its ``1 - alpha`` confidence
-    interval (``ec50_ci_low/high``, from the fit's standard error of log10 EC50 and the t
-    distribution; NaN when the fit gives no covariance).
+    Parameters
+    ----------
+    doses, values : array_like of float
+        One dose and readout per well.
+    alpha : float
+        1 - the confidence level of the EC50's interval.
+
+    Returns
+    -------
+    dict
+        ``status`` (``fitted``, ``too few doses``, ``did not converge``) and, when fitted,
+        ``bottom`` < ``top``, ``log_ec50``, ``hill`` (> 0: the readout rises with dose; < 0: it
+        falls), ``ec50`` and its ``1 - alpha`` confidence interval (``ec50_ci_low/high``, from
+        the fit's standard error of log10 EC50 and the t distribution; NaN when the fit gives no
+        covariance).
     """
     from scipy import optimize
 
@@ -707,7 +965,24 @@ def dose_response_table(
 ) -> pd.DataFrame:
     """One 4PL fit per readout, cell line, genotype and compound (treatment) (and time point:
     :func:`per_timepoint`), wells as points; the vehicle is not a compound. Empty without a
-    ``dose`` column. ``dose_unit`` comes from the plate map's ``dose_unit`` column when it has one."""
+    ``dose`` column. ``dose_unit`` comes from the plate map's ``dose_unit`` column when it has one.
+
+    Parameters
+    ----------
+    wells : pandas.DataFrame
+        Wells with ``dose`` and the plate-map columns.
+    readouts : list of str
+        The columns fitted.
+    genotype_column, treatment_column : str
+        The plate-map columns naming genotype and compound.
+    vehicle_treatment : str, optional
+        The vehicle, left out of the compounds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fit (:func:`fit_dose_response`'s keys).
+    """
     return per_timepoint(
         _dose_response_table,
         wells,

@@ -22,7 +22,21 @@ def _tile_edges(length: int, n_tiles: int) -> np.ndarray:
 def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8, statistic: str = "median") -> np.ndarray:
     """Statistic of ``image[mask]`` in each tile of a ``grid`` x ``grid`` layout.
 
-    Tiles with too few mask pixels are NaN.
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Intensities.
+    mask : (M, N) ndarray of bool
+        The pixels that count (known background).
+    grid : int
+        Tiles per side.
+    statistic : {"median", "mean"}
+        What is taken of each tile's pixels.
+
+    Returns
+    -------
+    (grid, grid) ndarray of float64
+        One value per tile; NaN where a tile has too few mask pixels.
     """
     rows, cols = _tile_edges(image.shape[0], grid), _tile_edges(image.shape[1], grid)
     reducer = {"median": np.median, "mean": np.mean}[statistic]
@@ -36,7 +50,18 @@ def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8, statis
 
 
 def fill_from_nearest(values: np.ndarray) -> np.ndarray:
-    """Replace NaN entries by the nearest finite entry (all-NaN input stays NaN)."""
+    """Replace NaN entries by the nearest finite entry (all-NaN input stays NaN).
+
+    Parameters
+    ----------
+    values : ndarray of float
+        A grid of tile values.
+
+    Returns
+    -------
+    ndarray of float
+        ``values`` with every NaN filled (the input itself when none is, or all are).
+    """
     missing = np.isnan(values)
     if not missing.any() or missing.all():
         return values
@@ -51,6 +76,16 @@ def fill_from_polynomial(values: np.ndarray) -> np.ndarray:
     bridges tiles without background (a confluent patch) better than copying the nearest
     tile. With fewer than 6 finite tiles a plane is fitted; with fewer than 3, the
     nearest tile is copied.
+
+    Parameters
+    ----------
+    values : (R, C) ndarray of float
+        A grid of tile values, NaN where a tile had no background.
+
+    Returns
+    -------
+    (R, C) ndarray of float
+        ``values`` with the NaN tiles filled.
     """
     missing = np.isnan(values)
     if not missing.any() or missing.all():
@@ -84,8 +119,22 @@ def interpolate_grid(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
     Bilinear interpolation is separable: ``W_rows @ values @ W_cols.T`` with each row of the
     weight matrices holding two weights. This equals ``map_coordinates(order=1)`` at every
-    pixel (to rounding) and takes a twentieth of its time on a 2048 x 2048 field (0.02 s, not 0.42): the surface
-    varies over hundreds of pixels, so it never needed per-pixel coordinate lookups."""
+    pixel (to rounding) and takes a twentieth of its time on a 2048 x 2048 field (0.02 s, not
+    0.42): the surface varies over hundreds of pixels, so it never needed per-pixel coordinate
+    lookups.
+
+    Parameters
+    ----------
+    values : (R, C) ndarray of float
+        Values at the centres of an R x C grid of tiles covering the image.
+    shape : tuple of int
+        The image's (rows, columns).
+
+    Returns
+    -------
+    ndarray of float64, of ``shape``
+        The surface (edge values held constant beyond the outermost tile centres).
+    """
     grid_r, grid_c = values.shape
     centres_r = (np.arange(grid_r) + 0.5) * shape[0] / grid_r - 0.5
     centres_c = (np.arange(grid_c) + 0.5) * shape[1] / grid_c - 0.5
@@ -128,7 +177,18 @@ def background_surface(
 
 
 def robust_sd(values: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (Gaussian-consistent)."""
+    """Standard deviation estimated from the median absolute deviation (Gaussian-consistent).
+
+    Parameters
+    ----------
+    values : array_like
+        Samples.
+
+    Returns
+    -------
+    float
+        1.4826 times the median absolute deviation; NaN for no samples.
+    """
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return float("nan")

@@ -65,7 +65,18 @@ class Flatfield:
 
     def check_shape(self, shape: tuple[int, int]) -> None:
         """InputError unless the flat- and dark-field files fit fields of ``shape`` (the one
-        size rule: planning checks it on the first field's header, correction on every field)."""
+        size rule: planning checks it on the first field's header, correction on every field).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            A field's (rows, columns).
+
+        Raises
+        ------
+        InputError
+            Naming the file, both shapes and the fix.
+        """
         for what, array in (("flat-field", None if self.grid else self.flat), ("dark-field", self.dark)):
             if array is not None and array.shape != tuple(shape):
                 raise InputError(
@@ -77,14 +88,42 @@ class Flatfield:
                 )
 
     def flat_at(self, shape: tuple[int, int]) -> np.ndarray:
-        """The flat-field at the field's size, mean 1 (float32)."""
+        """The flat-field at the field's size, mean 1 (float32).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            A field's (rows, columns); a coarse grid is interpolated to it.
+
+        Returns
+        -------
+        ndarray of float32, of ``shape``
+        """
         self.check_shape(shape)
         flat = interpolate_grid(self.flat, shape) if self.grid else self.flat
         return (flat / flat.mean()).astype(np.float32)
 
 
 def correct(image: np.ndarray, flatfield: Flatfield) -> np.ndarray:
-    """``(image - dark) / flat`` as float32 (see module docstring)."""
+    """``(image - dark) / flat`` as float32 (see module docstring).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        A raw field of one channel.
+    flatfield : Flatfield
+        That channel's flat-field (and dark-field).
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+        The corrected field, in the raw image's units at the flat's mean light.
+
+    Raises
+    ------
+    InputError
+        When the image is not 2-D or does not fit the flat-field's size.
+    """
     image = np.asarray(image)
     if image.ndim != 2:
         raise InputError(
@@ -100,7 +139,19 @@ def correct(image: np.ndarray, flatfield: Flatfield) -> np.ndarray:
 
 
 def correct_channels(images: dict[str, np.ndarray], illumination: dict[str, Flatfield] | None) -> dict[str, np.ndarray]:
-    """``images`` with each channel that has a flat-field corrected (others unchanged)."""
+    """``images`` with each channel that has a flat-field corrected (others unchanged).
+
+    Parameters
+    ----------
+    images : dict of str to ndarray
+        A field's channels by pipeline name.
+    illumination : dict of str to Flatfield, or None
+        Flat-fields by channel name; None or empty corrects nothing.
+
+    Returns
+    -------
+    dict of str to ndarray
+    """
     if not illumination:
         return images
     return {
@@ -157,7 +208,22 @@ def _check_npy_header(path: Path) -> None:
 
 def read_illumination_image(path: str | Path) -> np.ndarray:
     """A flat- or dark-field from ``.npy`` / ``.mat`` (CellProfiler's illumination functions)
-    or an image file, checked: 2-D, numeric, finite (float64)."""
+    or an image file, checked: 2-D, numeric, finite (float64).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    (M, N) ndarray of float64
+
+    Raises
+    ------
+    InputError
+        Naming the file when it cannot be read, is not 2-D, or holds NaN or infinite values.
+    """
     from imaging.io.readers import check_field_image, read_raw
 
     path = Path(path)
@@ -199,7 +265,24 @@ def read_illumination_image(path: str | Path) -> np.ndarray:
 
 def flatfield_from_files(flat_path: str | Path, dark_path: str | Path | None = None) -> Flatfield:
     """A :class:`Flatfield` from a flat-field file and an optional dark-field file. The dark
-    is subtracted from the flat too (a flat-field image is an image like any other)."""
+    is subtracted from the flat too (a flat-field image is an image like any other).
+
+    Parameters
+    ----------
+    flat_path : str or Path
+        The flat-field (any positive scale; it is normalised to mean 1).
+    dark_path : str or Path, optional
+        The dark-field (camera offset), the flat's shape.
+
+    Returns
+    -------
+    Flatfield
+
+    Raises
+    ------
+    InputError
+        When a file is unreadable, the two shapes differ, or the flat is not positive.
+    """
     flat = read_illumination_image(flat_path)
     dark = None if dark_path is None else read_illumination_image(dark_path)
     if dark is not None:
@@ -227,7 +310,20 @@ def flatfield_from_files(flat_path: str | Path, dark_path: str | Path | None = N
 # ---- estimate ---------------------------------------------------------------------------------
 def block_means(image: np.ndarray, n_blocks: int = ESTIMATE_GRID) -> np.ndarray:
     """Mean of each block of a grid with ``n_blocks`` blocks on the long side (edge blocks
-    smaller); float64."""
+    smaller); float64.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        A field.
+    n_blocks : int
+        Blocks along the image's long side (square blocks).
+
+    Returns
+    -------
+    ndarray of float64
+        One mean per block.
+    """
     image = np.asarray(image, dtype=np.float64)
     block = _block_size(image.shape, n_blocks)
     rows = np.arange(0, image.shape[0], block)
@@ -265,9 +361,28 @@ def _surface(coefficients: np.ndarray, rows: np.ndarray, cols: np.ndarray, degre
 def fit_log_polynomial(grid: np.ndarray, shape: tuple[int, int], *, degree: int = POLYNOMIAL_DEGREE) -> np.ndarray:
     """A 2-D polynomial of total degree ``degree`` fitted to the log of ``grid`` (the
     :func:`block_means` of a field of ``shape``; NaN blocks ignored), refitted (REFITS fits in
-    all) without the blocks the previous fit found more than 3 robust SDs off. Returns exp of
-    the fit on a grid of the same size, at the points where
-    :func:`~imaging.features.background.interpolate_grid` puts grid values."""
+    all) without the blocks the previous fit found more than 3 robust SDs off.
+
+    Parameters
+    ----------
+    grid : (R, C) ndarray of float
+        Block means, positive (NaN where unknown).
+    shape : tuple of int
+        The field's (rows, columns) the blocks came from.
+    degree : int
+        Total degree of the polynomial.
+
+    Returns
+    -------
+    (R, C) ndarray of float64
+        exp of the fit on a grid of the same size, at the points where
+        :func:`~imaging.features.background.interpolate_grid` puts grid values.
+
+    Raises
+    ------
+    InputError
+        When too few blocks hold signal to fit.
+    """
     from scipy.stats import median_abs_deviation
 
     block = _block_size(shape, max(grid.shape))
@@ -308,6 +423,18 @@ class FlatfieldEstimator:
         self.shape: tuple[int, ...] | None = None
 
     def add(self, image: np.ndarray) -> None:
+        """Add one field of the channel (only its coarse block grid is kept).
+
+        Parameters
+        ----------
+        image : (M, N) ndarray
+            A raw field; a blank one (median block 0) is skipped.
+
+        Raises
+        ------
+        InputError
+            When its size differs from the fields added before.
+        """
         image = np.asarray(image)
         if self.shape is None:
             self.shape = image.shape
@@ -339,7 +466,22 @@ class FlatfieldEstimator:
 
 
 def estimate_flatfield(images: Iterable[np.ndarray], **options) -> tuple[Flatfield, dict]:
-    """Estimate one channel's flat-field from many fields of a plate (:class:`FlatfieldEstimator`)."""
+    """Estimate one channel's flat-field from many fields of a plate (:class:`FlatfieldEstimator`).
+
+    Parameters
+    ----------
+    images : iterable of (M, N) ndarray
+        Raw fields of one channel, all the same size (read one at a time).
+    **options
+        ``n_blocks`` and ``degree`` of :class:`FlatfieldEstimator`.
+
+    Returns
+    -------
+    flatfield : Flatfield
+        A coarse grid, mean 1.
+    info : dict
+        ``n_fields`` used and the flat's ``min`` and ``max``.
+    """
     estimator = FlatfieldEstimator(**options)
     for image in images:
         estimator.add(image)

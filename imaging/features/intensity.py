@@ -31,7 +31,20 @@ COMPARTMENT_SUFFIXES = (
 
 def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
     """Pixels more than ``margin`` px from every cell (chessboard distance: a square
-    neighbourhood, which is all a safety margin needs and ten times faster than Euclidean)."""
+    neighbourhood, which is all a safety margin needs and ten times faster than Euclidean).
+
+    Parameters
+    ----------
+    cells : (M, N) ndarray of int
+        Cell labels.
+    margin : float
+        Least distance (px) from any cell.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+        Known-background pixels (every pixel when there are no cells).
+    """
     if not cells.any():
         return np.ones(cells.shape, dtype=bool)
     return ndi.distance_transform_cdt(cells == 0, metric="chessboard") > margin
@@ -39,7 +52,22 @@ def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
 
 def estimate_fluorescence_background(image: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray | float, float]:
     """Background surface of a fluorescence channel from the cell-free pixels ``outside``,
-    and the background noise SD (robust)."""
+    and the background noise SD (robust).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        The channel.
+    outside : (M, N) ndarray of bool
+        Cell-free pixels (:func:`background_mask`).
+
+    Returns
+    -------
+    surface : ndarray or float
+        The smooth background (an image of the field's shape, or one level).
+    noise : float
+        Robust SD of the cell-free pixels about it (NaN without any).
+    """
     surface = background_surface(image, outside)
     residual = (np.asarray(image, dtype=np.float64) - surface)[outside]
     noise = robust_sd(residual) if residual.size else float("nan")

@@ -28,14 +28,37 @@ MORPHOLOGY_COLUMNS = [
 
 
 def touching_border(labels: np.ndarray) -> np.ndarray:
-    """Sorted ids of the labels that touch the image border."""
+    """Sorted ids of the labels that touch the image border.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        A label image.
+
+    Returns
+    -------
+    ndarray
+        The ids, ascending.
+    """
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     return np.unique(edge[edge > 0])
 
 
 def label_moments(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Area, centroid and central second moments of every label id 1..max (entry 0, the
-    background, is not computed: zeros)."""
+    background, is not computed: zeros).
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        A label image.
+
+    Returns
+    -------
+    dict of str to ndarray of float64
+        ``area``, ``row``, ``col`` (centroid), ``mu20``, ``mu02``, ``mu11`` (central moments
+        divided by the area), each indexed by label id.
+    """
     index, ids = labelled_pixels(labels)  # the labelled pixels only: same sums, a fifth of the work
     size = int(ids.max(initial=0)) + 1
     rows, cols = np.divmod(index, labels.shape[1])
@@ -51,7 +74,18 @@ def label_moments(labels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def ellipse_axes(mu20: np.ndarray, mu02: np.ndarray, mu11: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Eccentricity, major and minor axis length of the moment-equivalent ellipses."""
+    """Eccentricity, major and minor axis length of the moment-equivalent ellipses.
+
+    Parameters
+    ----------
+    mu20, mu02, mu11 : ndarray of float
+        Central second moments divided by the area (:func:`label_moments`).
+
+    Returns
+    -------
+    eccentricity, major, minor : ndarray of float
+        As ``skimage.measure.regionprops`` defines them.
+    """
     half_sum = (mu20 + mu02) / 2
     root = np.sqrt(((mu20 - mu02) / 2) ** 2 + mu11**2)
     large = np.maximum(half_sum + root, 0)
@@ -67,6 +101,25 @@ def measure_morphology(nuclei: np.ndarray, cells: np.ndarray, *, pixel_size_um: 
     Areas are in pixels (``*_area_px``) and, when ``pixel_size_um`` is given, in square
     micrometres (``*_area_um2``). ``touches_border`` is True when the cell reaches the
     image edge (it is then only partly imaged).
+
+    Parameters
+    ----------
+    nuclei : (M, N) ndarray of int
+        Nucleus labels.
+    cells : (M, N) ndarray of int
+        Cell labels, each with its nucleus's id.
+    pixel_size_um : float, optional
+        Pixel size, for the areas in um^2.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per nucleus id present, ascending.
+
+    Raises
+    ------
+    ValueError
+        When the two shapes differ (both named) or the labels are not integers.
     """
     nuclei = arrays.check_labels(nuclei, np.shape(nuclei), name="nuclei")
     cells = arrays.check_labels(cells, nuclei.shape, name="cells", image_name="nuclei")

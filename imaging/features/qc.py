@@ -37,8 +37,18 @@ def edge_blur_px(image: np.ndarray) -> float:
     Edge zones are the pixels with the top 10 % of coarse-scale gradient; in each zone
     (roughly one object outline) the peak fine- and coarse-scale gradients give a ratio,
     and the median ratio over zones gives the blur. Taking both peaks on the same edge
-    makes the estimate independent of how bright each object is. Returns 0 for edges
-    sharper than can be resolved and ``MAX_BLUR_PX`` for an image without edges.
+    makes the estimate independent of how bright each object is.
+
+    Parameters
+    ----------
+    image : (M, N) or (M, N, 3) ndarray
+        A field (colour: the mean over channels).
+
+    Returns
+    -------
+    float
+        The blur's SD in px: 0 for edges sharper than can be resolved, ``MAX_BLUR_PX`` for an
+        image without edges.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:  # colour: the mean over channels carries the edges
@@ -71,6 +81,16 @@ def saturated_fraction(image: np.ndarray) -> float:
     Integer images: pixels at the image maximum when that maximum is a full-scale value
     (255, 1023, 4095, 16383, 65535). RGB images count a pixel when any channel clips.
     Float images: pixels at 1.0 when the image maximum is 1.0 (normalised data).
+
+    Parameters
+    ----------
+    image : (M, N) or (M, N, 3) ndarray
+        Raw pixels, before any correction.
+
+    Returns
+    -------
+    float
+        In [0, 1].
     """
     image = np.asarray(image)
     peak = image.max()
@@ -90,6 +110,20 @@ def focus_outliers(blur_px: np.ndarray, *, max_relative_blur: float = 1.3, mad_m
     ``max_relative_blur`` *and* is an outlier (more than ``mad_multiplier`` robust SDs of
     log blur above the median), so that a uniformly soft plate is not flagged wholesale
     and a sharp plate's small scatter is not either.
+
+    Parameters
+    ----------
+    blur_px : array_like of float
+        :func:`edge_blur_px` of every field of a plate.
+    max_relative_blur : float
+        Least ratio to the plate median that can be flagged.
+    mad_multiplier : float
+        Least distance above the median, in robust SDs of log blur.
+
+    Returns
+    -------
+    ndarray of bool
+        One flag per field.
     """
     blur = np.asarray(blur_px, dtype=float)
     if blur.size == 0:
@@ -119,6 +153,15 @@ def decide_field_qc(
         ``saturated_fraction_<channel>`` columns.
     channel_kinds : dict
         Channel name -> 'fluorescence' or 'brightfield' (which saturation limit applies).
+    max_relative_blur : float
+        A field blurred more than this times the plate median (and an outlier) fails
+        (:func:`focus_outliers`).
+    max_saturated_fraction : float
+        Largest fraction of clipped pixels in a fluorescence channel.
+    max_saturated_fraction_brightfield : float
+        The same for a brightfield channel.
+    min_cells : int
+        Fewest cells a field may have.
 
     Returns
     -------

@@ -45,14 +45,44 @@ MIN_ANGLE_FROM_NEUTRAL_DEG = 10.0
 def xgal_amount(
     rgb: np.ndarray, cell_free: np.ndarray, *, stain_vector=STAIN_VECTORS["xgal"]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """X-gal amount per pixel (OD units) and the white reference used (M, N, 3)."""
+    """X-gal amount per pixel (OD units) and the white reference used (M, N, 3).
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        A brightfield field.
+    cell_free : (M, N) ndarray of bool
+        Cell-free pixels, for the white reference.
+    stain_vector : (3,) array_like
+        The X-gal OD direction (unit vector).
+
+    Returns
+    -------
+    amount : (M, N) ndarray of float
+        X-gal amount per pixel, unmixed against a neutral (grey) component.
+    white : (M, N, 3) ndarray
+        The white reference (:func:`imaging.stains.white.white_reference`).
+    """
     white = white_reference(rgb, cell_free)
     matrix = stain_matrix([stain_vector, STAIN_VECTORS["neutral"]])
     return unmix(optical_density(rgb, white), matrix)[..., 0], white
 
 
 def pixel_threshold_from_background(xgal: np.ndarray, cell_free: np.ndarray) -> float:
-    """Background median + 5 robust SDs of the X-gal amount, at least 0.02 OD."""
+    """Background median + 5 robust SDs of the X-gal amount, at least 0.02 OD.
+
+    Parameters
+    ----------
+    xgal : (M, N) ndarray
+        X-gal amount per pixel.
+    cell_free : (M, N) ndarray of bool
+        Cell-free pixels; with fewer than 50 the floor (0.02 OD) is returned.
+
+    Returns
+    -------
+    float
+        The per-pixel amount above which a pixel counts as stained.
+    """
     values = xgal[cell_free]
     if values.size < 50:
         return MIN_PIXEL_THRESHOLD_OD
@@ -124,7 +154,25 @@ def measure_sabgal(
 def stained_od_sample(
     rgb: np.ndarray, cells: np.ndarray, *, margin: float = 3.0, max_pixels: int = 20000, seed: int = 0
 ) -> np.ndarray:
-    """OD vectors (P, 3) of up to ``max_pixels`` in-cell pixels, for stain estimation."""
+    """OD vectors (P, 3) of up to ``max_pixels`` in-cell pixels, for stain estimation.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        A brightfield field.
+    cells : (M, N) ndarray of int
+        Cell labels.
+    margin : float
+        Distance (px) from every cell of the pixels that give the white reference.
+    max_pixels : int
+        Most pixels returned (a random sample beyond).
+    seed : int
+        Seed of that sample (the same pixels every run).
+
+    Returns
+    -------
+    (P, 3) ndarray of float
+    """
     cell_free = background_mask(cells, margin=margin)
     od = optical_density(rgb, white_reference(rgb, cell_free))
     inside = od[cells > 0]
@@ -138,6 +186,11 @@ def estimate_xgal_vector(od_pixels: np.ndarray) -> tuple[np.ndarray, str]:
 
     Macenko's method gives two directions; the one farther from grey is X-gal. Falls
     back to the default vector (and says why) when there is too little stain.
+
+    Parameters
+    ----------
+    od_pixels : (P, 3) ndarray
+        OD vectors (:func:`stained_od_sample`), of one field or pooled over a plate.
 
     Returns
     -------

@@ -36,7 +36,27 @@ def _gaussian(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
 
 
 def fit_two_gaussians(values: np.ndarray, *, start: float, iterations: int = 200) -> dict:
-    """EM fit of a two-component 1-D Gaussian mixture, started by splitting at ``start``."""
+    """EM fit of a two-component 1-D Gaussian mixture, started by splitting at ``start``.
+
+    Parameters
+    ----------
+    values : (K,) ndarray of float
+        Finite values.
+    start : float
+        The first split: values at or below it start the low component.
+    iterations : int
+        Most EM iterations.
+
+    Returns
+    -------
+    dict
+        ``weights``, ``means``, ``sds``: arrays of 2, the low component first.
+
+    Raises
+    ------
+    ValueError
+        When the split leaves a component with fewer than 2 values.
+    """
     low, high = values[values <= start], values[values > start]
     if low.size < 2 or high.size < 2:
         raise ValueError("starting split leaves a component with fewer than 2 values")
@@ -64,7 +84,18 @@ def fit_two_gaussians(values: np.ndarray, *, start: float, iterations: int = 200
 
 
 def mixture_boundary(fit: dict) -> float | None:
-    """Point between the two means where the weighted densities are equal, or None."""
+    """Point between the two means where the weighted densities are equal, or None.
+
+    Parameters
+    ----------
+    fit : dict
+        A :func:`fit_two_gaussians` result.
+
+    Returns
+    -------
+    float or None
+        None when the densities do not cross between the means.
+    """
     (w1, w2), (m1, m2), (s1, s2) = fit["weights"], fit["means"], fit["sds"]
     grid = np.linspace(m1, m2, 2001)
     difference = w1 * _gaussian(grid, m1, s1) - w2 * _gaussian(grid, m2, s2)
@@ -77,6 +108,19 @@ def mixture_boundary(fit: dict) -> float | None:
 
 
 def mixture_log_likelihood(values: np.ndarray, fit: dict) -> float:
+    """Log-likelihood of ``values`` under a fitted two-Gaussian mixture.
+
+    Parameters
+    ----------
+    values : ndarray of float
+        The values (on the scale the mixture was fitted on).
+    fit : dict
+        A :func:`fit_two_gaussians` result.
+
+    Returns
+    -------
+    float
+    """
     density = sum(w * _gaussian(values, m, s) for w, m, s in zip(fit["weights"], fit["means"], fit["sds"]))
     return float(np.log(np.maximum(density, 1e-300)).sum())
 
@@ -105,7 +149,20 @@ def _fit_on_scale(values: np.ndarray, scale: str) -> tuple[dict, float, float] |
 
 def miscalled_fraction(fit: dict, boundary: float) -> float:
     """Share of cells a hard call at ``boundary`` gets wrong if the fit is right: negatives
-    above it plus positives below it (how much the populations overlap)."""
+    above it plus positives below it (how much the populations overlap).
+
+    Parameters
+    ----------
+    fit : dict
+        A :func:`fit_two_gaussians` result.
+    boundary : float
+        The call's threshold, on the fit's scale.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
     from scipy.stats import norm
 
     (w_neg, w_pos), (m_neg, m_pos), (s_neg, s_pos) = fit["weights"], fit["means"], fit["sds"]
@@ -119,6 +176,17 @@ def auto_threshold(values) -> Threshold:
     positive, the mixture is fitted both to the values and to their logarithms (log-normal
     populations), and the fit that explains the values better (higher likelihood, on the
     same scale) is kept; ``detail['scale']`` records which.
+
+    Parameters
+    ----------
+    values : array_like of float
+        One readout of every cell of a plate (non-finite values ignored).
+
+    Returns
+    -------
+    Threshold
+        Method ``'mixture'`` with the fit in ``detail``; ``'otsu'`` (with the reason) when the
+        mixture is degenerate; ``'undefined'`` (NaN) with too few cells or a single value.
     """
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
@@ -152,8 +220,21 @@ def mixture_percent(values, threshold: Threshold, *, iterations: int = 500) -> f
     one is estimated by maximum likelihood (EM over the mixing weight alone). Hard calls
     count every negative cell above the threshold as positive and every positive below it
     as negative; when the populations overlap the two errors do not cancel, and the count
-    drifts towards the threshold's side of the larger population. NaN when the threshold
-    is not a mixture fit or the group has no values.
+    drifts towards the threshold's side of the larger population.
+
+    Parameters
+    ----------
+    values : array_like of float
+        The group's cells.
+    threshold : Threshold
+        The plate's :func:`auto_threshold`.
+    iterations : int
+        Most EM iterations.
+
+    Returns
+    -------
+    float
+        Percent (0-100); NaN when the threshold is not a mixture fit or the group has no values.
     """
     if threshold.method != "mixture":
         return float("nan")
@@ -175,14 +256,39 @@ def mixture_percent(values, threshold: Threshold, *, iterations: int = 500) -> f
 
 
 def resolve_threshold(values, setting: float | str) -> Threshold:
-    """``setting`` is a number (used as is) or ``'auto'``."""
+    """The threshold a pipeline setting asks for.
+
+    Parameters
+    ----------
+    values : array_like of float
+        The readout of every cell the threshold serves.
+    setting : float or "auto"
+        A number (used as is) or ``'auto'`` (:func:`auto_threshold`).
+
+    Returns
+    -------
+    Threshold
+    """
     if setting == "auto":
         return auto_threshold(values)
     return Threshold(float(setting), "fixed", int(np.isfinite(np.asarray(values, float)).sum()))
 
 
 def apply_call(values, threshold: Threshold) -> pd.Series:
-    """Boolean calls ``value > threshold``; missing where the value or threshold is undefined."""
+    """Boolean calls ``value > threshold``; missing where the value or threshold is undefined.
+
+    Parameters
+    ----------
+    values : array_like of float
+        One readout per cell.
+    threshold : Threshold
+        The call's threshold.
+
+    Returns
+    -------
+    pandas.Series of boolean dtype
+        True, False or ``<NA>`` per cell, on ``values``'s index.
+    """
     values = pd.Series(values, dtype="float64")
     calls = pd.Series(values > threshold.value, index=values.index, dtype="boolean")
     calls[values.isna() | (not np.isfinite(threshold.value))] = pd.NA
@@ -204,8 +310,23 @@ def reporter_gate_threshold(values, setting: float | str, *, background: float =
     little (at most 5 % of cells miscalled), the low one is the minority, and its mean is at
     most a quarter of the high one's above ``background`` (the level a cell without signal
     reads at in these values: 0 after local background subtraction, the cell-free level
-    without). Otherwise no cell is gated: ``value`` is -inf, method ``'none'`` and
-    ``detail['reason']`` says why."""
+    without).
+
+    Parameters
+    ----------
+    values : array_like of float
+        The reporter readout of every cell of a plate.
+    setting : float or "auto"
+        The pipeline's gate.
+    background : float
+        The level of a cell without signal.
+
+    Returns
+    -------
+    Threshold
+        With no separate low population no cell is gated: ``value`` is -inf, method ``'none'``
+        and ``detail['reason']`` says why.
+    """
     if setting != "auto":
         return resolve_threshold(values, setting)
     fitted = auto_threshold(values)
@@ -244,7 +365,19 @@ def reporter_gate_threshold(values, setting: float | str, *, background: float =
 
 def reporter_expressed(values, threshold: Threshold) -> pd.Series:
     """True where a cell expresses the reporter (``value > threshold``; every cell when no
-    gate was found); missing where the value is missing."""
+    gate was found); missing where the value is missing.
+
+    Parameters
+    ----------
+    values : array_like of float
+        The reporter readout per cell.
+    threshold : Threshold
+        :func:`reporter_gate_threshold`.
+
+    Returns
+    -------
+    pandas.Series of boolean dtype
+    """
     if np.isfinite(threshold.value):
         return apply_call(values, threshold)
     values = pd.Series(values, dtype="float64")  # no gate: apply_call would leave every cell uncalled

@@ -38,7 +38,27 @@ BACKENDS: dict[str, Backend] = {
 
 
 def check_labels(labels: np.ndarray, shape: tuple[int, ...], *, backend: str) -> np.ndarray:
-    """Enforce the label contract: int32, ``shape``, ids 1..n with no gaps."""
+    """Enforce the label contract: int32, ``shape``, ids 1..n with no gaps.
+
+    Parameters
+    ----------
+    labels : ndarray
+        What a backend returned.
+    shape : tuple of int
+        The image's shape.
+    backend : str
+        The backend's name, for the message.
+
+    Returns
+    -------
+    ndarray of int32
+        ``labels`` renumbered 1..n, in the order of their values.
+
+    Raises
+    ------
+    RuntimeError
+        When the backend broke the contract (a bug in the backend, not the user's input).
+    """
     labels = np.asarray(labels)
     if labels.shape != tuple(shape):
         raise RuntimeError(f"segmentation backend {backend!r} returned shape {labels.shape}, expected {tuple(shape)}")

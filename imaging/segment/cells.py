@@ -23,12 +23,38 @@ from imaging.segment.classical import normalize_intensity, smooth_background
 
 
 def expand_nuclei(nuclei: np.ndarray, *, distance: float) -> np.ndarray:
-    """Cells as nuclei grown by up to ``distance`` px, split between neighbours."""
+    """Cells as nuclei grown by up to ``distance`` px, split between neighbours.
+
+    Parameters
+    ----------
+    nuclei : (M, N) ndarray of int
+        Nucleus labels.
+    distance : float
+        Largest growth (px).
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        Cell labels, each with its nucleus's id.
+    """
     return segmentation.expand_labels(nuclei, distance=distance).astype(np.int32)
 
 
 def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:
-    """Pixels of a cytoplasm stain that belong to cells (Otsu on the flattened image)."""
+    """Pixels of a cytoplasm stain that belong to cells (Otsu on the flattened image).
+
+    Parameters
+    ----------
+    cytoplasm : (M, N) ndarray
+        The cytoplasm (or whole-cell) stain.
+    radius : float
+        Typical nucleus radius (px): sets the smoothing and the background scale.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+        Cell pixels.
+    """
     smoothed = ndi.gaussian_filter(normalize_intensity(cytoplasm), max(1.0, radius / 6))
     flattened = smoothed - smooth_background(smoothed, radius=8 * radius)
     if np.ptp(flattened) <= 0:
@@ -37,7 +63,29 @@ def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:
 
 
 def watershed_cells(nuclei: np.ndarray, cytoplasm: np.ndarray, *, distance: float, radius: float) -> np.ndarray:
-    """Cells grown from ``nuclei`` along a cytoplasm stain, at most ``distance`` px out."""
+    """Cells grown from ``nuclei`` along a cytoplasm stain, at most ``distance`` px out.
+
+    Parameters
+    ----------
+    nuclei : (M, N) ndarray of int
+        Nucleus labels (the watershed's markers).
+    cytoplasm : (M, N) ndarray
+        The cytoplasm stain; cells stop where it falls to background.
+    distance : float
+        Largest reach from a nucleus (px).
+    radius : float
+        Typical nucleus radius (px).
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        Cell labels, each with its nucleus's id.
+
+    Raises
+    ------
+    ValueError
+        When the two shapes differ (both named).
+    """
     if cytoplasm.shape != nuclei.shape:
         raise ValueError(f"cytoplasm image shape {cytoplasm.shape} differs from nuclei {nuclei.shape}")
     reach = distance_to_background(nuclei == 0) <= distance
@@ -63,6 +111,7 @@ def derive_cells(
     nuclei : (M, N) ndarray of int
         Nucleus labels, 0 = background.
     method : {'expand', 'watershed'}
+        Growth by distance alone, or a watershed along the cytoplasm stain.
     distance : float
         Farthest a cell reaches beyond its nucleus, in pixels.
     cytoplasm : (M, N) ndarray, optional
@@ -70,6 +119,16 @@ def derive_cells(
     radius : float, optional
         Typical nucleus radius (px), scales the watershed's smoothing; default
         ``distance / 2``.
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        Cell labels with their nucleus's ids.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, ``watershed`` without a cytoplasm image, or shapes that differ.
     """
     nuclei = arrays.check_labels(nuclei, np.shape(nuclei), name="nuclei")
     arrays.check_size(distance, name="distance", allow_zero=True)

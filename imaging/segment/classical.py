@@ -5,7 +5,7 @@ from the image itself (:mod:`imaging.segment.scale`), so one setting serves 10x 
 
 1. Normalise intensities by robust percentiles and smooth lightly (sigma ``r/12``, at least
    one pixel). ``r`` is the inscribed radius of a global Otsu mask, corrected for confluent
-   fields, where that mask is one sheet of nuclei (:func:`settle_radius`).
+   fields, where that mask is one sheet of nuclei (:func:`_settle_radius`).
 2. Flatten uneven background: subtract a grey opening of radius ``4 r`` (rolling-ball-like),
    which removes illumination gradients and out-of-focus glow but keeps nuclei.
 3. Foreground: pixels above half the Otsu threshold of the flattened image *and* above
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # Holes in the foreground up to this fraction of a typical nucleus's area are filled.
 HOLE_AREA_FRACTION = 1.0
 
-# Confluent fields (see settle_radius): the mask's radius is "settled" within SETTLED_RATIO
+# Confluent fields (see _settle_radius): the mask's radius is "settled" within SETTLED_RATIO
 # (below) and SHEET_RATIO (above) of the radius it was made at; a mask with a component over
 # SHEET_AREA nuclei in area may be a sheet, which "breaks" when the mask made at
 # radius / RADIUS_STEP has a radius under BREAK_RATIO of it. At most MAX_RADIUS_PASSES
@@ -67,13 +67,25 @@ MIN_CONTRAST_NOISE = 2.0
 
 
 def normalize_intensity(image: np.ndarray, *, low: float = 0.5, high: float = 99.8) -> np.ndarray:
-    """Float32 image scaled so the ``low`` and ``high`` percentiles map to 0 and 1."""
+    """Float32 image scaled so the ``low`` and ``high`` percentiles map to 0 and 1.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Any numeric image.
+    low, high : float
+        The percentiles mapped to 0 and 1.
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+    """
     image = np.asarray(image, dtype=np.float32)
-    lo, hi = intensity_limits(image, low=low, high=high)
+    lo, hi = _intensity_limits(image, low=low, high=high)
     return (image - lo) / (hi - lo)
 
 
-def intensity_limits(image: np.ndarray, *, low: float = 0.5, high: float = 99.8) -> tuple[float, float]:
+def _intensity_limits(image: np.ndarray, *, low: float = 0.5, high: float = 99.8) -> tuple[float, float]:
     """The ``low`` and ``high`` percentiles that :func:`normalize_intensity` maps to 0 and 1."""
     lo, hi = np.percentile(np.asarray(image, dtype=np.float32), [low, high])
     return float(lo), float(hi if hi > lo else lo + 1.0)
@@ -87,6 +99,15 @@ def pixel_noise(image: np.ndarray) -> float:
     gradients do not count; an integer image is never credited with less than its quantisation noise
     (1/sqrt(12) of a grey level). Noise correlated between neighbours (binned-up or
     smoothed images) is underestimated, which errs towards keeping objects.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Raw pixels.
+
+    Returns
+    -------
+    float
     """
     image = np.asarray(image)
     differences = np.diff(image.astype(np.float32), axis=1).ravel()
@@ -103,7 +124,24 @@ def drop_faint(
     labels: np.ndarray, flattened: np.ndarray, *, noise: float, min_contrast: float = MIN_CONTRAST_NOISE
 ) -> np.ndarray:
     """Remove objects whose mean contrast over the flattened background is under
-    ``min_contrast`` times the pixel ``noise`` (same units as ``flattened``)."""
+    ``min_contrast`` times the pixel ``noise`` (same units as ``flattened``).
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Objects.
+    flattened : (M, N) ndarray
+        The background-flattened image the objects were found on.
+    noise : float
+        Pixel noise SD in ``flattened``'s units (:func:`pixel_noise`).
+    min_contrast : float
+        Least mean contrast, in noise SDs.
+
+    Returns
+    -------
+    (M, N) ndarray of int
+        The objects kept, renumbered 1..n (``labels`` itself when nothing is dropped).
+    """
     n_objects = int(labels.max())
     if n_objects == 0 or noise <= 0:
         return labels
@@ -123,6 +161,17 @@ def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
 
     A grey opening with a disk of ``radius`` (computed on a block-averaged copy for
     speed), smoothed and resized back, and never above the image itself.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        An image of bright objects on a slowly varying background.
+    radius : float
+        Objects narrower than this (px) are removed.
+
+    Returns
+    -------
+    (M, N) ndarray of float32
     """
     image = np.asarray(image, dtype=np.float32)
     factor = max(1, int(radius // 8))
@@ -137,7 +186,19 @@ def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
 
 def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing with a wide ``sigma``, computed on a block-averaged copy (the
-    result varies slowly, so little is lost and a 2048 px field takes a tenth the time)."""
+    result varies slowly, so little is lost and a 2048 px field takes a tenth the time).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        The image.
+    sigma : float
+        The Gaussian's SD (px, at full resolution).
+
+    Returns
+    -------
+    (M, N) ndarray of float
+    """
     factor = max(1, int(sigma // 3))
     if factor == 1:
         return ndi.gaussian_filter(image, sigma)
@@ -148,7 +209,19 @@ def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
     """``mask`` with its holes (background regions not touching the image border) of at
-    most ``max_area`` pixels filled."""
+    most ``max_area`` pixels filled.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        Foreground.
+    max_area : float
+        Largest hole filled (px).
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+    """
     holes, n_holes = ndi.label(~mask)
     if n_holes == 0:
         return mask
@@ -159,7 +232,7 @@ def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
     return mask | fill[holes]
 
 
-def foreground_mask(
+def _foreground_mask(
     flattened: np.ndarray, *, radius: float, global_fraction: float = 0.5, local_sigma_fraction: float = 1.0
 ) -> np.ndarray:
     """Nuclei foreground of a background-flattened image (see module docstring, step 3)."""
@@ -182,6 +255,17 @@ def open_with_disk(mask: np.ndarray, disk_radius: int) -> np.ndarray:
     survives erosion by a disk when its nearest background pixel lies beyond the radius,
     and dilation adds what lies within it. Scipy's dilation slows with the disk's area
     (0.25 s for a radius of 10 on a 1040 x 1388 field); the distance transform does not.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        Foreground.
+    disk_radius : int
+        The disk's radius (px).
+
+    Returns
+    -------
+    (M, N) ndarray of bool
     """
     if disk_radius < 4:
         return ndi.binary_opening(mask, structure=morphology.disk(disk_radius))
@@ -198,6 +282,20 @@ def split_touching(mask: np.ndarray, *, radius: float, min_distance_fraction: fl
     Markers are the peaks of the distance transform (smoothed with sigma ``radius/6``)
     that lie at least ``min_distance_fraction * radius`` apart; a watershed of the
     distance transform from those markers assigns every mask pixel to one nucleus.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        Nuclei foreground.
+    radius : float
+        Typical nucleus radius (px).
+    min_distance_fraction : float
+        Least distance between two nucleus centres, in radii.
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        Nucleus labels 1..n.
     """
     components, n_components = ndi.label(mask)
     if n_components == 0:
@@ -223,10 +321,25 @@ def watershed_by_component(
     A masked watershed never floods from one connected component into another, so each can
     be flooded alone: a component holding one marker is that marker's object outright (most
     nuclei: 192 of 2,452 components of a dense 2048 px field held two or more in issue 15's
-    profile), and the others
-    are flooded on their own bounding-box crop. Within a component the flooding order (by
-    value, then by the raster order pixels were queued in) is the same as on the whole image,
-    so the labels are the same, at a fraction of the time.
+    profile), and the others are flooded on their own bounding-box crop. Within a component
+    the flooding order (by value, then by the raster order pixels were queued in) is the same
+    as on the whole image, so the labels are the same, at a fraction of the time.
+
+    Parameters
+    ----------
+    surface : (M, N) ndarray
+        The surface flooded (a negated distance transform).
+    markers : (M, N) ndarray of int
+        Marker labels, inside the components.
+    components : (M, N) ndarray of int
+        Connected components of the mask, 1..``n_components``.
+    n_components : int
+        Their number.
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        Identical to skimage's masked watershed.
     """
     out = np.zeros(components.shape, dtype=np.int32)
     marked = markers > 0
@@ -256,11 +369,31 @@ def grow_to_own_contrast(
 ) -> np.ndarray:
     """Let each nucleus grow to where its intensity falls to ``fraction`` of its own peak.
 
-    The foreground rule of :func:`foreground_mask` is shared by all nuclei, so a dim
+    The foreground rule of the shared threshold is the same for all nuclei, so a dim
     nucleus beside bright ones keeps only its core. Here each object grows (at most
     ``reach_fraction * radius`` px) over pixels brighter than ``fraction`` of its own peak
     and ``floor_fraction`` of the Otsu level: every boundary sits at the same relative
     contrast, whatever the nucleus's brightness.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Nuclei.
+    flattened : (M, N) ndarray
+        The background-flattened image they were found on.
+    radius : float
+        Typical nucleus radius (px).
+    fraction : float
+        Share of its own peak a nucleus grows over.
+    reach_fraction : float
+        Most growth, in radii.
+    floor_fraction : float
+        Share of the Otsu level below which no nucleus grows.
+
+    Returns
+    -------
+    (M, N) ndarray of int
+        The grown nuclei (same ids).
     """
     n_objects = int(labels.max())
     if n_objects == 0:
@@ -275,7 +408,7 @@ def grow_to_own_contrast(
     return np.where(keep, grown, 0).astype(np.int32)
 
 
-def touching_pairs(labels: np.ndarray) -> np.ndarray:
+def _touching_pairs(labels: np.ndarray) -> np.ndarray:
     """(K, 2) array of the label pairs ``(a, b)``, ``a < b``, that share an edge (4-connected)."""
     codes = []
     n = int(labels.max()) + 1
@@ -291,8 +424,18 @@ def touching_pairs(labels: np.ndarray) -> np.ndarray:
 def concavity_depth(mask: np.ndarray) -> float:
     """Depth in pixels of the deepest notch in ``mask``'s outline: the largest distance,
     inside the convex hull, from the hull's edge to a hull pixel outside the mask.
-    0 for a convex shape; about ``r - w`` for two disks of radius ``r`` joined by a
-    waist of half-width ``w``."""
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        One object (or the union of two).
+
+    Returns
+    -------
+    float
+        0 for a convex shape; about ``r - w`` for two disks of radius ``r`` joined by a waist
+        of half-width ``w``.
+    """
     mask = np.pad(mask, 1)
     hull = convex_hull_image(mask)
     notch = hull & ~mask
@@ -307,7 +450,20 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fra
 
     Merging is greedy, shallowest union first, each object at most once per pass, and
     repeated until no pair qualifies (a nucleus cut in three is rebuilt in two passes).
-    Labels are renumbered 1..n.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Split nuclei.
+    radius : float
+        Typical nucleus radius (px).
+    max_depth_fraction : float
+        Deepest notch (in radii) a union may have and still be merged.
+
+    Returns
+    -------
+    (M, N) ndarray of int
+        Labels renumbered 1..n.
     """
     labels = labels.copy()
     max_depth = max_depth_fraction * radius
@@ -315,7 +471,7 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fra
     while True:
         slices = ndi.find_objects(labels)
         candidates = []
-        for a, b in touching_pairs(labels):
+        for a, b in _touching_pairs(labels):
             if (a, b) in rejected:
                 continue
             box = tuple(
@@ -342,7 +498,19 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fra
 
 
 def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
-    """Drop objects smaller than ``min_area`` pixels and renumber 1..n."""
+    """Drop objects smaller than ``min_area`` pixels and renumber 1..n.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Objects.
+    min_area : float
+        Least area kept (px).
+
+    Returns
+    -------
+    (M, N) ndarray of int
+    """
     areas = np.bincount(labels.ravel())
     small = areas < min_area
     small[0] = False
@@ -352,7 +520,7 @@ def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
     return relabeled.astype(np.int32)
 
 
-def rough_radius(smoothed: np.ndarray) -> float:
+def _rough_radius(smoothed: np.ndarray) -> float:
     """Nucleus radius from an Otsu mask of the image after removing any background that
     varies more slowly than a quarter of the image (a grey opening is exact on ramps).
 
@@ -367,7 +535,7 @@ def rough_radius(smoothed: np.ndarray) -> float:
     return factor * estimate_radius(flattened > filters.threshold_otsu(flattened))
 
 
-def foreground_at(
+def _foreground_at(
     normalized: np.ndarray, lightly_smoothed: np.ndarray, *, radius: float, flatten_background: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1-3 of the module docstring at nucleus radius ``radius``: the smoothed,
@@ -375,23 +543,23 @@ def foreground_at(
     sigma = max(1.0, radius / 12)
     smoothed = lightly_smoothed if sigma == 1.0 else ndi.gaussian_filter(normalized, sigma)
     flattened = smoothed - smooth_background(smoothed, radius=4 * radius) if flatten_background else smoothed
-    return flattened, foreground_mask(flattened, radius=radius)
+    return flattened, _foreground_mask(flattened, radius=radius)
 
 
-def mask_radius(mask: np.ndarray) -> float:
+def _mask_radius(mask: np.ndarray) -> float:
     """:func:`estimate_radius` of ``mask``, on every other pixel for fields over 1024 px a
     side (the estimate only sets scales, to within a pixel or so)."""
     factor = 2 if min(mask.shape) > 1024 else 1
     return factor * estimate_radius(mask[::factor, ::factor])
 
 
-def largest_area(mask: np.ndarray) -> int:
+def _largest_area(mask: np.ndarray) -> int:
     """Pixels in the largest connected component of ``mask`` (0 when empty)."""
     components, n = ndi.label(mask)
     return int(np.bincount(components.ravel())[1:].max()) if n else 0
 
 
-def settle_radius(
+def _settle_radius(
     normalized: np.ndarray,
     lightly_smoothed: np.ndarray,
     radius: float,
@@ -419,18 +587,18 @@ def settle_radius(
     """
 
     def mask_at(candidate: float) -> tuple[np.ndarray, np.ndarray]:
-        return foreground_at(normalized, lightly_smoothed, radius=candidate, flatten_background=flatten_background)
+        return _foreground_at(normalized, lightly_smoothed, radius=candidate, flatten_background=flatten_background)
 
     settled, settled_flattened, settled_mask = radius, flattened, mask
     for _ in range(MAX_RADIUS_PASSES):
-        objects_radius = mask_radius(settled_mask)
+        objects_radius = _mask_radius(settled_mask)
         if objects_radius < SETTLED_RATIO * settled:
             settled = objects_radius
             settled_flattened, settled_mask = mask_at(settled)
-        elif objects_radius > SHEET_RATIO * settled and largest_area(settled_mask) > SHEET_AREA * np.pi * settled**2:
+        elif objects_radius > SHEET_RATIO * settled and _largest_area(settled_mask) > SHEET_AREA * np.pi * settled**2:
             probe = settled / RADIUS_STEP
             probe_flattened, probe_mask = mask_at(probe)
-            if mask_radius(probe_mask) >= BREAK_RATIO * objects_radius:
+            if _mask_radius(probe_mask) >= BREAK_RATIO * objects_radius:
                 break
             settled, settled_flattened, settled_mask = probe, probe_flattened, probe_mask
         else:
@@ -441,7 +609,7 @@ def settle_radius(
     return radius, flattened, mask
 
 
-def radius_and_foreground(
+def _radius_and_foreground(
     image: np.ndarray, *, radius: float | None = None, flatten_background: bool = True
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Steps 1-3 of the module docstring: the nucleus radius (``radius`` if given, else
@@ -449,10 +617,10 @@ def radius_and_foreground(
     normalized = normalize_intensity(image)
     lightly_smoothed = ndi.gaussian_filter(normalized, 1.0)
     estimated = radius is None
-    radius = float(rough_radius(lightly_smoothed) if estimated else radius)
-    flattened, mask = foreground_at(normalized, lightly_smoothed, radius=radius, flatten_background=flatten_background)
+    radius = float(_rough_radius(lightly_smoothed) if estimated else radius)
+    flattened, mask = _foreground_at(normalized, lightly_smoothed, radius=radius, flatten_background=flatten_background)
     if estimated:
-        radius, flattened, mask = settle_radius(
+        radius, flattened, mask = _settle_radius(
             normalized, lightly_smoothed, radius, flattened, mask, flatten_background=flatten_background
         )
     return radius, flattened, mask
@@ -460,8 +628,18 @@ def radius_and_foreground(
 
 def estimate_nucleus_radius(image: np.ndarray) -> float:
     """The typical nucleus radius (px) the classical backend finds in ``image``; other
-    backends use it so that all agree on scale."""
-    return radius_and_foreground(image)[0]
+    backends use it so that all agree on scale.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        A nuclear stain.
+
+    Returns
+    -------
+    float
+    """
+    return _radius_and_foreground(image)[0]
 
 
 def segment_nuclei_classical(
@@ -494,11 +672,11 @@ def segment_nuclei_classical(
     info : dict
         ``radius_px``: the typical nucleus radius used.
     """
-    radius, flattened, mask = radius_and_foreground(image, radius=radius, flatten_background=flatten_background)
+    radius, flattened, mask = _radius_and_foreground(image, radius=radius, flatten_background=flatten_background)
     labels = split_touching(mask, radius=radius, min_distance_fraction=min_distance_fraction)
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
     labels = grow_to_own_contrast(labels, flattened, radius=radius)
     labels = merge_unsupported_splits(labels, radius=radius)
-    lo, hi = intensity_limits(image)
+    lo, hi = _intensity_limits(image)
     labels = drop_faint(labels, flattened, noise=pixel_noise(image) / (hi - lo))
     return labels, {"radius_px": radius}

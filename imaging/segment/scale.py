@@ -19,7 +19,20 @@ MIN_RADIUS_PX = 1.5
 
 def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
     """Largest inscribed radius (px) of each connected component of ``mask`` with at
-    least ``min_area`` pixels."""
+    least ``min_area`` pixels.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        A rough foreground.
+    min_area : int
+        Components smaller than this (px) are not measured.
+
+    Returns
+    -------
+    ndarray of float
+        One radius per component measured (its largest distance to the background).
+    """
     labels, n = ndi.label(mask)
     if n == 0:
         return np.zeros(0)
@@ -31,7 +44,17 @@ def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
 def estimate_radius(mask: np.ndarray, *, default: float = 8.0) -> float:
     """Typical nucleus radius in pixels from a rough foreground mask.
 
-    Returns ``default`` when the mask has no component big enough to measure.
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        A rough foreground.
+    default : float
+        Returned when the mask has no component big enough to measure.
+
+    Returns
+    -------
+    float
+        The radius (px).
     """
     radii = inscribed_radii(mask)
     if radii.size == 0:

@@ -36,7 +36,22 @@ MIN_INTENSITY = 1.0  # avoids log(0) in fully dark pixels
 
 
 def unit(vector) -> np.ndarray:
-    """``vector`` scaled to unit length."""
+    """``vector`` scaled to unit length.
+
+    Parameters
+    ----------
+    vector : array_like of float
+        A stain vector (any length > 0).
+
+    Returns
+    -------
+    ndarray of float
+
+    Raises
+    ------
+    ValueError
+        For a zero vector.
+    """
     vector = np.asarray(vector, dtype=float)
     norm = np.linalg.norm(vector)
     if norm == 0:
@@ -47,9 +62,20 @@ def unit(vector) -> np.ndarray:
 def optical_density(rgb: np.ndarray, white: np.ndarray | float) -> np.ndarray:
     """Per-channel optical density ``-log10(I / I0)`` of an RGB image.
 
-    ``white`` is the white reference ``I0``: a scalar, one value per channel (3,), or a
-    per-pixel surface (M, N, 3). Pixels brighter than the reference get a small negative
-    OD (noise), which is kept so that means over background stay unbiased.
+    Pixels brighter than the reference get a small negative OD (noise), which is kept so that
+    means over background stay unbiased.
+
+    Parameters
+    ----------
+    rgb : (..., 3) ndarray
+        Intensities (any scale; dark pixels floored at a small positive value).
+    white : float or ndarray
+        The white reference ``I0``: a scalar, one value per channel (3,), or a per-pixel
+        surface (M, N, 3).
+
+    Returns
+    -------
+    (..., 3) ndarray of float64
     """
     rgb = np.asarray(rgb, dtype=np.float64)
     white = np.maximum(np.asarray(white, dtype=np.float64), MIN_INTENSITY)
@@ -61,6 +87,20 @@ def stain_matrix(vectors) -> np.ndarray:
 
     With two vectors the third is their cross product (the residual channel); with one,
     two orthogonal complements are added.
+
+    Parameters
+    ----------
+    vectors : sequence of array_like
+        One to three stain OD directions.
+
+    Returns
+    -------
+    (3, 3) ndarray of float
+
+    Raises
+    ------
+    ValueError
+        With no vector or more than three.
     """
     rows = [unit(v) for v in vectors]
     if not 1 <= len(rows) <= 3:
@@ -80,6 +120,18 @@ def unmix(od: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Per-stain amounts (..., 3) from OD (..., 3) and a stain matrix (rows = stains).
 
     Solves ``od = amounts @ matrix`` for every pixel.
+
+    Parameters
+    ----------
+    od : (..., 3) ndarray
+        Optical densities (:func:`optical_density`).
+    matrix : (3, 3) ndarray
+        :func:`stain_matrix`.
+
+    Returns
+    -------
+    (..., 3) ndarray
+        Amounts, one per matrix row.
     """
     return od @ np.linalg.inv(matrix)
 
@@ -97,6 +149,10 @@ def estimate_stain_vectors(
     ----------
     od_pixels : (P, 3) ndarray
         Optical densities of candidate pixels.
+    min_od : float
+        Least total OD of a pixel used.
+    angle_percentile : float
+        Percentile of angle (from each end) taken as a stain's direction: robust to outliers.
 
     Returns
     -------
@@ -127,6 +183,17 @@ def estimate_stain_vectors(
 
 
 def angle_between(first, second) -> float:
-    """Angle between two vectors, in degrees."""
+    """Angle between two vectors, in degrees.
+
+    Parameters
+    ----------
+    first, second : array_like of float
+        Two non-zero vectors of the same length.
+
+    Returns
+    -------
+    float
+        In [0, 180].
+    """
     cosine = float(np.clip(np.dot(unit(first), unit(second)), -1.0, 1.0))
     return float(np.degrees(np.arccos(cosine)))

@@ -19,7 +19,18 @@ MIN_STAINED_PIXELS = 500
 
 
 def default_vectors(names: tuple[str, str]) -> dict[str, np.ndarray]:
-    """Ruifrok & Johnston's vectors for the two stains."""
+    """Ruifrok & Johnston's vectors for the two stains.
+
+    Parameters
+    ----------
+    names : tuple of str
+        Stain names of :data:`imaging.stains.optical.STAIN_VECTORS` (``("hematoxylin", "dab")``).
+
+    Returns
+    -------
+    dict of str to (3,) ndarray
+        Unit vectors by name, in the order given.
+    """
     return {name: unit(STAIN_VECTORS[name]) for name in names}
 
 
@@ -32,9 +43,13 @@ def estimate_vectors(
     Parameters
     ----------
     rgb : (M, N, 3) ndarray
+        An overview of the section (or a tile).
     tissue : (M, N) bool ndarray
+        Its tissue pixels.
     names : tuple of two str
+        The stains (``("hematoxylin", "dab")``).
     white : (3,) ndarray
+        The white point.
 
     Returns
     -------
@@ -64,6 +79,7 @@ def stain_amounts(rgb: np.ndarray, vectors: dict[str, np.ndarray], *, white) -> 
     Parameters
     ----------
     rgb : (M, N, 3) ndarray
+        The image.
     vectors : dict of str to (3,) ndarray
         Stain name -> unit OD vector (two or three stains).
     white : float or (3,) ndarray
@@ -82,7 +98,25 @@ def stain_channel(
     rgb: np.ndarray, vectors: dict[str, np.ndarray], stain: str, *, white, band_rows: int = 256
 ) -> np.ndarray:
     """One stain's amount (float32) of an RGB image, unmixed a band of rows at a time so
-    that a large overview never needs its full-size float64 optical density."""
+    that a large overview never needs its full-size float64 optical density.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        The image.
+    vectors : dict of str to (3,) ndarray
+        The stains it is unmixed with (two or three).
+    stain : str
+        Which of them to return.
+    white : float or ndarray
+        White reference (:func:`imaging.stains.optical.optical_density`).
+    band_rows : int
+        Rows unmixed at a time (bounds the memory).
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+    """
     names = list(vectors)
     inverse = np.linalg.inv(stain_matrix([vectors[n] for n in names]))[:, names.index(stain)]
     out = np.empty(rgb.shape[:2], np.float32)
@@ -102,7 +136,26 @@ def residual_fraction(
     rgb: np.ndarray, vectors: dict[str, np.ndarray], *, white, mask=None, min_od: float = 0.15
 ) -> float:
     """Mean absolute residual OD over mean OD length, on stained pixels (OD length above
-    ``min_od``, within ``mask``): 0 when the vectors explain every stained colour."""
+    ``min_od``, within ``mask``): 0 when the vectors explain every stained colour.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        The image.
+    vectors : dict of str to (3,) ndarray
+        Two stain vectors.
+    white : float or ndarray
+        White reference.
+    mask : (M, N) ndarray of bool, optional
+        Where to look (tissue).
+    min_od : float
+        Least OD length of a pixel that counts as stained.
+
+    Returns
+    -------
+    float
+        0 when too few pixels are stained to tell.
+    """
     od = optical_density(np.asarray(rgb).reshape(-1, 3), white)
     if mask is not None:
         od = od[np.asarray(mask).reshape(-1)]

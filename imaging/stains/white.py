@@ -22,6 +22,15 @@ def white_point(rgb: np.ndarray) -> np.ndarray:
     tissue, so stain amounts are measured against it. The colour of those pixels is taken
     as it is: a scanner whose glass looks yellowish is white-balanced by it (a rule that
     kept only grey pixels picked grey nuclei over yellowish glass on real Ki67 tiles).
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        A brightfield image.
+
+    Returns
+    -------
+    (3,) ndarray of float
     """
     rgb = np.asarray(rgb)
     brightness = rgb.mean(axis=-1, dtype=np.float32)
@@ -30,7 +39,21 @@ def white_point(rgb: np.ndarray) -> np.ndarray:
 
 
 def white_reference(rgb: np.ndarray, cell_free: np.ndarray) -> np.ndarray:
-    """Per-pixel white reference (M, N, 3) from the cell-free pixels of each channel."""
+    """Per-pixel white reference (M, N, 3) from the cell-free pixels of each channel.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        A brightfield plate field.
+    cell_free : (M, N) ndarray of bool
+        Pixels with no cell.
+
+    Returns
+    -------
+    (M, N, 3) ndarray of float64
+        A smooth surface per channel
+        (:func:`imaging.features.background.background_surface`).
+    """
     rgb = np.asarray(rgb, dtype=np.float64)
     surfaces = [np.broadcast_to(background_surface(rgb[..., c], cell_free), rgb.shape[:2]) for c in range(3)]
     return np.stack(surfaces, axis=-1)

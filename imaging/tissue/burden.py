@@ -21,7 +21,24 @@ LESION_COLUMNS = ["lesion", "centroid_row_um", "centroid_col_um", "area_um2", "m
 
 
 def lesion_signal(overview: np.ndarray, source: str, *, vectors: dict | None = None, white=None) -> np.ndarray:
-    """The image the lesion rule thresholds (float, larger = more lesion-like)."""
+    """The image the lesion rule thresholds (float, larger = more lesion-like).
+
+    Parameters
+    ----------
+    overview : (M, N, 3) or (M, N) ndarray
+        A section's overview.
+    source : str
+        ``"red"``, ``"green"``, ``"blue"`` (that channel), ``"intensity"`` (the mean of the
+        channels) or a stain name (its amount, unmixed with ``vectors``).
+    vectors : dict of str to (3,) ndarray, optional
+        Stain vectors, for a stain ``source``.
+    white : float or ndarray, optional
+        White reference, for a stain ``source``.
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+    """
     if source in CHANNELS:
         return np.asarray(overview[..., CHANNELS[source]] if overview.ndim == 3 else overview, dtype=np.float32)
     if source == "intensity":
@@ -30,6 +47,21 @@ def lesion_signal(overview: np.ndarray, source: str, *, vectors: dict | None = N
 
 
 def smooth_signal(signal: np.ndarray, *, smoothing_um: float, pixel_size_um: float) -> np.ndarray:
+    """The lesion signal smoothed with a Gaussian of ``smoothing_um``.
+
+    Parameters
+    ----------
+    signal : (M, N) ndarray
+        :func:`lesion_signal`.
+    smoothing_um : float
+        The Gaussian's SD in um (0: no smoothing).
+    pixel_size_um : float
+        The signal's pixel size.
+
+    Returns
+    -------
+    (M, N) ndarray
+    """
     sigma = smoothing_um / pixel_size_um
     return ndi.gaussian_filter(signal, sigma) if sigma > 0 else signal
 
@@ -110,7 +142,21 @@ def lesion_table(labels: np.ndarray, signal: np.ndarray, *, pixel_size_um: float
 
 
 def section_summary(lesions: pd.DataFrame, tissue_area_um2: float) -> dict:
-    """Lesion count, total and largest area, and percent of tissue."""
+    """Lesion count, total and largest area, and percent of tissue.
+
+    Parameters
+    ----------
+    lesions : pandas.DataFrame
+        :func:`lesion_table` of one section.
+    tissue_area_um2 : float
+        The section's tissue area.
+
+    Returns
+    -------
+    dict
+        ``n_lesions``, ``lesion_area_mm2``, ``largest_lesion_mm2``, ``tissue_area_mm2``,
+        ``lesion_percent_of_tissue`` (NaN without tissue).
+    """
     total = float(lesions["area_um2"].sum()) if len(lesions) else 0.0
     return {
         "n_lesions": int(len(lesions)),

@@ -48,14 +48,42 @@ COMPARTMENTS = ("nucleus", "cytoplasm", "cell", "membrane")
 
 
 def intensity_class(values, thresholds) -> np.ndarray:
-    """0, 1, 2 or 3 for values below the first threshold, between, ..., above the third."""
+    """0, 1, 2 or 3 for values below the first threshold, between, ..., above the third.
+
+    Parameters
+    ----------
+    values : array_like of float
+        DAB OD per cell.
+    thresholds : sequence of 3 float
+        The 1+, 2+ and 3+ cut-offs, ascending.
+
+    Returns
+    -------
+    ndarray of int
+        A value equal to a threshold takes the higher class.
+    """
     return np.searchsorted(np.asarray(thresholds, dtype=float), np.asarray(values, dtype=float), side="right")
 
 
 def nucleus_cores(nuclei: np.ndarray, nuclear_od: np.ndarray, fraction: float = 0.5) -> np.ndarray:
     """Each nucleus reduced to its pixels above ``fraction`` of its own peak nuclear OD
     (95th percentile): the stained body, without the blurred rim that segmentation adds
-    and that would dilute a nuclear mean."""
+    and that would dilute a nuclear mean.
+
+    Parameters
+    ----------
+    nuclei : (M, N) ndarray of int
+        Nucleus labels.
+    nuclear_od : (M, N) ndarray
+        The detection channel.
+    fraction : float
+        Share of its peak a core pixel has at least.
+
+    Returns
+    -------
+    (M, N) ndarray of int
+        Cores, same ids; a nucleus with no pixel above keeps its pixels.
+    """
     n = int(nuclei.max())
     if n == 0:
         return nuclei
@@ -69,7 +97,19 @@ def nucleus_cores(nuclei: np.ndarray, nuclear_od: np.ndarray, fraction: float = 
 
 def with_fallback(compartment: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """``compartment`` labels, where each label of ``fallback`` that has no pixel there takes
-    its ``fallback`` pixels: every cell keeps a compartment to be measured over."""
+    its ``fallback`` pixels: every cell keeps a compartment to be measured over.
+
+    Parameters
+    ----------
+    compartment : (M, N) ndarray of int
+        A compartment's labels.
+    fallback : (M, N) ndarray of int
+        The labels to fall back on (cells or nuclei).
+
+    Returns
+    -------
+    (M, N) ndarray of int
+    """
     missing = np.setdiff1d(np.unique(fallback), np.unique(compartment))
     missing = missing[missing > 0]
     if missing.size:
@@ -82,7 +122,21 @@ def with_fallback(compartment: np.ndarray, fallback: np.ndarray) -> np.ndarray:
 def membrane_ring(cells: np.ndarray, nuclei: np.ndarray, *, width_px: float) -> np.ndarray:
     """Each cell's outer band, ``width_px`` wide, outside its nucleus: where a membranous
     stain (MHCII on antigen-presenting cells, HER2) sits. Cells that end at their nucleus
-    (no cytoplasm in reach) keep their cell pixels, so every cell has a compartment."""
+    (no cytoplasm in reach) keep their cell pixels, so every cell has a compartment.
+
+    Parameters
+    ----------
+    cells : (M, N) ndarray of int
+        Cell labels.
+    nuclei : (M, N) ndarray of int
+        Nucleus labels (same ids).
+    width_px : float
+        The band's width.
+
+    Returns
+    -------
+    (M, N) ndarray of int
+    """
     edge = segmentation.find_boundaries(cells, mode="inner") & (cells > 0)
     band = ndi.distance_transform_edt(~edge) <= width_px
     return with_fallback(np.where(band & (nuclei == 0), cells, 0), cells)
@@ -91,7 +145,32 @@ def membrane_ring(cells: np.ndarray, nuclei: np.ndarray, *, width_px: float) -> 
 def compartment_labels(
     nuclei: np.ndarray, cells: np.ndarray, compartment: str, *, nuclear_od: np.ndarray, membrane_px: float
 ) -> np.ndarray:
-    """The pixels over which each cell's DAB is averaged for its call."""
+    """The pixels over which each cell's DAB is averaged for its call.
+
+    Parameters
+    ----------
+    nuclei : (M, N) ndarray of int
+        Nucleus labels.
+    cells : (M, N) ndarray of int
+        Cell labels (same ids).
+    compartment : {"nucleus", "cytoplasm", "membrane", "cell"}
+        Nucleus cores (:func:`nucleus_cores`), the cell without its nucleus, the membrane ring
+        (:func:`membrane_ring`) or the whole cell.
+    nuclear_od : (M, N) ndarray
+        The detection channel, for nucleus cores.
+    membrane_px : float
+        The membrane ring's width.
+
+    Returns
+    -------
+    (M, N) ndarray of int
+        Every cell has pixels (a cell without the compartment falls back on its cell or nucleus).
+
+    Raises
+    ------
+    ValueError
+        For an unknown compartment.
+    """
     if compartment == "nucleus":
         return nucleus_cores(nuclei, nuclear_od)
     if compartment == "cytoplasm":  # a cell without cytoplasm in reach is measured over its nucleus
@@ -105,7 +184,19 @@ def compartment_labels(
 
 def detects_with_dab(compartment: str, detection: str = "auto") -> bool:
     """Whether nuclei are to be detected on haematoxylin + DAB (nuclear stains) or on
-    haematoxylin alone (cytoplasmic and membranous stains, where DAB outlines cells)."""
+    haematoxylin alone (cytoplasmic and membranous stains, where DAB outlines cells).
+
+    Parameters
+    ----------
+    compartment : str
+        The compartment scored.
+    detection : {"auto", "nuclear_od", "hematoxylin"}
+        The pipeline's choice; ``auto`` follows the compartment.
+
+    Returns
+    -------
+    bool
+    """
     if detection == "auto":
         return compartment == "nucleus"
     return detection == "nuclear_od"
@@ -120,7 +211,30 @@ def detection_image(
     radius_px: float | None,
     pixel_size_um: float | None,
 ) -> tuple[np.ndarray, float, dict]:
-    """The channel nuclei are found on, the nucleus scale, and what was chosen and why."""
+    """The channel nuclei are found on, the nucleus scale, and what was chosen and why.
+
+    Parameters
+    ----------
+    hematoxylin, dab : (M, N) ndarray
+        Stain amounts of the tile.
+    compartment : str
+        The compartment scored (:func:`detects_with_dab`).
+    detection : str
+        The pipeline's detection channel setting.
+    radius_px : float or None
+        The nucleus radius, or None to take it from the pixel size and the image
+        (:func:`imaging.tissue.nuclei.nucleus_scale`).
+    pixel_size_um : float or None
+        The image's pixel size.
+
+    Returns
+    -------
+    channel : (M, N) ndarray of float32
+    radius : float
+        Nucleus radius (px).
+    info : dict
+        ``radius_px``, ``radius_source`` and ``detection``, for the record.
+    """
     with_dab = detects_with_dab(compartment, detection)
     channel = detection_channel(hematoxylin, dab, include_dab=with_dab)
     if radius_px is None:
@@ -153,6 +267,7 @@ def score_cells(
     Parameters
     ----------
     rgb : (M, N, 3) ndarray
+        The tile (core and margin).
     vectors : dict
         ``hematoxylin`` and ``dab`` unit OD vectors.
     white : (3,) array
@@ -164,6 +279,10 @@ def score_cells(
     nucleus_radius_px : float, optional
         Typical nucleus radius; estimated from the tile when None
         (:func:`imaging.tissue.nuclei.nucleus_scale`, bounded by ``pixel_size_um``).
+    pixel_size_um : float, optional
+        The image's pixel size: bounds an estimated nucleus scale.
+    expansion_px : float
+        Farthest a cell reaches beyond its nucleus (px).
     detection : {'auto', 'nuclear_od', 'hematoxylin'}
         Channel the nuclei are found on (:func:`detects_with_dab`).
     keep : (M, N) bool ndarray, optional
@@ -231,14 +350,40 @@ def score_cells(
 
 
 def allred_proportion(percent_positive: float) -> int:
-    """Allred proportion score (0-5) from percent positive cells."""
+    """Allred proportion score (0-5) from percent positive cells.
+
+    Parameters
+    ----------
+    percent_positive : float
+        0 to 100.
+
+    Returns
+    -------
+    int
+        0 (none), 1 (up to 1 %), 2 (up to 10 %), 3 (up to a third), 4 (up to two thirds), 5 (more).
+    """
     if not np.isfinite(percent_positive) or percent_positive <= 0:
         return 0
     return int(np.searchsorted([1, 10, 100 / 3, 200 / 3], percent_positive, side="left") + 1)
 
 
 def summarize_scores(classes, tissue_area_mm2: float | None) -> dict:
-    """Counts, percent positive, H-score, Allred and densities of a set of scored cells."""
+    """Counts, percent positive, H-score, Allred and densities of a set of scored cells.
+
+    Parameters
+    ----------
+    classes : array_like of int
+        The cells' intensity classes (0-3).
+    tissue_area_mm2 : float or None
+        The area they were found in, for densities.
+
+    Returns
+    -------
+    dict
+        ``n_cells``, ``n_0`` ... ``n_3plus``, ``percent_positive``, ``h_score`` (0-300),
+        ``allred_proportion``, ``allred_intensity``, ``allred_score``, ``tissue_area_mm2``,
+        ``cells_per_mm2``, ``positive_cells_per_mm2`` (NaN where undefined).
+    """
     classes = np.asarray(classes, dtype=int)
     n = int(classes.size)
     counts = np.bincount(classes, minlength=4)[:4]

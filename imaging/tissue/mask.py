@@ -27,14 +27,36 @@ MAX_MIN_AREA_FRACTION = 0.05
 
 
 def glass_pixels(rgb: np.ndarray) -> np.ndarray:
-    """Bright, colourless pixels: candidate glass."""
+    """Bright, colourless pixels: candidate glass.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        An overview of the slide.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+    """
     brightness = rgb.mean(axis=-1, dtype=np.float32)
     chroma = (rgb.max(axis=-1).astype(np.float32) - rgb.min(axis=-1)) / np.maximum(brightness, 1e-6)
     return (brightness >= GLASS_BRIGHTNESS * np.percentile(brightness, 99.5)) & (chroma < GLASS_CHROMA)
 
 
 def max_optical_density(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
-    """The largest per-channel optical density (float32), one channel at a time."""
+    """The largest per-channel optical density (float32), one channel at a time.
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        An overview of the slide.
+    white : (3,) array_like
+        The white point.
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+    """
     result = np.zeros(rgb.shape[:2], np.float32)
     for channel in range(rgb.shape[-1]):
         od = -np.log10(np.maximum(rgb[..., channel].astype(np.float32), 1.0) / max(float(white[channel]), 1.0))

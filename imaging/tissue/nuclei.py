@@ -51,8 +51,19 @@ MIN_AREA_FRACTION = 0.15  # of a disk of radius r: smaller objects are debris
 def detection_channel(hematoxylin: np.ndarray, dab: np.ndarray | None, *, include_dab: bool = True) -> np.ndarray:
     """Nuclear optical density (float32): haematoxylin plus DAB, each clipped at 0.
 
-    ``include_dab=False`` gives haematoxylin alone: for cytoplasmic or membranous stains,
-    where DAB outlines cells rather than filling nuclei.
+    Parameters
+    ----------
+    hematoxylin : (M, N) ndarray
+        Haematoxylin amount.
+    dab : (M, N) ndarray or None
+        DAB amount.
+    include_dab : bool
+        False gives haematoxylin alone: for cytoplasmic or membranous stains, where DAB
+        outlines cells rather than filling nuclei.
+
+    Returns
+    -------
+    (M, N) ndarray of float32
     """
     hematoxylin = np.asarray(hematoxylin, dtype=np.float32)
     channel = np.clip(hematoxylin, 0, None)
@@ -73,9 +84,18 @@ def estimate_radius_px(nuclear_od: np.ndarray) -> float:
     """Typical nucleus radius (px) of a brightfield tile from its nuclear OD.
 
     The inscribed radii of the round components of an Otsu mask of the capped nuclear OD,
-    holes filled (vesicular nuclei are rings), weighted as in :func:`imaging.segment.scale.estimate_radius`, and
-    converted to an area-equivalent radius. Tiles over 1024 px a side are measured at half
-    resolution.
+    holes filled (vesicular nuclei are rings), weighted as in
+    :func:`imaging.segment.scale.estimate_radius`, and converted to an area-equivalent radius.
+    Tiles over 1024 px a side are measured at half resolution.
+
+    Parameters
+    ----------
+    nuclear_od : (M, N) ndarray
+        :func:`detection_channel` of a tile.
+
+    Returns
+    -------
+    float
     """
     image = np.asarray(nuclear_od, dtype=np.float32)
     factor = 2 if min(image.shape) > 1024 else 1
@@ -93,7 +113,21 @@ def estimate_radius_px(nuclear_od: np.ndarray) -> float:
 def round_components(mask: np.ndarray, *, min_axis_ratio: float = ROUND_AXIS_RATIO, min_count: int = 5) -> np.ndarray:
     """``mask`` without its elongated components (minor / major axis under
     ``min_axis_ratio``): spindle-shaped stromal nuclei and fibres would pull the scale of
-    tumour nuclei down. The whole mask when fewer than ``min_count`` round ones remain."""
+    tumour nuclei down.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        A rough nuclear mask.
+    min_axis_ratio : float
+        Least minor / major axis ratio kept.
+    min_count : int
+        With fewer round components kept, the whole mask is returned.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+    """
     labels, n = ndi.label(mask)
     if n == 0:
         return mask
@@ -115,8 +149,21 @@ def nucleus_scale(
     (:func:`estimate_radius_px`) and, when the pixel size is known, kept within the radii
     that nuclei have (:data:`RADIUS_RANGE_UM`: lymphocytes to large tumour nuclei), so a
     tile of stroma cannot give a scale no nucleus has.
-    Returns ``(radius_px, source)``, source ``'pipeline'``, ``'estimated'`` or
-    ``'estimated, limited by the pixel size'``.
+
+    Parameters
+    ----------
+    nuclear_od : (M, N) ndarray
+        :func:`detection_channel` of a tile.
+    pixel_size_um : float, optional
+        The image's pixel size.
+    radius_um : float, optional
+        The pipeline's nucleus radius.
+
+    Returns
+    -------
+    radius_px : float
+    source : str
+        ``'pipeline'``, ``'estimated'`` or ``'estimated, limited by the pixel size'``.
     """
     if radius_um is not None and pixel_size_um:
         return float(radius_um / pixel_size_um), "pipeline"
@@ -137,6 +184,11 @@ def detect_nuclei(nuclear_od: np.ndarray, *, radius: float) -> np.ndarray:
         :func:`detection_channel` of the tile.
     radius : float
         Typical nucleus radius in pixels (:func:`nucleus_scale`).
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        Nuclei 1..n.
     """
     nuclear_od = np.asarray(nuclear_od)
     if nuclear_od.ndim != 2:
