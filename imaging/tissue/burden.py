@@ -14,6 +14,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage import morphology
 
+from imaging.features.morphology import label_moments
+from imaging.label_stats import label_means
 from imaging.stains.vectors import stain_channel
 
 CHANNELS = {"red": 0, "green": 1, "blue": 2}
@@ -128,15 +130,16 @@ def lesion_table(labels: np.ndarray, signal: np.ndarray, *, pixel_size_um: float
     if n == 0:
         return pd.DataFrame(columns=LESION_COLUMNS)
     ids = np.arange(1, n + 1)
-    centres = np.asarray(ndi.center_of_mass(np.ones(labels.shape), labels, ids)).reshape(-1, 2)
-    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:] * pixel_size_um**2
+    moments = label_moments(labels)
+    centres = np.stack([moments["row"][ids], moments["col"][ids]], axis=1)
+    areas = moments["area"][ids] * pixel_size_um**2
     return pd.DataFrame(
         {
             "lesion": ids,
             "centroid_row_um": centres[:, 0] * pixel_size_um,
             "centroid_col_um": centres[:, 1] * pixel_size_um,
             "area_um2": areas,
-            "mean_signal": np.asarray(ndi.mean(signal, labels, ids), dtype=float),
+            "mean_signal": label_means(signal, labels, ids)[0],
         }
     )
 

@@ -29,6 +29,7 @@ from skimage import segmentation
 from skimage.segmentation import expand_labels
 
 from imaging.features.morphology import ellipse_axes, label_moments
+from imaging.label_stats import label_means
 from imaging.stains.vectors import stain_amounts
 from imaging.tissue.nuclei import detect_nuclei, detection_channel, nucleus_scale
 
@@ -326,7 +327,7 @@ def score_cells(
     measured = compartment_labels(
         nuclei, cells, compartment, nuclear_od=nuclear_od, membrane_px=max(1.0, expansion_px / 2)
     )  # the outer half of the reach
-    dab_mean = np.asarray(ndi.mean(dab, measured, ids), dtype=float)
+    dab_mean = label_means(dab, measured, ids)[0]
     classes = intensity_class(dab_mean, thresholds)
     table = pd.DataFrame(
         {
@@ -335,7 +336,7 @@ def score_cells(
             "centroid_col": centroids[:, 1],
             "nucleus_area_px": moments["area"][ids].astype(np.int64),
             "nucleus_elongation": major / np.maximum(minor, 1e-9),  # major / minor axis of the fitted ellipse
-            "hematoxylin_od_mean": np.asarray(ndi.mean(hematoxylin, nuclei, ids), dtype=float),
+            "hematoxylin_od_mean": label_means(hematoxylin, nuclei, ids)[0],
             "dab_od_mean": dab_mean,
             "dab_class": classes,
             "positive": classes >= 1,
