@@ -216,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             raise InputError(
                 f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for plate pipelines",
                 path=args.pipeline,
-                fix=f"drop {', '.join(given)}: a tissue run does not use them",
+                fix=f"drop {', '.join(given)}: a tissue run does not use {'it' if len(given) == 1 else 'them'}",
             )
         run_tissue(
             args.pipeline,
