@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from skimage.segmentation import relabel_sequential
 
 from imaging import arrays
+from imaging.label_stats import relabel_sequential
 from imaging.segment.cells import derive_cells
 from imaging.segment.classical import segment_nuclei_classical
 
@@ -66,8 +66,7 @@ def check_labels(labels: np.ndarray, shape: tuple[int, ...], *, backend: str) ->
         raise RuntimeError(f"segmentation backend {backend!r} returned {labels.dtype} labels")
     if labels.size and labels.min() < 0:
         raise RuntimeError(f"segmentation backend {backend!r} returned negative labels")
-    relabeled, _, _ = relabel_sequential(labels.astype(np.int64, copy=False))
-    return relabeled.astype(np.int32)
+    return relabel_sequential(labels)
 
 
 def segment_nuclei(image: np.ndarray, *, method: str = "classical", **options) -> tuple[np.ndarray, dict]:

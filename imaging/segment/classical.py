@@ -38,7 +38,8 @@ from skimage import filters, morphology, segmentation, transform
 from skimage.morphology import convex_hull_image
 
 from imaging.distance import distance_to_background
-from imaging.label_stats import label_maxima, label_peaks
+from imaging.filters import grey_opening_disk, resize_linear
+from imaging.label_stats import label_maxima, label_peaks, relabel_sequential
 from imaging.segment.scale import estimate_radius
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def drop_faint(
     if not faint.any():
         return labels
     kept = np.where(faint[labels], 0, labels)
-    return segmentation.relabel_sequential(kept)[0].astype(np.int32)
+    return relabel_sequential(kept)
 
 
 def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
@@ -177,10 +178,10 @@ def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
     factor = max(1, int(radius // 8))
     small = transform.downscale_local_mean(image, (factor, factor)) if factor > 1 else image
     disk_radius = max(1, int(round(radius / factor)))
-    opened = ndi.grey_opening(small, footprint=morphology.disk(disk_radius))
+    opened = grey_opening_disk(small, disk_radius)
     opened = ndi.gaussian_filter(opened, disk_radius / 2)
     if factor > 1:
-        opened = transform.resize(opened, image.shape, order=1, mode="edge", anti_aliasing=False)
+        opened = resize_linear(opened, image.shape)
     return np.minimum(opened.astype(np.float32), image)
 
 
@@ -204,7 +205,7 @@ def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
         return ndi.gaussian_filter(image, sigma)
     small = transform.downscale_local_mean(image, (factor, factor))
     smoothed = ndi.gaussian_filter(small, sigma / factor)
-    return transform.resize(smoothed, image.shape, order=1, mode="edge", anti_aliasing=False).astype(image.dtype)
+    return resize_linear(smoothed, image.shape).astype(image.dtype, copy=False)
 
 
 def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
@@ -493,8 +494,7 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fra
         if not merged:
             break
         rejected = {pair for pair in rejected if not merged.intersection(pair)}
-    relabeled, _, _ = segmentation.relabel_sequential(labels)
-    return relabeled.astype(np.int32)
+    return relabel_sequential(labels)
 
 
 def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
@@ -516,8 +516,7 @@ def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
     small[0] = False
     labels = labels.copy()
     labels[small[labels]] = 0
-    relabeled, _, _ = segmentation.relabel_sequential(labels)
-    return relabeled.astype(np.int32)
+    return relabel_sequential(labels)
 
 
 def _rough_radius(smoothed: np.ndarray) -> float:

@@ -1,0 +1,53 @@
+"""The hot path's faster filters against the scipy / skimage calls they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import morphology, segmentation, transform
+
+from imaging.filters import grey_opening_disk, resize_linear
+from imaging.label_stats import relabel_sequential
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_grey_opening_by_a_disk_is_scipys_pixel_for_pixel(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        rows, columns = rng.integers(1, 70, 2)
+        radius = int(rng.integers(1, 14))
+        image = rng.normal(size=(rows, columns)).astype(np.float32)
+        if rng.random() < 0.5:  # plateaus: ties everywhere
+            image = np.round(image * 2).astype(np.float32)
+        expected = ndi.grey_opening(image, footprint=morphology.disk(radius))
+        np.testing.assert_array_equal(grey_opening_disk(image, radius), expected)
+
+
+def test_bilinear_resize_is_skimages_to_one_rounding_step():
+    rng = np.random.default_rng(1)
+    differing = total = 0
+    for _ in range(200):
+        rows, columns = rng.integers(2, 60, 2)
+        factor = int(rng.integers(2, 9))
+        shape = (rows * factor - int(rng.integers(0, factor)), columns * factor - int(rng.integers(0, factor)))
+        image = rng.normal(size=(rows, columns)).astype(np.float32)
+        expected = transform.resize(image, shape, order=1, mode="edge", anti_aliasing=False)
+        got = resize_linear(image, shape, band_rows=37)  # bands that do not divide the rows
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2.5e-7)
+        differing += int((got != expected).sum())
+        total += got.size
+    assert differing / total < 1e-3
+
+
+def test_relabel_sequential_is_skimages_forward_map():
+    rng = np.random.default_rng(2)
+    labels = rng.choice([0, 3, 7, 8, 20, 21, 500], size=(64, 64)).astype(np.int32)
+    expected = segmentation.relabel_sequential(labels)[0]
+    got = relabel_sequential(labels)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, expected)
+    sparse = labels.astype(np.int64) * 10**9  # ids far beyond the pixel count: no huge table
+    np.testing.assert_array_equal(relabel_sequential(sparse), expected)
+    np.testing.assert_array_equal(relabel_sequential(np.zeros((3, 3), np.uint16)), np.zeros((3, 3)))
