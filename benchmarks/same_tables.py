@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _revisions import ROOT, code_environment, pinned_worktree
+
 SAMPLES = ROOT / "sample_images"
 RUNS = {  # name: (pipeline, input, extra arguments)
     "sabgal": ("sabgal.yaml", "sabgal_plate/images", ["--platemap", "sabgal_plate/platemap.csv"]),
@@ -35,7 +35,7 @@ NOT_COMPARED = {"run.json", "curation.csv"}  # times and paths differ by design
 
 def run_all(source: Path, out: Path) -> dict[str, str]:
     """Every run of RUNS with the code in ``source``; SHA-256 of each table, by relative path."""
-    environment = dict(os.environ, PYTHONPATH=str(source))
+    environment = code_environment(source)
     digests = {}
     for name, (pipeline, inputs, extra) in RUNS.items():
         arguments = [str(SAMPLES / a) if a.endswith(".csv") else a for a in extra]
@@ -65,13 +65,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        worktree = scratch / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(worktree), args.against], cwd=ROOT, check=True)
-        try:
+        with pinned_worktree(args.against, scratch / "baseline") as worktree:
             baseline = run_all(worktree, scratch / "baseline_out")
             current = run_all(ROOT, scratch / "current_out")
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
     print(f"{'table':55} {args.against:>12} {'this tree':>12}  same")
     differing = 0
     for name in sorted(set(baseline) | set(current)):

@@ -5,12 +5,17 @@ real annotated images in the same run.
 Images: every ``images/<id>.tif`` with ``labels/<id>.tif`` under ``--data`` (default: the
 37 Data Science Bowl 2018 development images in ``benchmarks/data/dsb2018_dev``), plus the
 stardist sample in ``sample_images/``. Scores: F1 at IoU 0.5 and DSB AP (IoU 0.5:0.95) per
-image, averaged. Time: seconds per image of the segmentation call alone (reading excluded).
+image, averaged. Time: seconds per image of the segmentation call alone (reading excluded);
+imaging runs in its own one-thread process (as a pinned revision does).
+
+``--against REV`` adds the default backend as a pinned git revision has it (checked out into a
+temporary worktree and run in its own process on the same images), so a speed-up and its
+accuracy are judged in one run.
 
 CellProfiler runs in its own environment (its pins clash with ours):
 
     python3 -m venv /tmp/cpenv && /tmp/cpenv/bin/pip install cellprofiler-library-nightly tifffile
-    python benchmarks/segmentation.py --cellprofiler-python /tmp/cpenv/bin/python
+    python benchmarks/segmentation.py --cellprofiler-python /tmp/cpenv/bin/python [--against 160f88b]
 """
 
 from __future__ import annotations
@@ -26,13 +31,28 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from _revisions import ROOT, code_environment, pinned_worktree
 from scipy import ndimage as ndi
 from skimage import feature, filters, segmentation
 
 from imaging.metrics import match_scores
-from imaging.segment import segment_nuclei
 
-ROOT = Path(__file__).resolve().parents[1]
+# Run in the process of one version of the code: segment each image, save its labels, print the times
+SEGMENT_AT_REVISION = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np, tifffile
+from imaging.segment import segment_nuclei
+segment_nuclei(tifffile.imread(sys.argv[2]))  # imports and first-call setup, before the timing
+seconds = {}
+for path in sys.argv[2:]:
+    image = tifffile.imread(path)
+    started = time.perf_counter()
+    labels = segment_nuclei(image)[0]
+    seconds[path] = time.perf_counter() - started
+    np.save(Path(sys.argv[1]) / (Path(path).stem + ".npy"), labels)
+print(json.dumps(seconds))
+"""
 
 
 def naive_otsu_watershed(image: np.ndarray) -> np.ndarray:
@@ -87,16 +107,46 @@ def score_cellprofiler(python: str, pairs) -> tuple[list, list, float]:
     return f1, ap, float(np.mean(list(seconds.values())))
 
 
+def score_code(code: Path, pairs) -> tuple[list, list, float]:
+    """The default backend of the code at ``code`` (this tree or a pinned revision's worktree),
+    in its own one-thread process, so both are timed alike."""
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        result = subprocess.run(
+            [sys.executable, "-c", SEGMENT_AT_REVISION, str(scratch), *[str(p) for p, _ in pairs]],
+            env=code_environment(code),
+            cwd=code,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds = json.loads(result.stdout.strip().splitlines()[-1])
+        f1, ap = [], []
+        for image_path, truth_path in pairs:
+            scores = match_scores(tifffile.imread(truth_path), np.load(scratch / f"{image_path.stem}.npy"))
+            f1.append(scores.f1)
+            ap.append(scores.ap)
+    return f1, ap, float(np.mean(list(seconds.values())))
+
+
+def score_at_revision(revision: str, pairs) -> tuple[list, list, float]:
+    with tempfile.TemporaryDirectory() as scratch, pinned_worktree(revision, Path(scratch) / "code") as code:
+        return score_code(code, pairs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "dsb2018_dev")
     parser.add_argument("--cellprofiler-python", default=os.environ.get("CELLPROFILER_PYTHON"))
+    parser.add_argument("--against", help="also run the default backend of this git revision")
     args = parser.parse_args()
     pairs = image_pairs(args.data)
     rows = [
-        ("imaging classical (default)",) + score_in_process(lambda im: segment_nuclei(im)[0], pairs),
+        ("imaging classical (default)",) + score_code(ROOT, pairs),
         ("naive Otsu + distance watershed",) + score_in_process(naive_otsu_watershed, pairs),
     ]
+    if args.against:
+        rows.append((f"imaging classical at {args.against}",) + score_at_revision(args.against, pairs))
     if args.cellprofiler_python:
         rows.append(("CellProfiler IdentifyPrimaryObjects",) + score_cellprofiler(args.cellprofiler_python, pairs))
     else:

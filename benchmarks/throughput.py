@@ -6,9 +6,12 @@ Prints one table, all rows measured in the same run on the same files:
 - ``naive``: read, Otsu threshold of DAPI, connected components, mean pJNK per object
   (a typical one-line Fiji macro: no declumping, background, cells or QC);
 - ``pipeline``: :func:`imaging.plate.measure.measure_field` with ``pipelines/pjnk.yaml``;
-- ``batch, N workers``: ``imaging run`` end to end (tables, QC, run record) over the plate.
+- ``batch, N workers``: ``imaging run`` end to end (tables, QC, run record) over the plate;
+- with ``--against REV``: ``measure_field`` of this tree and of a pinned git revision, each in
+  its own one-thread process on the same fields (``_revisions.time_measure_field``), so the
+  speed-up is read off one run.
 
-Usage: ``python benchmarks/throughput.py [--fields 8] [--size 2048] [--workers 1 2]``
+Usage: ``python benchmarks/throughput.py [--fields 8] [--size 2048] [--workers 1 2] [--against REV]``
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from _revisions import ROOT, pinned_worktree, time_measure_field
 from scipy import ndimage as ndi
 from skimage import filters, measure
 
@@ -27,8 +31,6 @@ from imaging.config import load_pipeline
 from imaging.plate import execute, plan_run
 from imaging.plate.measure import measure_field
 from imaging.synthetic import derive_cell_truth, place_nuclei, render_dapi, render_pjnk, vignetting
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_fields(folder: Path, n_fields: int, size: int) -> list[tuple[Path, Path]]:
@@ -76,6 +78,7 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=8)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--against", help="also time measure_field of this git revision")
     args = parser.parse_args()
     pipeline = load_pipeline(ROOT / "pipelines" / "pjnk.yaml")
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +100,13 @@ def main() -> None:
             start = time.perf_counter()
             execute(plan, Path(tmp) / f"out{workers}", workers=workers)
             rows.append((f"batch: imaging run, {workers} worker(s)", time.perf_counter() - start))
+        if args.against:
+            stems = [str(pair[0])[: -len("_w1.tif")] for pair in pairs]
+            own = time_measure_field(ROOT, stems, Path(tmp) / "tables")
+            rows.append(("measure_field, this tree, own process", sum(own["times"])))
+            with pinned_worktree(args.against, Path(tmp) / "code") as code:
+                pinned = time_measure_field(code, stems, Path(tmp) / "pinned_tables")
+            rows.append((f"measure_field at {args.against}, own process", sum(pinned["times"])))
     floor_rate = args.fields / rows[0][1]
     print(f"{args.fields} fields of {args.size} x {args.size} px, 2 channels (uint16)")
     print(f"{'step':40s} {'s/field':>9s} {'fields/s':>9s} {'x floor time':>13s}")

@@ -13,34 +13,10 @@ Usage: ``python benchmarks/versions.py --base 9783a6f [--fields 4] [--size 2048]
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-TIMER = r"""
-import json, sys, time
-from pathlib import Path
-import numpy as np, tifffile
-from imaging.config import load_pipeline
-try:
-    from imaging.plate.measure import measure_field
-except ImportError:  # revisions before the run engine (imaging/pipeline.py)
-    from imaging.pipeline import measure_field
-pipeline = load_pipeline(sys.argv[1])
-times = []
-for stem in sys.argv[3:]:
-    images = {"dapi": tifffile.imread(stem + "_w1.tif"), "pjnk": tifffile.imread(stem + "_w2.tif")}
-    started = time.perf_counter()
-    result = measure_field(images, pipeline)
-    times.append(time.perf_counter() - started)
-    result.cells.to_csv(Path(sys.argv[2]) / (Path(stem).name + ".csv"), index=False)
-print(json.dumps({"times": times}))
-"""
+from _revisions import ROOT, pinned_worktree, time_measure_field
 
 
 def make_fields(folder: Path, n: int, size: int) -> list[str]:
@@ -65,22 +41,6 @@ def make_fields(folder: Path, n: int, size: int) -> list[str]:
         tifffile.imwrite(stem + "_w2.tif", pjnk)
         stems.append(stem)
     return stems
-
-
-def time_code(code_root: Path, stems: list[str], tables: Path) -> dict:
-    environment = dict(
-        os.environ, PYTHONPATH=str(code_root), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"
-    )
-    tables.mkdir()
-    output = subprocess.run(
-        [sys.executable, "-c", TIMER, str(code_root / "pipelines" / "pjnk.yaml"), str(tables), *stems],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=code_root,
-    )
-    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def same_cells(base_dir: Path, current_dir: Path, name: str) -> bool:
@@ -109,15 +69,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         stems = make_fields(tmp, args.fields, args.size)
-        worktree = tmp / "base"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(worktree), args.base], cwd=ROOT, check=True, capture_output=True
-        )
-        try:
-            base = time_code(worktree, stems, tmp / "base_tables")
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=True)
-        current = time_code(ROOT, stems, tmp / "tables")
+        with pinned_worktree(args.base, tmp / "base") as worktree:
+            base = time_measure_field(worktree, stems, tmp / "base_tables")
+        current = time_measure_field(ROOT, stems, tmp / "tables")
         base["same"] = current["same"] = 0
         for stem in stems:
             base["same"] += 1
