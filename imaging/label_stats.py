@@ -6,6 +6,8 @@ ufunc below on a 1040 x 1388 field with 39,000 components); the results are iden
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -81,15 +83,42 @@ def labelled_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index, flat[index]
 
 
-def label_means(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class LabelPixels:
+    """The labelled pixels of one label image (:func:`labelled_pixels`) and each id's pixel
+    count: found once and reused for every channel measured over the same labels."""
+
+    index: np.ndarray  # flat indices of the labelled pixels, in pixel order
+    labels: np.ndarray  # their labels
+    counts: np.ndarray  # pixels per id, 0..max
+
+
+def label_pixels(labels: np.ndarray) -> LabelPixels:
+    """:class:`LabelPixels` of a label image.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        A label image, no value negative.
+
+    Returns
+    -------
+    LabelPixels
+    """
+    index, pixel_labels = labelled_pixels(labels)
+    return LabelPixels(index=index, labels=pixel_labels, counts=np.bincount(pixel_labels))
+
+
+def label_means(values: np.ndarray, labels: np.ndarray | LabelPixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and pixel count of ``values`` per label id (NaN mean where a label is empty).
 
     Parameters
     ----------
     values : ndarray
-        Intensities, the shape of ``labels``.
-    labels : ndarray of int
-        A label image, no value negative.
+        Intensities, the shape of the label image.
+    labels : ndarray of int, or LabelPixels
+        A label image (no value negative), or its :func:`label_pixels` when several channels
+        are measured over it (the same sums, found once).
     ids : ndarray of int
         The labels to report, in the order wanted.
 
@@ -100,10 +129,11 @@ def label_means(values: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> tupl
     counts : ndarray of int
         Each id's pixel count.
     """
-    index, pixel_labels = labelled_pixels(labels)  # background pixels skipped: the same sums
-    size = int(max(pixel_labels.max(initial=0), ids.max(initial=0))) + 1
-    sums = np.bincount(pixel_labels, weights=values.ravel()[index], minlength=size)
-    counts = np.bincount(pixel_labels, minlength=size)
+    pixels = labels if isinstance(labels, LabelPixels) else label_pixels(labels)  # background skipped: same sums
+    size = int(max(pixels.counts.size - 1, ids.max(initial=0))) + 1
+    sums = np.bincount(pixels.labels, weights=values.ravel()[pixels.index], minlength=size)
+    counts = np.zeros(size, dtype=pixels.counts.dtype)
+    counts[: pixels.counts.size] = pixels.counts
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts
     return means[ids], counts[ids]

@@ -10,13 +10,15 @@ signal gets a large but finite ratio rather than a division by ~0 or a negative 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
 from imaging import arrays
 from imaging.features.background import background_surface, robust_sd
-from imaging.label_stats import label_ids, label_means
+from imaging.label_stats import LabelPixels, label_ids, label_means, label_pixels
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -74,6 +76,37 @@ def estimate_fluorescence_background(image: np.ndarray, outside: np.ndarray) -> 
     return surface, noise
 
 
+@dataclasses.dataclass(frozen=True)
+class CompartmentPixels:
+    """The nuclei's ids and the labelled pixels of the three compartments: found once per field
+    and shared by every channel measured (:func:`compartment_pixels`)."""
+
+    ids: np.ndarray
+    nucleus: LabelPixels
+    cytoplasm: LabelPixels
+    cell: LabelPixels
+
+
+def compartment_pixels(nuclei: np.ndarray, cells: np.ndarray) -> CompartmentPixels:
+    """:class:`CompartmentPixels` of a field's nuclei and cells.
+
+    Parameters
+    ----------
+    nuclei, cells : (M, N) ndarray of int
+        Nucleus and cell labels with shared ids.
+
+    Returns
+    -------
+    CompartmentPixels
+    """
+    return CompartmentPixels(
+        ids=label_ids(nuclei),
+        nucleus=label_pixels(nuclei),
+        cytoplasm=label_pixels(np.where(nuclei > 0, 0, cells)),
+        cell=label_pixels(cells),
+    )
+
+
 def measure_compartments(
     image: np.ndarray,
     nuclei: np.ndarray,
@@ -83,6 +116,7 @@ def measure_compartments(
     background: str | float = "local",
     margin: float = 3.0,
     cell_free: np.ndarray | None = None,
+    pixels: CompartmentPixels | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Background-subtracted compartment intensities of one channel, one row per cell.
 
@@ -101,6 +135,9 @@ def measure_compartments(
         Gap between cells and the pixels used as background, in px.
     cell_free : (M, N) bool ndarray, optional
         Background pixels, if already computed (else from ``cells`` and ``margin``).
+    pixels : CompartmentPixels, optional
+        :func:`compartment_pixels` of ``nuclei`` and ``cells``, when several channels are
+        measured (else found here).
 
     Returns
     -------
@@ -124,7 +161,8 @@ def measure_compartments(
     else:
         surface, noise = float(background), float("nan")
     corrected = image - surface
-    ids = label_ids(nuclei)
+    pixels = compartment_pixels(nuclei, cells) if pixels is None else pixels
+    ids = pixels.ids
     columns = ["label"] + [f"{prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]
     info = {
         f"{prefix}_background": float(np.mean(surface)),
@@ -133,10 +171,9 @@ def measure_compartments(
     }
     if ids.size == 0:
         return pd.DataFrame(columns=columns), info
-    cytoplasm = np.where(nuclei > 0, 0, cells)
-    nuclear_mean, nuclear_area = label_means(corrected, nuclei, ids)
-    cytoplasm_mean, cytoplasm_area = label_means(corrected, cytoplasm, ids)
-    cell_mean, cell_area = label_means(corrected, cells, ids)
+    nuclear_mean, nuclear_area = label_means(corrected, pixels.nucleus, ids)
+    cytoplasm_mean, cytoplasm_area = label_means(corrected, pixels.cytoplasm, ids)
+    cell_mean, cell_area = label_means(corrected, pixels.cell, ids)
     floor = noise if np.isfinite(noise) and noise > 0 else 1e-6
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nuclear_mean / np.maximum(cytoplasm_mean, floor)

@@ -18,7 +18,7 @@ import pandas as pd
 from imaging.config import Pipeline
 from imaging.errors import InputError
 from imaging.features.illumination import Flatfield, correct_channels
-from imaging.features.intensity import background_mask, measure_compartments
+from imaging.features.intensity import background_mask, compartment_pixels, measure_compartments
 from imaging.features.morphology import measure_morphology
 from imaging.features.qc import edge_blur_px, saturated_fraction
 from imaging.features.sabgal import STAIN_VECTORS, measure_sabgal
@@ -146,6 +146,7 @@ def measure_field(
         "focus_blur_px": edge_blur_px(images[pipeline.focus_channel]),
         **saturation,
     }
+    pixels = compartment_pixels(nuclei, cell_labels) if pipeline.measure.intensity else None
     for spec in pipeline.measure.intensity:
         part, info = measure_compartments(
             images[spec.channel],
@@ -154,6 +155,7 @@ def measure_field(
             prefix=spec.column_prefix,
             background=spec.background,
             cell_free=cell_free,
+            pixels=pixels,
         )
         table = table.merge(part, on="label", how="left")
         summary |= info
