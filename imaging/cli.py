@@ -186,10 +186,10 @@ def run_tissue(pipeline, input_dir, *, samples, out, workers, command, scheduler
             + (f"; {threshold['reason']}" if threshold.get("reason") else "")
             + ")"
         )
-    print(
-        f"Tables in {out}/ (regions.csv, cells.csv, sections.csv, lesions.csv, samples.csv, comparisons.csv); "
-        f"report in {Path(out) / 'report.html'}"
-    )
+    from imaging.tissue.tables import tissue_table_names
+
+    tables = ", ".join(tissue_table_names(plan.pipeline))
+    print(f"Tables in {out}/ ({tables}); report in {Path(out) / 'report.html'}")
 
 
 def is_tissue_pipeline(path) -> bool:

@@ -127,6 +127,25 @@ def compare_samples(pipeline: TissuePipeline, samples: pd.DataFrame) -> pd.DataF
     return with_significance(pd.DataFrame(rows, columns=COMPARISON_COLUMNS)).reindex(columns=COMPARISON_COLUMNS)
 
 
+def tissue_table_names(pipeline: TissuePipeline) -> list[str]:
+    """The tables :func:`assemble_tissue` writes for ``pipeline`` (cells only when it scores
+    cells, lesions only when it measures them).
+
+    Parameters
+    ----------
+    pipeline : TissuePipeline
+        The run's pipeline.
+
+    Returns
+    -------
+    list of str
+        File names in the run folder.
+    """
+    cells = ["cells.csv", "regions.csv"] if pipeline.cells is not None else []
+    lesions = ["lesions.csv", "sections.csv"] if pipeline.lesions is not None else []
+    return [*cells, *lesions, "samples.csv", "comparisons.csv"]
+
+
 def assemble_tissue(
     pipeline: TissuePipeline, sheet: pd.DataFrame, summaries: list[dict], out_dir: Path, curation
 ) -> None:

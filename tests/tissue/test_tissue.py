@@ -151,7 +151,12 @@ def test_metastasis_run_counts_and_measures_lesions(sections, pipelines, tmp_pat
             "1",
         ]
     )
-    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    # the closing line names the tables this run wrote, and only those (no cells in a burden run)
+    written = sorted(p.name for p in out.glob("*.csv"))
+    assert written == ["comparisons.csv", "lesions.csv", "samples.csv", "sections.csv"]
+    assert "(lesions.csv, sections.csv, samples.csv, comparisons.csv)" in printed.out
     table = pd.read_csv(out / "sections.csv").set_index("image")
     for image, expected in truth.items():
         row = table.loc[image]
