@@ -609,11 +609,17 @@ def _settle_radius(
 
 
 def _radius_and_foreground(
-    image: np.ndarray, *, radius: float | None = None, flatten_background: bool = True
+    image: np.ndarray,
+    *,
+    radius: float | None = None,
+    flatten_background: bool = True,
+    limits: tuple[float, float] | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Steps 1-3 of the module docstring: the nucleus radius (``radius`` if given, else
-    estimated and settled), the flattened image and its foreground mask."""
-    normalized = normalize_intensity(image)
+    estimated and settled), the flattened image and its foreground mask. ``limits``: the
+    image's :func:`_intensity_limits`, when the caller has them already."""
+    lo, hi = _intensity_limits(image) if limits is None else limits
+    normalized = (np.asarray(image, dtype=np.float32) - lo) / (hi - lo)  # normalize_intensity, limits known
     lightly_smoothed = ndi.gaussian_filter(normalized, 1.0)
     estimated = radius is None
     radius = float(_rough_radius(lightly_smoothed) if estimated else radius)
@@ -671,11 +677,14 @@ def segment_nuclei_classical(
     info : dict
         ``radius_px``: the typical nucleus radius used.
     """
-    radius, flattened, mask = _radius_and_foreground(image, radius=radius, flatten_background=flatten_background)
+    limits = _intensity_limits(image)  # found once: normalisation and the noise scale both use them
+    radius, flattened, mask = _radius_and_foreground(
+        image, radius=radius, flatten_background=flatten_background, limits=limits
+    )
     labels = split_touching(mask, radius=radius, min_distance_fraction=min_distance_fraction)
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
     labels = grow_to_own_contrast(labels, flattened, radius=radius)
     labels = merge_unsupported_splits(labels, radius=radius)
-    lo, hi = _intensity_limits(image)
+    lo, hi = limits
     labels = drop_faint(labels, flattened, noise=pixel_noise(image) / (hi - lo))
     return labels, {"radius_px": radius}
