@@ -71,7 +71,23 @@ class Curation:
 
 
 def read_log(out_dir: str | Path) -> pd.DataFrame:
-    """The decisions in ``OUT/curation.csv`` (an empty table when there is none)."""
+    """The decisions in ``OUT/curation.csv`` (an empty table when there is none).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per decision, oldest first.
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read or lacks a column.
+    """
     path = Path(out_dir) / CURATION_FILE
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
@@ -98,7 +114,24 @@ def _note(row) -> str:
 
 
 def resolve(log: pd.DataFrame, *, source: str | Path = CURATION_FILE) -> Curation:
-    """The decisions in force (latest per target wins)."""
+    """The decisions in force (latest per target wins).
+
+    Parameters
+    ----------
+    log : pandas.DataFrame
+        :func:`read_log`.
+    source : str or Path
+        The file the log came from, for messages.
+
+    Returns
+    -------
+    Curation
+
+    Raises
+    ------
+    InputError
+        For a decision that names no target it can apply to.
+    """
     fields: dict = {}
     wells: dict = {}
     calls: dict = {}
@@ -153,7 +186,17 @@ def _timepoint(text: str) -> int | None:
 
 
 def load(out_dir: str | Path) -> Curation:
-    """Read and resolve ``OUT/curation.csv``."""
+    """Read and resolve ``OUT/curation.csv``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run folder.
+
+    Returns
+    -------
+    Curation
+    """
     return resolve(read_log(out_dir), source=Path(out_dir) / CURATION_FILE)
 
 
@@ -172,9 +215,45 @@ def record(
     reason: str = "",
     user: str = "",
 ) -> pd.DataFrame:
-    """Append one decision to ``OUT/curation.csv`` (rewritten atomically) and return the log."""
+    """Append one decision to ``OUT/curation.csv`` (rewritten atomically) and return the log.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run folder.
+    action : str
+        One of :data:`ACTIONS` (exclude / include a field, well or image; set or clear a call).
+    plate, well, image : str
+        The target: a plate's well (and ``site``), or a tissue run's image.
+    site : int, optional
+        The field's site, for field and call decisions.
+    timepoint : int, optional
+        The time point, in a time series.
+    label : int, optional
+        The cell's label, for a call decision.
+    call : str, optional
+        The call's name, for a call decision.
+    value : bool, optional
+        The call set.
+    reason : str
+        Why (required: the log is what a reader of the results checks).
+    user : str
+        Who decided.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The whole log, this decision last.
+
+    Raises
+    ------
+    InputError
+        Without a reason, or for a decision that names no target the log can apply.
+    """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    if not str(reason).strip():  # the one home of this rule: plate review and tissue curation alike
+        raise InputError("a curation decision needs a reason", path=out_dir, fix="say why")
     row = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "user": user,
@@ -205,7 +284,17 @@ class Decision:
 
 def in_force(curation: Curation) -> list[Decision]:
     """The decisions in force, each with its undo (exclusions are included again; a call
-    override is cleared, so the cell's measured call applies again)."""
+    override is cleared, so the cell's measured call applies again).
+
+    Parameters
+    ----------
+    curation : Curation
+        :func:`resolve` of a log.
+
+    Returns
+    -------
+    list of Decision
+    """
     decisions = [
         Decision(f"image {image} excluded: {note}", {"action": "include_image", "image": image})
         for image, note in sorted(curation.excluded_images.items())
@@ -241,5 +330,19 @@ def in_force(curation: Curation) -> list[Decision]:
 
 
 def field_name(plate: str, well: str, site: int, timepoint: int | None = None) -> str:
-    """How a field is named to a reviewer: ``P1 A01 s2`` (``P1 A01 s2 t3`` in a time series)."""
+    """How a field is named to a reviewer: ``P1 A01 s2`` (``P1 A01 s2 t3`` in a time series).
+
+    Parameters
+    ----------
+    plate, well : str
+        The plate and well.
+    site : int
+        The site.
+    timepoint : int, optional
+        The time point, in a time series.
+
+    Returns
+    -------
+    str
+    """
     return f"{plate} {well} s{site}" + ("" if timepoint is None else f" t{timepoint}")

@@ -39,7 +39,9 @@ def tables(out):
 def test_latest_decision_wins(tmp_path):
     curation.record(tmp_path, action="exclude_field", plate="P", well="A1", site=2, reason="bubble", user="ana")
     curation.record(tmp_path, action="exclude_well", plate="P", well="B01", reason="contaminated")
-    curation.record(tmp_path, action="set_call", plate="P", well="A01", site=1, label=7, call="pos", value=True)
+    curation.record(
+        tmp_path, action="set_call", plate="P", well="A01", site=1, label=7, call="pos", value=True, reason="mitotic"
+    )
     curation.record(tmp_path, action="include_well", plate="P", well="B01", reason="was fine")
     resolved = curation.load(tmp_path)
     assert list(resolved.excluded_fields) == [("P", "A01", 2, None)]
@@ -47,8 +49,10 @@ def test_latest_decision_wins(tmp_path):
     assert resolved.excluded_wells == {} and resolved.calls == {("P", "A01", 1, None, 7, "pos"): True}
     assert len(resolved.log) == 4
     with pytest.raises(InputError, match="need a site"):
-        curation.record(tmp_path, action="exclude_field", plate="P", well="A01")
-    assert len(curation.read_log(tmp_path)) == 4  # the refused decision was not written
+        curation.record(tmp_path, action="exclude_field", plate="P", well="A01", reason="blur")
+    with pytest.raises(InputError, match="needs a reason"):  # plate and tissue decisions alike
+        curation.record(tmp_path, action="exclude_well", plate="P", well="C01", reason="  ")
+    assert len(curation.read_log(tmp_path)) == 4  # the refused decisions were not written
 
 
 def test_excluding_a_field_rebuilds_tables_and_record(run):

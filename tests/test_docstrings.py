@@ -1,6 +1,7 @@
-"""numpydoc on the analysis API: every public function of these modules documents each of its
-parameters, by the names the signature uses, and what it returns (numpydoc's own validator).
-Plumbing (CLI, run engine, tables, report) keeps one-line docstrings."""
+"""numpydoc on the library a notebook calls: every public function of the analysis modules and
+of the review models (plate review, curation, viewer layers) documents each of its parameters,
+by the names the signature uses, and what it returns (numpydoc's own validator). Plumbing (CLI,
+run engine, assay tables, report) keeps one-line docstrings."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ ANALYSIS_MODULES = [
     "imaging.tissue.nuclei",
     "imaging.tissue.ihc",
     "imaging.tissue.burden",
+    "imaging.filters",
+    # the review models behind the napari docks
+    "imaging.curation",
+    "imaging.plate.review",
+    "imaging.plate.layers",
+    "imaging.tissue.curation",
+    "imaging.tissue.layers",
 ]
 # GL08 no docstring; PR01 a parameter undocumented; PR02 a documented one the signature lacks;
 # PR03 out of order; PR06/PR07 a parameter without type or description; RT01 no Returns section

@@ -31,7 +31,20 @@ IDENTITY_COLUMNS = ("index", "label", "plate", "well", "site", "timepoint")
 
 def call_colours(labels, calls) -> dict:
     """Label colours from a call per label (True / False / missing): positive magenta,
-    negative cyan, missing grey; background (0) and unlisted labels transparent."""
+    negative cyan, missing grey; background (0) and unlisted labels transparent.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        Cell labels.
+    calls : array_like of bool or NA
+        Their calls, in the same order.
+
+    Returns
+    -------
+    dict
+        Label (and None, for any other) to RGBA, as napari's ``DirectLabelColormap`` takes it.
+    """
     colours = {None: TRANSPARENT, 0: TRANSPARENT}
     for label, call in zip(labels, calls):
         colours[int(label)] = UNDEFINED if pd.isna(call) else POSITIVE if bool(call) else NEGATIVE
@@ -39,14 +52,36 @@ def call_colours(labels, calls) -> dict:
 
 
 def cell_features(table: pd.DataFrame) -> pd.DataFrame:
-    """A field's per-cell table as a labels layer's ``features`` (napari's ``index`` = label)."""
+    """A field's per-cell table as a labels layer's ``features`` (napari's ``index`` = label).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The field's cells, with ``label``.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     features = table.reset_index(drop=True).copy()
     features.insert(0, "index", features["label"].astype(int))
     return features
 
 
 def colour_choices(review: RunReview, features: pd.DataFrame) -> list[str]:
-    """What cells can be coloured by: the pipeline's calls, then every numeric feature."""
+    """What cells can be coloured by: the pipeline's calls, then every numeric feature.
+
+    Parameters
+    ----------
+    review : RunReview
+        The run (its pipeline's calls).
+    features : pandas.DataFrame
+        The cells layer's features.
+
+    Returns
+    -------
+    list of str
+    """
     calls = [c.name for c in review.pipeline.calls if c.name in features.columns]
     numeric = [
         c
@@ -93,7 +128,18 @@ def field_layers(review: RunReview, loaded: LoadedField, *, source: Path | None 
 
 
 def first_field(review: RunReview) -> tuple:
-    """The field a folder opens on: the first plate's first well, site and time point."""
+    """The field a folder opens on: the first plate's first well, site and time point.
+
+    Parameters
+    ----------
+    review : RunReview
+        The run or plate folder.
+
+    Returns
+    -------
+    tuple
+        (plate, well, site, timepoint), timepoint None outside a time series.
+    """
     plate = review.plates[0]
     timepoints = review.timepoints(plate)
     timepoint = timepoints[0] if timepoints else None

@@ -36,7 +36,17 @@ class TissueCuration:
 
     @classmethod
     def open(cls, out_dir: str | Path) -> TissueCuration:
-        """A finished tissue run; InputError for a plate run or a folder that is no run."""
+        """A finished tissue run; InputError for a plate run or a folder that is no run.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            The run's ``--out`` folder.
+
+        Returns
+        -------
+        TissueCuration
+        """
         out_dir = Path(out_dir)
         record, _ = read_record(out_dir)
         if record.get("mode") != "tissue":
@@ -69,9 +79,24 @@ class TissueCuration:
 
     def exclude(self, image: str, *, reason: str, user: str = "", undo: bool = False) -> None:
         """Leave ``image`` out of the tables (``undo``: include it again); a reason is required,
-        as the log is what a reader of the results checks."""
-        if not str(reason).strip():
-            raise InputError("a curation decision needs a reason", path=self.out_dir, fix="say why")
+        as the log is what a reader of the results checks.
+
+        Parameters
+        ----------
+        image : str
+            The image's name in the run.
+        reason : str
+            Why.
+        user : str
+            Who decided.
+        undo : bool
+            Include the image again.
+
+        Raises
+        ------
+        InputError
+            Without a reason, or for an image the run does not hold.
+        """
         curation.record(
             self.out_dir,
             action="include_image" if undo else "exclude_image",
@@ -85,7 +110,17 @@ class TissueCuration:
         return curation.in_force(curation.load(self.out_dir))
 
     def undo(self, decision: curation.Decision, *, reason: str, user: str = "") -> None:
-        """Record the decision that reverses ``decision`` (the log keeps both)."""
+        """Record the decision that reverses ``decision`` (the log keeps both).
+
+        Parameters
+        ----------
+        decision : Decision
+            One of :meth:`decisions`.
+        reason : str
+            Why.
+        user : str
+            Who decided.
+        """
         curation.record(self.out_dir, **decision.undo, reason=reason, user=user)
 
     def rebuild(self) -> dict:

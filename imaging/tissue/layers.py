@@ -31,6 +31,16 @@ def section_levels(path: Path) -> tuple[list, bool]:
     TIFF levels stay on disk (zarr views on an open file); other formats are read whole.
     Levels whose channels are not last (planar RGB) are read into memory from the coarsest
     such level only when no other level exists.
+
+    Parameters
+    ----------
+    path : Path
+        The section's image file.
+
+    Returns
+    -------
+    levels : list of array-like
+    rgb : bool
     """
     import tifffile
 
@@ -76,7 +86,20 @@ def _rows_of(path: Path, image: str) -> pd.DataFrame:
 
 
 def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
-    """Cells as points at their nucleus centre, coloured by intensity class."""
+    """Cells as points at their nucleus centre, coloured by intensity class.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        An image's rows of ``cells.csv``.
+    name : str
+        The layer's name.
+
+    Returns
+    -------
+    (data, kwargs, kind)
+        A points layer, the rows as its features.
+    """
     classes = cells["dab_class"].to_numpy(int)
     colours = np.c_[np.asarray(CLASS_COLOURS, float)[classes] / 255, np.ones(len(cells))]
     faces = colours * [1, 1, 1, 0.25]  # the nucleus stays visible through its marker
@@ -93,7 +116,22 @@ def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
 
 
 def lesion_points(lesions: pd.DataFrame, *, pixel_size_um: float, name: str) -> LayerData:
-    """Lesions as points at their centre, sized to the diameter of a disk of their area."""
+    """Lesions as points at their centre, sized to the diameter of a disk of their area.
+
+    Parameters
+    ----------
+    lesions : pandas.DataFrame
+        An image's rows of ``lesions.csv``.
+    pixel_size_um : float
+        The image's pixel size (lesion positions are in um).
+    name : str
+        The layer's name.
+
+    Returns
+    -------
+    (data, kwargs, kind)
+        A points layer, the rows as its features.
+    """
     centres = lesions[["centroid_row_um", "centroid_col_um"]].to_numpy(float) / pixel_size_um
     sizes = 2 * np.sqrt(lesions["area_um2"].to_numpy(float) / np.pi) / pixel_size_um
     kwargs = {
@@ -108,7 +146,22 @@ def lesion_points(lesions: pd.DataFrame, *, pixel_size_um: float, name: str) -> 
 
 
 def tissue_run_layers(run_dir: str | Path) -> list[LayerData]:
-    """Layers of every image of a tissue run (see module docstring)."""
+    """Layers of every image of a tissue run (see module docstring).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A tissue run's ``--out`` folder.
+
+    Returns
+    -------
+    list of (data, kwargs, kind)
+
+    Raises
+    ------
+    InputError
+        When the folder holds no tissue run, or an image is no longer where the run read it.
+    """
     run_dir = Path(run_dir)
     record = _record(run_dir)
     layers = []
