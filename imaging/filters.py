@@ -8,6 +8,9 @@ shifted by the row offset. A 1-D rank filter costs the same whatever its width (
 Gil-Werman), so the cost grows with the radius, not with the disk's area (2.3x faster at a
 radius of 8, 5x at 20). Min and max are exact, so nothing is rounded differently.
 
+:func:`binary_opening_disk` is ``scipy.ndimage.binary_opening(mask, structure=disk(radius))``
+the same way (pixels outside the image are background there).
+
 :func:`resize_linear` is ``skimage.transform.resize(image, shape, order=1, mode="edge",
 anti_aliasing=False)``, computed as two separable passes of two taps each (columns on the
 small image, then rows, a band at a time) instead of scipy's per-pixel spline evaluation:
@@ -29,10 +32,15 @@ def _disk_half_widths(radius: int) -> list[int]:
     return [(int(row.sum()) - 1) // 2 for row in morphology.disk(radius)]
 
 
-def _disk_rank_filter(image: np.ndarray, radius: int, filter1d, combine) -> np.ndarray:
-    """``filter1d`` (a 1-D minimum or maximum filter) over a disk, ``mode='reflect'``."""
+def _disk_rank_filter(image: np.ndarray, radius: int, filter1d, combine, *, outside: str) -> np.ndarray:
+    """``filter1d`` (a 1-D minimum or maximum filter) over a disk. ``outside``: what lies
+    beyond the image, ``"reflect"`` (scipy's grey morphology) or ``"background"`` (0: scipy's
+    binary morphology)."""
     n_columns = image.shape[1]
-    padded = np.pad(image, radius, mode="symmetric")  # numpy's "symmetric" is scipy's "reflect"
+    if outside == "reflect":
+        padded = np.pad(image, radius, mode="symmetric")  # numpy's "symmetric" is scipy's "reflect"
+    else:
+        padded = np.pad(image, radius, mode="constant", constant_values=0)
     widths = _disk_half_widths(radius)
     by_width = {width: filter1d(padded, 2 * width + 1, axis=1)[:, radius : radius + n_columns] for width in set(widths)}
     out = by_width[widths[0]][: image.shape[0]].copy()
@@ -59,8 +67,31 @@ def grey_opening_disk(image: np.ndarray, radius: int) -> np.ndarray:
     image = np.asarray(image)
     if min(image.shape) <= 2 * radius:  # reflections past a whole image: scipy's own rule
         return ndi.grey_opening(image, footprint=morphology.disk(radius))
-    eroded = _disk_rank_filter(image, radius, ndi.minimum_filter1d, np.minimum)
-    return _disk_rank_filter(eroded, radius, ndi.maximum_filter1d, np.maximum)
+    eroded = _disk_rank_filter(image, radius, ndi.minimum_filter1d, np.minimum, outside="reflect")
+    return _disk_rank_filter(eroded, radius, ndi.maximum_filter1d, np.maximum, outside="reflect")
+
+
+def binary_opening_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary opening of ``mask`` by a disk, pixels outside the image counting as background.
+
+    The disk's rows as 1-D rank filters on a uint8 copy (see module docstring): 1.5-4x faster
+    than scipy's binary morphology or two distance transforms, whatever the radius.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        Foreground.
+    radius : int
+        The disk's radius (``skimage.morphology.disk(radius)``), at least 1.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+        Identical to ``scipy.ndimage.binary_opening(mask, structure=disk(radius))``.
+    """
+    values = np.asarray(mask, dtype=bool).view(np.uint8)
+    eroded = _disk_rank_filter(values, radius, ndi.minimum_filter1d, np.minimum, outside="background")
+    return _disk_rank_filter(eroded, radius, ndi.maximum_filter1d, np.maximum, outside="background").view(bool)
 
 
 def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import morphology, segmentation, transform
 
-from imaging.filters import grey_opening_disk, resize_linear
+from imaging.filters import binary_opening_disk, grey_opening_disk, resize_linear
 from imaging.label_stats import relabel_sequential
 
 
@@ -22,6 +22,17 @@ def test_grey_opening_by_a_disk_is_scipys_pixel_for_pixel(seed):
             image = np.round(image * 2).astype(np.float32)
         expected = ndi.grey_opening(image, footprint=morphology.disk(radius))
         np.testing.assert_array_equal(grey_opening_disk(image, radius), expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_binary_opening_by_a_disk_is_scipys_pixel_for_pixel(seed):
+    rng = np.random.default_rng(10 + seed)
+    for _ in range(80):
+        rows, columns = rng.integers(1, 60, 2)
+        radius = int(rng.integers(1, 12))
+        mask = ndi.gaussian_filter(rng.normal(size=(rows, columns)), rng.uniform(0.5, 3)) > rng.uniform(-0.3, 0.3)
+        expected = ndi.binary_opening(mask, structure=morphology.disk(radius))
+        np.testing.assert_array_equal(binary_opening_disk(mask, radius), expected)
 
 
 def test_bilinear_resize_is_skimages_to_one_rounding_step():

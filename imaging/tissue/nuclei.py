@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, measure
 
+from imaging.filters import binary_opening_disk
 from imaging.segment import classical
 from imaging.segment.scale import estimate_radius
 
@@ -202,7 +203,7 @@ def detect_nuclei(nuclear_od: np.ndarray, *, radius: float) -> np.ndarray:
     mask = flattened > OTSU_FRACTION * filters.threshold_otsu(flattened)
     mask &= flattened > classical.smooth_large_scale(flattened, radius)
     mask = classical.fill_small_holes(mask, max_area=np.pi * radius**2)
-    mask = classical.open_with_disk(mask, max(1, int(radius / 4)))
+    mask = binary_opening_disk(mask, max(1, int(radius / 4)))
     labels = classical.split_touching(mask, radius=radius)
     labels = classical.remove_small(labels, MIN_AREA_FRACTION * np.pi * radius**2)
     labels = classical.grow_to_own_contrast(labels, flattened, radius=radius)

@@ -198,10 +198,10 @@ def test_watershed_cells_follow_the_cytoplasm_stain():
 
 
 @pytest.mark.parametrize("disk_radius", [1, 4, 7, 12])
-def test_open_with_disk_matches_scipy_opening(disk_radius):
+def test_binary_opening_by_a_disk_matches_scipy_opening(disk_radius):
     from skimage import morphology
 
-    from imaging.segment.classical import open_with_disk
+    from imaging.filters import binary_opening_disk as open_with_disk
 
     rng = np.random.default_rng(disk_radius)
     blobs = ndi.gaussian_filter(rng.random((160, 210)), 1 + disk_radius / 2) > 0.5  # blobs touching the edges
