@@ -5,8 +5,8 @@ real annotated images in the same run.
 Images: every ``images/<id>.tif`` with ``labels/<id>.tif`` under ``--data`` (default: the
 37 Data Science Bowl 2018 development images in ``benchmarks/data/dsb2018_dev``), plus the
 stardist sample in ``sample_images/``. Scores: F1 at IoU 0.5 and DSB AP (IoU 0.5:0.95) per
-image, averaged. Time: seconds per image of the segmentation call alone (reading excluded);
-imaging runs in its own one-thread process (as a pinned revision does).
+image, averaged. Time: seconds per image of the segmentation call alone (reading excluded), the
+best of three calls; imaging runs in its own one-thread process (as a pinned revision does).
 
 ``--against REV`` adds the default backend as a pinned git revision has it (checked out into a
 temporary worktree and run in its own process on the same images), so a speed-up and its
@@ -38,7 +38,10 @@ from skimage import feature, filters, segmentation
 from imaging.metrics import match_scores
 
 # Run in the process of one version of the code: segment each image, save its labels, print the times
-SEGMENT_AT_REVISION = r"""
+REPEATS = 3  # each image timed this many times, the best kept (imaging and naive alike)
+SEGMENT_AT_REVISION = (
+    f"REPEATS = {REPEATS}\n"
+    + r"""
 import json, sys, time
 from pathlib import Path
 import numpy as np, tifffile
@@ -47,12 +50,16 @@ segment_nuclei(tifffile.imread(sys.argv[2]))  # imports and first-call setup, be
 seconds = {}
 for path in sys.argv[2:]:
     image = tifffile.imread(path)
-    started = time.perf_counter()
-    labels = segment_nuclei(image)[0]
-    seconds[path] = time.perf_counter() - started
+    best = float("inf")
+    for _ in range(REPEATS):  # the best of a few: this machine's neighbours add noise, never speed
+        started = time.perf_counter()
+        labels = segment_nuclei(image)[0]
+        best = min(best, time.perf_counter() - started)
+    seconds[path] = best
     np.save(Path(sys.argv[1]) / (Path(path).stem + ".npy"), labels)
 print(json.dumps(seconds))
 """
+)
 
 
 def naive_otsu_watershed(image: np.ndarray) -> np.ndarray:
@@ -81,9 +88,12 @@ def score_in_process(function, pairs) -> tuple[list, list, float]:
     f1, ap, seconds = [], [], 0.0
     for image_path, truth_path in pairs:
         image, truth = tifffile.imread(image_path), tifffile.imread(truth_path)
-        start = time.perf_counter()
-        labels = function(image)
-        seconds += time.perf_counter() - start
+        best = float("inf")
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            labels = function(image)
+            best = min(best, time.perf_counter() - start)
+        seconds += best
         scores = match_scores(truth, labels)
         f1.append(scores.f1)
         ap.append(scores.ap)
