@@ -62,3 +62,13 @@ def test_a_plate_folder_with_one_pipeline_opens_segmented(samples, pipelines, tm
     assert pipeline_in_folder(folder) is None
     with pytest.raises(InputError, match="neither a run folder"):
         open_review(folder)
+
+
+def test_feature_colours_scale_over_the_field_and_grey_the_missing():
+    from imaging.plate.layers import UNDEFINED, feature_colours
+
+    colours = feature_colours([3, 5, 9], [1.0, float("nan"), 3.0], cmap="viridis")
+    from matplotlib import colormaps
+
+    assert colours[3] == tuple(colormaps["viridis"](0.0)) and colours[9] == tuple(colormaps["viridis"](1.0))
+    assert colours[5] == UNDEFINED and colours[0][3] == 0

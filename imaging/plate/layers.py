@@ -4,8 +4,9 @@ reader returns these as they are, the plate browser shows every field it opens w
 A field becomes one image layer per channel (brightfield as RGB, fluorescence channels
 additive in their own colour), its nuclei and cells as labels layers, the cells carrying the
 field's per-cell table as ``features`` (napari's ``index`` column is the label) and coloured
-by the pipeline's first call. Every layer's metadata names where it came from
-(:func:`imaging.io.run_folder.layer_source`), so a dock opened later finds the run whose layers are in the viewer.
+by the pipeline's first call (or by any feature: :func:`feature_colours`). Every layer's
+metadata names where it came from (:func:`imaging.io.run_folder.layer_source`), so a dock
+opened later finds the run whose layers are in the viewer.
 
 A layer is napari's ``(data, kwargs, kind)`` tuple.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from imaging.io.run_folder import layer_source
@@ -48,6 +50,37 @@ def call_colours(labels, calls) -> dict:
     colours = {None: TRANSPARENT, 0: TRANSPARENT}
     for label, call in zip(labels, calls):
         colours[int(label)] = UNDEFINED if pd.isna(call) else POSITIVE if bool(call) else NEGATIVE
+    return colours
+
+
+def feature_colours(labels, values, cmap: str = "viridis") -> dict:
+    """Label colours from a numeric feature per label, scaled over the labels given (a field);
+    missing or non-finite values grey, background transparent.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        Cell labels.
+    values : array_like
+        Their feature values (non-numeric ones count as missing).
+    cmap : str
+        A matplotlib colormap name.
+
+    Returns
+    -------
+    dict
+        Label (and None, for any other) to RGBA.
+    """
+    from matplotlib import colormaps
+
+    values = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    mapping = colormaps[cmap]
+    colours = {None: TRANSPARENT, 0: TRANSPARENT}
+    for label, value in zip(labels, scaled):
+        colours[int(label)] = UNDEFINED if not np.isfinite(value) else tuple(mapping(float(value)))
     return colours
 
 

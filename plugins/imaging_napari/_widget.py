@@ -43,15 +43,12 @@ from qtpy.QtWidgets import (
 
 from imaging.curation import field_name
 from imaging.io.wells import row_index_to_letters
-from imaging.plate.layers import call_colours, colour_choices, field_layers
+from imaging.plate.layers import call_colours, colour_choices, feature_colours, field_layers
 from imaging.plate.review import LoadedField, RunReview, batch_percent, calls_at, open_review, percent_positive
 from imaging.plate.tuning import tuned_pipeline, tuned_pipeline_text, tuning_changes
 from imaging.stats import plate_format
 from imaging_napari._decisions import DecisionControls
 from imaging_napari._sources import FollowsOpenedRuns
-
-UNDEFINED = (0.6, 0.6, 0.6, 0.6)
-
 
 SEGMENTED_AGAIN = (
     " (segmented again for display: this run saved no label images; runs save them unless "
@@ -105,15 +102,7 @@ def call_colormap(labels, calls) -> DirectLabelColormap:
 
 def feature_colormap(labels, values, cmap: str = "viridis") -> DirectLabelColormap:
     """Label colours from a numeric feature per label (scaled over this field)."""
-    values = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
-    finite = values[np.isfinite(values)]
-    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    mapping = colormaps[cmap]
-    colours = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
-    for label, value in zip(labels, scaled):
-        colours[int(label)] = UNDEFINED if not np.isfinite(value) else tuple(mapping(float(value)))
-    return DirectLabelColormap(color_dict=colours)
+    return DirectLabelColormap(color_dict=feature_colours(labels, values, cmap))
 
 
 class PlateBrowser(DecisionControls, FollowsOpenedRuns, QWidget):
