@@ -107,3 +107,25 @@ def check_size(value, *, name: str, allow_zero: bool = False) -> float:
         bound = "0 or more" if allow_zero else "above 0"
         raise ValueError(f"{name} must be a finite size in px {bound}, got {value}")
     return value
+
+
+def check_same_shape(values, labels, *, names: tuple[str, str] = ("values", "labels")) -> None:
+    """A per-label statistic's two arrays cover the same pixels (a shape check only: cheap
+    enough for the hot path, where :func:`check_labels` has already run once per field).
+
+    Parameters
+    ----------
+    values, labels : ndarray or tuple of int
+        The two arrays, or their shapes.
+    names : tuple of str
+        Their names, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming both shapes when they differ.
+    """
+    first = tuple(values) if isinstance(values, tuple) else np.shape(values)
+    second = tuple(labels) if isinstance(labels, tuple) else np.shape(labels)
+    if first != second:
+        raise ValueError(f"{names[0]} shape {first} differs from {names[1]} shape {second}")

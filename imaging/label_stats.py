@@ -11,6 +11,8 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
+from imaging import arrays
+
 
 def label_ids(labels: np.ndarray) -> np.ndarray:
     """Sorted ids above 0 present in a non-negative int label image: ``np.unique(labels[labels > 0])``,
@@ -91,6 +93,7 @@ class LabelPixels:
     index: np.ndarray  # flat indices of the labelled pixels, in pixel order
     labels: np.ndarray  # their labels
     counts: np.ndarray  # pixels per id, 0..max
+    shape: tuple[int, ...]  # the label image's
 
 
 def label_pixels(labels: np.ndarray) -> LabelPixels:
@@ -106,7 +109,7 @@ def label_pixels(labels: np.ndarray) -> LabelPixels:
     LabelPixels
     """
     index, pixel_labels = labelled_pixels(labels)
-    return LabelPixels(index=index, labels=pixel_labels, counts=np.bincount(pixel_labels))
+    return LabelPixels(index=index, labels=pixel_labels, counts=np.bincount(pixel_labels), shape=np.shape(labels))
 
 
 def label_means(values: np.ndarray, labels: np.ndarray | LabelPixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +133,7 @@ def label_means(values: np.ndarray, labels: np.ndarray | LabelPixels, ids: np.nd
         Each id's pixel count.
     """
     pixels = labels if isinstance(labels, LabelPixels) else label_pixels(labels)  # background skipped: same sums
+    arrays.check_same_shape(values, pixels.shape)
     size = int(max(pixels.counts.size - 1, ids.max(initial=0))) + 1
     sums = np.bincount(pixels.labels, weights=values.ravel()[pixels.index], minlength=size)
     counts = np.zeros(size, dtype=pixels.counts.dtype)
@@ -158,6 +162,7 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = 
     -------
     (n_labels,) ndarray of float64
     """
+    arrays.check_same_shape(values, labels)
     labels = np.asarray(labels).ravel()
     n_labels = int(labels.max(initial=0)) if n_labels is None else int(n_labels)
     values = np.asarray(values, dtype=np.float64).ravel()
@@ -203,6 +208,7 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
 
     labels = np.asarray(labels)
     image = np.asarray(image)
+    arrays.check_same_shape(image, labels, names=("image", "labels"))
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"label_peaks needs a floating-point image, got {image.dtype}")
     n_labels = int(labels.max(initial=0))

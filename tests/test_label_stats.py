@@ -103,3 +103,22 @@ def test_label_ids_and_labelled_pixels_match_numpy_on_a_real_segmentation():
     )
     np.testing.assert_array_equal(moments["mu11"][1:], expected[1:])
     np.testing.assert_array_equal(moments["area"][1:], area[1:])
+
+
+def test_per_label_statistics_name_both_shapes_when_they_differ():
+    """A values image larger than the labels once gave a result (the first pixels' means)."""
+    from imaging.label_stats import label_maxima, label_means, label_peaks, label_pixels
+
+    labels = np.zeros((10, 10), np.int32)
+    labels[2:4, 2:4] = 1
+    for values in (np.ones((20, 20)), np.ones((5, 5))):
+        with pytest.raises(ValueError, match=r"values shape \(\d+, \d+\) differs from labels shape \(10, 10\)"):
+            label_means(values, labels, np.array([1]))
+        with pytest.raises(ValueError, match="differs from labels shape"):
+            label_means(values, label_pixels(labels), np.array([1]))
+        with pytest.raises(ValueError, match="differs from labels shape"):
+            label_maxima(values, labels, 1)
+        with pytest.raises(ValueError, match=r"image shape .* differs from labels shape"):
+            label_peaks(values, labels, min_distance=1)
+    means, counts = label_means(np.arange(100.0).reshape(10, 10), labels, np.array([1]))
+    assert means[0] == pytest.approx((22 + 23 + 32 + 33) / 4) and counts[0] == 4
