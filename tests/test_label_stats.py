@@ -122,3 +122,51 @@ def test_per_label_statistics_name_both_shapes_when_they_differ():
             label_peaks(values, labels, min_distance=1)
     means, counts = label_means(np.arange(100.0).reshape(10, 10), labels, np.array([1]))
     assert means[0] == pytest.approx((22 + 23 + 32 + 33) / 4) and counts[0] == 4
+
+
+def _grow(labels, image):
+    from imaging.segment.classical import grow_to_own_contrast
+
+    return grow_to_own_contrast(labels, image, radius=5)
+
+
+def _drop_faint(labels, image):
+    from imaging.segment.classical import drop_faint
+
+    return drop_faint(labels, image, noise=0.01)
+
+
+def _cores(labels, image):
+    from imaging.tissue.ihc import nucleus_cores
+
+    return nucleus_cores(labels, image)
+
+
+def _ring(labels, image):
+    from imaging.tissue.ihc import membrane_ring
+
+    return membrane_ring(labels, image.astype(np.int32), width_px=2)
+
+
+def _lesions(labels, image):
+    from imaging.tissue.burden import lesion_table
+
+    return lesion_table(labels, image, pixel_size_um=1.0)
+
+
+@pytest.mark.parametrize(
+    "call, names",
+    [
+        (_grow, ("flattened", "labels")),
+        (_drop_faint, ("flattened", "labels")),
+        (_cores, ("nuclear_od", "nuclei")),
+        (_ring, ("nuclei", "cells")),
+        (_lesions, ("signal", "labels")),
+    ],
+)
+def test_library_steps_name_both_shapes_when_labels_and_image_differ(call, names):
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:15, 5:15] = 1
+    for image in (np.random.default_rng(0).random((30, 30)), np.random.default_rng(1).random((50, 50))):
+        with pytest.raises(ValueError, match=rf"^({names[0]}|{names[1]}) shape \(\d+, \d+\) differs from"):
+            call(labels, image.astype(np.float32))

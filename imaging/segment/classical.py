@@ -37,6 +37,7 @@ from scipy import ndimage as ndi
 from skimage import filters, segmentation, transform
 from skimage.morphology import convex_hull_image
 
+from imaging import arrays
 from imaging.distance import distance_to_background
 from imaging.filters import binary_opening_disk, grey_opening_disk, resize_linear
 from imaging.label_stats import label_maxima, label_peaks, relabel_sequential
@@ -143,6 +144,7 @@ def drop_faint(
     (M, N) ndarray of int
         The objects kept, renumbered 1..n (``labels`` itself when nothing is dropped).
     """
+    arrays.check_same_shape(flattened, labels, names=("flattened", "labels"))
     n_objects = int(labels.max())
     if n_objects == 0 or noise <= 0:
         return labels
@@ -367,6 +369,7 @@ def grow_to_own_contrast(
     (M, N) ndarray of int
         The grown nuclei (same ids).
     """
+    arrays.check_same_shape(flattened, labels, names=("flattened", "labels"))
     n_objects = int(labels.max())
     if n_objects == 0:
         return labels

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage import morphology
 
+from imaging import arrays
 from imaging.features.morphology import label_moments
 from imaging.label_stats import label_means
 from imaging.stains.vectors import stain_channel
@@ -126,6 +127,7 @@ def lesion_table(labels: np.ndarray, signal: np.ndarray, *, pixel_size_um: float
     DataFrame
         :data:`LESION_COLUMNS`.
     """
+    arrays.check_same_shape(signal, labels, names=("signal", "labels"))
     n = int(labels.max())
     if n == 0:
         return pd.DataFrame(columns=LESION_COLUMNS)

@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from skimage import segmentation
 from skimage.segmentation import expand_labels
 
+from imaging import arrays
 from imaging.features.morphology import ellipse_axes, label_moments
 from imaging.label_stats import label_means
 from imaging.stains.vectors import stain_amounts
@@ -85,6 +86,7 @@ def nucleus_cores(nuclei: np.ndarray, nuclear_od: np.ndarray, fraction: float = 
     (M, N) ndarray of int
         Cores, same ids; a nucleus with no pixel above keeps its pixels.
     """
+    arrays.check_same_shape(nuclear_od, nuclei, names=("nuclear_od", "nuclei"))
     n = int(nuclei.max())
     if n == 0:
         return nuclei
@@ -138,6 +140,7 @@ def membrane_ring(cells: np.ndarray, nuclei: np.ndarray, *, width_px: float) -> 
     -------
     (M, N) ndarray of int
     """
+    arrays.check_same_shape(nuclei, cells, names=("nuclei", "cells"))
     edge = segmentation.find_boundaries(cells, mode="inner") & (cells > 0)
     band = ndi.distance_transform_edt(~edge) <= width_px
     return with_fallback(np.where(band & (nuclei == 0), cells, 0), cells)
