@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from imaging import arrays
+
 MIN_TILE_FRACTION = 0.05  # a tile needs this share of background pixels to be measured
 
 
@@ -38,6 +40,7 @@ def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8, statis
     (grid, grid) ndarray of float64
         One value per tile; NaN where a tile has too few mask pixels.
     """
+    arrays.check_same_shape(image, mask, names=("image", "mask"))
     rows, cols = _tile_edges(image.shape[0], grid), _tile_edges(image.shape[1], grid)
     reducer = {"median": np.median, "mean": np.mean}[statistic]
     values = np.full((grid, grid), np.nan)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from imaging import arrays
 from imaging.label_stats import label_maxima
 
 FINE_SIGMA = 1.0
@@ -50,6 +51,7 @@ def edge_blur_px(image: np.ndarray) -> float:
         The blur's SD in px: 0 for edges sharper than can be resolved, ``MAX_BLUR_PX`` for an
         image without edges.
     """
+    arrays.check_image(image, rgb=np.ndim(image) == 3)
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:  # colour: the mean over channels carries the edges
         image = image.mean(axis=-1)
@@ -92,6 +94,7 @@ def saturated_fraction(image: np.ndarray) -> float:
     float
         In [0, 1].
     """
+    arrays.check_image(image, rgb=np.ndim(image) == 3)
     image = np.asarray(image)
     peak = image.max()
     is_full_scale = (peak in SATURATION_LEVELS) if image.dtype.kind in "iu" else (peak == 1.0)

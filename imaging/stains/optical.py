@@ -77,6 +77,12 @@ def optical_density(rgb: np.ndarray, white: np.ndarray | float) -> np.ndarray:
     -------
     (..., 3) ndarray of float64
     """
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1:] != (3,):
+        raise ValueError(f"rgb must hold 3 colour channels last, got shape {rgb.shape}")
+    white = np.asarray(white)
+    if white.ndim and white.shape not in ((3,), rgb.shape):
+        raise ValueError(f"white shape {white.shape} fits neither one colour (3,) nor the image {rgb.shape}")
     rgb = np.asarray(rgb, dtype=np.float64)
     white = np.maximum(np.asarray(white, dtype=np.float64), MIN_INTENSITY)
     return -np.log10(np.maximum(rgb, MIN_INTENSITY) / white)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imaging import arrays
 from imaging.stains.optical import (
     STAIN_VECTORS,
     angle_between,
@@ -117,6 +118,7 @@ def stain_channel(
     -------
     (M, N) ndarray of float32
     """
+    rgb = arrays.check_image(rgb, name="rgb", rgb=True)
     names = list(vectors)
     inverse = np.linalg.inv(stain_matrix([vectors[n] for n in names]))[:, names.index(stain)]
     out = np.empty(rgb.shape[:2], np.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imaging import arrays
 from imaging.features.background import background_surface
 
 
@@ -32,6 +33,7 @@ def white_point(rgb: np.ndarray) -> np.ndarray:
     -------
     (3,) ndarray of float
     """
+    rgb = arrays.check_image(rgb, name="rgb", rgb=True)
     rgb = np.asarray(rgb)
     brightness = rgb.mean(axis=-1, dtype=np.float32)
     brightest = brightness >= np.percentile(brightness, 99)
