@@ -100,6 +100,16 @@ def score_in_process(function, pairs) -> tuple[list, list, float]:
     return f1, ap, seconds / len(pairs)
 
 
+def scores_of_saved(pairs, load) -> tuple[list, list]:
+    """F1 and AP of label images another process saved, ``load(stem)`` reading each."""
+    f1, ap = [], []
+    for image_path, truth_path in pairs:
+        scores = match_scores(tifffile.imread(truth_path), load(image_path.stem))
+        f1.append(scores.f1)
+        ap.append(scores.ap)
+    return f1, ap
+
+
 def score_cellprofiler(python: str, pairs) -> tuple[list, list, float]:
     with tempfile.TemporaryDirectory() as out:
         result = subprocess.run(
@@ -109,11 +119,7 @@ def score_cellprofiler(python: str, pairs) -> tuple[list, list, float]:
             check=True,
         )
         seconds = json.loads(result.stdout.strip().splitlines()[-1])
-        f1, ap = [], []
-        for image_path, truth_path in pairs:
-            scores = match_scores(tifffile.imread(truth_path), tifffile.imread(Path(out) / f"{image_path.stem}.tif"))
-            f1.append(scores.f1)
-            ap.append(scores.ap)
+        f1, ap = scores_of_saved(pairs, lambda stem: tifffile.imread(Path(out) / f"{stem}.tif"))
     return f1, ap, float(np.mean(list(seconds.values())))
 
 
@@ -131,11 +137,7 @@ def score_code(code: Path, pairs) -> tuple[list, list, float]:
             check=True,
         )
         seconds = json.loads(result.stdout.strip().splitlines()[-1])
-        f1, ap = [], []
-        for image_path, truth_path in pairs:
-            scores = match_scores(tifffile.imread(truth_path), np.load(scratch / f"{image_path.stem}.npy"))
-            f1.append(scores.f1)
-            ap.append(scores.ap)
+        f1, ap = scores_of_saved(pairs, lambda stem: np.load(scratch / f"{stem}.npy"))
     return f1, ap, float(np.mean(list(seconds.values())))
 
 

@@ -16,8 +16,6 @@ from pathlib import Path
 def get_reader(path):
     """A reader for a run folder (``run.json``) or a plate folder with one pipeline YAML;
     None (never an error) for anything else, so napari offers other readers."""
-    from imaging.plate.review import pipeline_in_folder
-
     if isinstance(path, list):
         if len(path) != 1:
             return None
@@ -30,6 +28,8 @@ def get_reader(path):
         return None
     if (folder / "run.json").is_file():
         return read_tissue_run if _is_tissue_run(folder) else read_plate
+    from imaging.plate.review import pipeline_in_folder  # heavy: only for folders that may be plates
+
     if pipeline_in_folder(folder) is not None:
         return read_plate
     return None
