@@ -72,6 +72,30 @@ def test_distance_to_background_is_scipys(shape):
     np.testing.assert_array_equal(distance_to_background(full), ndi.distance_transform_edt(full))
 
 
+def test_expand_labels_by_tiles_is_skimages_ties_included():
+    """Sparse single-pixel seeds leave many pixels equidistant from two labels, and small
+    tiles put those ties on tile borders: the result must still be skimage's, pixel for pixel."""
+    from skimage import segmentation
+
+    from imaging.distance import expand_labels
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        rows, cols = (int(n) for n in rng.integers(10, 160, 2))
+        labels = np.zeros((rows, cols), np.int32)
+        n = int(rng.integers(1, 30))
+        labels[rng.integers(0, rows, n), rng.integers(0, cols, n)] = rng.integers(1, 8, n)
+        distance = float(rng.uniform(0.5, 30))
+        expected = segmentation.expand_labels(labels, distance)
+        got = expand_labels(labels, distance, tile=int(rng.integers(4, 48)))
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    blobs = ndi.label(ndi.gaussian_filter(rng.random((600, 700)), 3) > 0.53)[0]
+    np.testing.assert_array_equal(expand_labels(blobs, 9.5), segmentation.expand_labels(blobs, 9.5))
+    empty = np.zeros((30, 40), np.uint16)
+    assert not expand_labels(empty, 5).any() and expand_labels(empty, 5).dtype == np.uint16
+
+
 def test_label_ids_and_labelled_pixels_match_numpy_on_a_real_segmentation():
     """Ids as np.unique gives them, and per-label sums over the labelled pixels equal to the
     whole-image sums bit for bit (the moments and compartment means rely on it)."""

@@ -179,6 +179,27 @@ def background_surface(
     return interpolate_grid(tiles, image.shape)
 
 
+def robust_level_and_sd(values: np.ndarray) -> tuple[float, float]:
+    """Median of ``values`` and the standard deviation estimated from their median absolute
+    deviation (Gaussian-consistent), found together (the deviation needs the median).
+
+    Parameters
+    ----------
+    values : array_like
+        Samples.
+
+    Returns
+    -------
+    median, sd : float
+        NaN for no samples.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    median = np.median(values)
+    return float(median), float(1.4826 * np.median(np.abs(values - median)))
+
+
 def robust_sd(values: np.ndarray) -> float:
     """Standard deviation estimated from the median absolute deviation (Gaussian-consistent).
 
@@ -192,7 +213,4 @@ def robust_sd(values: np.ndarray) -> float:
     float
         1.4826 times the median absolute deviation; NaN for no samples.
     """
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return float("nan")
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    return robust_level_and_sd(values)[1]

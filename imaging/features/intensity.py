@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from imaging import arrays
-from imaging.features.background import background_surface, robust_sd
+from imaging.features.background import background_surface, robust_level_and_sd
 from imaging.label_stats import LabelPixels, label_ids, label_means, label_pixels
 
 COMPARTMENT_SUFFIXES = (
@@ -50,30 +50,6 @@ def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
     if not cells.any():
         return np.ones(cells.shape, dtype=bool)
     return ndi.distance_transform_cdt(cells == 0, metric="chessboard") > margin
-
-
-def estimate_fluorescence_background(image: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray | float, float]:
-    """Background surface of a fluorescence channel from the cell-free pixels ``outside``,
-    and the background noise SD (robust).
-
-    Parameters
-    ----------
-    image : (M, N) ndarray
-        The channel.
-    outside : (M, N) ndarray of bool
-        Cell-free pixels (:func:`background_mask`).
-
-    Returns
-    -------
-    surface : ndarray or float
-        The smooth background (an image of the field's shape, or one level).
-    noise : float
-        Robust SD of the cell-free pixels about it (NaN without any).
-    """
-    surface = background_surface(image, outside)
-    residual = (np.asarray(image, dtype=np.float64) - surface)[outside]
-    noise = robust_sd(residual) if residual.size else float("nan")
-    return surface, noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,19 +131,24 @@ def measure_compartments(
     cells = arrays.check_labels(cells, image.shape, name="cells", image_name=f"{prefix} image")
     outside = background_mask(cells, margin=margin) if cell_free is None else cell_free
     if background == "local":
-        surface, noise = estimate_fluorescence_background(image, outside)
+        surface = background_surface(image, outside)
     elif background == "none":
-        surface, noise = 0.0, float("nan")
+        surface = 0.0
     else:
-        surface, noise = float(background), float("nan")
+        surface = float(background)
     corrected = image - surface
+    # the cell-free pixels after subtraction: their median is the residual background, and,
+    # about a local surface, their spread is the background noise
+    residual_background, noise = robust_level_and_sd(corrected[outside])
+    if background != "local":
+        noise = float("nan")
     pixels = compartment_pixels(nuclei, cells) if pixels is None else pixels
     ids = pixels.ids
     columns = ["label"] + [f"{prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]
     info = {
         f"{prefix}_background": float(np.mean(surface)),
         f"{prefix}_background_noise": noise,
-        f"{prefix}_residual_background": float(np.median(corrected[outside])) if outside.any() else float("nan"),
+        f"{prefix}_residual_background": residual_background,
     }
     if ids.size == 0:
         return pd.DataFrame(columns=columns), info

@@ -5,7 +5,7 @@ cell. Two ways:
 
 ``expand``
     Grow every nucleus by up to ``distance`` pixels without overlapping a neighbour
-    (:func:`skimage.segmentation.expand_labels`): a Voronoi split where cells touch.
+    (:func:`imaging.distance.expand_labels`, skimage's rule by tiles): a Voronoi split where cells touch.
 ``watershed``
     Follow a cytoplasm stain: watershed of its gradient from the nuclei, inside the
     stain's foreground, never farther than ``distance`` from the nucleus.
@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from skimage import filters, segmentation
 
 from imaging import arrays
-from imaging.distance import distance_to_background
+from imaging.distance import distance_to_background, expand_labels
 from imaging.segment.classical import normalize_intensity, smooth_background
 
 
@@ -37,7 +37,7 @@ def expand_nuclei(nuclei: np.ndarray, *, distance: float) -> np.ndarray:
     (M, N) ndarray of int32
         Cell labels, each with its nucleus's id.
     """
-    return segmentation.expand_labels(nuclei, distance=distance).astype(np.int32)
+    return expand_labels(nuclei, distance=distance).astype(np.int32)
 
 
 def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:

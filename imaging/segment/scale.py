@@ -17,6 +17,34 @@ from imaging.label_stats import label_maxima
 MIN_RADIUS_PX = 1.5
 
 
+def component_radii(
+    components: np.ndarray, n_components: int, distance: np.ndarray, *, min_area: int = 9
+) -> np.ndarray:
+    """Largest inscribed radius (px) of each component of ``components`` with at least
+    ``min_area`` pixels, from the mask's distance transform ``distance``.
+
+    Parameters
+    ----------
+    components : (M, N) ndarray of int
+        Connected components of a mask, 1..``n_components``.
+    n_components : int
+        Their number.
+    distance : (M, N) ndarray of float
+        The mask's distance to background (:func:`imaging.distance.distance_to_background`).
+    min_area : int
+        Components smaller than this (px) are not measured.
+
+    Returns
+    -------
+    ndarray of float
+        One radius per component measured (its largest distance to the background).
+    """
+    if n_components == 0:
+        return np.zeros(0)
+    areas = np.bincount(components.ravel(), minlength=n_components + 1)[1:]
+    return label_maxima(distance, components, n_components)[areas >= min_area]
+
+
 def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
     """Largest inscribed radius (px) of each connected component of ``mask`` with at
     least ``min_area`` pixels.
@@ -36,9 +64,32 @@ def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
     labels, n = ndi.label(mask)
     if n == 0:
         return np.zeros(0)
-    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    distance = distance_to_background(mask)
-    return label_maxima(distance, labels, n)[areas >= min_area]
+    return component_radii(labels, n, distance_to_background(mask), min_area=min_area)
+
+
+def typical_radius(radii: np.ndarray, *, default: float = 8.0) -> float:
+    """The typical nucleus radius (px) among components' inscribed radii ``radii``
+    (:func:`inscribed_radii`); ``default`` when there are none.
+
+    Parameters
+    ----------
+    radii : ndarray of float
+        Inscribed radii of a mask's components.
+    default : float
+        Returned for no radii.
+
+    Returns
+    -------
+    float
+    """
+    if radii.size == 0:
+        return float(default)
+    # Weight components by their inscribed radius: tiny debris then counts less than
+    # nuclei, without a size cut-off that would presume the scale being estimated.
+    order = np.argsort(radii)
+    cumulative = np.cumsum(radii[order])
+    median = radii[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+    return float(max(median, MIN_RADIUS_PX))
 
 
 def estimate_radius(mask: np.ndarray, *, default: float = 8.0) -> float:
@@ -56,12 +107,4 @@ def estimate_radius(mask: np.ndarray, *, default: float = 8.0) -> float:
     float
         The radius (px).
     """
-    radii = inscribed_radii(mask)
-    if radii.size == 0:
-        return float(default)
-    # Weight components by their inscribed radius: tiny debris then counts less than
-    # nuclei, without a size cut-off that would presume the scale being estimated.
-    order = np.argsort(radii)
-    cumulative = np.cumsum(radii[order])
-    median = radii[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
-    return float(max(median, MIN_RADIUS_PX))
+    return typical_radius(inscribed_radii(mask), default=default)

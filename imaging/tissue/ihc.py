@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from skimage import segmentation
-from skimage.segmentation import expand_labels
 
 from imaging import arrays
+from imaging.distance import expand_labels
 from imaging.features.morphology import ellipse_axes, label_moments
 from imaging.label_stats import label_means
 from imaging.stains.vectors import stain_amounts

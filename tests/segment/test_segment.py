@@ -235,6 +235,34 @@ def test_dim_nuclei_in_noise_are_kept():
     assert match_scores(truth, labels).f1 >= 0.95
 
 
+def test_pixel_noise_of_integer_images_is_numpys_float_median():
+    """8- and 16-bit images take the counting path: the same number as numpy's float32
+    medians of the differences, on noise, on flat and on two-level images."""
+    from imaging.segment.classical import pixel_noise
+
+    def by_numpy(image):
+        differences = np.diff(image.astype(np.float32), axis=1).ravel()
+        spread = np.median(np.abs(differences - np.median(differences)))
+        return max(1.4826 * float(spread) / np.sqrt(2.0), 1.0 / np.sqrt(12.0))
+
+    rng = np.random.default_rng(2)
+    for trial in range(400):
+        dtype = (np.uint8, np.uint16, bool)[trial % 3]
+        top = {np.uint8: 255, np.uint16: 65535, bool: 1}[dtype]
+        shape = (int(rng.integers(1, 7)), int(rng.integers(2, 11)))
+        image = [
+            rng.integers(0, top + 1, shape),
+            rng.integers(0, 3, shape) * top // 2,
+            np.full(shape, top),
+            rng.normal(top / 2, 2, shape).clip(0, top).round(),
+        ][trial % 4].astype(dtype)
+        assert pixel_noise(image) == by_numpy(image), image
+    field = rng.poisson(400, (300, 300)).astype(np.uint16)
+    assert pixel_noise(field) == by_numpy(field)
+    assert pixel_noise(field) == pytest.approx(20.0, rel=0.05)  # Poisson: sqrt(400)
+    assert pixel_noise(np.zeros((0, 5), np.uint16)) == pytest.approx(1 / np.sqrt(12))
+
+
 def test_pixel_noise_and_faint_objects():
     from imaging.segment.classical import drop_faint, pixel_noise
 
