@@ -9,19 +9,29 @@ Prints one table, all rows measured in the same run on the same files:
 - ``batch, N workers``: ``imaging run`` end to end (tables, QC, run record) over the plate;
 - with ``--against REV``: ``measure_field`` of this tree and of a pinned git revision, each in
   its own one-thread process on the same fields (``_revisions.time_measure_field``), so the
-  speed-up is read off one run.
+  speed-up is read off one run;
+- with ``--cellprofiler EXE``: headless CellProfiler 4.2.8 running a comparable pJNK pipeline
+  (``--cellprofiler-pipeline``, default ``../shared/cellprofiler/pjnk.cppipe``: nuclei on DAPI,
+  cells by propagation on pJNK, cytoplasm, intensities, image quality, spreadsheets) on the same
+  files in one process: the whole run (start-up included) and the sum of its modules'
+  ``ExecutionTime`` columns, with the process's peak memory. ``../shared/cellprofiler/setup_cp.sh``
+  builds it (about 15 minutes; never in tests).
 
-Usage: ``python benchmarks/throughput.py [--fields 8] [--size 2048] [--workers 1 2] [--against REV]``
+Usage: ``python benchmarks/throughput.py [--fields 8] [--size 2048] [--workers 1 2] [--against REV]
+[--cellprofiler /tmp/cpenv/bin/cellprofiler]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tifffile
 from _revisions import ROOT, pinned_worktree, time_measure_field
 from scipy import ndimage as ndi
@@ -63,6 +73,32 @@ def naive(pair):
     return measure.regionprops_table(labels, pjnk, properties=("label", "intensity_mean"))
 
 
+DEFAULT_CELLPROFILER_PIPELINE = ROOT.parent / "shared" / "cellprofiler" / "pjnk.cppipe"
+
+
+def run_cellprofiler(executable: str, pipeline: Path, folder: Path, out: Path) -> dict:
+    """Run headless CellProfiler on every field of ``folder`` in one process; its wall time,
+    the summed ``ExecutionTime_*`` of its modules (the analysis without start-up), its peak
+    memory (MB) and how many image sets it measured."""
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [executable, "-c", "-r", "-p", str(pipeline), "-i", str(folder), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not every child's
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"CellProfiler exited with status {process.returncode}")
+    images = pd.read_csv(next(out.rglob("*Image.csv")))
+    modules = [column for column in images.columns if column.startswith("ExecutionTime_")]
+    peak_mb = usage.ru_maxrss / 1024  # kB on Linux
+    return {"wall": wall, "modules": float(images[modules].to_numpy().sum()), "peak_mb": peak_mb, "n": len(images)}
+
+
 def timed(function, items, repeats: int = 1) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -79,6 +115,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--against", help="also time measure_field of this git revision")
+    parser.add_argument("--cellprofiler", help="a headless CellProfiler 4.2.8 executable (see module docstring)")
+    parser.add_argument("--cellprofiler-pipeline", type=Path, default=DEFAULT_CELLPROFILER_PIPELINE)
     args = parser.parse_args()
     pipeline = load_pipeline(ROOT / "pipelines" / "pjnk.yaml")
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,12 +145,26 @@ def main() -> None:
             with pinned_worktree(args.against, Path(tmp) / "code") as code:
                 pinned = time_measure_field(code, stems, Path(tmp) / "pinned_tables")
             rows.append((f"measure_field at {args.against}, own process", sum(pinned["times"])))
+        cellprofiler = None
+        if args.cellprofiler:
+            cellprofiler = run_cellprofiler(args.cellprofiler, args.cellprofiler_pipeline, folder, Path(tmp) / "cp")
+            if cellprofiler["n"] != args.fields:
+                raise SystemExit(f"CellProfiler measured {cellprofiler['n']} image sets, not {args.fields}")
+            rows.append(("CellProfiler 4.2.8: modules' time", cellprofiler["modules"]))
+            rows.append(("CellProfiler 4.2.8: whole run, 1 process", cellprofiler["wall"]))
     floor_rate = args.fields / rows[0][1]
     print(f"{args.fields} fields of {args.size} x {args.size} px, 2 channels (uint16)")
     print(f"{'step':40s} {'s/field':>9s} {'fields/s':>9s} {'x floor time':>13s}")
     for name, seconds in rows:
         rate = args.fields / seconds
         print(f"{name:40s} {seconds / args.fields:9.3f} {rate:9.3f} {floor_rate / rate:13.1f}")
+    if cellprofiler is not None:
+        pipeline_seconds = rows[2][1]
+        print(
+            f"CellProfiler peak memory {cellprofiler['peak_mb']:.0f} MB; measure_field is "
+            f"{cellprofiler['modules'] / pipeline_seconds:.1f}x faster than its modules, "
+            f"{cellprofiler['wall'] / pipeline_seconds:.1f}x than its whole run"
+        )
 
 
 if __name__ == "__main__":
