@@ -17,8 +17,8 @@ distance of a label takes the nearest label), computed tile by tile. A pixel wit
 that much on each side holds it: the feature transform of the padded tile gives the same
 nearest pixel as the whole image's. Tiles of 512 px fit the processor's caches where the whole
 image's transform does not (1.8x faster on a dense 2048 px field), and tiles with no label in
-reach are skipped. Identical to skimage's, ties included (tested on hundreds of random label
-images with many equidistant pixels, and on every benchmark image).
+reach are skipped. Identical to skimage's, ties included (tested on random label images with
+many equidistant pixels and tiles down to 4 px; the DSB and benchmark-field labels are unchanged).
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def robust_level_and_sd(values: np.ndarray) -> tuple[float, float]:
 
 
 def robust_sd(values: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (Gaussian-consistent).
+    """The ``sd`` of :func:`robust_level_and_sd` alone.
 
     Parameters
     ----------

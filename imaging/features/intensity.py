@@ -139,9 +139,12 @@ def measure_compartments(
     corrected = image - surface
     # the cell-free pixels after subtraction: their median is the residual background, and,
     # about a local surface, their spread is the background noise
-    residual_background, noise = robust_level_and_sd(corrected[outside])
-    if background != "local":
+    cell_free_values = corrected[outside]
+    if background == "local":
+        residual_background, noise = robust_level_and_sd(cell_free_values)
+    else:
         noise = float("nan")
+        residual_background = float(np.median(cell_free_values)) if cell_free_values.size else float("nan")
     pixels = compartment_pixels(nuclei, cells) if pixels is None else pixels
     ids = pixels.ids
     columns = ["label"] + [f"{prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]

@@ -140,7 +140,7 @@ def _median_of_counts(counts: np.ndarray) -> float:
 def _integer_difference_mad(image: np.ndarray) -> float:
     """``median(|d - median(d)|)`` of the horizontal differences ``d`` of an 8- or 16-bit
     image, from counts of its integer differences: the same number numpy's float32 median
-    gives (every value involved is a multiple of 1/4 under 2^18, exact in float32), 5 times
+    gives (every value involved is a multiple of 1/4 under 2^18, exact in float32), 3.5 times
     faster on a 2048 px field (a count, not two partial sorts of 4 million values)."""
     offset = 1 << (8 * image.dtype.itemsize)  # differences lie in (-offset, offset)
     differences = (np.diff(image.astype(np.int32), axis=1) + offset).ravel()
@@ -296,10 +296,6 @@ class Foreground:
     flattened: np.ndarray
     otsu_level: float | None
     geometry: MaskGeometry
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.geometry.mask
 
 
 def _foreground_mask(

@@ -46,20 +46,20 @@ def component_radii(
 
 
 def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
-    """Largest inscribed radius (px) of each connected component of ``mask`` with at
-    least ``min_area`` pixels.
+    """:func:`component_radii` of the 4-connected components of ``mask``, labelled and
+    distance-transformed here.
 
     Parameters
     ----------
     mask : (M, N) ndarray of bool
         A rough foreground.
     min_area : int
-        Components smaller than this (px) are not measured.
+        As in :func:`component_radii`.
 
     Returns
     -------
     ndarray of float
-        One radius per component measured (its largest distance to the background).
+        One inscribed radius (px) per component measured.
     """
     labels, n = ndi.label(mask)
     if n == 0:
