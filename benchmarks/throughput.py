@@ -6,6 +6,8 @@ Prints one table, all rows measured in the same run on the same files:
 - ``naive``: read, Otsu threshold of DAPI, connected components, mean pJNK per object
   (a typical one-line Fiji macro: no declumping, background, cells or QC);
 - ``pipeline``: :func:`imaging.plate.measure.measure_field` with ``pipelines/pjnk.yaml``;
+- ``pipeline, N threads``: the same with ``threads=N`` (tiles of the image-wide steps on
+  threads, :mod:`imaging.tiles`; the same numbers), for each ``--threads`` above 1;
 - ``batch, N workers``: ``imaging run`` end to end (tables, QC, run record) over the plate;
 - with ``--against REV``: ``measure_field`` of this tree and of a pinned git revision, each in
   its own one-thread process on the same fields (``_revisions.time_measure_field``), so the
@@ -17,13 +19,14 @@ Prints one table, all rows measured in the same run on the same files:
   ``ExecutionTime`` columns, with the process's peak memory. ``../shared/cellprofiler/setup_cp.sh``
   builds it (about 15 minutes; never in tests).
 
-Usage: ``python benchmarks/throughput.py [--fields 8] [--size 2048] [--workers 1 2] [--against REV]
+Usage: ``python benchmarks/throughput.py [--fields 8] [--size 2048] [--workers 1 2] [--threads 2] [--against REV]
 [--cellprofiler /tmp/cpenv/bin/cellprofiler]``
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import tempfile
@@ -114,6 +117,7 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=8)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, nargs="+", default=[2], help="threads per field for extra rows")
     parser.add_argument("--against", help="also time measure_field of this git revision")
     parser.add_argument("--cellprofiler", help="a headless CellProfiler 4.2.8 executable (see module docstring)")
     parser.add_argument("--cellprofiler-pipeline", type=Path, default=DEFAULT_CELLPROFILER_PIPELINE)
@@ -124,15 +128,19 @@ def main() -> None:
         folder.mkdir()
         pairs = make_fields(folder, args.fields, args.size)
 
-        def full(pair):
+        def full(pair, threads=1):
             images = {"dapi": tifffile.imread(pair[0]), "pjnk": tifffile.imread(pair[1])}
-            return measure_field(images, pipeline)
+            return measure_field(images, pipeline, threads=threads)
 
         rows = [
             ("floor: read + 1 Gaussian", timed(floor, pairs, repeats=2)),
             ("naive: Otsu + label + mean", timed(naive, pairs, repeats=2)),
             ("pipeline: measure_field, 1 process", timed(full, pairs)),
         ]
+        for threads in (t for t in args.threads if t > 1):
+            rows.append(
+                (f"pipeline: measure_field, {threads} threads", timed(functools.partial(full, threads=threads), pairs))
+            )
         for workers in args.workers:
             plan = plan_run(pipeline, folder)
             start = time.perf_counter()

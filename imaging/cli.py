@@ -104,6 +104,7 @@ def run_pipeline(
     save_labels,
     pattern,
     command,
+    threads=1,
     scheduler=None,
     table_format=None,
     scene_map=None,
@@ -132,6 +133,7 @@ def run_pipeline(
             plan,
             out,
             workers=workers,
+            threads=threads,
             save_labels=save_labels,
             on_field=lambda summary: bar.update(1),
             command=command,
@@ -204,6 +206,7 @@ PLATE_ONLY_FLAGS = {
     "--pattern": "pattern",
     "--save-labels/--no-save-labels": "save_labels",
     "--table-format": "table_format",
+    "--threads": "threads",
 }
 
 
@@ -236,6 +239,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         platemap=args.platemap,
         out=args.out,
         workers=args.workers,
+        threads=1 if args.threads is None else args.threads,
         save_labels=args.save_labels is not False,  # on unless --no-save-labels
         pattern=args.pattern,
         command=sys.argv,
@@ -541,6 +545,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: all CPUs)")
     run.add_argument(
+        "--threads",
+        type=int,
+        default=None,  # None: not given (1 for plates; tissue runs refuse the flag)
+        help="threads per worker for one field's filters, distance transforms and growth (default 1; "
+        "the numbers do not depend on it): for few large fields on many cores, e.g. --workers 2 --threads 4",
+    )
+    run.add_argument(
         "--save-labels",
         action=argparse.BooleanOptionalAction,
         default=None,  # None: not given (on for plates; tissue runs refuse the flag)
@@ -651,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "workers", 1) is not None and getattr(args, "workers", 1) < 1:
         parser.error("--workers must be at least 1")
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     previous_handlers = _stop_on_termination()
     try:
         args.handler(args)

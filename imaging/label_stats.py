@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
-from imaging import arrays
+from imaging import arrays, filters
 
 
 def label_ids(labels: np.ndarray) -> np.ndarray:
@@ -173,7 +173,7 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = 
     return maxima[1:]
 
 
-def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> np.ndarray:
+def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int, threads: int = 1) -> np.ndarray:
     """``skimage.feature.peak_local_max(image, min_distance=min_distance, labels=labels,
     exclude_border=False)``, the same coordinates in the same order, without its Python loop
     over every label (2,452 on a dense 2048 px field: 0.9 s).
@@ -198,6 +198,8 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
         4-connected components of a mask; peaks are found within each.
     min_distance : int
         Least distance (px, Chebyshev) between two peaks.
+    threads : int
+        Threads for the image-wide window filters (:mod:`imaging.tiles`).
 
     Returns
     -------
@@ -218,10 +220,12 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
     threshold = image.min()  # skimage's default threshold: the whole image's minimum
     lowest = np.finfo(image.dtype).min
     masked = np.where(labels > 0, image, lowest)
-    window_max = ndi.maximum_filter(masked, size=size, mode="nearest")
-    highest_label = ndi.maximum_filter(labels, size=size, mode="constant", cval=0)
+    window_max = filters.square_rank_filter(masked, size, kind="maximum", mode="nearest", threads=threads)
+    highest_label = filters.square_rank_filter(labels, size, kind="maximum", mode="constant", cval=0, threads=threads)
     big = np.iinfo(labels.dtype).max
-    lowest_label = ndi.minimum_filter(np.where(labels > 0, labels, big), size=size, mode="constant", cval=big)
+    lowest_label = filters.square_rank_filter(
+        np.where(labels > 0, labels, big), size, kind="minimum", mode="constant", cval=big, threads=threads
+    )
     inside = labels > 0
     alone = inside & (highest_label == labels) & (lowest_label == labels)
     at_max = inside & (masked == window_max)

@@ -23,6 +23,17 @@ def pipelines() -> Path:
     return PIPELINES
 
 
+@pytest.fixture(scope="session")
+def pjnk_run(samples, pipelines, tmp_path_factory):
+    """The pJNK sample plate run once, on one worker (end-to-end and tiling tests compare with it)."""
+    from imaging.plate import execute, plan_run
+
+    out = tmp_path_factory.mktemp("pjnk_run")
+    plate = samples / "pjnk_plate"
+    plan = plan_run(pipelines / "pjnk.yaml", plate / "images", platemap=plate / "platemap.csv")
+    return execute(plan, out, workers=1)
+
+
 def write_tiff(path: Path, image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, image)

@@ -191,6 +191,7 @@ def test_console_script_exit_code(tmp_path):
         (["--scene-map", "scenes.csv"], "--scene-map is for plate pipelines"),
         (["--no-save-labels", "--pattern", "x"], "--pattern, --save-labels/--no-save-labels are for plate pipelines"),
         (["--table-format", "parquet"], "--table-format is for plate pipelines"),
+        (["--threads", "2"], "--threads is for plate pipelines"),
     ],
 )
 def test_plate_only_flags_are_refused_on_tissue_runs_before_anything_is_written(

@@ -36,6 +36,7 @@ ANALYSIS_MODULES = [
     "imaging.tissue.ihc",
     "imaging.tissue.burden",
     "imaging.filters",
+    "imaging.tiles",
     # the review models behind the napari docks
     "imaging.curation",
     "imaging.plate.review",

@@ -21,14 +21,6 @@ def sabgal_run(samples, pipelines, tmp_path_factory):
     return execute(plan, out, workers=2, save_labels=True)
 
 
-@pytest.fixture(scope="session")
-def pjnk_run(samples, pipelines, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pjnk_run")
-    plate = samples / "pjnk_plate"
-    plan = plan_run(pipelines / "pjnk.yaml", plate / "images", platemap=plate / "platemap.csv")
-    return execute(plan, out, workers=1)
-
-
 def test_sabgal_percent_positive_within_5_points_of_truth(sabgal_run, samples):
     wells = pd.read_csv(sabgal_run.out_dir / "SABGAL01" / "wells.csv")
     truth = pd.read_csv(samples / "sabgal_plate" / "truth_wells.csv")

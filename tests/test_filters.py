@@ -52,6 +52,16 @@ def test_bilinear_resize_is_skimages_to_one_rounding_step():
     assert differing / total < 1e-3
 
 
+def test_bilinear_resize_into_another_dtype_rounds_once_like_astype():
+    rng = np.random.default_rng(4)
+    image = rng.normal(size=(40, 33))  # float64, as a block-averaged image is
+    for band_rows in (7, 256):
+        wide = resize_linear(image, (157, 130), band_rows=band_rows)
+        narrow = resize_linear(image, (157, 130), dtype=np.float32, band_rows=band_rows)
+        assert wide.dtype == np.float64 and narrow.dtype == np.float32
+        np.testing.assert_array_equal(narrow, wide.astype(np.float32))
+
+
 def test_relabel_sequential_is_skimages_forward_map():
     rng = np.random.default_rng(2)
     labels = rng.choice([0, 3, 7, 8, 20, 21, 500], size=(64, 64)).astype(np.int32)

@@ -87,9 +87,15 @@ def test_expand_labels_by_tiles_is_skimages_ties_included():
         labels[rng.integers(0, rows, n), rng.integers(0, cols, n)] = rng.integers(1, 8, n)
         distance = float(rng.uniform(0.5, 30))
         expected = segmentation.expand_labels(labels, distance)
-        got = expand_labels(labels, distance, tile=int(rng.integers(4, 48)))
+        got = expand_labels(labels, distance, tile=int(rng.integers(4, 48)), threads=int(rng.integers(1, 4)))
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+    seeds = np.zeros((90, 90), np.int32)
+    seeds[45, 45], seeds[10, 70] = 1, 2
+    for distance in (np.sqrt(50.0), np.sqrt(2.0), 5.0, np.nextafter(5.0, 0), 0.0):  # rims exactly at sqrt(q)
+        np.testing.assert_array_equal(
+            expand_labels(seeds, distance, tile=16), segmentation.expand_labels(seeds, distance)
+        )
     blobs = ndi.label(ndi.gaussian_filter(rng.random((600, 700)), 3) > 0.53)[0]
     np.testing.assert_array_equal(expand_labels(blobs, 9.5), segmentation.expand_labels(blobs, 9.5))
     empty = np.zeros((30, 40), np.uint16)

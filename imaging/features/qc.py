@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from imaging import arrays
+from imaging.filters import gaussian_gradient_magnitude
 from imaging.label_stats import label_maxima
 
 FINE_SIGMA = 1.0
@@ -32,7 +33,7 @@ def _central_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
-def edge_blur_px(image: np.ndarray) -> float:
+def edge_blur_px(image: np.ndarray, *, threads: int = 1) -> float:
     """Estimated Gaussian blur width (px) of the edges of a 2-D (or RGB) image.
 
     Edge zones are the pixels with the top 10 % of coarse-scale gradient; in each zone
@@ -44,6 +45,8 @@ def edge_blur_px(image: np.ndarray) -> float:
     ----------
     image : (M, N) or (M, N, 3) ndarray
         A field (colour: the mean over channels).
+    threads : int
+        Threads for the gradient filters (:mod:`imaging.tiles`; the estimate does not depend on it).
 
     Returns
     -------
@@ -60,8 +63,8 @@ def edge_blur_px(image: np.ndarray) -> float:
     if spread == 0:
         return MAX_BLUR_PX
     image = (image - image.min()) / spread
-    fine = ndi.gaussian_gradient_magnitude(image, FINE_SIGMA)
-    coarse = ndi.gaussian_gradient_magnitude(image, COARSE_SIGMA)
+    fine = gaussian_gradient_magnitude(image, FINE_SIGMA, threads=threads)
+    coarse = gaussian_gradient_magnitude(image, COARSE_SIGMA, threads=threads)
     zones, n_zones = ndi.label(coarse > np.percentile(coarse, EDGE_PERCENTILE))
     if n_zones == 0:
         return MAX_BLUR_PX

@@ -49,6 +49,7 @@ class PlateAssay:
 
     plan: RunPlan
     save_labels: bool = True
+    threads: int = 1  # per field (imaging.tiles); the numbers do not depend on it
     compute = staticmethod(compute_field)
 
     @property
@@ -79,6 +80,7 @@ class PlateAssay:
                 pipeline=pipeline,
                 xgal_vector=calibration.stain[f.plate][0],
                 save_labels=self.save_labels,
+                threads=self.threads,
                 illumination=calibration.illumination[f.plate][0],
                 previous_fingerprint=stored_fingerprint(out_dir, f, pipeline, save_labels=self.save_labels),
             )
@@ -132,7 +134,12 @@ class PlateAssay:
         return Assembled(record=record, tables={"wells": wells_out, "fields": fields_out})
 
     def options(self, options: RunOptions) -> dict:
-        return {"workers": options.workers, "save_labels": self.save_labels, "scheduler": options.scheduler}
+        return {
+            "workers": options.workers,
+            "threads_per_field": self.threads,
+            "save_labels": self.save_labels,
+            "scheduler": options.scheduler,
+        }
 
     def finish(self, out_dir: Path, options: RunOptions) -> None:
         if options.report:
@@ -166,6 +173,7 @@ def execute(
     out_dir: str | Path,
     *,
     workers: int = 1,
+    threads: int = 1,
     save_labels: bool = True,
     on_field: Callable[[dict], None] | None = None,
     command: list[str] | None = None,
@@ -185,6 +193,9 @@ def execute(
         The run folder.
     workers : int
         Local processes (1: this process), or Dask workers with ``scheduler='local'``.
+    threads : int
+        Threads each worker uses for one field's image-wide steps (the numbers do not
+        depend on it; ``workers`` x ``threads`` should not exceed the CPUs).
     save_labels : bool
         Write each field's nucleus and cell label images (``output.labels`` format).
     on_field : callable, optional
@@ -204,7 +215,7 @@ def execute(
         The folder, the record, and per plate its ``wells`` and ``fields`` tables.
     """
     outcome = run_assay(
-        PlateAssay(plan, save_labels=save_labels),
+        PlateAssay(plan, save_labels=save_labels, threads=threads),
         out_dir,
         RunOptions(workers=workers, scheduler=scheduler, command=command, report=report),
         on_unit=on_field,

@@ -39,6 +39,7 @@ class FieldTask:
     previous_fingerprint: str | None = None
     save_labels: bool = False
     illumination: dict[str, Flatfield] | None = None
+    threads: int = 1  # for the field's image-wide steps (imaging.tiles); not in the fingerprint
 
 
 def _label_paths(out_dir: Path, field: Field, pipeline: Pipeline) -> dict[str, tuple[Path, ...]]:
@@ -88,7 +89,12 @@ def compute_field(task: FieldTask) -> dict:
     images = load_field_images(field, task.pipeline)
     pixel_size = field_pixel_size(field, task.pipeline)
     result = measure_field(
-        images, task.pipeline, pixel_size_um=pixel_size, xgal_vector=task.xgal_vector, illumination=task.illumination
+        images,
+        task.pipeline,
+        pixel_size_um=pixel_size,
+        xgal_vector=task.xgal_vector,
+        illumination=task.illumination,
+        threads=task.threads,
     )
     summary = {
         "plate": field.plate,

@@ -101,6 +101,7 @@ def measure_field(
     pixel_size_um: float | None = None,
     xgal_vector=None,
     illumination: dict[str, Flatfield] | None = None,
+    threads: int = 1,
 ) -> FieldMeasurement:
     """Segment and measure one field.
 
@@ -117,6 +118,9 @@ def measure_field(
     illumination : dict of str to Flatfield, optional
         Flat-fields of the channels to correct. Saturation is measured on the images as
         read; segmentation, focus and intensities see the corrected images.
+    threads : int
+        Threads for the field's image-wide steps (segmentation, cells, focus; see
+        :mod:`imaging.tiles`). The numbers do not depend on it.
 
     Returns
     -------
@@ -127,7 +131,7 @@ def measure_field(
     saturation = {f"saturated_fraction_{name}": saturated_fraction(image) for name, image in images.items()}
     images = correct_channels(images, illumination)
     nuclei_image = images[pipeline.segmentation.channel]
-    nuclei, seg_info = segment_nuclei(nuclei_image, **segmentation_options(pipeline, pixel_size_um))
+    nuclei, seg_info = segment_nuclei(nuclei_image, threads=threads, **segmentation_options(pipeline, pixel_size_um))
     radius = float(seg_info["radius_px"])
     cytoplasm = images.get(pipeline.cells.cytoplasm_channel) if pipeline.cells.cytoplasm_channel else None
     cell_labels = derive_cells(
@@ -136,6 +140,7 @@ def measure_field(
         cytoplasm=cytoplasm,
         radius=radius,
         distance=expansion_distance(pipeline, radius, pixel_size_um),
+        threads=threads,
     )
     margin = max(3.0, radius / 2)
     cell_free = background_mask(cell_labels, margin=margin)
@@ -143,7 +148,7 @@ def measure_field(
     summary: dict = {
         "n_cells": int(len(table)),
         "nucleus_radius_px": radius,
-        "focus_blur_px": edge_blur_px(images[pipeline.focus_channel]),
+        "focus_blur_px": edge_blur_px(images[pipeline.focus_channel], threads=threads),
         **saturation,
     }
     pixels = compartment_pixels(nuclei, cell_labels) if pipeline.measure.intensity else None

@@ -31,6 +31,7 @@ from imaging.plate.measure import FieldMeasurement, field_pixel_size, load_field
 from imaging.plate.summary import summarize_cells
 from imaging.plate.tables import read_cells_table, read_plate_csv
 from imaging.run.record import read_record
+from imaging.run.workers import default_workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -560,6 +561,7 @@ class RunReview:
             pixel_size_um=field_pixel_size(field, pipeline),
             xgal_vector=self.xgal_vector(plate),
             illumination=self.illumination(plate),
+            threads=default_workers(),  # one field at a time, interactively: every CPU on it
         )
 
     def load_field(self, plate: str, well: str, site: int, timepoint: int | None = None) -> LoadedField:

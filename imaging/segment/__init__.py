@@ -1,8 +1,9 @@
 """Segmentation backends behind one contract.
 
-A backend is a function ``backend(image, **options) -> (labels, info)``:
+A backend is a function ``backend(image, *, threads, **options) -> (labels, info)``:
 
 - ``image`` is a 2-D nuclear-stain image (any numeric dtype);
+- ``threads`` is how many threads it may use for one image (the labels do not depend on it);
 - ``labels`` is an int32 array of the same shape, objects numbered 1..n, 0 = background;
 - ``info`` is a dict with at least ``radius_px``, the typical nucleus radius in pixels
   (used to scale cell derivation and QC).
@@ -25,9 +26,10 @@ from imaging.segment.classical import segment_nuclei_classical
 Backend = Callable[..., tuple[np.ndarray, dict]]
 
 
-def _cellpose_backend(image: np.ndarray, **options) -> tuple[np.ndarray, dict]:
+def _cellpose_backend(image: np.ndarray, *, threads: int = 1, **options) -> tuple[np.ndarray, dict]:
     from imaging.segment.cellpose_backend import segment_nuclei_cellpose  # torch is heavy: lazy
 
+    del threads  # torch chooses its own threads
     return segment_nuclei_cellpose(image, **options)
 
 
@@ -69,7 +71,9 @@ def check_labels(labels: np.ndarray, shape: tuple[int, ...], *, backend: str) ->
     return relabel_sequential(labels)
 
 
-def segment_nuclei(image: np.ndarray, *, method: str = "classical", **options) -> tuple[np.ndarray, dict]:
+def segment_nuclei(
+    image: np.ndarray, *, method: str = "classical", threads: int = 1, **options
+) -> tuple[np.ndarray, dict]:
     """Segment nuclei in a 2-D image with the named backend (see module docstring).
 
     Parameters
@@ -78,6 +82,8 @@ def segment_nuclei(image: np.ndarray, *, method: str = "classical", **options) -
         Nuclear stain (finite values; any dtype).
     method : str
         A key of :data:`BACKENDS` (``'classical'``, ``'cellpose'``).
+    threads : int
+        Threads the backend may use for this image (the labels do not depend on it).
     **options
         The backend's options (``radius`` or ``diameter`` in px, model settings).
 
@@ -97,7 +103,7 @@ def segment_nuclei(image: np.ndarray, *, method: str = "classical", **options) -
         backend = BACKENDS[method]
     except KeyError:
         raise ValueError(f"unknown segmentation method {method!r}; available: {', '.join(BACKENDS)}") from None
-    labels, info = backend(image, **options)
+    labels, info = backend(image, threads=threads, **options)
     labels = check_labels(labels, image.shape, backend=method)
     info = dict(info)
     if "radius_px" not in info:

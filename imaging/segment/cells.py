@@ -22,7 +22,7 @@ from imaging.distance import distance_to_background, expand_labels
 from imaging.segment.classical import normalize_intensity, smooth_background
 
 
-def expand_nuclei(nuclei: np.ndarray, *, distance: float) -> np.ndarray:
+def expand_nuclei(nuclei: np.ndarray, *, distance: float, threads: int = 1) -> np.ndarray:
     """Cells as nuclei grown by up to ``distance`` px, split between neighbours.
 
     Parameters
@@ -31,13 +31,15 @@ def expand_nuclei(nuclei: np.ndarray, *, distance: float) -> np.ndarray:
         Nucleus labels.
     distance : float
         Largest growth (px).
+    threads : int
+        Threads for the growth (:func:`imaging.distance.expand_labels`).
 
     Returns
     -------
     (M, N) ndarray of int32
         Cell labels, each with its nucleus's id.
     """
-    return expand_labels(nuclei, distance=distance).astype(np.int32)
+    return expand_labels(nuclei, distance=distance, threads=threads).astype(np.int32)
 
 
 def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:
@@ -103,6 +105,7 @@ def derive_cells(
     distance: float,
     cytoplasm: np.ndarray | None = None,
     radius: float | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Cell labels from nucleus labels (same ids); see the module docstring for methods.
 
@@ -119,6 +122,8 @@ def derive_cells(
     radius : float, optional
         Typical nucleus radius (px), scales the watershed's smoothing; default
         ``distance / 2``.
+    threads : int
+        Threads for the growth by distance (the labels do not depend on it).
 
     Returns
     -------
@@ -136,7 +141,7 @@ def derive_cells(
         arrays.check_image(cytoplasm, name="cytoplasm image")
         arrays.check_labels(nuclei, np.shape(cytoplasm), name="nuclei", image_name="cytoplasm image")
     if method == "expand":
-        return expand_nuclei(nuclei, distance=distance)
+        return expand_nuclei(nuclei, distance=distance, threads=threads)
     if method == "watershed":
         if cytoplasm is None:
             raise ValueError("cells method 'watershed' needs a cytoplasm image")

@@ -41,7 +41,7 @@ from skimage.morphology import convex_hull_image
 
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
-from imaging.filters import binary_opening_disk, grey_opening_disk, resize_linear
+from imaging.filters import binary_opening_disk, gaussian, grey_opening_disk, resize_linear
 from imaging.label_stats import label_maxima, label_peaks, relabel_sequential
 from imaging.segment.scale import component_radii, estimate_radius, typical_radius
 
@@ -215,7 +215,7 @@ def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
     return np.minimum(opened.astype(np.float32), image)
 
 
-def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
+def smooth_large_scale(image: np.ndarray, sigma: float, *, threads: int = 1) -> np.ndarray:
     """Gaussian smoothing with a wide ``sigma``, computed on a block-averaged copy (the
     result varies slowly, so little is lost and a 2048 px field takes a tenth the time).
 
@@ -225,6 +225,8 @@ def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
         The image.
     sigma : float
         The Gaussian's SD (px, at full resolution).
+    threads : int
+        Threads for a full-resolution Gaussian (:mod:`imaging.tiles`).
 
     Returns
     -------
@@ -232,10 +234,10 @@ def smooth_large_scale(image: np.ndarray, sigma: float) -> np.ndarray:
     """
     factor = max(1, int(sigma // 3))
     if factor == 1:
-        return ndi.gaussian_filter(image, sigma)
+        return gaussian(image, sigma, threads=threads)
     small = transform.downscale_local_mean(image, (factor, factor))
     smoothed = ndi.gaussian_filter(small, sigma / factor)
-    return resize_linear(smoothed, image.shape).astype(image.dtype, copy=False)
+    return resize_linear(smoothed, image.shape, dtype=image.dtype)
 
 
 def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
@@ -270,6 +272,7 @@ class MaskGeometry:
     use them (one labelling and one distance transform per mask, not three and two)."""
 
     mask: np.ndarray
+    threads: int = 1  # for the distance transform
 
     @functools.cached_property
     def _labelled(self) -> tuple[np.ndarray, int]:
@@ -285,7 +288,7 @@ class MaskGeometry:
 
     @functools.cached_property
     def distance(self) -> np.ndarray:
-        return distance_to_background(self.mask)
+        return distance_to_background(self.mask, threads=self.threads)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -305,11 +308,12 @@ def _foreground_mask(
     otsu_level: float,
     global_fraction: float = 0.5,
     local_sigma_fraction: float = 1.0,
+    threads: int = 1,
 ) -> np.ndarray:
     """Nuclei foreground of a background-flattened image of Otsu level ``otsu_level``
     (see module docstring, step 3)."""
     global_level = global_fraction * otsu_level
-    local_mean = smooth_large_scale(flattened, local_sigma_fraction * radius)
+    local_mean = smooth_large_scale(flattened, local_sigma_fraction * radius, threads=threads)
     mask = (flattened > global_level) & (flattened > local_mean)
     # Fill holes that fit inside one nucleus (dark nucleoli); a bigger one is background
     # enclosed by nuclei (the rims between nuclei of a confluent sheet).
@@ -317,7 +321,9 @@ def _foreground_mask(
     return binary_opening_disk(mask, max(1, int(radius / 4)))
 
 
-def split_touching(mask: np.ndarray, *, radius: float, min_distance_fraction: float = 0.4) -> np.ndarray:
+def split_touching(
+    mask: np.ndarray, *, radius: float, min_distance_fraction: float = 0.4, threads: int = 1
+) -> np.ndarray:
     """Label ``mask``, splitting touching nuclei of typical radius ``radius`` px.
 
     Markers are the peaks of the distance transform (smoothed with sigma ``radius/6``)
@@ -332,6 +338,8 @@ def split_touching(mask: np.ndarray, *, radius: float, min_distance_fraction: fl
         Typical nucleus radius (px).
     min_distance_fraction : float
         Least distance between two nucleus centres, in radii.
+    threads : int
+        Threads for the image-wide filters (:mod:`imaging.tiles`); the labels do not depend on it.
 
     Returns
     -------
@@ -339,7 +347,9 @@ def split_touching(mask: np.ndarray, *, radius: float, min_distance_fraction: fl
         Nucleus labels 1..n.
     """
     return _split_geometry(
-        MaskGeometry(np.asarray(mask, dtype=bool)), radius=radius, min_distance_fraction=min_distance_fraction
+        MaskGeometry(np.asarray(mask, dtype=bool), threads=threads),
+        radius=radius,
+        min_distance_fraction=min_distance_fraction,
     )
 
 
@@ -348,8 +358,10 @@ def _split_geometry(geometry: MaskGeometry, *, radius: float, min_distance_fract
     mask, components, n_components = geometry.mask, geometry.components, geometry.n_components
     if n_components == 0:
         return np.zeros(mask.shape, dtype=np.int32)
-    distance = ndi.gaussian_filter(geometry.distance, sigma=max(0.5, radius / 6))
-    peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)))
+    distance = gaussian(geometry.distance, max(0.5, radius / 6), threads=geometry.threads)
+    peaks = label_peaks(
+        distance, components, min_distance=max(1, int(min_distance_fraction * radius)), threads=geometry.threads
+    )
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # A component without a peak (flat or tiny) still becomes one object.
@@ -414,6 +426,7 @@ def grow_to_own_contrast(
     reach_fraction: float = 0.5,
     floor_fraction: float = 0.25,
     otsu_level: float | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Let each nucleus grow to where its intensity falls to ``fraction`` of its own peak.
 
@@ -439,6 +452,8 @@ def grow_to_own_contrast(
         Share of the Otsu level below which no nucleus grows.
     otsu_level : float, optional
         ``threshold_otsu(flattened)``, when the caller has it.
+    threads : int
+        Threads for the growth (:func:`imaging.distance.expand_labels`).
 
     Returns
     -------
@@ -453,7 +468,7 @@ def grow_to_own_contrast(
     peaks[1:] = label_maxima(flattened, labels, n_objects)
     # Touching nuclei already share a boundary, so growth only enters background: each
     # pixel within reach goes to its nearest nucleus (expand_labels), if bright enough.
-    grown = expand_labels(labels, distance=reach_fraction * radius)
+    grown = expand_labels(labels, distance=reach_fraction * radius, threads=threads)
     otsu_level = filters.threshold_otsu(flattened) if otsu_level is None else otsu_level
     allowed = flattened > floor_fraction * otsu_level
     keep = (labels > 0) | (allowed & (flattened > fraction * peaks[grown]))
@@ -586,18 +601,23 @@ def _rough_radius(smoothed: np.ndarray) -> float:
 
 
 def _foreground_at(
-    normalized: np.ndarray, lightly_smoothed: np.ndarray, *, radius: float, flatten_background: bool = True
+    normalized: np.ndarray,
+    lightly_smoothed: np.ndarray,
+    *,
+    radius: float,
+    flatten_background: bool = True,
+    threads: int = 1,
 ) -> Foreground:
     """Steps 1-3 of the module docstring at nucleus radius ``radius``: the smoothed,
     background-flattened image and its foreground mask."""
     sigma = max(1.0, radius / 12)
-    smoothed = lightly_smoothed if sigma == 1.0 else ndi.gaussian_filter(normalized, sigma)
+    smoothed = lightly_smoothed if sigma == 1.0 else gaussian(normalized, sigma, threads=threads)
     flattened = smoothed - smooth_background(smoothed, radius=4 * radius) if flatten_background else smoothed
     if np.ptp(flattened) <= 0:
-        return Foreground(flattened, None, MaskGeometry(np.zeros(flattened.shape, dtype=bool)))
+        return Foreground(flattened, None, MaskGeometry(np.zeros(flattened.shape, dtype=bool), threads))
     otsu_level = filters.threshold_otsu(flattened)
-    mask = _foreground_mask(flattened, radius=radius, otsu_level=otsu_level)
-    return Foreground(flattened, otsu_level, MaskGeometry(mask))
+    mask = _foreground_mask(flattened, radius=radius, otsu_level=otsu_level, threads=threads)
+    return Foreground(flattened, otsu_level, MaskGeometry(mask, threads))
 
 
 def _mask_radius(geometry: MaskGeometry) -> float:
@@ -622,6 +642,7 @@ def _settle_radius(
     foreground: Foreground,
     *,
     flatten_background: bool = True,
+    threads: int = 1,
 ) -> tuple[float, Foreground]:
     """Correct the rough radius of a confluent field.
 
@@ -642,7 +663,9 @@ def _settle_radius(
     """
 
     def foreground_at(candidate: float) -> Foreground:
-        return _foreground_at(normalized, lightly_smoothed, radius=candidate, flatten_background=flatten_background)
+        return _foreground_at(
+            normalized, lightly_smoothed, radius=candidate, flatten_background=flatten_background, threads=threads
+        )
 
     settled, settled_foreground = radius, foreground
     for _ in range(MAX_RADIUS_PASSES):
@@ -673,19 +696,22 @@ def _radius_and_foreground(
     radius: float | None = None,
     flatten_background: bool = True,
     limits: tuple[float, float] | None = None,
+    threads: int = 1,
 ) -> tuple[float, Foreground]:
     """Steps 1-3 of the module docstring: the nucleus radius (``radius`` if given, else
     estimated and settled) and the :class:`Foreground` at that radius. ``limits``: the
     image's :func:`_intensity_limits`, when the caller has them already."""
     lo, hi = _intensity_limits(image) if limits is None else limits
     normalized = (np.asarray(image, dtype=np.float32) - lo) / (hi - lo)  # normalize_intensity, limits known
-    lightly_smoothed = ndi.gaussian_filter(normalized, 1.0)
+    lightly_smoothed = gaussian(normalized, 1.0, threads=threads)
     estimated = radius is None
     radius = float(_rough_radius(lightly_smoothed) if estimated else radius)
-    foreground = _foreground_at(normalized, lightly_smoothed, radius=radius, flatten_background=flatten_background)
+    foreground = _foreground_at(
+        normalized, lightly_smoothed, radius=radius, flatten_background=flatten_background, threads=threads
+    )
     if estimated:
         radius, foreground = _settle_radius(
-            normalized, lightly_smoothed, radius, foreground, flatten_background=flatten_background
+            normalized, lightly_smoothed, radius, foreground, flatten_background=flatten_background, threads=threads
         )
     return radius, foreground
 
@@ -713,6 +739,7 @@ def segment_nuclei_classical(
     flatten_background: bool = True,
     min_distance_fraction: float = 0.4,
     min_area_fraction: float = 0.1,
+    threads: int = 1,
 ) -> tuple[np.ndarray, dict]:
     """Segment nuclei in a 2-D fluorescence image.
 
@@ -728,6 +755,9 @@ def segment_nuclei_classical(
         Closest two nucleus centres may be, as a fraction of the radius.
     min_area_fraction : float
         Objects smaller than this fraction of a disk of the typical radius are dropped.
+    threads : int
+        Threads for the image-wide filters, distance transforms and growth (:mod:`imaging.tiles`);
+        the labels are the same for any number.
 
     Returns
     -------
@@ -738,12 +768,12 @@ def segment_nuclei_classical(
     """
     limits = _intensity_limits(image)  # found once: normalisation and the noise scale both use them
     radius, foreground = _radius_and_foreground(
-        image, radius=radius, flatten_background=flatten_background, limits=limits
+        image, radius=radius, flatten_background=flatten_background, limits=limits, threads=threads
     )
     flattened = foreground.flattened
     labels = _split_geometry(foreground.geometry, radius=radius, min_distance_fraction=min_distance_fraction)
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
-    labels = grow_to_own_contrast(labels, flattened, radius=radius, otsu_level=foreground.otsu_level)
+    labels = grow_to_own_contrast(labels, flattened, radius=radius, otsu_level=foreground.otsu_level, threads=threads)
     labels = merge_unsupported_splits(labels, radius=radius)
     lo, hi = limits
     labels = drop_faint(labels, flattened, noise=pixel_noise(image) / (hi - lo))

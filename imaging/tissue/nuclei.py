@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, measure
 
-from imaging.filters import binary_opening_disk
+from imaging.filters import binary_opening_disk, gaussian
 from imaging.segment import classical
 from imaging.segment.scale import estimate_radius
 
@@ -77,7 +77,7 @@ def detection_channel(hematoxylin: np.ndarray, dab: np.ndarray | None, *, includ
 
 
 def _capped(nuclear_od: np.ndarray, radius: float) -> np.ndarray:
-    smoothed = ndi.gaussian_filter(np.asarray(nuclear_od, dtype=np.float32), max(1.0, radius / 12))
+    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), max(1.0, radius / 12))
     return np.minimum(smoothed, NUCLEAR_OD_CAP)
 
 
