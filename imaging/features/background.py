@@ -206,7 +206,7 @@ def robust_sd(values: np.ndarray) -> float:
     Parameters
     ----------
     values : array_like
-        Samples.
+        The samples whose spread is wanted (any shape).
 
     Returns
     -------

@@ -350,18 +350,19 @@ def split_touching(
         MaskGeometry(np.asarray(mask, dtype=bool), threads=threads),
         radius=radius,
         min_distance_fraction=min_distance_fraction,
+        threads=threads,
     )
 
 
-def _split_geometry(geometry: MaskGeometry, *, radius: float, min_distance_fraction: float) -> np.ndarray:
+def _split_geometry(
+    geometry: MaskGeometry, *, radius: float, min_distance_fraction: float, threads: int = 1
+) -> np.ndarray:
     """:func:`split_touching` of ``geometry.mask``, with its components and distance transform."""
     mask, components, n_components = geometry.mask, geometry.components, geometry.n_components
     if n_components == 0:
         return np.zeros(mask.shape, dtype=np.int32)
-    distance = gaussian(geometry.distance, max(0.5, radius / 6), threads=geometry.threads)
-    peaks = label_peaks(
-        distance, components, min_distance=max(1, int(min_distance_fraction * radius)), threads=geometry.threads
-    )
+    distance = gaussian(geometry.distance, max(0.5, radius / 6), threads=threads)
+    peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)), threads=threads)
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # A component without a peak (flat or tiny) still becomes one object.
@@ -771,7 +772,9 @@ def segment_nuclei_classical(
         image, radius=radius, flatten_background=flatten_background, limits=limits, threads=threads
     )
     flattened = foreground.flattened
-    labels = _split_geometry(foreground.geometry, radius=radius, min_distance_fraction=min_distance_fraction)
+    labels = _split_geometry(
+        foreground.geometry, radius=radius, min_distance_fraction=min_distance_fraction, threads=threads
+    )
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
     labels = grow_to_own_contrast(labels, flattened, radius=radius, otsu_level=foreground.otsu_level, threads=threads)
     labels = merge_unsupported_splits(labels, radius=radius)
