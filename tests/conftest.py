@@ -34,6 +34,13 @@ def pjnk_run(samples, pipelines, tmp_path_factory):
     return execute(plan, out, workers=1)
 
 
+def finished_records(folder: Path) -> list[Path]:
+    """The ``*.json`` records under their final names in ``folder``: pathlib's ``*`` also
+    matches the hidden ``.tmp-*`` file an atomic write is about to rename, so a test that
+    waits for a record (or counts them) must not count that one."""
+    return [path for path in folder.glob("*.json") if not path.name.startswith(".")]
+
+
 def write_tiff(path: Path, image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, image)

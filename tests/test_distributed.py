@@ -12,7 +12,7 @@ import pytest
 
 from imaging.errors import InputError
 from imaging.plate import execute, plan_run
-from tests.conftest import copy_sample_wells
+from tests.conftest import copy_sample_wells, finished_records
 
 distributed = pytest.importorskip("distributed")
 
@@ -88,7 +88,7 @@ def test_a_failing_task_stops_the_run_and_keeps_finished_fields(plate, pipelines
             execute(plan, tmp_path, scheduler=cluster.scheduler_address)
     finally:
         broken.write_bytes(original)
-    finished = list((tmp_path / "SABGAL01" / ".fields").glob("*.json"))
+    finished = finished_records(tmp_path / "SABGAL01" / ".fields")
     assert 0 < len(finished) < 12
     assert not (tmp_path / "SABGAL01" / "cells.csv").exists()
     result = execute(plan, tmp_path, scheduler=cluster.scheduler_address)
@@ -107,7 +107,7 @@ def test_an_interrupted_run_resumes_to_the_same_tables(plate, pipelines, serial,
 
     with pytest.raises(KeyboardInterrupt):
         execute(plan, tmp_path, workers=1, on_field=interrupt)
-    assert len(list((tmp_path / "SABGAL01" / ".fields").glob("*.json"))) == 5
+    assert len(finished_records(tmp_path / "SABGAL01" / ".fields")) == 5
     result = execute(plan, tmp_path, workers=2)
     assert result.record["fields_reused_from_previous_run"] == 5
     assert tables(tmp_path) == serial

@@ -17,7 +17,7 @@ from imaging.cli import main
 from imaging.errors import InputError
 from imaging.io.names import check_folder_name, file_stem
 from imaging.io.writers import safe_for_spreadsheets, write_csv
-from tests.conftest import copy_sample_wells
+from tests.conftest import copy_sample_wells, finished_records
 
 WELLS = ["A01", "A02", "B01", "B02"]
 
@@ -382,7 +382,7 @@ def test_sigterm_stops_the_workers_and_keeps_finished_fields(samples, pipelines,
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not list(out.glob("PJNK01/.fields/*.json")) and time.monotonic() < deadline and run.poll() is None:
+    while not finished_records(out / "PJNK01" / ".fields") and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)
     workers = _children(run.pid)
     assert run.poll() is None and workers, "the run ended before it could be stopped"
@@ -391,7 +391,7 @@ def test_sigterm_stops_the_workers_and_keeps_finished_fields(samples, pipelines,
     assert run.returncode == 130 and "interrupted" in err
     time.sleep(0.5)
     assert not [pid for pid in workers if _alive(pid)]
-    assert list(out.glob("PJNK01/.fields/*.json")) and not list(out.rglob(".tmp-*"))
+    assert finished_records(out / "PJNK01" / ".fields") and not list(out.rglob(".tmp-*"))
 
 
 def test_a_stored_field_changed_after_the_run_is_measured_again(samples, pipelines, tmp_path, capsys):

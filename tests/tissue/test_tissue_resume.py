@@ -16,6 +16,7 @@ import pytest
 
 from imaging.cli import main
 from imaging.errors import InputError
+from tests.conftest import finished_records
 
 TABLES = ("sections.csv", "lesions.csv", "samples.csv", "comparisons.csv")
 IHC_TABLES = ("cells.csv", "regions.csv", "samples.csv")
@@ -39,8 +40,8 @@ def _tables(out: Path, names=TABLES) -> dict[str, bytes]:
 
 
 def _complete(out: Path) -> list[Path]:
-    """The images a run has completed: their summaries (not an atomic writer's .tmp- file)."""
-    return [p for p in (out / ".images").glob("*.json") if not p.name.startswith(".")]
+    """The images a run has completed: their summaries."""
+    return finished_records(out / ".images")
 
 
 def _reused(out: Path) -> int:
