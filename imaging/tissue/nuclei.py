@@ -10,9 +10,11 @@ membranous stains the detection uses haematoxylin alone, see :func:`detection_ch
    threshold that pale negative nuclei (0.1-0.3 OD) have to pass.
 2. Flatten uneven background (a grey opening of radius ``2 r``: stroma, cytoplasmic
    background stain, uneven illumination) and keep pixels above :data:`OTSU_FRACTION` of the
-   flattened image's Otsu level *and* above their neighbourhood mean (sigma ``r``), which
-   cuts the pale gaps between touching nuclei. Holes that fit in one nucleus (vesicular
-   nuclei with pale centres) are filled; specks are opened away.
+   flattened image's Otsu level *and* darker than their surroundings
+   (:func:`darker_than_surroundings`: the uncapped nuclear OD above the geometric mean of
+   its neighbourhood, sigma :data:`LOCAL_CONTRAST_SIGMA` ``r``), which cuts the pale gaps
+   between touching nuclei in a clump. Holes that fit in one nucleus (vesicular nuclei
+   with pale centres) are filled; specks are opened away.
 3. Touching nuclei are split and over-split single nuclei merged again with the fluorescence
    backend's tools (:mod:`imaging.segment.classical`: distance-peak watershed, growth to each
    nucleus's own contrast, notch-based merging), all at the nucleus scale ``r``.
@@ -38,6 +40,12 @@ from imaging.segment.scale import estimate_radius
 NUCLEAR_OD_CAP = 0.3
 # Foreground: above this fraction of the Otsu level of the flattened nuclear OD.
 OTSU_FRACTION = 0.7
+# Neighbourhood of the local contrast test, in nucleus radii: wide enough to hold a nucleus
+# and the gap beside it, narrow enough that a clump's gaps fall below it (1 r leaves clumps
+# of pale nuclei whole: DeepLIIF recall 0.836 at 1 r, 0.871 at 0.5 r).
+LOCAL_CONTRAST_SIGMA = 0.5
+# Below this OD a pixel is glass for the log-ratio test (log of zero is undefined).
+OD_FLOOR = 0.01
 # Radii (area-equivalent) that nuclei have: a small lymphocyte to a large tumour nucleus.
 RADIUS_RANGE_UM = (2.5, 7.0)
 # The inscribed radius of a nucleus-shaped (elliptical) object is its minor half-axis; the
@@ -79,6 +87,31 @@ def detection_channel(hematoxylin: np.ndarray, dab: np.ndarray | None, *, includ
 def _capped(nuclear_od: np.ndarray, radius: float) -> np.ndarray:
     smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), max(1.0, radius / 12))
     return np.minimum(smoothed, NUCLEAR_OD_CAP)
+
+
+def darker_than_surroundings(nuclear_od: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels whose nuclear OD exceeds the geometric mean of their neighbourhood.
+
+    The test is a ratio (log OD against its Gaussian mean, sigma
+    :data:`LOCAL_CONTRAST_SIGMA` ``radius``), so the faint gap between two pale nuclei
+    (0.25 against 0.45 OD) is cut as surely as the one between two dark ones, whatever the
+    stain's strength; it runs on the uncapped OD because the cap that protects the
+    threshold would flatten a clump of nuclei above 0.3 OD into one plateau.
+
+    Parameters
+    ----------
+    nuclear_od : (M, N) ndarray
+        :func:`detection_channel` of a tile.
+    radius : float
+        Typical nucleus radius (px).
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+    """
+    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), max(1.0, radius / 12))
+    log_od = np.log(np.maximum(smoothed, OD_FLOOR))
+    return log_od > classical.smooth_large_scale(log_od, LOCAL_CONTRAST_SIGMA * radius)
 
 
 def estimate_radius_px(nuclear_od: np.ndarray) -> float:
@@ -201,7 +234,7 @@ def detect_nuclei(nuclear_od: np.ndarray, *, radius: float) -> np.ndarray:
     if np.ptp(flattened) <= 0:
         return np.zeros(nuclear_od.shape, np.int32)
     mask = flattened > OTSU_FRACTION * filters.threshold_otsu(flattened)
-    mask &= flattened > classical.smooth_large_scale(flattened, radius)
+    mask &= darker_than_surroundings(nuclear_od, radius)
     mask = classical.fill_small_holes(mask, max_area=np.pi * radius**2)
     mask = binary_opening_disk(mask, max(1, int(radius / 4)))
     labels = classical.split_touching(mask, radius=radius)

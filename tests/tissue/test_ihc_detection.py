@@ -42,6 +42,35 @@ def test_pale_negative_and_dark_positive_nuclei_are_found_alike_at_any_scale(rad
         assert scores["class_f1"] >= 0.95
 
 
+def _clump_of_pale_nuclei(*, nuclear_od: float, gap_od: float, spacing: int, radius: int = 10):
+    """A 3 x 3 clump of disks (``nuclear_od``) that touch or overlap, a fainter line
+    (``gap_od``) where neighbours meet, on glass of 0.02 OD; blurred as a lens would."""
+    from scipy import ndimage as ndi
+
+    size = 6 * spacing + 8 * radius
+    centres = [(3 * radius + i * spacing, 3 * radius + j * spacing) for i in range(3) for j in range(3)]
+    rows, cols = np.indices((size, size))
+    distances = np.sort(np.stack([np.hypot(rows - r, cols - c) for r, c in centres]), axis=0)
+    nearest, second = distances[0], distances[1]
+    od = np.where(nearest <= radius, nuclear_od, 0.02)
+    od[(nearest <= radius) & (second - nearest < 2.0)] = gap_od  # within 1 px of the bisector
+    return ndi.gaussian_filter(od, 1.0).astype(np.float32), centres
+
+
+@pytest.mark.parametrize("spacing", [18, 20])
+@pytest.mark.parametrize("nuclear_od,gap_od", [(0.45, 0.25), (0.27, 0.15)])
+def test_a_clump_of_pale_nuclei_is_cut_at_its_faint_gaps(spacing, nuclear_od, gap_od):
+    """Nuclei above the 0.3 OD cap, packed so that the clump's outline has no notch to split
+    at: only the gaps' lower OD separates them (the capped neighbourhood-mean test found one
+    object here). The test is a ratio, so a paler stain (x0.6) is cut the same way."""
+    od, centres = _clump_of_pale_nuclei(nuclear_od=nuclear_od, gap_od=gap_od, spacing=spacing)
+    labels = detect_nuclei(od, radius=10)
+    at_centres = {int(labels[r, c]) for r, c in centres}
+    assert labels.max() == 9 and len(at_centres - {0}) == 9
+    areas = np.bincount(labels.ravel())[1:]
+    assert areas.min() > 0.5 * np.pi * 10**2 and areas.max() < 1.6 * np.pi * 10**2
+
+
 def test_pixel_size_keeps_the_scale_physical():
     od = np.ones((256, 256), np.float32)  # a flat image: no objects to measure
     radius, source = nucleus_scale(od, pixel_size_um=0.25)
@@ -235,8 +264,9 @@ def test_a_pixel_size_contradicting_the_file_is_refused(tmp_path, capsys):
 @pytest.mark.skipif(not DEV_DATA.is_dir(), reason="needs ../shared/data/ihc_dev_deepliif (development data)")
 def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
     """Six real Ki67 tiles with expert per-nucleus truth (not shipped: Commons Clause).
-    Measured: index error mean 6.8, largest 19.0 (6_2, whose stromal nuclei are not
-    annotated); recall 0.86; the naive script of benchmarks/ihc.py: 55.5 and 0.33."""
+    Measured (benchmarks/ihc.py): index error mean 4.55, largest 12.3 (34_3: positive nuclei
+    left unannotated); recall 0.871; class-aware F1 0.681 (a lower bound: many faint nuclei
+    are unannotated); the naive script: 55.5 and 0.33."""
     assert (
         main(
             [
@@ -252,8 +282,8 @@ def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
         == 0
     )
     table = evaluate_points(tmp_path / "run", DEV_DATA / "truth", radius=12)
-    assert table["index_error"].abs().mean() <= 7.5
-    assert table["detection_recall"].mean() >= 0.83
+    assert table["index_error"].abs().mean() <= 5.5
+    assert table["detection_recall"].mean() >= 0.85
     assert table["class_f1"].mean() >= 0.66
 
 
