@@ -5,9 +5,10 @@ plus DAB (both clipped at 0), so that a pale blue negative nucleus and a dark br
 one are both nuclei (QuPath's "optical density sum" in spirit; for cytoplasmic and
 membranous stains the detection uses haematoxylin alone, see :func:`detection_channel`).
 
-1. Smooth lightly (sigma ``r/12``) and cap the nuclear OD at :data:`NUCLEAR_OD_CAP`: above
-   it a pixel is nuclear material whatever its darkness, so dark DAB nuclei do not set the
-   threshold that pale negative nuclei (0.1-0.3 OD) have to pass.
+1. Smooth lightly (sigma ``r/12``, at least half a pixel: :func:`light_smoothing_sigma`)
+   and cap the nuclear OD at :data:`NUCLEAR_OD_CAP`: above it a pixel is nuclear material
+   whatever its darkness, so dark DAB nuclei do not set the threshold that pale negative
+   nuclei (0.1-0.3 OD) have to pass.
 2. Flatten uneven background (a grey opening of radius ``2 r``: stroma, cytoplasmic
    background stain, uneven illumination) and keep pixels above :data:`OTSU_FRACTION` of the
    flattened image's Otsu level *and* darker than their surroundings
@@ -44,6 +45,8 @@ OTSU_FRACTION = 0.7
 # and the gap beside it, narrow enough that a clump's gaps fall below it (1 r leaves clumps
 # of pale nuclei whole: DeepLIIF recall 0.836 at 1 r, 0.871 at 0.5 r).
 LOCAL_CONTRAST_SIGMA = 0.5
+# Least light smoothing of detection (px); the scale estimate smooths by 1 px.
+MIN_SMOOTHING_PX = 0.5
 # Below this OD a pixel is glass for the log-ratio test (log of zero is undefined).
 OD_FLOOR = 0.01
 # Radii (area-equivalent) that nuclei have: a small lymphocyte to a large tumour nucleus.
@@ -84,8 +87,24 @@ def detection_channel(hematoxylin: np.ndarray, dab: np.ndarray | None, *, includ
     return channel
 
 
-def _capped(nuclear_od: np.ndarray, radius: float) -> np.ndarray:
-    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), max(1.0, radius / 12))
+def light_smoothing_sigma(radius: float) -> float:
+    """The light smoothing of detection (px): a twelfth of the nucleus radius, at least
+    :data:`MIN_SMOOTHING_PX` (a 20x tile's nuclei, 6-8 px in radius, keep their gaps).
+
+    Parameters
+    ----------
+    radius : float
+        Typical nucleus radius (px).
+
+    Returns
+    -------
+    float
+    """
+    return max(MIN_SMOOTHING_PX, radius / 12)
+
+
+def _capped(nuclear_od: np.ndarray, sigma: float) -> np.ndarray:
+    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), sigma)
     return np.minimum(smoothed, NUCLEAR_OD_CAP)
 
 
@@ -109,7 +128,7 @@ def darker_than_surroundings(nuclear_od: np.ndarray, radius: float) -> np.ndarra
     -------
     (M, N) ndarray of bool
     """
-    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), max(1.0, radius / 12))
+    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), light_smoothing_sigma(radius))
     log_od = np.log(np.maximum(smoothed, OD_FLOOR))
     return log_od > classical.smooth_large_scale(log_od, LOCAL_CONTRAST_SIGMA * radius)
 
@@ -229,7 +248,7 @@ def detect_nuclei(nuclear_od: np.ndarray, *, radius: float) -> np.ndarray:
         raise ValueError(f"nuclear OD must be 2-D, got shape {nuclear_od.shape}")
     if not np.isfinite(radius) or radius <= 0:
         raise ValueError(f"nucleus radius must be a positive number of pixels, got {radius}")
-    capped = _capped(nuclear_od, radius)
+    capped = _capped(nuclear_od, light_smoothing_sigma(radius))
     flattened = capped - classical.smooth_background(capped, radius=2 * radius)
     if np.ptp(flattened) <= 0:
         return np.zeros(nuclear_od.shape, np.int32)
