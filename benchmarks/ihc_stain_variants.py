@@ -3,7 +3,7 @@ re-rendered.
 
 Each tile is unmixed with the default haematoxylin/DAB vectors and mixed again with another
 haematoxylin hue (more purple, bluer), a weaker or stronger DAB (x0.6, x1.5), or a darker scan
-(all optical densities x1.4); or resampled to another magnification (x0.5: a 40x tile as a 20x
+(all optical densities x1.4) or a paler one (x0.7: a thin section, a light counterstain); or resampled to another magnification (x0.5: a 40x tile as a 20x
 scan would give it; x1.5), the expert points and the match radius scaled with it.
 ``pipelines/ihc_hscore.yaml`` (no pixel size: the nucleus scale is estimated per tile) then
 scores every variant and the cells are matched to the same expert points (12 px at 1x). One row per variant, all from one run:
@@ -61,6 +61,7 @@ VARIANTS = {
     "weak DAB x0.6": {"dab_scale": 0.6},
     "strong DAB x1.5": {"dab_scale": 1.5},
     "dark scan x1.4": {"gamma": 1.4},
+    "pale scan x0.7": {"gamma": 0.7},
     "magnification x0.5": {"zoom": 0.5},
     "magnification x1.5": {"zoom": 1.5},
 }
