@@ -103,24 +103,24 @@ def light_smoothing_sigma(radius: float) -> float:
     return max(MIN_SMOOTHING_PX, radius / 12)
 
 
-def _capped(nuclear_od: np.ndarray, sigma: float) -> np.ndarray:
-    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), sigma)
-    return np.minimum(smoothed, NUCLEAR_OD_CAP)
+def _smoothed(nuclear_od: np.ndarray, sigma: float) -> np.ndarray:
+    return gaussian(np.asarray(nuclear_od, dtype=np.float32), sigma)
 
 
-def darker_than_surroundings(nuclear_od: np.ndarray, radius: float) -> np.ndarray:
+def darker_than_surroundings(smoothed_od: np.ndarray, radius: float) -> np.ndarray:
     """Pixels whose nuclear OD exceeds the geometric mean of their neighbourhood.
 
     The test is a ratio (log OD against its Gaussian mean, sigma
     :data:`LOCAL_CONTRAST_SIGMA` ``radius``), so the faint gap between two pale nuclei
-    (0.25 against 0.45 OD) is cut as surely as the one between two dark ones, whatever the
-    stain's strength; it runs on the uncapped OD because the cap that protects the
-    threshold would flatten a clump of nuclei above 0.3 OD into one plateau.
+    (0.25 against 0.45 OD) is cut as surely as the one between two dark ones; it runs on
+    the uncapped OD because the cap that protects the threshold would flatten a clump of
+    nuclei above 0.3 OD into one plateau.
 
     Parameters
     ----------
-    nuclear_od : (M, N) ndarray
-        :func:`detection_channel` of a tile.
+    smoothed_od : (M, N) ndarray
+        :func:`detection_channel` of a tile, lightly smoothed
+        (sigma :func:`light_smoothing_sigma`), not capped.
     radius : float
         Typical nucleus radius (px).
 
@@ -128,8 +128,7 @@ def darker_than_surroundings(nuclear_od: np.ndarray, radius: float) -> np.ndarra
     -------
     (M, N) ndarray of bool
     """
-    smoothed = gaussian(np.asarray(nuclear_od, dtype=np.float32), light_smoothing_sigma(radius))
-    log_od = np.log(np.maximum(smoothed, OD_FLOOR))
+    log_od = np.log(np.maximum(smoothed_od, OD_FLOOR))
     return log_od > classical.smooth_large_scale(log_od, LOCAL_CONTRAST_SIGMA * radius)
 
 
@@ -155,7 +154,7 @@ def estimate_radius_px(nuclear_od: np.ndarray) -> float:
     if factor > 1:
         image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
         image = image.reshape(image.shape[0] // 2, 2, image.shape[1] // 2, 2).mean(axis=(1, 3))
-    capped = _capped(image, 1.0)
+    capped = np.minimum(_smoothed(image, 1.0), NUCLEAR_OD_CAP)
     if np.ptp(capped) <= 0:
         return float(np.clip(estimate_radius(np.zeros(capped.shape, bool)), MIN_RADIUS_PX, MAX_RADIUS_PX))
     mask = ndi.binary_fill_holes(capped > filters.threshold_otsu(capped))
@@ -248,12 +247,13 @@ def detect_nuclei(nuclear_od: np.ndarray, *, radius: float) -> np.ndarray:
         raise ValueError(f"nuclear OD must be 2-D, got shape {nuclear_od.shape}")
     if not np.isfinite(radius) or radius <= 0:
         raise ValueError(f"nucleus radius must be a positive number of pixels, got {radius}")
-    capped = _capped(nuclear_od, light_smoothing_sigma(radius))
+    smoothed = _smoothed(nuclear_od, light_smoothing_sigma(radius))
+    darker = darker_than_surroundings(smoothed, radius)
+    capped = np.minimum(smoothed, NUCLEAR_OD_CAP, out=smoothed)  # the uncapped OD is not needed again
     flattened = capped - classical.smooth_background(capped, radius=2 * radius)
     if np.ptp(flattened) <= 0:
         return np.zeros(nuclear_od.shape, np.int32)
-    mask = flattened > OTSU_FRACTION * filters.threshold_otsu(flattened)
-    mask &= darker_than_surroundings(nuclear_od, radius)
+    mask = (flattened > OTSU_FRACTION * filters.threshold_otsu(flattened)) & darker
     mask = classical.fill_small_holes(mask, max_area=np.pi * radius**2)
     mask = binary_opening_disk(mask, max(1, int(radius / 4)))
     labels = classical.split_touching(mask, radius=radius)
