@@ -185,8 +185,8 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int, thr
     whole image with unlabelled pixels at the lowest value, so one maximum filter serves every
     such label. A label with exactly one candidate has that one peak. Labels whose windows
     meet another label, with several candidates (thinning) or with every pixel a candidate (a
-    flat object: skimage's special rule) go through skimage itself, crop by crop, with the
-    whole image's threshold, so each is treated exactly as skimage treats it. ``labels`` must
+    flat object: skimage's special rule) are found crop by crop with the whole image's
+    threshold, as skimage finds them (:func:`_peaks_of_one_label`). ``labels`` must
     be the 4-connected components of a mask (as :func:`scipy.ndimage.label` gives): separate
     labels then never touch, so openings of their union are the union of their openings.
 
@@ -206,8 +206,6 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int, thr
     (K, 2) ndarray of intp
         Peak (row, column) coordinates, as skimage orders them.
     """
-    from skimage import feature
-
     labels = np.asarray(labels)
     image = np.asarray(image)
     arrays.check_same_shape(image, labels, names=("image", "labels"))
@@ -244,13 +242,68 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int, thr
     for index, box in enumerate(ndi.find_objects(labels), start=1):
         if box is None or fast[index]:
             continue
-        found = feature.peak_local_max(
-            image[box],
-            min_distance=min_distance,
-            threshold_abs=threshold,
-            labels=(labels[box] == index).astype(np.int32),
-            exclude_border=False,
-        )
+        found = _peaks_of_one_label(image[box], labels[box] == index, min_distance=min_distance, threshold=threshold)
         peaks[index] = found + np.array([box[0].start, box[1].start])
     ordered = [peaks[k] for k in sorted(peaks) if len(peaks[k])]
     return np.vstack(ordered).astype(np.intp) if ordered else np.empty((0, 2), dtype=np.intp)
+
+
+# Above this many candidates in one label, the thinning is left to skimage's own KD-tree.
+MAX_CANDIDATES_THINNED_HERE = 64
+
+
+def _peaks_of_one_label(image: np.ndarray, inside: np.ndarray, *, min_distance: int, threshold: float) -> np.ndarray:
+    """``skimage.feature.peak_local_max(image, min_distance=min_distance,
+    threshold_abs=threshold, labels=inside, exclude_border=False)`` for one label's crop.
+
+    The same steps as skimage's per-label loop (pixels outside the label at the dtype's lowest
+    value, a window maximum with ``mode="nearest"``, the flat-object rule, candidates ordered by
+    a stable sort of decreasing value, then kept greedily unless nearer than ``min_distance``
+    (Chebyshev) to one already kept), without skimage's set-up per call, which was most of the
+    time of label_peaks on a dense field (475 calls, 0.12 s). Many candidates go to skimage.
+
+    Parameters
+    ----------
+    image : (m, n) ndarray of float
+        The surface, cropped to the label's bounding box.
+    inside : (m, n) ndarray of bool
+        The label's pixels in the crop.
+    min_distance : int
+        Least distance (px, Chebyshev) between two peaks.
+    threshold : float
+        Peaks must lie above this value.
+
+    Returns
+    -------
+    (K, 2) ndarray of intp
+        Peak coordinates in the crop, in skimage's order.
+    """
+    values = np.where(inside, image, np.finfo(image.dtype).min)
+    size = 2 * int(min_distance) + 1
+    if values.size == 1:
+        candidate = values > threshold
+    else:
+        candidate = values == ndi.maximum_filter(values, size=size, mode="nearest")
+        if candidate[inside].all():  # a flat object: skimage keeps only its isolated pixels
+            candidate = inside ^ ndi.binary_opening(inside)
+        candidate &= values > threshold
+    rows, columns = np.nonzero(candidate)
+    if len(rows) > MAX_CANDIDATES_THINNED_HERE:
+        from skimage import feature
+
+        return feature.peak_local_max(
+            image,
+            min_distance=min_distance,
+            threshold_abs=threshold,
+            labels=inside.astype(np.int32),
+            exclude_border=False,
+        ).astype(np.intp)
+    order = np.argsort(-values[rows, columns], kind="stable")
+    coordinates = np.stack([rows[order], columns[order]], axis=1).astype(np.intp)
+    if min_distance <= 1 or len(coordinates) < 2:
+        return coordinates
+    kept: list[int] = []
+    for index, (row, column) in enumerate(coordinates):
+        if all(max(abs(row - coordinates[k, 0]), abs(column - coordinates[k, 1])) >= min_distance for k in kept):
+            kept.append(index)
+    return coordinates[kept]

@@ -200,3 +200,40 @@ def test_library_steps_name_both_shapes_when_labels_and_image_differ(call, names
     for image in (np.random.default_rng(0).random((30, 30)), np.random.default_rng(1).random((50, 50))):
         with pytest.raises(ValueError, match=rf"^({names[0]}|{names[1]}) shape \(\d+, \d+\) differs from"):
             call(labels, image.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_label_peaks_are_skimages_on_plateaus_and_ties(dtype):
+    """The per-label path of label_peaks (labels near others, several or flat maxima) against
+    skimage itself on crops with quantised values (many equal maxima: ties in the ordering
+    and in the thinning), flat objects, one-pixel objects and holes."""
+    from skimage.feature import peak_local_max
+
+    from imaging.label_stats import _peaks_of_one_label
+
+    rng = np.random.default_rng(11)
+    n_with_several = 0
+    for trial in range(300):
+        shape = tuple(rng.integers(1, 30, size=2))
+        inside = ndi.gaussian_filter(rng.random(shape), 1.5) > rng.uniform(0.3, 0.6)
+        if trial % 7 == 0:
+            inside[:] = True
+        if not inside.any():
+            continue
+        values = np.round(ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) * rng.integers(2, 12))
+        values = values.astype(dtype)
+        if trial % 5 == 0:
+            values[:] = 1  # flat
+        min_distance = int(rng.integers(1, 8))
+        threshold = float(values.min()) - (trial % 3 == 0)
+        expected = peak_local_max(
+            values,
+            min_distance=min_distance,
+            threshold_abs=threshold,
+            labels=inside.astype(np.int32),
+            exclude_border=False,
+        )
+        found = _peaks_of_one_label(values, inside, min_distance=min_distance, threshold=threshold)
+        np.testing.assert_array_equal(found, expected.reshape(-1, 2), err_msg=f"trial {trial}")
+        n_with_several += len(expected) > 1
+    assert n_with_several > 30  # the thinning was exercised
