@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage as ndi
 
-from imaging import arrays, filters
+from imaging import arrays
 
 
 def label_ids(labels: np.ndarray) -> np.ndarray:
@@ -173,33 +173,27 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = 
     return maxima[1:]
 
 
-def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int, threads: int = 1) -> np.ndarray:
+def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> np.ndarray:
     """``skimage.feature.peak_local_max(image, min_distance=min_distance, labels=labels,
-    exclude_border=False)``, the same coordinates in the same order, without its Python loop
-    over every label (2,452 on a dense 2048 px field: 0.9 s).
+    exclude_border=False)``, the same coordinates in the same order, 3 times faster on a dense
+    2048 px field (0.13 s for 2,417 labels) and on the DSB development images.
 
     skimage finds each label's peaks on its own crop, other pixels set to the lowest value: a
     pixel is a candidate when it equals the maximum of its (2 min_distance + 1) square window
-    over its label, and the candidates are thinned to ``min_distance`` apart, highest first.
-    Where a pixel's window holds no other label, that maximum is the window maximum of the
-    whole image with unlabelled pixels at the lowest value, so one maximum filter serves every
-    such label. A label with exactly one candidate has that one peak. Labels whose windows
-    meet another label, with several candidates (thinning) or with every pixel a candidate (a
-    flat object: skimage's special rule) are found crop by crop with the whole image's
-    threshold, as skimage finds them (:func:`_peaks_of_one_label`). ``labels`` must
-    be the 4-connected components of a mask (as :func:`scipy.ndimage.label` gives): separate
-    labels then never touch, so openings of their union are the union of their openings.
+    over its label, and the candidates are thinned to ``min_distance`` apart, highest first,
+    all with the whole image's minimum as threshold. Here each crop goes through the same steps
+    (:func:`_peaks_of_one_label`) without skimage's set-up per label, which was most of its
+    time (an earlier version of this function replaced that loop by image-wide window filters
+    for labels far from others; three filters over the whole image cost more than the crops).
 
     Parameters
     ----------
     image : (M, N) ndarray
         The surface whose maxima are wanted (a distance transform, a smoothed intensity).
     labels : (M, N) ndarray of int
-        4-connected components of a mask; peaks are found within each.
+        A label image (no value negative); peaks are found within each label.
     min_distance : int
         Least distance (px, Chebyshev) between two peaks.
-    threads : int
-        Threads for the image-wide window filters (:mod:`imaging.tiles`).
 
     Returns
     -------
@@ -211,41 +205,15 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int, thr
     arrays.check_same_shape(image, labels, names=("image", "labels"))
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"label_peaks needs a floating-point image, got {image.dtype}")
-    n_labels = int(labels.max(initial=0))
-    if n_labels == 0:
-        return np.empty((0, 2), dtype=np.intp)
-    size = 2 * int(min_distance) + 1
-    threshold = image.min()  # skimage's default threshold: the whole image's minimum
-    lowest = np.finfo(image.dtype).min
-    masked = np.where(labels > 0, image, lowest)
-    window_max = filters.square_rank_filter(masked, size, kind="maximum", mode="nearest", threads=threads)
-    highest_label = filters.square_rank_filter(labels, size, kind="maximum", mode="constant", cval=0, threads=threads)
-    big = np.iinfo(labels.dtype).max
-    lowest_label = filters.square_rank_filter(
-        np.where(labels > 0, labels, big), size, kind="minimum", mode="constant", cval=big, threads=threads
-    )
-    inside = labels > 0
-    alone = inside & (highest_label == labels) & (lowest_label == labels)
-    at_max = inside & (masked == window_max)
-    candidate = at_max & (image > threshold)
-
-    def count(where: np.ndarray) -> np.ndarray:  # pixels per label (bincount of the selected labels: no weights)
-        return np.bincount(labels[where], minlength=n_labels + 1)
-
-    area, n_alone, equal_to_max, n_candidates = count(inside), count(alone), count(at_max), count(candidate)
-    fast = (n_alone == area) & (equal_to_max < area) & (n_candidates <= 1)
-    fast[0] = False
-    peaks: dict[int, np.ndarray] = {}
-    rows, cols = np.nonzero(candidate & fast[labels])
-    for label, row, col in zip(labels[rows, cols], rows, cols):
-        peaks[int(label)] = np.array([[row, col]], dtype=np.intp)
+    threshold = image.min() if image.size else 0.0  # skimage's default threshold: the whole image's minimum
+    found = []
     for index, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None or fast[index]:
+        if box is None:
             continue
-        found = _peaks_of_one_label(image[box], labels[box] == index, min_distance=min_distance, threshold=threshold)
-        peaks[index] = found + np.array([box[0].start, box[1].start])
-    ordered = [peaks[k] for k in sorted(peaks) if len(peaks[k])]
-    return np.vstack(ordered).astype(np.intp) if ordered else np.empty((0, 2), dtype=np.intp)
+        peaks = _peaks_of_one_label(image[box], labels[box] == index, min_distance=min_distance, threshold=threshold)
+        if len(peaks):
+            found.append(peaks + np.array([box[0].start, box[1].start]))
+    return np.vstack(found).astype(np.intp) if found else np.empty((0, 2), dtype=np.intp)
 
 
 # Above this many candidates in one label, the thinning is left to skimage's own KD-tree.

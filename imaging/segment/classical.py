@@ -361,8 +361,10 @@ def _split_geometry(
     mask, components, n_components = geometry.mask, geometry.components, geometry.n_components
     if n_components == 0:
         return np.zeros(mask.shape, dtype=np.int32)
-    distance = gaussian(geometry.distance, max(0.5, radius / 6), threads=threads)
-    peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)), threads=threads)
+    # float32: the smoothed distance only ranks pixels (peaks, flooding order); half the memory
+    # traffic of float64, and the labels of every benchmark field and DSB image are unchanged
+    distance = gaussian(geometry.distance.astype(np.float32), max(0.5, radius / 6), threads=threads)
+    peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)))
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # A component without a peak (flat or tiny) still becomes one object.
