@@ -55,9 +55,31 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
         from skimage.segmentation import relabel_sequential as skimage_relabel
 
         return skimage_relabel(labels.astype(np.int64, copy=False))[0].astype(np.int32)
-    lookup = np.zeros(top + 1, dtype=np.int32)
-    ids = label_ids(labels)
-    lookup[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
+    return keep_labels(labels, np.bincount(labels.ravel(), minlength=top + 1) > 0)
+
+
+def keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The labels ``i`` with ``keep[i]`` True, renumbered 1..n in ascending order; every other
+    pixel 0. One lookup over the image: what removing labels and then
+    :func:`relabel_sequential` give, without a second count of every pixel.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        A label image, no value negative, none above ``len(keep) - 1``.
+    keep : (K,) ndarray of bool
+        Which ids to keep (``keep[0]`` is ignored: the background stays 0). Ids kept but
+        absent from ``labels`` would take numbers: pass only ids present.
+
+    Returns
+    -------
+    ndarray of int32
+        ``labels``'s shape.
+    """
+    keep = np.asarray(keep, dtype=bool).copy()
+    keep[:1] = False
+    lookup = np.zeros(keep.size, dtype=np.int32)
+    lookup[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return lookup[labels]
 
 

@@ -237,3 +237,22 @@ def test_one_label_peaks_are_skimages_on_plateaus_and_ties(dtype):
         np.testing.assert_array_equal(found, expected.reshape(-1, 2), err_msg=f"trial {trial}")
         n_with_several += len(expected) > 1
     assert n_with_several > 30  # the thinning was exercised
+
+
+def test_keep_labels_removes_and_renumbers_in_one_lookup():
+    from skimage.segmentation import relabel_sequential
+
+    from imaging.label_stats import keep_labels
+
+    labels = np.array([[0, 3, 3, 7], [5, 5, 0, 7], [9, 0, 0, 9]])
+    keep = np.zeros(10, bool)
+    keep[[3, 7, 9]] = True
+    keep[0] = True  # the background stays 0 whatever keep[0] says
+    np.testing.assert_array_equal(keep_labels(labels, keep), [[0, 1, 1, 2], [0, 0, 0, 2], [3, 0, 0, 3]])
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 40, size=(50, 60))
+    keep = rng.random(40) < 0.5
+    expected = relabel_sequential(np.where(keep[labels], labels, 0))[0]
+    result = keep_labels(labels, keep & (np.bincount(labels.ravel(), minlength=40) > 0))
+    np.testing.assert_array_equal(result, expected)
+    assert result.dtype == np.int32

@@ -42,7 +42,7 @@ from skimage.morphology import convex_hull_image
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
 from imaging.filters import binary_opening_disk, gaussian, grey_opening_disk, resize_linear
-from imaging.label_stats import label_maxima, label_peaks, relabel_sequential
+from imaging.label_stats import keep_labels, label_maxima, label_peaks, relabel_sequential
 from imaging.segment.scale import component_radii, estimate_radius, typical_radius
 
 log = logging.getLogger(__name__)
@@ -176,15 +176,15 @@ def drop_faint(
     n_objects = int(labels.max())
     if n_objects == 0 or noise <= 0:
         return labels
-    areas = np.bincount(labels.ravel(), minlength=n_objects + 1)
-    sums = np.bincount(labels.ravel(), weights=flattened.ravel(), minlength=n_objects + 1)
+    flat = labels.ravel().astype(np.intp)  # cast once for both counts
+    areas = np.bincount(flat, minlength=n_objects + 1)
+    sums = np.bincount(flat, weights=flattened.ravel(), minlength=n_objects + 1)
     contrast = sums / np.maximum(areas, 1)
     faint = contrast < min_contrast * noise
     faint[0] = False
     if not faint.any():
         return labels
-    kept = np.where(faint[labels], 0, labels)
-    return relabel_sequential(kept)
+    return keep_labels(labels, (areas > 0) & ~faint)
 
 
 def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
@@ -581,11 +581,7 @@ def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
     (M, N) ndarray of int
     """
     areas = np.bincount(labels.ravel())
-    small = areas < min_area
-    small[0] = False
-    labels = labels.copy()
-    labels[small[labels]] = 0
-    return relabel_sequential(labels)
+    return keep_labels(labels, (areas > 0) & (areas >= min_area))
 
 
 def _rough_radius(smoothed: np.ndarray) -> float:
