@@ -156,8 +156,34 @@ def label_means(values: np.ndarray, labels: np.ndarray | LabelPixels, ids: np.nd
     """
     pixels = labels if isinstance(labels, LabelPixels) else label_pixels(labels)  # background skipped: same sums
     arrays.check_same_shape(values, pixels.shape)
+    return label_means_at(np.asarray(values).ravel()[pixels.index], pixels, ids)
+
+
+def label_means_at(values_at_pixels: np.ndarray, pixels: LabelPixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`label_means` from the values at the labelled pixels alone (``values.ravel()[pixels.index]``):
+    for values made only where they are measured, not over the whole image.
+
+    Parameters
+    ----------
+    values_at_pixels : (len(pixels.index),) ndarray
+        One value per labelled pixel, in ``pixels.index`` order.
+    pixels : LabelPixels
+        The label image's :func:`label_pixels`.
+    ids : ndarray of int
+        The labels to report, in the order wanted.
+
+    Returns
+    -------
+    means : ndarray of float64
+        Mean over each id's pixels (NaN where a label is empty).
+    counts : ndarray of int
+        Each id's pixel count.
+    """
+    values_at_pixels = np.asarray(values_at_pixels)
+    if values_at_pixels.shape != pixels.index.shape:
+        raise ValueError(f"{values_at_pixels.shape[0]} values for {pixels.index.size} labelled pixels")
     size = int(max(pixels.counts.size - 1, ids.max(initial=0))) + 1
-    sums = np.bincount(pixels.labels, weights=values.ravel()[pixels.index], minlength=size)
+    sums = np.bincount(pixels.labels, weights=values_at_pixels, minlength=size)
     counts = np.zeros(size, dtype=pixels.counts.dtype)
     counts[: pixels.counts.size] = pixels.counts
     with np.errstate(invalid="ignore", divide="ignore"):

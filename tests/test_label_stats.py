@@ -256,3 +256,19 @@ def test_keep_labels_removes_and_renumbers_in_one_lookup():
     result = keep_labels(labels, keep & (np.bincount(labels.ravel(), minlength=40) > 0))
     np.testing.assert_array_equal(result, expected)
     assert result.dtype == np.int32
+
+
+def test_label_means_from_the_labelled_pixels_alone_are_label_means():
+    from imaging.label_stats import label_means, label_means_at, label_pixels
+
+    labels = np.array([[0, 2, 2], [1, 0, 2], [1, 1, 0]])
+    values = np.array([[9.0, 1.0, 2.0], [4.0, 9.0, 6.0], [5.0, 6.0, 9.0]])
+    pixels = label_pixels(labels)
+    ids = np.array([2, 1, 3])
+    means, counts = label_means_at(values.ravel()[pixels.index], pixels, ids)
+    np.testing.assert_array_equal(means[:2], [3.0, 5.0])
+    assert np.isnan(means[2])  # id 3 has no pixels
+    np.testing.assert_array_equal(counts, [3, 3, 0])
+    np.testing.assert_array_equal(label_means(values, labels, ids)[0][:2], means[:2])
+    with pytest.raises(ValueError, match="5 values for 6 labelled pixels"):
+        label_means_at(np.zeros(5), pixels, ids)

@@ -48,7 +48,8 @@ def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8, statis
         for j in range(grid):
             tile_mask = mask[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
             if tile_mask.size and tile_mask.mean() >= MIN_TILE_FRACTION:
-                values[i, j] = reducer(image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]][tile_mask])
+                tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]][tile_mask]
+                values[i, j] = reducer(tile.astype(np.float64, copy=False))
     return values
 
 
@@ -167,15 +168,15 @@ def background_surface(
     -------
     surface : (M, N) float ndarray, or float
     """
-    image = np.asarray(image, dtype=np.float64)
+    image = np.asarray(image)  # as read: only the background pixels taken are made float64
     n_background = int(np.count_nonzero(background))
     if n_background == 0:
-        return float(np.percentile(image, 1))
+        return float(np.percentile(image.astype(np.float64), 1))
     if n_background < min_pixels or min(image.shape) < 4 * grid:
-        return float(np.median(image[background]))
+        return float(np.median(image[background].astype(np.float64)))
     tiles = fill_from_polynomial(tile_statistic(image, background, grid=grid))
     if np.isnan(tiles).all():
-        return float(np.median(image[background]))
+        return float(np.median(image[background].astype(np.float64)))
     return interpolate_grid(tiles, image.shape)
 
 

@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 from imaging import arrays
 from imaging.features.background import background_surface, robust_level_and_sd
-from imaging.label_stats import LabelPixels, label_ids, label_means, label_pixels
+from imaging.label_stats import LabelPixels, label_ids, label_means_at, label_pixels
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -126,7 +126,7 @@ def measure_compartments(
         ``<prefix>_residual_background`` (median of the cell-free pixels after subtraction:
         the level a cell without any signal reads at, about 0 with ``'local'``).
     """
-    image = arrays.check_image(image, name=f"{prefix} image").astype(np.float64, copy=False)
+    image = arrays.check_image(image, name=f"{prefix} image")  # as read: made float64 where measured
     nuclei = arrays.check_labels(nuclei, image.shape, name="nuclei", image_name=f"{prefix} image")
     cells = arrays.check_labels(cells, image.shape, name="cells", image_name=f"{prefix} image")
     outside = background_mask(cells, margin=margin) if cell_free is None else cell_free
@@ -136,10 +136,19 @@ def measure_compartments(
         surface = 0.0
     else:
         surface = float(background)
-    corrected = image - surface
+
+    def corrected_at(where: np.ndarray) -> np.ndarray:
+        """``image - surface`` (float64) at a boolean mask or flat indices: the same values as
+        over the whole image, without a full-size float64 copy of it."""
+        flat = image.ravel() if where.dtype != bool else image
+        taken = flat[where].astype(np.float64)
+        if np.ndim(surface) == 0:
+            return taken - surface
+        return taken - (surface.ravel()[where] if where.dtype != bool else surface[where])
+
     # the cell-free pixels after subtraction: their median is the residual background, and,
     # about a local surface, their spread is the background noise
-    cell_free_values = corrected[outside]
+    cell_free_values = corrected_at(outside)
     if background == "local":
         residual_background, noise = robust_level_and_sd(cell_free_values)
     else:
@@ -155,9 +164,9 @@ def measure_compartments(
     }
     if ids.size == 0:
         return pd.DataFrame(columns=columns), info
-    nuclear_mean, nuclear_area = label_means(corrected, pixels.nucleus, ids)
-    cytoplasm_mean, cytoplasm_area = label_means(corrected, pixels.cytoplasm, ids)
-    cell_mean, cell_area = label_means(corrected, pixels.cell, ids)
+    nuclear_mean, nuclear_area = label_means_at(corrected_at(pixels.nucleus.index), pixels.nucleus, ids)
+    cytoplasm_mean, cytoplasm_area = label_means_at(corrected_at(pixels.cytoplasm.index), pixels.cytoplasm, ids)
+    cell_mean, cell_area = label_means_at(corrected_at(pixels.cell.index), pixels.cell, ids)
     floor = noise if np.isfinite(noise) and noise > 0 else 1e-6
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nuclear_mean / np.maximum(cytoplasm_mean, floor)
