@@ -11,6 +11,7 @@ signal gets a large but finite ratio rather than a division by ~0 or a negative 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from scipy import ndimage as ndi
 
 from imaging import arrays
 from imaging.features.background import background_surface, robust_level_and_sd
-from imaging.label_stats import LabelPixels, label_ids, label_means_at, label_pixels
+from imaging.label_stats import LabelPixels, label_means_at, label_pixels
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -52,15 +53,31 @@ def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
     return ndi.distance_transform_cdt(cells == 0, metric="chessboard") > margin
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class CompartmentPixels:
-    """The nuclei's ids and the labelled pixels of the three compartments: found once per field
-    and shared by every channel measured (:func:`compartment_pixels`)."""
+    """The nuclei's ids and the labelled pixels of the three compartments, each found when first
+    asked for and then kept: shared by the morphology and every channel measured on a field
+    (:func:`compartment_pixels`)."""
 
-    ids: np.ndarray
-    nucleus: LabelPixels
-    cytoplasm: LabelPixels
-    cell: LabelPixels
+    nuclei: np.ndarray
+    cells: np.ndarray
+
+    @functools.cached_property
+    def nucleus(self) -> LabelPixels:
+        return label_pixels(self.nuclei)
+
+    @functools.cached_property
+    def ids(self) -> np.ndarray:
+        """The nucleus ids present, ascending (``label_ids(nuclei)``)."""
+        return np.flatnonzero(self.nucleus.counts).astype(self.nuclei.dtype)
+
+    @functools.cached_property
+    def cytoplasm(self) -> LabelPixels:
+        return label_pixels(np.where(self.nuclei > 0, 0, self.cells))
+
+    @functools.cached_property
+    def cell(self) -> LabelPixels:
+        return label_pixels(self.cells)
 
 
 def compartment_pixels(nuclei: np.ndarray, cells: np.ndarray) -> CompartmentPixels:
@@ -75,12 +92,7 @@ def compartment_pixels(nuclei: np.ndarray, cells: np.ndarray) -> CompartmentPixe
     -------
     CompartmentPixels
     """
-    return CompartmentPixels(
-        ids=label_ids(nuclei),
-        nucleus=label_pixels(nuclei),
-        cytoplasm=label_pixels(np.where(nuclei > 0, 0, cells)),
-        cell=label_pixels(cells),
-    )
+    return CompartmentPixels(np.asarray(nuclei), np.asarray(cells))
 
 
 def measure_compartments(

@@ -144,14 +144,14 @@ def measure_field(
     )
     margin = max(3.0, radius / 2)
     cell_free = background_mask(cell_labels, margin=margin)
-    table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um)
+    pixels = compartment_pixels(nuclei, cell_labels)  # each part found once, for morphology and intensities
+    table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um, pixels=pixels)
     summary: dict = {
         "n_cells": int(len(table)),
         "nucleus_radius_px": radius,
         "focus_blur_px": edge_blur_px(images[pipeline.focus_channel], threads=threads),
         **saturation,
     }
-    pixels = compartment_pixels(nuclei, cell_labels) if pipeline.measure.intensity else None
     for spec in pipeline.measure.intensity:
         part, info = measure_compartments(
             images[spec.channel],

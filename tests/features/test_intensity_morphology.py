@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from imaging.features.background import background_surface, fill_from_nearest, fill_from_polynomial, robust_sd
@@ -73,6 +74,11 @@ def test_morphology_areas_and_border():
     assert table["nucleus_area_um2"].tolist() == [4.0, 4.0, 1.0]
     assert table["touches_border"].tolist() == [False, False, True]
     assert table.loc[0, ["centroid_row", "centroid_col"]].tolist() == [9.5, 9.5]
+    # the labelled pixels found once for morphology and intensities give the same table
+    from imaging.features.intensity import compartment_pixels
+
+    shared = measure_morphology(nuclei, cells, pixel_size_um=0.5, pixels=compartment_pixels(nuclei, cells))
+    pd.testing.assert_frame_equal(shared, table)
 
 
 def test_background_surface_follows_a_ramp_and_fills_gaps():
