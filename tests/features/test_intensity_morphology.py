@@ -153,3 +153,24 @@ def test_separable_background_interpolation_equals_map_coordinates(grid, shape):
     cc = np.interp(np.arange(shape[1]), centres_c, np.arange(grid[1]))
     expected = ndi.map_coordinates(values, np.meshgrid(rr, cc, indexing="ij"), order=1, mode="nearest")
     np.testing.assert_allclose(interpolate_grid(values, shape), expected, rtol=0, atol=1e-9)
+
+
+def test_background_mask_is_the_chessboard_distance_test():
+    """background_mask by a square maximum filter gives the pixels whose chessboard distance to
+    every cell exceeds the margin, on random cells, margins and shapes (edges included)."""
+    from scipy import ndimage as ndi
+
+    from imaging.features.intensity import background_mask
+
+    rng = np.random.default_rng(0)
+    tested = 0
+    for _ in range(300):
+        shape = tuple(rng.integers(1, 60, 2))
+        cells = (rng.random(shape) < rng.uniform(0, 0.05)).astype(np.int32) * int(rng.integers(1, 5))
+        margin = float(rng.choice([0, 0.5, 1, 2.7, 3, 5.5, 80]))
+        expected = ndi.distance_transform_cdt(cells == 0, metric="chessboard") > margin
+        if not cells.any():
+            expected = np.ones(shape, bool)
+        np.testing.assert_array_equal(background_mask(cells, margin=margin), expected)
+        tested += bool(cells.any())
+    assert tested > 150
