@@ -473,9 +473,13 @@ def grow_to_own_contrast(
     # pixel within reach goes to its nearest nucleus (expand_labels), if bright enough.
     grown = expand_labels(labels, distance=reach_fraction * radius, threads=threads)
     otsu_level = filters.threshold_otsu(flattened) if otsu_level is None else otsu_level
-    allowed = flattened > floor_fraction * otsu_level
-    keep = (labels > 0) | (allowed & (flattened > fraction * peaks[grown]))
-    return np.where(keep, grown, 0).astype(np.int32)
+    # each grown pixel (the nuclei themselves stay) must pass both tests: only those are looked at
+    out = grown.astype(np.int32, copy=True)
+    grew = np.flatnonzero((labels == 0) & (grown > 0))
+    values, owners = flattened.ravel()[grew], out.ravel()[grew]
+    bright = (values > floor_fraction * otsu_level) & (values > fraction * peaks[owners])
+    out.ravel()[grew[~bright]] = 0
+    return out
 
 
 def _touching_pairs(labels: np.ndarray) -> np.ndarray:
