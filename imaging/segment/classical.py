@@ -403,14 +403,13 @@ def watershed_by_component(
     (M, N) ndarray of int32
         Identical to skimage's masked watershed.
     """
-    out = np.zeros(components.shape, dtype=np.int32)
     marked = markers > 0
-    first_marker = np.zeros(n_components + 1, dtype=np.int64)
+    first_marker = np.zeros(n_components + 1, dtype=np.int32)
     markers_per_component = np.bincount(components[marked], minlength=n_components + 1)
     first_marker[components[marked]] = markers[marked]  # the only marker where there is one
     single = markers_per_component == 1
     single[0] = False
-    out[single[components]] = first_marker[components[single[components]]]
+    out = np.where(single, first_marker, 0).astype(np.int32)[components]  # one lookup: each single-marker component
     for index, box in enumerate(ndi.find_objects(components), start=1):
         if box is None or markers_per_component[index] < 2:
             continue
