@@ -42,7 +42,7 @@ from skimage.morphology import convex_hull_image
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
 from imaging.filters import binary_opening_disk, gaussian, grey_opening_disk, resize_linear
-from imaging.label_stats import keep_labels, label_maxima, label_peaks, relabel_sequential
+from imaging.label_stats import keep_labels, label_maxima, label_peaks
 from imaging.segment.scale import component_radii, estimate_radius, typical_radius
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,8 @@ def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
     -------
     (M, N) ndarray of bool
     """
-    holes, n_holes = ndi.label(~mask)
+    holes = np.empty(mask.shape, dtype=np.intp)  # intp: counted and looked up without a cast
+    n_holes = ndi.label(~mask, output=holes)
     if n_holes == 0:
         return mask
     fill = np.bincount(holes.ravel(), minlength=n_holes + 1) <= max_area
@@ -566,7 +567,9 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fra
         if not merged:
             break
         rejected = {pair for pair in rejected if not merged.intersection(pair)}
-    return relabel_sequential(labels)
+    # the last pass merged nothing, so its boxes say which ids are left (no count of every pixel)
+    present = np.array([False] + [box is not None for box in slices], dtype=bool)
+    return keep_labels(labels, present)
 
 
 def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
