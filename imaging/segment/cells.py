@@ -39,7 +39,7 @@ def expand_nuclei(nuclei: np.ndarray, *, distance: float, threads: int = 1) -> n
     (M, N) ndarray of int32
         Cell labels, each with its nucleus's id.
     """
-    return expand_labels(nuclei, distance=distance, threads=threads).astype(np.int32)
+    return expand_labels(nuclei, distance=distance, threads=threads).astype(np.int32, copy=False)
 
 
 def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:

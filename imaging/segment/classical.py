@@ -373,7 +373,8 @@ def _split_geometry(
     if unmarked.size:
         extra = np.isin(components, unmarked)
         markers[extra] = components[extra] + len(peaks)
-    return watershed_by_component(-distance, markers, components, n_components)
+    surface = np.negative(distance, out=distance)  # flooded from the centres; the distance is not needed again
+    return watershed_by_component(surface, markers, components, n_components)
 
 
 def watershed_by_component(
@@ -707,7 +708,9 @@ def _radius_and_foreground(
     estimated and settled) and the :class:`Foreground` at that radius. ``limits``: the
     image's :func:`_intensity_limits`, when the caller has them already."""
     lo, hi = _intensity_limits(image) if limits is None else limits
-    normalized = (np.asarray(image, dtype=np.float32) - lo) / (hi - lo)  # normalize_intensity, limits known
+    normalized = np.array(image, dtype=np.float32)  # normalize_intensity with the limits known, in place
+    normalized -= lo
+    normalized /= hi - lo
     lightly_smoothed = gaussian(normalized, 1.0, threads=threads)
     estimated = radius is None
     radius = float(_rough_radius(lightly_smoothed) if estimated else radius)
