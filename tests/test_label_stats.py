@@ -59,7 +59,7 @@ def test_label_peaks_without_labels_and_with_integer_images():
         label_peaks(np.zeros((8, 8), np.uint8), np.ones((8, 8), np.int32), min_distance=2)
 
 
-@pytest.mark.parametrize("shape", [(40, 50), (700, 900)])
+@pytest.mark.parametrize("shape", [(40, 50), (130, 140), (700, 900)])
 def test_distance_to_background_is_scipys(shape):
     from scipy import ndimage as ndi
 
