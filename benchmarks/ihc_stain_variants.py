@@ -3,8 +3,12 @@ re-rendered.
 
 Each tile is unmixed with the default haematoxylin/DAB vectors and mixed again with another
 haematoxylin hue (more purple, bluer), a weaker or stronger DAB (x0.6, x1.5), or a darker scan
-(all optical densities x1.4) or a paler one (x0.7: a thin section, a light counterstain); or resampled to another magnification (x0.5: a 40x tile as a 20x
-scan would give it; x1.5), the expert points and the match radius scaled with it.
+(all optical densities x1.4) or a paler one (x0.7: a thin section, a light counterstain; a
+scanner's display gamma of 1.4 or 0.7 does the same to every optical density); or resampled to
+another magnification (x0.5: a 40x tile as a 20x scan would give it; x1.5), the expert points
+and the match radius scaled with it; or given a scanner's artefacts: tinted glass (a white
+balance off by a yellow or a blue cast), JPEG compression at quality 60, a focus blur
+(Gaussian, SD 1.5 px) or sensor noise (SD 8 grey levels).
 ``pipelines/ihc_hscore.yaml`` (no pixel size: the nucleus scale is estimated per tile) then
 scores every variant and the cells are matched to the same expert points (12 px at 1x). One row per variant, all from one run:
 mean and largest |Ki67 index error|, class-aware F1, detection recall and the per-tile errors.
@@ -64,7 +68,29 @@ VARIANTS = {
     "pale scan x0.7": {"gamma": 0.7},
     "magnification x0.5": {"zoom": 0.5},
     "magnification x1.5": {"zoom": 1.5},
+    "yellow glass": {"tint": (1.0, 0.95, 0.82)},
+    "blue glass": {"tint": (0.88, 0.95, 1.0)},
+    "JPEG quality 60": {"jpeg_quality": 60},
+    "focus blur SD 1.5 px": {"blur": 1.5},
+    "sensor noise SD 8": {"noise": 8.0},
 }
+
+
+def artefacts(rgb: np.ndarray, *, tint=None, jpeg_quality=None, blur=None, noise=None) -> np.ndarray:
+    """``rgb`` with a scanner's artefacts: a colour cast, JPEG compression, defocus or noise."""
+    from scipy import ndimage as ndi
+
+    out = rgb[..., :3].astype(float)
+    if tint is not None:
+        out = out * np.asarray(tint)
+    if blur is not None:
+        out = ndi.gaussian_filter(out, (blur, blur, 0))
+    if noise is not None:
+        out = out + np.random.default_rng(0).normal(0, noise, out.shape)
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if jpeg_quality is not None:
+        out = iio.imread(iio.imwrite("<bytes>", out, extension=".jpg", quality=jpeg_quality))
+    return out
 
 
 def rescaled(rgb: np.ndarray, zoom: float) -> np.ndarray:
@@ -78,6 +104,9 @@ def rescaled(rgb: np.ndarray, zoom: float) -> np.ndarray:
 def render(rgb: np.ndarray, kw: dict) -> np.ndarray:
     kw = dict(kw)
     zoom = kw.pop("zoom", 1.0)
+    scanner = {key: kw.pop(key) for key in ("tint", "jpeg_quality", "blur", "noise") if key in kw}
+    if scanner:
+        return artefacts(rgb, **scanner)
     rgb = transform(rgb, **kw) if kw else rgb[..., :3]
     return rescaled(rgb, zoom) if zoom != 1.0 else rgb
 
