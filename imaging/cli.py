@@ -399,6 +399,16 @@ def is_tissue_run(path: str | Path) -> bool:
     return (path / "run.json").is_file() and (path / "cells.csv").is_file()
 
 
+def evaluation_csv(args: argparse.Namespace) -> Path:
+    """Where ``imaging evaluate`` writes its per-image scores: ``--csv``, else
+    ``evaluation.csv`` beside the predictions (inside a predictions folder, such as a run's
+    ``--out``), never the working directory."""
+    if args.csv:
+        return Path(args.csv)
+    predictions = Path(args.predictions)
+    return (predictions if predictions.is_dir() else predictions.parent) / "evaluation.csv"
+
+
 def cmd_evaluate_points(args: argparse.Namespace) -> None:
     from imaging.evaluate_points import evaluate_points, summarize_points
     from imaging.io.writers import write_csv
@@ -412,8 +422,9 @@ def cmd_evaluate_points(args: argparse.Namespace) -> None:
         f"class-aware F1 {summary['mean_class_f1']:.3f}; detection F1 {summary['mean_detection_f1']:.3f} "
         f"(recall {summary['mean_detection_recall']:.3f})"
     )
-    write_csv(table, args.csv)
-    print(f"Per-image scores in {args.csv}")
+    csv = evaluation_csv(args)
+    write_csv(table, csv)
+    print(f"Per-image scores in {csv}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -449,8 +460,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(
             f"Note: {len(unscored)} prediction(s) have no annotated image and were not scored: {listed_names(unscored)}"
         )
-    write_csv(table, args.csv)
-    print(f"Per-image scores in {args.csv}")
+    csv = evaluation_csv(args)
+    write_csv(table, csv)
+    print(f"Per-image scores in {csv}")
 
 
 # ---- demo ----------------------------------------------------------------------------------
@@ -636,7 +648,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_size,
         help="points: match radius in px (default: the median nucleus radius of the run's cells)",
     )
-    evaluate.add_argument("--csv", default="evaluation.csv", help="per-image scores (default: evaluation.csv)")
+    evaluate.add_argument(
+        "--csv",
+        help="per-image scores (default: evaluation.csv in the predictions folder, or beside the prediction file)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     demo = sub.add_parser("demo", help="run the shipped pipelines on sample_images/")

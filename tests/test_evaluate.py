@@ -56,6 +56,17 @@ def test_evaluate_command_prints_and_writes_csv(folders, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope"), str(folders[1])]) == 2
 
 
+def test_evaluate_writes_its_scores_beside_the_predictions_not_the_working_directory(folders, tmp_path, monkeypatch):
+    pred, truth = folders
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["evaluate", str(pred), str(truth)]) == 0
+    assert (pred / "evaluation.csv").is_file() and not any(elsewhere.iterdir())
+    assert main(["evaluate", str(pred / "a_nuclei.tif"), str(truth / "a.tif")]) == 0
+    assert len(pd.read_csv(pred / "evaluation.csv")) == 1 and not any(elsewhere.iterdir())
+
+
 def test_binary_mask_blobs_are_scored_as_objects(folders, tmp_path):
     pred, truth = folders
     mask = (labels_with([(0, 0, 4), (10, 10, 4)]) > 0).astype(np.uint8) * 255  # Fiji's 0/255 mask
