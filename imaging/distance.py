@@ -8,8 +8,8 @@ times faster on a 2048 px field (0.13 s, not 0.62): scipy computes the whole fea
 transform (the nearest background pixel's coordinates) even when only distances are
 wanted; the ``edt`` package computes squared distances directly. Those are integers, held
 exactly in its float32 output up to 2^24 (distances up to 4096 px), so their float64 square
-root equals scipy's. Arrays under 128 x 128 px (scipy is faster there), arrays with a side over 4096 px and
-masks without background (scipy's own convention) go to scipy.
+root equals scipy's. Arrays under 128 x 128 px (scipy is faster there), arrays with a side
+over 4096 px and masks without background (scipy's own convention) go to scipy.
 
 :func:`expand_labels`: ``skimage.segmentation.expand_labels`` (each background pixel within a
 distance of a label takes the nearest label), computed tile by tile. A pixel within

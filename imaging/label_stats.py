@@ -14,23 +14,27 @@ from scipy import ndimage as ndi
 from imaging import arrays
 
 
-def label_ids(labels: np.ndarray) -> np.ndarray:
+def label_ids(labels: np.ndarray | LabelPixels) -> np.ndarray:
     """Sorted ids above 0 present in a non-negative int label image: ``np.unique(labels[labels > 0])``,
-    by a count per id (no hash of every pixel; about 3x faster on a 2048 px field).
+    by a count per id (no hash of every pixel; about 3x faster on a 2048 px field), or from the
+    counts of its :func:`label_pixels` when found already.
 
     Parameters
     ----------
-    labels : ndarray of int
+    labels : ndarray of int, or LabelPixels
         A label image, no value negative.
 
     Returns
     -------
     ndarray
-        The ids present, ascending, in ``labels``'s dtype.
+        The ids present, ascending, in the label image's dtype.
     """
-    counts = np.bincount(np.asarray(labels).ravel())
+    if isinstance(labels, LabelPixels):
+        counts, dtype = labels.counts.copy(), labels.labels.dtype
+    else:
+        counts, dtype = np.bincount(np.asarray(labels).ravel()), np.asarray(labels).dtype
     counts[:1] = 0
-    return np.flatnonzero(counts).astype(np.asarray(labels).dtype)
+    return np.flatnonzero(counts).astype(dtype)
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
@@ -223,8 +227,9 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = 
 
 def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> np.ndarray:
     """``skimage.feature.peak_local_max(image, min_distance=min_distance, labels=labels,
-    exclude_border=False)``, the same coordinates in the same order, 3 times faster on a dense
-    2048 px field (0.13 s for 2,417 labels) and on the DSB development images.
+    exclude_border=False)``, the same coordinates in the same order: 0.13 s for the 2,417
+    components of a dense 2048 px field, against 0.25 s for the image-wide window filters it
+    replaced (0.44 and 0.13 s over the 37 DSB development images).
 
     skimage finds each label's peaks on its own crop, other pixels set to the lowest value: a
     pixel is a candidate when it equals the maximum of its (2 min_distance + 1) square window

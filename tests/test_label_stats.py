@@ -270,5 +270,9 @@ def test_label_means_from_the_labelled_pixels_alone_are_label_means():
     assert np.isnan(means[2])  # id 3 has no pixels
     np.testing.assert_array_equal(counts, [3, 3, 0])
     np.testing.assert_array_equal(label_means(values, labels, ids)[0][:2], means[:2])
+    from imaging.label_stats import label_ids
+
+    np.testing.assert_array_equal(label_ids(pixels), [1, 2])  # from the counts found already
+    np.testing.assert_array_equal(label_ids(labels), [1, 2])
     with pytest.raises(ValueError, match="5 values for 6 labelled pixels"):
         label_means_at(np.zeros(5), pixels, ids)

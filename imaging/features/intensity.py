@@ -19,7 +19,7 @@ import pandas as pd
 from imaging import arrays
 from imaging.features.background import background_surface, robust_level_and_sd
 from imaging.filters import square_rank_filter
-from imaging.label_stats import LabelPixels, label_means_at, label_pixels
+from imaging.label_stats import LabelPixels, label_ids, label_means_at, label_pixels
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -78,8 +78,8 @@ class CompartmentPixels:
 
     @functools.cached_property
     def ids(self) -> np.ndarray:
-        """The nucleus ids present, ascending (``label_ids(nuclei)``)."""
-        return np.flatnonzero(self.nucleus.counts).astype(self.nuclei.dtype)
+        """The nucleus ids present, ascending."""
+        return label_ids(self.nucleus)
 
     @functools.cached_property
     def cytoplasm(self) -> LabelPixels:
@@ -159,18 +159,15 @@ def measure_compartments(
     else:
         surface = float(background)
 
-    def corrected_at(where: np.ndarray) -> np.ndarray:
-        """``image - surface`` (float64) at a boolean mask or flat indices: the same values as
-        over the whole image, without a full-size float64 copy of it."""
-        flat = image.ravel() if where.dtype != bool else image
-        taken = flat[where].astype(np.float64)
-        if np.ndim(surface) == 0:
-            return taken - surface
-        return taken - (surface.ravel()[where] if where.dtype != bool else surface[where])
+    def corrected_at(index: np.ndarray) -> np.ndarray:
+        """``image - surface`` (float64) at flat pixel indices: the same values as over the
+        whole image, without a full-size float64 copy of it."""
+        taken = image.ravel()[index].astype(np.float64)
+        return taken - (surface.ravel()[index] if np.ndim(surface) else surface)
 
     # the cell-free pixels after subtraction: their median is the residual background, and,
     # about a local surface, their spread is the background noise
-    cell_free_values = corrected_at(outside)
+    cell_free_values = corrected_at(np.flatnonzero(outside))
     if background == "local":
         residual_background, noise = robust_level_and_sd(cell_free_values)
     else:

@@ -351,20 +351,18 @@ def split_touching(
         MaskGeometry(np.asarray(mask, dtype=bool), threads=threads),
         radius=radius,
         min_distance_fraction=min_distance_fraction,
-        threads=threads,
     )
 
 
-def _split_geometry(
-    geometry: MaskGeometry, *, radius: float, min_distance_fraction: float, threads: int = 1
-) -> np.ndarray:
-    """:func:`split_touching` of ``geometry.mask``, with its components and distance transform."""
+def _split_geometry(geometry: MaskGeometry, *, radius: float, min_distance_fraction: float) -> np.ndarray:
+    """:func:`split_touching` of ``geometry.mask``, with its components and distance transform
+    (and the geometry's threads for the smoothing)."""
     mask, components, n_components = geometry.mask, geometry.components, geometry.n_components
     if n_components == 0:
         return np.zeros(mask.shape, dtype=np.int32)
     # float32: the smoothed distance only ranks pixels (peaks, flooding order); half the memory
     # traffic of float64, and the labels of every benchmark field and DSB image are unchanged
-    distance = gaussian(geometry.distance.astype(np.float32), max(0.5, radius / 6), threads=threads)
+    distance = gaussian(geometry.distance.astype(np.float32), max(0.5, radius / 6), threads=geometry.threads)
     peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)))
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
@@ -779,9 +777,7 @@ def segment_nuclei_classical(
         image, radius=radius, flatten_background=flatten_background, limits=limits, threads=threads
     )
     flattened = foreground.flattened
-    labels = _split_geometry(
-        foreground.geometry, radius=radius, min_distance_fraction=min_distance_fraction, threads=threads
-    )
+    labels = _split_geometry(foreground.geometry, radius=radius, min_distance_fraction=min_distance_fraction)
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
     labels = grow_to_own_contrast(labels, flattened, radius=radius, otsu_level=foreground.otsu_level, threads=threads)
     labels = merge_unsupported_splits(labels, radius=radius)
