@@ -12,13 +12,18 @@ root equals scipy's. Arrays under 128 x 128 px (scipy is faster there), arrays w
 over 4096 px and masks without background (scipy's own convention) go to scipy.
 
 :func:`expand_labels`: ``skimage.segmentation.expand_labels`` (each background pixel within a
-distance of a label takes the nearest label), computed tile by tile. A pixel within
-``distance`` of a label has its nearest labelled pixel within ``distance``, so a tile padded by
-that much on each side holds it: the feature transform of the padded tile gives the same
-nearest pixel as the whole image's. Tiles of 512 px fit the processor's caches where the whole
-image's transform does not (1.8x faster on a dense 2048 px field), and tiles with no label in
-reach are skipped (:mod:`imaging.tiles`, which also runs them on threads). Identical to skimage's, ties included (tested on random label images with
-many equidistant pixels and tiles down to 4 px; the DSB and benchmark-field labels are unchanged).
+distance of a label takes the nearest label), computed tile by tile by a compiled loop
+(:func:`imaging.kernels.nearest_label_within`: two separable passes, each pixel looking at most
+``distance`` px along its row and column, where scipy's feature transform behind skimage finds the
+nearest labelled pixel of every pixel of the image. On a dense 2048 px field, at the growth
+distances of nuclei (4 px) and cells (8 px): 0.044 and 0.062 s, against 0.19 s for scipy's
+transform tile by tile and 0.47 s for skimage's whole-image call. A pixel within ``distance`` of a label has its nearest
+labelled pixel within ``distance``, so a tile padded by that much on each side holds it, and ties
+(equidistant labels) go the way scipy sends them, to the leftmost column, then the uppermost row,
+which depends only on the equidistant pixels, all inside the padded tile. Tiles with no label in
+reach are skipped and tiles run on threads (:mod:`imaging.tiles`; the loop releases the GIL).
+Identical to skimage's, ties included (tested on grids of seeds, random seeds and blobs, every
+integer dtype, tiles down to 4 px; the DSB and benchmark-field labels are unchanged).
 """
 
 from __future__ import annotations
@@ -96,19 +101,13 @@ def expand_labels(labels: np.ndarray, distance: float, *, tile: int = EXPAND_TIL
         raise ValueError(f"expand_labels needs a 2-D label image, got shape {labels.shape}")
 
     beyond = _first_square_beyond(distance)
+    if beyond == 0:  # a negative distance: skimage keeps no pixel, not even the labels'
+        return np.zeros_like(labels)
+    from imaging.kernels import nearest_label_within
 
     def grow(window: np.ndarray, core: tuple[slice, slice]) -> np.ndarray | None:
         if not window.any():
             return None
-        nearest = ndi.distance_transform_edt(window == 0, return_distances=False, return_indices=True)
-        nearest_rows, nearest_columns = nearest[0][core], nearest[1][core]
-        exact = np.int32 if max(window.shape) < 2**15 else np.int64  # squared offsets held exactly
-        offset_rows = (nearest_rows - np.arange(core[0].start, core[0].stop)[:, None]).astype(exact, copy=False)
-        offset_columns = (nearest_columns - np.arange(core[1].start, core[1].stop)).astype(exact, copy=False)
-        squared = offset_rows * offset_rows
-        squared += offset_columns * offset_columns
-        grown = window[nearest_rows, nearest_columns]
-        grown[squared >= beyond] = 0
-        return grown
+        return nearest_label_within(np.ascontiguousarray(window), beyond)[core]
 
     return map_tiles(grow, labels, halo=int(np.ceil(distance)) + 1, dtype=labels.dtype, threads=threads, size=tile)

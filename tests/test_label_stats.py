@@ -102,6 +102,35 @@ def test_expand_labels_by_tiles_is_skimages_ties_included():
     assert not expand_labels(empty, 5).any() and expand_labels(empty, 5).dtype == np.uint16
 
 
+def test_expand_labels_kernel_is_skimages_on_grids_of_ties_and_any_dtype():
+    """The compiled nearest-label loop (imaging.kernels) against skimage on the hardest cases
+    for its tie rule: seeds on regular grids (each pixel between them equidistant from two to
+    four labels), random seeds, blobs; every integer dtype; distances under one pixel, on a
+    rim, negative, and wider than the image."""
+    from skimage import segmentation
+
+    from imaging.distance import expand_labels
+
+    rng = np.random.default_rng(11)
+    for trial in range(600):
+        rows, cols = (int(n) for n in rng.integers(1, 60, 2))
+        kind = trial % 3
+        if kind == 0:
+            labels = np.zeros((rows, cols), np.int64)
+            step = int(rng.integers(2, 9))
+            labels[::step, ::step] = rng.integers(1, 9, labels[::step, ::step].shape)
+        elif kind == 1:
+            labels = (rng.random((rows, cols)) < rng.choice([0.01, 0.05, 0.3])) * rng.integers(1, 6, (rows, cols))
+        else:
+            labels = ndi.label(ndi.gaussian_filter(rng.random((rows, cols)), 1.5) > 0.56)[0]
+        labels = labels.astype(rng.choice([np.int32, np.uint16, np.int64, np.uint8]))
+        distance = float(rng.choice([-1.0, 0.0, 0.7, 1.0, np.sqrt(2.0), 2.5, 5.0, 7.3, 80.0]))
+        got = expand_labels(labels, distance, tile=int(rng.integers(4, 64)))
+        expected = segmentation.expand_labels(labels, distance)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected, err_msg=f"trial {trial}, distance {distance}")
+
+
 def test_label_ids_and_labelled_pixels_match_numpy_on_a_real_segmentation():
     """Ids as np.unique gives them, and per-label sums over the labelled pixels equal to the
     whole-image sums bit for bit (the moments and compartment means rely on it)."""

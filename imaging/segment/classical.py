@@ -37,7 +37,6 @@ import logging
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, segmentation, transform
-from skimage.morphology import convex_hull_image
 
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
@@ -509,8 +508,10 @@ def concavity_depth(mask: np.ndarray) -> float:
         0 for a convex shape; about ``r - w`` for two disks of radius ``r`` joined by a waist
         of half-width ``w``.
     """
-    mask = np.pad(mask, 1)
-    hull = convex_hull_image(mask)
+    from imaging.kernels import convex_hull_mask  # numba's import is paid on first use only
+
+    mask = np.pad(np.asarray(mask, dtype=bool), 1)
+    hull = convex_hull_mask(mask)
     notch = hull & ~mask
     if not notch.any():
         return 0.0

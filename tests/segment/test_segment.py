@@ -77,6 +77,38 @@ def test_concavity_depth_is_zero_for_convex_and_the_waist_for_two_disks():
     assert concavity_depth(two) == pytest.approx(5.6, abs=0.8)
 
 
+def test_convex_hull_kernel_is_skimages_hull_pixel_for_pixel():
+    """The notch test's hull (imaging.kernels.convex_hull_mask, exact in integers) against
+    skimage's qhull-based one: speckle, blobs of several sizes, single rows and columns,
+    single pixels, masks touching the border and masks with empty rows between parts."""
+    import warnings
+
+    from skimage.morphology import convex_hull_image
+
+    from imaging.kernels import convex_hull_mask
+
+    rng = np.random.default_rng(3)
+    masks = [np.eye(7, dtype=bool), np.ones((1, 9), bool), np.ones((6, 1), bool), np.pad(np.ones((1, 1), bool), 2)]
+    for trial in range(1500):
+        rows, cols = (int(n) for n in rng.integers(1, 60, 2))
+        if trial % 3 == 0:
+            mask = rng.random((rows, cols)) < rng.choice([0.02, 0.1, 0.5])
+        else:
+            smoothed = ndi.gaussian_filter(rng.random((rows, cols)), float(rng.choice([1, 2, 4])))
+            mask = smoothed > rng.choice([0.5, 0.55, 0.6])
+        masks.append(np.pad(mask, 1) if trial % 2 else mask)
+    checked = 0
+    for mask in masks:
+        if not mask.any():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # skimage warns on degenerate input
+            expected = convex_hull_image(mask)
+        np.testing.assert_array_equal(convex_hull_mask(mask), expected)
+        checked += 1
+    assert checked > 1000
+
+
 def test_splits_without_a_notch_are_merged_and_real_contacts_kept():
     cols = np.mgrid[0:60, 0:140][1]
     # One ellipse cut in three across its long axis: no notch anywhere, so one object.
