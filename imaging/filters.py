@@ -15,7 +15,7 @@ the same way (pixels outside the image are background there).
 
 :func:`resize_linear` is ``skimage.transform.resize(image, shape, order=1, mode="edge",
 anti_aliasing=False)``, computed as two separable passes of two taps each (columns on the
-small image, then rows, a band at a time) instead of scipy's per-pixel spline evaluation:
+small image, then rows, in one compiled pass over the output: :mod:`imaging.kernels`) instead of scipy's per-pixel spline evaluation:
 1.3-4x faster. It sums the same four weighted values in another order, in float32 when the
 output is float32 (2.5x faster than in float64 on a 2048 px field: the smooth surfaces it
 enlarges need no more), so values differ from skimage's by a float32 rounding step or two
@@ -207,7 +207,7 @@ def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return np.clip(lower, 0, n_in - 1), np.clip(lower + 1, 0, n_in - 1), fraction
 
 
-def resize_linear(image: np.ndarray, shape: tuple[int, int], *, dtype=None, band_rows: int = 256) -> np.ndarray:
+def resize_linear(image: np.ndarray, shape: tuple[int, int], *, dtype=None) -> np.ndarray:
     """Bilinear resize of a 2-D float image, edges held (see module docstring).
 
     Parameters
@@ -219,14 +219,14 @@ def resize_linear(image: np.ndarray, shape: tuple[int, int], *, dtype=None, band
     dtype : dtype, optional
         The output's (default ``image``'s). A float32 output is computed in float32; any
         other in float64, rounded once to ``dtype``.
-    band_rows : int
-        Output rows computed at a time (bounds the temporaries).
 
     Returns
     -------
     ndarray of ``shape``
         Clipped to the image's range, as skimage clips.
     """
+    from imaging.kernels import linear_resize_rows  # numba's import is paid on first use only
+
     image = np.asarray(image)
     rows_low, rows_high, row_fraction = _linear_taps(image.shape[0], shape[0])
     columns_low, columns_high, column_fraction = _linear_taps(image.shape[1], shape[1])
@@ -234,13 +234,8 @@ def resize_linear(image: np.ndarray, shape: tuple[int, int], *, dtype=None, band
     work = np.float32 if out_dtype == np.float32 else np.float64
     row_fraction, column_fraction = row_fraction.astype(work), column_fraction.astype(work)
     values = image.astype(work, copy=False)
+    # the column pass on the small image in numpy; the row pass, over the output, compiled
     columns = values[:, columns_low] * (1 - column_fraction) + values[:, columns_high] * column_fraction
-    low, high = image.min(), image.max()
+    low, high = work(image.min()), work(image.max())
     out = np.empty(tuple(shape), dtype=out_dtype)
-    for start in range(0, shape[0], band_rows):
-        band = slice(start, start + band_rows)
-        part = columns[rows_low[band]] * (1 - row_fraction[band])[:, None]
-        part += columns[rows_high[band]] * row_fraction[band][:, None]
-        np.clip(part, low, high, out=part)
-        out[band] = part
-    return out
+    return linear_resize_rows(columns, rows_low, rows_high, row_fraction, low, high, out)

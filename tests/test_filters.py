@@ -73,7 +73,7 @@ def test_bilinear_resize_is_skimages_to_a_rounding_step_or_two(dtype):
         shape = (rows * factor - int(rng.integers(0, factor)), columns * factor - int(rng.integers(0, factor)))
         image = rng.normal(size=(rows, columns)).astype(dtype)
         expected = transform.resize(image, shape, order=1, mode="edge", anti_aliasing=False)
-        got = resize_linear(image, shape, band_rows=37)  # bands that do not divide the rows
+        got = resize_linear(image, shape)
         assert got.dtype == expected.dtype == dtype and got.shape == expected.shape
         step = np.finfo(dtype).eps
         # near 0 the error is that of the largest values summed: steps of the image's magnitude
@@ -83,13 +83,45 @@ def test_bilinear_resize_is_skimages_to_a_rounding_step_or_two(dtype):
 def test_bilinear_resize_into_float32_is_the_float64_result_to_a_rounding_step():
     rng = np.random.default_rng(4)
     image = rng.normal(size=(40, 33))  # float64, as a block-averaged image is
-    for band_rows in (7, 256):
-        wide = resize_linear(image, (157, 130), band_rows=band_rows)
-        narrow = resize_linear(image, (157, 130), dtype=np.float32, band_rows=band_rows)
-        assert wide.dtype == np.float64 and narrow.dtype == np.float32
-        step = np.finfo(np.float32).eps
-        np.testing.assert_allclose(narrow, wide, rtol=2.5 * step, atol=2.5 * step)
-        assert narrow.min() >= np.float32(image.min()) and narrow.max() <= np.float32(image.max())
+    wide = resize_linear(image, (157, 130))
+    narrow = resize_linear(image, (157, 130), dtype=np.float32)
+    assert wide.dtype == np.float64 and narrow.dtype == np.float32
+    step = np.finfo(np.float32).eps
+    np.testing.assert_allclose(narrow, wide, rtol=2.5 * step, atol=2.5 * step)
+    assert narrow.min() >= np.float32(image.min()) and narrow.max() <= np.float32(image.max())
+
+
+def _resize_linear_in_numpy(image, shape, dtype=None):
+    """resize_linear's two passes written as whole-array numpy expressions (its form before
+    the row pass was compiled): the compiled pass must round exactly as these do."""
+    from imaging.filters import _linear_taps
+
+    rows_low, rows_high, row_fraction = _linear_taps(image.shape[0], shape[0])
+    columns_low, columns_high, column_fraction = _linear_taps(image.shape[1], shape[1])
+    out_dtype = np.dtype(image.dtype if dtype is None else dtype)
+    work = np.float32 if out_dtype == np.float32 else np.float64
+    row_fraction, column_fraction = row_fraction.astype(work), column_fraction.astype(work)
+    values = image.astype(work, copy=False)
+    columns = values[:, columns_low] * (1 - column_fraction) + values[:, columns_high] * column_fraction
+    part = columns[rows_low] * (1 - row_fraction)[:, None]
+    part += columns[rows_high] * row_fraction[:, None]
+    np.clip(part, image.min(), image.max(), out=part)
+    return part.astype(out_dtype)
+
+
+@pytest.mark.parametrize(
+    ("image_dtype", "out_dtype"), [(np.float32, None), (np.float64, None), (np.float64, np.float32)]
+)
+def test_bilinear_resize_rounds_exactly_as_its_numpy_expression(image_dtype, out_dtype):
+    rng = np.random.default_rng(6)
+    for _ in range(100):
+        rows, columns = (int(n) for n in rng.integers(1, 50, 2))
+        shape = tuple(int(n) for n in rng.integers(1, 300, 2))
+        image = (rng.normal(size=(rows, columns)) * 10 ** rng.uniform(-3, 3)).astype(image_dtype)
+        got = resize_linear(image, shape, dtype=out_dtype)
+        expected = _resize_linear_in_numpy(image, shape, dtype=out_dtype)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_relabel_sequential_is_skimages_forward_map():
