@@ -3,13 +3,14 @@
 :func:`distance_to_background`: the distance of each foreground pixel to the nearest
 background pixel.
 
-Identical to ``scipy.ndimage.distance_transform_edt(mask)`` (tested pixel for pixel), and 4-5
-times faster on a 2048 px field (0.13 s, not 0.62): scipy computes the whole feature
-transform (the nearest background pixel's coordinates) even when only distances are
-wanted; the ``edt`` package computes squared distances directly. Those are integers, held
-exactly in its float32 output up to 2^24 (distances up to 4096 px), so their float64 square
-root equals scipy's. Arrays under 128 x 128 px (scipy is faster there), arrays with a side
-over 4096 px and masks without background (scipy's own convention) go to scipy.
+Identical to ``scipy.ndimage.distance_transform_edt(mask)`` (tested pixel for pixel): scipy
+computes the whole feature transform (the nearest background pixel's coordinates) even when
+only distances are wanted; :func:`imaging.kernels.exact_distance_transform` computes the
+squared distances, integers, exactly in two compiled passes and takes their float64 square
+roots, which are scipy's. Measured on blob masks: 0.003 ms against scipy's 0.020 at 24 px
+(the notch tests' crops), 4.0 against 17.8 ms at 512 px, 84 against 485 ms at 2048 px (the
+``edt`` package, used here before: 147 ms). A mask without background keeps scipy's own
+convention (scipy is called).
 
 :func:`expand_labels`: ``skimage.segmentation.expand_labels`` (each background pixel within a
 distance of a label takes the nearest label), computed tile by tile by a compiled loop
@@ -33,19 +34,14 @@ from scipy import ndimage as ndi
 
 from imaging.tiles import map_tiles
 
-EDT_MIN_PIXELS = 128 * 128  # below about 100 x 100 px scipy's transform is the faster (its set-up is smaller)
-EDT_MAX_SIDE = 4096
 
-
-def distance_to_background(mask: np.ndarray, *, threads: int = 1) -> np.ndarray:
+def distance_to_background(mask: np.ndarray) -> np.ndarray:
     """Distance of every True pixel of a 2-D ``mask`` to the nearest False pixel (0 on False).
 
     Parameters
     ----------
     mask : (M, N) array_like of bool
         Foreground pixels.
-    threads : int
-        Threads of the ``edt`` package's transform (its own; the result does not depend on it).
 
     Returns
     -------
@@ -53,12 +49,13 @@ def distance_to_background(mask: np.ndarray, *, threads: int = 1) -> np.ndarray:
         Identical to ``scipy.ndimage.distance_transform_edt(mask)``.
     """
     mask = np.asarray(mask, dtype=bool)
-    if mask.size < EDT_MIN_PIXELS or max(mask.shape) > EDT_MAX_SIDE or mask.all():
+    if mask.ndim != 2:
+        raise ValueError(f"distance_to_background needs a 2-D mask, got shape {mask.shape}")
+    if mask.all():  # no background: scipy's own convention is kept
         return ndi.distance_transform_edt(mask)
-    import edt
+    from imaging.kernels import exact_distance_transform  # numba's import is paid on first use only
 
-    squared = edt.edtsq(np.ascontiguousarray(mask), black_border=False, parallel=threads)
-    return np.sqrt(squared.astype(np.float64))
+    return exact_distance_transform(mask)
 
 
 EXPAND_TILE = 512

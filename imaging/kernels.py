@@ -237,3 +237,72 @@ def linear_resize_rows(columns, rows_low, rows_high, row_fraction, low, high, ou
             value = first[j] * keep + second[j] * weight
             out[i, j] = min(max(value, low), high)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def exact_distance_transform(mask: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Euclidean distance of each True pixel of ``mask`` to the nearest False pixel (0 on
+    False), as ``scipy.ndimage.distance_transform_edt(mask)`` gives it; ``mask`` must hold
+    at least one False pixel (pixels beyond the image are not background).
+
+    Squared distances are integers, found exactly in two passes (Felzenszwalb and
+    Huttenlocher): down each column, the row distance to the column's nearest False pixel
+    (row by row over all columns at once); along each row, the lower envelope of the
+    parabolas ``(c - c')^2 + g(c')^2`` (an envelope breakpoint lies at least 1/8192 px from
+    an integer, so its float64 position never puts a pixel under the wrong parabola).
+    Their float64 square roots are scipy's.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        Foreground, with some background.
+
+    Returns
+    -------
+    (M, N) ndarray of float64
+    """
+    rows, columns = mask.shape
+    far = rows + columns + 1  # more than any distance inside the image
+    column_distance = np.empty((rows, columns), np.int32)
+    last = np.full(columns, -far, np.int32)
+    for r in range(rows):
+        for c in range(columns):
+            if not mask[r, c]:
+                last[c] = r
+            column_distance[r, c] = r - last[c] if last[c] > -far else far
+    following = np.full(columns, 2 * far, np.int32)
+    for r in range(rows - 1, -1, -1):
+        for c in range(columns):
+            if not mask[r, c]:
+                following[c] = r
+            if following[c] - r < column_distance[r, c]:
+                column_distance[r, c] = following[c] - r
+    out = np.empty((rows, columns), np.float64)
+    vertices = np.empty(columns, np.int64)  # columns whose parabolas form the envelope
+    heights = np.empty(columns, np.int64)  # their g^2 + c^2
+    breaks = np.empty(columns, np.float64)  # where each vertex's parabola starts to lead
+    for r in range(rows):
+        n = 0
+        for q in range(columns):
+            g = np.int64(column_distance[r, q])
+            if g >= far:
+                continue  # no background in this column: no parabola
+            height = g * g + q * q
+            start = -np.inf
+            while n > 0:
+                start = (height - heights[n - 1]) / (2.0 * (q - vertices[n - 1]))
+                if start > breaks[n - 1]:
+                    break
+                n -= 1
+                start = -np.inf
+            vertices[n] = q
+            heights[n] = height
+            breaks[n] = start
+            n += 1
+        j = 0
+        for c in range(columns):
+            while j + 1 < n and breaks[j + 1] < c:
+                j += 1
+            v = vertices[j]
+            out[r, c] = np.sqrt(np.float64(heights[j] - 2 * c * v + c * c))  # (c - v)^2 + g^2
+    return out

@@ -72,6 +72,36 @@ def test_distance_to_background_is_scipys(shape):
     np.testing.assert_array_equal(distance_to_background(full), ndi.distance_transform_edt(full))
 
 
+def test_distance_to_background_is_scipys_on_random_masks_of_every_kind():
+    """The compiled transform against scipy where the envelope of parabolas is tested hardest:
+    single background pixels (every distance from one point), background only in some columns
+    or rows, speckle and blobs, single rows and columns."""
+    from scipy import ndimage as ndi
+
+    from imaging.distance import distance_to_background
+
+    rng = np.random.default_rng(8)
+    cases = [np.ones((1, 9), bool), np.ones((9, 1), bool), np.ones((31, 47), bool)]
+    cases[0][0, 4] = cases[1][6, 0] = cases[2][15, 20] = False
+    one_column = np.ones((40, 30), bool)
+    one_column[:, 7] = False
+    cases.append(one_column)
+    for trial in range(500):
+        shape = tuple(int(n) for n in rng.integers(1, 90, 2))
+        if trial % 2:
+            mask = rng.random(shape) < rng.choice([0.5, 0.9, 0.99, 0.999])
+        else:
+            mask = ndi.gaussian_filter(rng.random(shape), 2) > rng.choice([0.3, 0.45, 0.5])
+        cases.append(mask)
+    checked = 0
+    for mask in cases:
+        if mask.all():
+            continue
+        np.testing.assert_array_equal(distance_to_background(mask), ndi.distance_transform_edt(mask))
+        checked += 1
+    assert checked > 400
+
+
 def test_expand_labels_by_tiles_is_skimages_ties_included():
     """Sparse single-pixel seeds leave many pixels equidistant from two labels, and small
     tiles put those ties on tile borders: the result must still be skimage's, pixel for pixel."""

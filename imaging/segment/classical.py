@@ -272,7 +272,7 @@ class MaskGeometry:
     use them (one labelling and one distance transform per mask, not three and two)."""
 
     mask: np.ndarray
-    threads: int = 1  # for the distance transform
+    threads: int = 1  # for the split's filters (:func:`_split_geometry`)
 
     @functools.cached_property
     def _labelled(self) -> tuple[np.ndarray, int]:
@@ -288,7 +288,7 @@ class MaskGeometry:
 
     @functools.cached_property
     def distance(self) -> np.ndarray:
-        return distance_to_background(self.mask, threads=self.threads)
+        return distance_to_background(self.mask)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
