@@ -306,3 +306,69 @@ def exact_distance_transform(mask: np.ndarray) -> np.ndarray:  # pragma: no cove
             v = vertices[j]
             out[r, c] = np.sqrt(np.float64(heights[j] - 2 * c * v + c * c))  # (c - v)^2 + g^2
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _reflected(i: int, n: int) -> int:  # pragma: no cover - compiled
+    """Index ``i`` of a line of ``n`` samples extended by scipy's ``mode="reflect"``
+    (``d c b a | a b c d | d c b a``, repeated for reaches past a whole line)."""
+    period = 2 * n
+    i %= period
+    return i if i < n else period - 1 - i
+
+
+@numba.njit(cache=True, nogil=True)
+def symmetric_correlate_2d(image: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """``scipy.ndimage.correlate1d`` with the symmetric odd ``weights`` along axis 0, then
+    axis 1, ``mode="reflect"``, into ``out`` (also the intermediate, as scipy's
+    ``gaussian_filter`` keeps it): the same float64 sums in scipy's order (centre tap, then
+    each pair of taps from the outermost in, ``(x[i - k] + x[i + k]) * w``), each result
+    rounded to ``out``'s dtype, so the values are scipy's bit for bit (tested).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray of float
+        The image.
+    weights : (2 h + 1,) ndarray of float64
+        Symmetric weights (a Gaussian's).
+    out : (M, N) ndarray of float
+        Written in place.
+
+    Returns
+    -------
+    (M, N) ndarray
+        ``out``.
+    """
+    rows, columns = image.shape
+    half = weights.shape[0] // 2
+    centre = weights[half]
+    line = np.empty(columns, np.float64)
+    for r in range(rows):  # axis 0: whole rows at a time, so the inner loop runs along memory
+        middle = image[r]
+        for c in range(columns):
+            line[c] = np.float64(middle[c]) * centre
+        for k in range(half, 0, -1):
+            above = image[_reflected(r - k, rows)]
+            below = image[_reflected(r + k, rows)]
+            w = weights[half - k]
+            for c in range(columns):
+                line[c] += (np.float64(above[c]) + np.float64(below[c])) * w
+        target = out[r]
+        for c in range(columns):
+            target[c] = line[c]
+    padded = np.empty(columns + 2 * half, np.float64)
+    for r in range(rows):  # axis 1, on the rounded result of axis 0
+        for i in range(half):  # the reflected ends; the middle is the row itself
+            padded[i] = out[r, _reflected(i - half, columns)]
+            padded[columns + half + i] = out[r, _reflected(columns + i, columns)]
+        for c in range(columns):
+            padded[c + half] = out[r, c]
+        for c in range(columns):
+            line[c] = padded[c + half] * centre
+        for k in range(half, 0, -1):
+            w = weights[half - k]
+            for c in range(columns):
+                line[c] += (padded[c + half - k] + padded[c + half + k]) * w
+        for c in range(columns):
+            out[r, c] = line[c]
+    return out

@@ -14,11 +14,11 @@ cell. Two ways:
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage import filters, segmentation
 
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
+from imaging.filters import gaussian
 from imaging.segment.classical import normalize_intensity, smooth_background
 
 
@@ -57,7 +57,7 @@ def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:
     (M, N) ndarray of bool
         Cell pixels.
     """
-    smoothed = ndi.gaussian_filter(normalize_intensity(cytoplasm), max(1.0, radius / 6))
+    smoothed = gaussian(normalize_intensity(cytoplasm), max(1.0, radius / 6))
     flattened = smoothed - smooth_background(smoothed, radius=8 * radius)
     if np.ptp(flattened) <= 0:
         return np.zeros(cytoplasm.shape, dtype=bool)
@@ -92,7 +92,7 @@ def watershed_cells(nuclei: np.ndarray, cytoplasm: np.ndarray, *, distance: floa
         raise ValueError(f"cytoplasm image shape {cytoplasm.shape} differs from nuclei {nuclei.shape}")
     reach = distance_to_background(nuclei == 0) <= distance
     mask = (cytoplasm_foreground(cytoplasm, radius=radius) & reach) | (nuclei > 0)
-    smoothed = ndi.gaussian_filter(normalize_intensity(cytoplasm), max(1.0, radius / 6))
+    smoothed = gaussian(normalize_intensity(cytoplasm), max(1.0, radius / 6))
     gradient = filters.sobel(smoothed)
     cells = segmentation.watershed(gradient, markers=nuclei, mask=mask)
     return cells.astype(np.int32)

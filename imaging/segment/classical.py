@@ -208,7 +208,7 @@ def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
     small = transform.downscale_local_mean(image, (factor, factor)) if factor > 1 else image
     disk_radius = max(1, int(round(radius / factor)))
     opened = grey_opening_disk(small, disk_radius)
-    opened = ndi.gaussian_filter(opened, disk_radius / 2)
+    opened = gaussian(opened, disk_radius / 2)
     if factor > 1:
         opened = resize_linear(opened, image.shape)
     return np.minimum(opened.astype(np.float32), image)
@@ -235,7 +235,7 @@ def smooth_large_scale(image: np.ndarray, sigma: float, *, threads: int = 1) -> 
     if factor == 1:
         return gaussian(image, sigma, threads=threads)
     small = transform.downscale_local_mean(image, (factor, factor))
-    smoothed = ndi.gaussian_filter(small, sigma / factor)
+    smoothed = gaussian(small, sigma / factor)
     return resize_linear(smoothed, image.shape, dtype=image.dtype)
 
 
