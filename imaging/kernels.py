@@ -372,3 +372,182 @@ def symmetric_correlate_2d(image: np.ndarray, weights: np.ndarray, out: np.ndarr
         for c in range(columns):
             out[r, c] = line[c]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_maximum(values: np.ndarray, reach: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Maximum over the ``(2 reach + 1)`` square window, clipped to the array (scipy's
+    ``maximum_filter`` with ``mode="nearest"``: the edge values repeated add nothing to a max)."""
+    rows, columns = values.shape
+    across = np.empty_like(values)
+    for r in range(rows):
+        for c in range(columns):
+            best = values[r, c]
+            for cc in range(max(0, c - reach), min(columns, c + reach + 1)):
+                best = max(best, values[r, cc])
+            across[r, c] = best
+    out = np.empty_like(values)
+    for r in range(rows):
+        for c in range(columns):
+            best = across[r, c]
+            for rr in range(max(0, r - reach), min(rows, r + reach + 1)):
+                best = max(best, across[rr, c])
+            out[r, c] = best
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _isolated_pixels(inside: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``inside ^ scipy.ndimage.binary_opening(inside)`` (cross-shaped structure, pixels
+    beyond the array background): the pixels an opening removes."""
+    rows, columns = inside.shape
+    eroded = np.zeros((rows, columns), np.bool_)
+    for r in range(rows):
+        for c in range(columns):
+            eroded[r, c] = (
+                inside[r, c]
+                and r > 0
+                and inside[r - 1, c]
+                and r < rows - 1
+                and inside[r + 1, c]
+                and c > 0
+                and inside[r, c - 1]
+                and c < columns - 1
+                and inside[r, c + 1]
+            )
+    out = np.zeros((rows, columns), np.bool_)
+    for r in range(rows):
+        for c in range(columns):
+            opened = (
+                eroded[r, c]
+                or (r > 0 and eroded[r - 1, c])
+                or (r < rows - 1 and eroded[r + 1, c])
+                or (c > 0 and eroded[r, c - 1])
+                or (c < columns - 1 and eroded[r, c + 1])
+            )
+            out[r, c] = inside[r, c] != opened
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def label_peaks_in_boxes(image, labels, boxes, min_distance, threshold, max_candidates):  # pragma: no cover
+    """Each label's peaks as ``skimage.feature.peak_local_max(image, labels=labels,
+    min_distance=min_distance, threshold_abs=threshold, exclude_border=False)`` finds them,
+    label after label, each on its bounding box ``boxes[i - 1]`` = (row start, row stop,
+    column start, column stop; a negative start for an absent label).
+
+    skimage's steps on each box: pixels of other labels set to the dtype's lowest value; a
+    candidate equals the maximum of its ``2 min_distance + 1`` window (clipped to the box);
+    if every pixel of the label is one (a flat object), the candidates are the pixels an
+    opening removes instead; candidates must exceed ``threshold``; ordered by decreasing
+    value, ties in raster order (a stable sort); kept greedily, highest first, unless nearer
+    than ``min_distance`` (Chebyshev) to one kept. A label with more than ``max_candidates``
+    candidates is left to skimage (its KD-tree thinning works in batches).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray of float
+        The surface.
+    labels : (M, N) ndarray of int
+        Labels 1..n.
+    boxes : (n, 4) ndarray of int64
+        Each label's bounding box.
+    min_distance : int
+        Least distance between peaks (px).
+    threshold : float
+        Peaks lie above it.
+    max_candidates : int
+        More candidates than this: the label is returned in ``delegated``.
+
+    Returns
+    -------
+    peaks : (K, 3) ndarray of int64
+        Label, row and column of each peak, in skimage's order.
+    delegated : (D,) ndarray of int64
+        Labels left to skimage.
+    """
+    lowest = np.finfo(image.dtype).min
+    capacity = 1024
+    peaks = np.empty((capacity, 3), np.int64)
+    n_peaks = 0
+    delegated = np.empty(boxes.shape[0], np.int64)
+    n_delegated = 0
+    size = 2 * min_distance + 1
+    for index in range(boxes.shape[0]):
+        r0, r1, c0, c1 = boxes[index, 0], boxes[index, 1], boxes[index, 2], boxes[index, 3]
+        if r0 < 0:
+            continue
+        label = index + 1
+        rows, columns = r1 - r0, c1 - c0
+        inside = np.empty((rows, columns), np.bool_)
+        values = np.empty((rows, columns), image.dtype)
+        for r in range(rows):
+            for c in range(columns):
+                inside[r, c] = labels[r0 + r, c0 + c] == label
+                values[r, c] = image[r0 + r, c0 + c] if inside[r, c] else lowest
+        candidate = np.empty((rows, columns), np.bool_)
+        if rows * columns == 1:
+            candidate[0, 0] = values[0, 0] > threshold
+        else:
+            top = _window_maximum(values, size // 2)
+            flat = True
+            for r in range(rows):
+                for c in range(columns):
+                    candidate[r, c] = values[r, c] == top[r, c]
+                    if inside[r, c] and not candidate[r, c]:
+                        flat = False
+            if flat:
+                candidate = _isolated_pixels(inside)
+            for r in range(rows):
+                for c in range(columns):
+                    candidate[r, c] = candidate[r, c] and values[r, c] > threshold
+        n = 0
+        for r in range(rows):
+            for c in range(columns):
+                n += candidate[r, c]
+        if n > max_candidates:
+            delegated[n_delegated] = label
+            n_delegated += 1
+            continue
+        found_rows = np.empty(n, np.int64)
+        found_columns = np.empty(n, np.int64)
+        found_values = np.empty(n, image.dtype)
+        k = 0
+        for r in range(rows):
+            for c in range(columns):
+                if candidate[r, c]:
+                    # insertion sort by decreasing value; equal values stay in raster order
+                    j = k
+                    while j > 0 and found_values[j - 1] < values[r, c]:
+                        found_rows[j] = found_rows[j - 1]
+                        found_columns[j] = found_columns[j - 1]
+                        found_values[j] = found_values[j - 1]
+                        j -= 1
+                    found_rows[j] = r
+                    found_columns[j] = c
+                    found_values[j] = values[r, c]
+                    k += 1
+        kept = np.zeros(n, np.bool_)
+        for i in range(n):
+            keep = True
+            if min_distance > 1:
+                for j in range(i):
+                    if (
+                        kept[j]
+                        and max(abs(found_rows[i] - found_rows[j]), abs(found_columns[i] - found_columns[j]))
+                        < min_distance
+                    ):
+                        keep = False
+                        break
+            kept[i] = keep
+            if keep:
+                if n_peaks == capacity:
+                    capacity *= 2
+                    grown = np.empty((capacity, 3), np.int64)
+                    grown[:n_peaks] = peaks[:n_peaks]
+                    peaks = grown
+                peaks[n_peaks, 0] = label
+                peaks[n_peaks, 1] = r0 + found_rows[i]
+                peaks[n_peaks, 2] = c0 + found_columns[i]
+                n_peaks += 1
+    return peaks[:n_peaks].copy(), delegated[:n_delegated].copy()

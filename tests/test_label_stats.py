@@ -262,40 +262,58 @@ def test_library_steps_name_both_shapes_when_labels_and_image_differ(call, names
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_one_label_peaks_are_skimages_on_plateaus_and_ties(dtype):
-    """The per-label path of label_peaks (labels near others, several or flat maxima) against
-    skimage itself on crops with quantised values (many equal maxima: ties in the ordering
-    and in the thinning), flat objects, one-pixel objects and holes."""
+def test_label_peaks_are_skimages_on_plateaus_and_ties(dtype):
+    """label_peaks' compiled loop against skimage on small label images with quantised values
+    (many equal maxima: ties in the ordering and in the thinning), flat objects, one-pixel
+    objects, holes, several labels, and a threshold (the image's minimum) below or at the
+    labels' lowest values."""
     from skimage.feature import peak_local_max
 
-    from imaging.label_stats import _peaks_of_one_label
+    from imaging.label_stats import label_peaks
 
     rng = np.random.default_rng(11)
     n_with_several = 0
     for trial in range(300):
-        shape = tuple(rng.integers(1, 30, size=2))
+        shape = tuple(int(n) for n in rng.integers(1, 30, size=2))
         inside = ndi.gaussian_filter(rng.random(shape), 1.5) > rng.uniform(0.3, 0.6)
         if trial % 7 == 0:
             inside[:] = True
         if not inside.any():
             continue
         values = np.round(ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) * rng.integers(2, 12))
-        values = values.astype(dtype)
         if trial % 5 == 0:
             values[:] = 1  # flat
+        labels = ndi.label(inside)[0] if trial % 2 else inside.astype(np.int32)
+        # a ring of background at the minimum, or one below it (then the minimum can be a peak)
+        values = np.pad(values, 1, constant_values=values.min() - (trial % 3 == 0)).astype(dtype)
+        labels = np.pad(labels, 1)
         min_distance = int(rng.integers(1, 8))
-        threshold = float(values.min()) - (trial % 3 == 0)
-        expected = peak_local_max(
-            values,
-            min_distance=min_distance,
-            threshold_abs=threshold,
-            labels=inside.astype(np.int32),
-            exclude_border=False,
-        )
-        found = _peaks_of_one_label(values, inside, min_distance=min_distance, threshold=threshold)
+        expected = peak_local_max(values, min_distance=min_distance, labels=labels, exclude_border=False)
+        found = label_peaks(values, labels, min_distance=min_distance)
         np.testing.assert_array_equal(found, expected.reshape(-1, 2), err_msg=f"trial {trial}")
         n_with_several += len(expected) > 1
     assert n_with_several > 30  # the thinning was exercised
+
+
+def test_label_peaks_leaves_labels_with_many_candidates_to_skimage_in_label_order():
+    """A label whose candidates exceed the compiled loop's limit is thinned by skimage, and its
+    peaks still come in label order among the others'."""
+    from skimage.feature import peak_local_max
+
+    from imaging.label_stats import MAX_CANDIDATES_THINNED_HERE, label_peaks
+
+    rng = np.random.default_rng(4)
+    labels = np.zeros((60, 90), np.int32)
+    labels[5:20, 5:20] = 1
+    labels[25:55, 10:80] = 2  # noise: hundreds of local maxima
+    labels[5:20, 40:60] = 3
+    values = ndi.gaussian_filter(rng.random(labels.shape), 0.6)
+    values[labels == 1] += 5
+    found = label_peaks(values, labels, min_distance=2)
+    expected = peak_local_max(values, min_distance=2, labels=labels, exclude_border=False)
+    np.testing.assert_array_equal(found, expected)
+    owners = labels[found[:, 0], found[:, 1]]
+    assert (np.diff(owners) >= 0).all() and (owners == 2).sum() > MAX_CANDIDATES_THINNED_HERE / 4
 
 
 def test_keep_labels_removes_and_renumbers_in_one_lookup():
