@@ -276,3 +276,37 @@ def resize_linear(image: np.ndarray, shape: tuple[int, int], *, dtype=None) -> n
     low, high = work(image.min()), work(image.max())
     out = np.empty(tuple(shape), dtype=out_dtype)
     return linear_resize_rows(columns, rows_low, rows_high, row_fraction, low, high, out)
+
+
+def threshold_otsu(image: np.ndarray, *, nbins: int = 256):
+    """``skimage.filters.threshold_otsu(image, nbins)`` of a float image, the same value: its
+    histogram is counted by a compiled loop that bins as ``numpy.histogram`` does
+    (:func:`imaging.kernels.uniform_histogram`: one pass, no flattened copy), and skimage's
+    own code finds the threshold from it.
+
+    Parameters
+    ----------
+    image : ndarray of float
+        Finite values.
+    nbins : int
+        Histogram bins.
+
+    Returns
+    -------
+    float scalar, ``image``'s dtype
+        skimage's threshold (the value itself for a constant image).
+    """
+    from skimage import filters as skimage_filters
+
+    from imaging.kernels import uniform_histogram  # numba's import is paid on first use only
+
+    image = np.asarray(image)
+    if image.dtype.kind != "f":
+        raise ValueError(f"threshold_otsu needs a float image, got {image.dtype}")
+    low, high = image.min(), image.max()
+    if low == high:  # skimage returns the value of a constant image
+        return image.reshape(-1)[0]
+    edges = np.histogram_bin_edges(image, bins=nbins, range=(low, high))
+    counts = uniform_histogram(np.ascontiguousarray(image), edges[0], edges[-1] - edges[0], nbins, edges)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    return skimage_filters.threshold_otsu(hist=(counts, centres), nbins=nbins)

@@ -551,3 +551,72 @@ def label_peaks_in_boxes(image, labels, boxes, min_distance, threshold, max_cand
                 peaks[n_peaks, 2] = c0 + found_columns[i]
                 n_peaks += 1
     return peaks[:n_peaks].copy(), delegated[:n_delegated].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def uniform_histogram(values, first, denominator, n_bins, edges):  # pragma: no cover - compiled
+    """Counts of ``values`` in ``n_bins`` equal bins from ``first`` over ``denominator``, as
+    ``numpy.histogram(values, n_bins, range)`` counts them: the bin index
+    ``int((v - first) / denominator * n_bins)`` in the values' own dtype (numpy computes in
+    the edges' dtype, here the same), the last edge in the last bin, then one bin down or up
+    where the computed index disagrees with ``edges`` (numpy's correction for rounding).
+    Values outside the range are not counted.
+
+    Parameters
+    ----------
+    values : ndarray of float
+        Any shape (read in memory order).
+    first, denominator : float
+        The first edge and the range's width, ``values``' dtype.
+    n_bins : int
+        Bins.
+    edges : (n_bins + 1,) ndarray
+        ``numpy.histogram_bin_edges`` of the same range, ``values``' dtype.
+
+    Returns
+    -------
+    (n_bins,) ndarray of int64
+    """
+    flat = values.ravel()
+    counts = np.zeros(n_bins, np.int64)
+    scale = edges.dtype.type(n_bins)
+    last = edges[n_bins]
+    for i in range(flat.shape[0]):
+        v = flat[i]
+        if not (v >= first and v <= last):
+            continue
+        index = int(((v - first) / denominator) * scale)
+        if index == n_bins:
+            index -= 1
+        if v < edges[index]:
+            index -= 1
+        elif index != n_bins - 1 and v >= edges[index + 1]:
+            index += 1
+        counts[index] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def horizontal_difference_counts(image, offset):  # pragma: no cover - compiled
+    """Counts of the differences between horizontal neighbours of an integer image,
+    ``image[r, c + 1] - image[r, c] + offset``, each an index in ``[0, 2 offset)``: what
+    ``np.bincount(np.diff(image.astype(np.int32), axis=1).ravel() + offset)`` gives, in one
+    pass without the difference image.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray of int
+        8- or 16-bit pixels.
+    offset : int
+        More than any difference's magnitude (``2 ** bits``).
+
+    Returns
+    -------
+    (2 offset,) ndarray of int64
+    """
+    counts = np.zeros(2 * offset, np.int64)
+    rows, columns = image.shape
+    for r in range(rows):
+        for c in range(columns - 1):
+            counts[np.int64(image[r, c + 1]) - np.int64(image[r, c]) + offset] += 1
+    return counts

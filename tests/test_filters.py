@@ -153,3 +153,28 @@ def test_gaussian_is_scipys_bit_for_bit_on_any_shape_and_sigma():
         np.testing.assert_array_equal(got, ndi.gaussian_filter(image, sigma), err_msg=f"{shape} {dtype} {sigma}")
     with pytest.raises(ValueError, match="2-D float image"):
         gaussian(np.zeros((5, 5), np.uint8), 1.0)
+
+
+def test_threshold_otsu_is_skimages_value_and_dtype():
+    """The compiled histogram bins as numpy.histogram does, rounding corrections included:
+    random, quantised (values on bin edges) and skewed images, float32 and float64, and a
+    constant image."""
+    from skimage import filters as skimage_filters
+
+    from imaging.filters import threshold_otsu
+
+    rng = np.random.default_rng(13)
+    for trial in range(600):
+        shape = tuple(int(n) for n in rng.integers(1, 80, 2))
+        image = rng.random(shape)
+        if trial % 3 == 0:
+            image = np.round(image * rng.integers(1, 20)) / 7.0  # many values exactly on edges
+        if trial % 5 == 0:
+            image = image**3 * 1e4 - 37
+        image = image.astype(np.float32 if trial % 2 else np.float64)
+        got, expected = threshold_otsu(image), skimage_filters.threshold_otsu(image)
+        assert got == expected and np.asarray(got).dtype == np.asarray(expected).dtype, f"trial {trial}"
+    constant = np.full((5, 6), 2.5, np.float32)
+    assert threshold_otsu(constant) == skimage_filters.threshold_otsu(constant) == 2.5
+    with pytest.raises(ValueError, match="float image"):
+        threshold_otsu(np.zeros((4, 4), np.uint8))

@@ -18,7 +18,7 @@ from skimage import filters, segmentation
 
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
-from imaging.filters import gaussian
+from imaging.filters import gaussian, threshold_otsu
 from imaging.segment.classical import normalize_intensity, smooth_background
 
 
@@ -61,7 +61,7 @@ def cytoplasm_foreground(cytoplasm: np.ndarray, *, radius: float) -> np.ndarray:
     flattened = smoothed - smooth_background(smoothed, radius=8 * radius)
     if np.ptp(flattened) <= 0:
         return np.zeros(cytoplasm.shape, dtype=bool)
-    return flattened > filters.threshold_otsu(flattened)
+    return flattened > threshold_otsu(flattened)
 
 
 def watershed_cells(nuclei: np.ndarray, cytoplasm: np.ndarray, *, distance: float, radius: float) -> np.ndarray:

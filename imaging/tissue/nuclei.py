@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import filters, measure
+from skimage import measure
 
-from imaging.filters import binary_opening_disk, gaussian
+from imaging.filters import binary_opening_disk, gaussian, threshold_otsu
 from imaging.segment import classical
 from imaging.segment.scale import estimate_radius
 
@@ -157,7 +157,7 @@ def estimate_radius_px(nuclear_od: np.ndarray) -> float:
     capped = np.minimum(_smoothed(image, 1.0), NUCLEAR_OD_CAP)
     if np.ptp(capped) <= 0:
         return float(np.clip(estimate_radius(np.zeros(capped.shape, bool)), MIN_RADIUS_PX, MAX_RADIUS_PX))
-    mask = ndi.binary_fill_holes(capped > filters.threshold_otsu(capped))
+    mask = ndi.binary_fill_holes(capped > threshold_otsu(capped))
     radius = factor * INSCRIBED_TO_EQUIVALENT * estimate_radius(round_components(mask))
     return float(np.clip(radius, MIN_RADIUS_PX, MAX_RADIUS_PX))
 
@@ -253,7 +253,7 @@ def detect_nuclei(nuclear_od: np.ndarray, *, radius: float) -> np.ndarray:
     flattened = capped - classical.smooth_background(capped, radius=2 * radius)
     if np.ptp(flattened) <= 0:
         return np.zeros(nuclear_od.shape, np.int32)
-    mask = (flattened > OTSU_FRACTION * filters.threshold_otsu(flattened)) & darker
+    mask = (flattened > OTSU_FRACTION * threshold_otsu(flattened)) & darker
     mask = classical.fill_small_holes(mask, max_area=np.pi * radius**2)
     mask = binary_opening_disk(mask, max(1, int(radius / 4)))
     labels = classical.split_touching(mask, radius=radius)
