@@ -620,3 +620,39 @@ def horizontal_difference_counts(image, offset):  # pragma: no cover - compiled
         for c in range(columns - 1):
             counts[np.int64(image[r, c + 1]) - np.int64(image[r, c]) + offset] += 1
     return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def label_sums_of_difference(image, surface, index, labels, size):  # pragma: no cover - compiled
+    """Per label, the sum of ``float64(image) - float64(surface)`` over the pixels at the flat
+    ``index`` (in that order), ``labels`` giving each pixel's label: what
+    ``np.bincount(labels, weights=image.ravel()[index].astype(float) - surface.ravel()[index],
+    minlength=size)`` gives (the same additions in the same order), without the gathered
+    arrays. A ``surface`` of one value is that value everywhere.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Intensities.
+    surface : (M, N) or (1,) ndarray of float
+        What is subtracted.
+    index : (K,) ndarray of intp
+        Flat pixel indices.
+    labels : (K,) ndarray of int
+        Their labels, under ``size``.
+    size : int
+        Length of the result.
+
+    Returns
+    -------
+    (size,) ndarray of float64
+    """
+    values = image.ravel()
+    below = surface.ravel()
+    constant = below.shape[0] == 1 and values.shape[0] != 1
+    sums = np.zeros(size, np.float64)
+    for k in range(index.shape[0]):
+        i = index[k]
+        subtracted = below[0] if constant else below[i]
+        sums[labels[k]] += np.float64(values[i]) - np.float64(subtracted)
+    return sums
