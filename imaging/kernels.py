@@ -656,3 +656,120 @@ def label_sums_of_difference(image, surface, index, labels, size):  # pragma: no
         subtracted = below[0] if constant else below[i]
         sums[labels[k]] += np.float64(values[i]) - np.float64(subtracted)
     return sums
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairwise_leaf(values, start, n):  # pragma: no cover - compiled
+    """numpy's pairwise sum of at most 128 values: under 8 one after another from -0.0,
+    else eight interleaved partial sums combined as a tree, then the rest one by one."""
+    if n < 8:
+        total = values.dtype.type(-0.0)
+        for i in range(n):
+            total += values[start + i]
+        return total
+    r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += values[start + i]
+        r1 += values[start + i + 1]
+        r2 += values[start + i + 2]
+        r3 += values[start + i + 3]
+        r4 += values[start + i + 4]
+        r5 += values[start + i + 5]
+        r6 += values[start + i + 6]
+        r7 += values[start + i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += values[start + i]
+        i += 1
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairwise_sum(values, start, n):  # pragma: no cover - compiled
+    """numpy's pairwise summation of ``values[start:start + n]`` (``pairwise_sum`` in its
+    loops): runs over 128 values are the sum of their two halves, split at a multiple of 8.
+    Written with an explicit stack: numba's on-disk cache mishandles recursive functions
+    (a crash on the second run: numba issues 6061, 6713)."""
+    if n <= 128:
+        return _pairwise_leaf(values, start, n)
+    task_start = np.empty(128, np.int64)
+    task_length = np.empty(128, np.int64)
+    task_combine = np.empty(128, np.bool_)
+    partial = np.empty(128, values.dtype)
+    n_tasks, n_partial = 1, 0
+    task_start[0], task_length[0], task_combine[0] = start, n, False
+    while n_tasks > 0:
+        n_tasks -= 1
+        s, m = task_start[n_tasks], task_length[n_tasks]
+        if task_combine[n_tasks]:  # both halves are done: left + right
+            partial[n_partial - 2] = partial[n_partial - 2] + partial[n_partial - 1]
+            n_partial -= 1
+        elif m <= 128:
+            partial[n_partial] = _pairwise_leaf(values, s, m)
+            n_partial += 1
+        else:
+            half = m // 2
+            half -= half % 8
+            task_start[n_tasks], task_length[n_tasks], task_combine[n_tasks] = s, m, True
+            task_start[n_tasks + 1], task_length[n_tasks + 1], task_combine[n_tasks + 1] = s + half, m - half, False
+            task_start[n_tasks + 2], task_length[n_tasks + 2], task_combine[n_tasks + 2] = s, half, False
+            n_tasks += 3
+    return partial[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def block_means(image, rows_factor, columns_factor):  # pragma: no cover - compiled
+    """``skimage.transform.downscale_local_mean(image, (rows_factor, columns_factor))`` of a
+    float image, bit for bit: the image padded with zeros at its far ends to whole blocks;
+    numpy's mean over each block adds each block row by its pairwise summation, then the
+    row sums one after another from 0, in the image's dtype, and divides by the block's size.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray of float
+        The image.
+    rows_factor, columns_factor : int
+        Block size.
+
+    Returns
+    -------
+    (ceil(M / rows_factor), ceil(N / columns_factor)) ndarray, ``image``'s dtype
+    """
+    rows, columns = image.shape
+    out_rows = (rows + rows_factor - 1) // rows_factor
+    out_columns = (columns + columns_factor - 1) // columns_factor
+    padded_columns = out_columns * columns_factor
+    out = np.empty((out_rows, out_columns), image.dtype)
+    zero = image.dtype.type(0)
+    count = image.dtype.type(rows_factor * columns_factor)
+    line = np.zeros(padded_columns, image.dtype)  # one image row, zeros beyond its end
+    totals = np.empty(out_columns, image.dtype)
+    if out_columns == 1:  # then each block is contiguous, and numpy sums it as one run
+        block = np.zeros(rows_factor * columns_factor, image.dtype)
+        for i in range(out_rows):
+            block[:] = zero
+            for a in range(rows_factor):
+                r = i * rows_factor + a
+                if r < rows:
+                    block[a * columns_factor : a * columns_factor + columns] = image[r]
+            out[i, 0] = (zero + _pairwise_sum(block, 0, block.shape[0])) / count
+        return out
+    for i in range(out_rows):
+        totals[:] = zero
+        for a in range(rows_factor):
+            r = i * rows_factor + a
+            if r < rows:
+                line[:columns] = image[r]
+            else:
+                line[:columns] = zero
+            for j in range(out_columns):
+                if columns_factor <= 128:  # the usual case, without the stack's set-up
+                    totals[j] += _pairwise_leaf(line, j * columns_factor, columns_factor)
+                else:
+                    totals[j] += _pairwise_sum(line, j * columns_factor, columns_factor)
+        for j in range(out_columns):
+            out[i, j] = totals[j] / count
+    return out

@@ -178,3 +178,23 @@ def test_threshold_otsu_is_skimages_value_and_dtype():
     assert threshold_otsu(constant) == skimage_filters.threshold_otsu(constant) == 2.5
     with pytest.raises(ValueError, match="float image"):
         threshold_otsu(np.zeros((4, 4), np.uint8))
+
+
+def test_downscale_mean_is_skimages_bit_for_bit():
+    """numpy's summation order reproduced: block rows by its pairwise sum (eight partial sums
+    from 8 values, halves above 128), rows one after another, a single block column summed as
+    one run; blocks past the image's end padded with zeros; float32 and float64."""
+    from imaging.filters import downscale_mean
+
+    rng = np.random.default_rng(14)
+    cases = [((97, 131), 1), ((5, 300), 33), ((300, 5), 40), ((129, 140), 9), ((20, 260), 130)]
+    for _ in range(300):
+        cases.append((tuple(int(n) for n in rng.integers(1, 200, 2)), int(rng.integers(1, 40))))
+    for trial, (shape, factor) in enumerate(cases):
+        image = (rng.random(shape) * 10 ** rng.uniform(-3, 4)).astype(np.float32 if trial % 2 else np.float64)
+        got = downscale_mean(image, factor)
+        expected = transform.downscale_local_mean(image, (factor, factor))
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected, err_msg=f"{shape} factor {factor}")
+    with pytest.raises(ValueError, match="2-D float image"):
+        downscale_mean(np.zeros((4, 4), np.uint16), 2)

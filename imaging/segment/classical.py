@@ -36,11 +36,18 @@ import logging
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import segmentation, transform
+from skimage import segmentation
 
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
-from imaging.filters import binary_opening_disk, gaussian, grey_opening_disk, resize_linear, threshold_otsu
+from imaging.filters import (
+    binary_opening_disk,
+    downscale_mean,
+    gaussian,
+    grey_opening_disk,
+    resize_linear,
+    threshold_otsu,
+)
 from imaging.label_stats import keep_labels, label_maxima, label_peaks
 from imaging.segment.scale import component_radii, estimate_radius, typical_radius
 
@@ -210,7 +217,7 @@ def smooth_background(image: np.ndarray, *, radius: float) -> np.ndarray:
     """
     image = np.asarray(image, dtype=np.float32)
     factor = max(1, int(radius // 8))
-    small = transform.downscale_local_mean(image, (factor, factor)) if factor > 1 else image
+    small = downscale_mean(image, factor) if factor > 1 else image
     disk_radius = max(1, int(round(radius / factor)))
     opened = grey_opening_disk(small, disk_radius)
     opened = gaussian(opened, disk_radius / 2)
@@ -239,7 +246,7 @@ def smooth_large_scale(image: np.ndarray, sigma: float, *, threads: int = 1) -> 
     factor = max(1, int(sigma // 3))
     if factor == 1:
         return gaussian(image, sigma, threads=threads)
-    small = transform.downscale_local_mean(image, (factor, factor))
+    small = downscale_mean(image, factor)
     smoothed = gaussian(small, sigma / factor)
     return resize_linear(smoothed, image.shape, dtype=image.dtype)
 
@@ -603,7 +610,7 @@ def _rough_radius(smoothed: np.ndarray) -> float:
     scales, to within a pixel or so)."""
     factor = 2 if min(smoothed.shape) > 1024 else 1
     if factor > 1:
-        smoothed = transform.downscale_local_mean(smoothed, (factor, factor))
+        smoothed = downscale_mean(smoothed, factor)
     flattened = smoothed - smooth_background(smoothed, radius=min(smoothed.shape) / 4)
     if np.ptp(flattened) <= 0:
         return estimate_radius(np.zeros(smoothed.shape, dtype=bool))
