@@ -318,19 +318,23 @@ def _reflected(i: int, n: int) -> int:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def symmetric_correlate_2d(image: np.ndarray, weights: np.ndarray, out: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """``scipy.ndimage.correlate1d`` with the symmetric odd ``weights`` along axis 0, then
-    axis 1, ``mode="reflect"``, into ``out`` (also the intermediate, as scipy's
-    ``gaussian_filter`` keeps it): the same float64 sums in scipy's order (centre tap, then
-    each pair of taps from the outermost in, ``(x[i - k] + x[i + k]) * w``), each result
-    rounded to ``out``'s dtype, so the values are scipy's bit for bit (tested).
+def separable_correlate_2d(image, row_weights, row_sign, column_weights, column_sign, out):  # pragma: no cover
+    """``scipy.ndimage.correlate1d`` with ``row_weights`` along axis 0, then with
+    ``column_weights`` along axis 1, ``mode="reflect"``, into ``out`` (also the
+    intermediate, as scipy's ``gaussian_filter`` keeps it). Each set of weights is odd and
+    symmetric (``sign`` 1: a Gaussian) or antisymmetric (``sign`` -1: its first derivative);
+    scipy then sums in float64 the centre tap and each pair of taps from the outermost in,
+    ``(x[i - k] + sign * x[i + k]) * w[h - k]``, and so does this loop, each result rounded to
+    ``out``'s dtype: scipy's values bit for bit (tested).
 
     Parameters
     ----------
     image : (M, N) ndarray of float
         The image.
-    weights : (2 h + 1,) ndarray of float64
-        Symmetric weights (a Gaussian's).
+    row_weights, column_weights : (2 h + 1,) ndarray of float64
+        The taps along axis 0 and along axis 1.
+    row_sign, column_sign : float
+        1.0 for symmetric taps, -1.0 for antisymmetric.
     out : (M, N) ndarray of float
         Written in place.
 
@@ -340,8 +344,8 @@ def symmetric_correlate_2d(image: np.ndarray, weights: np.ndarray, out: np.ndarr
         ``out``.
     """
     rows, columns = image.shape
-    half = weights.shape[0] // 2
-    centre = weights[half]
+    half = row_weights.shape[0] // 2
+    centre = row_weights[half]
     line = np.empty(columns, np.float64)
     for r in range(rows):  # axis 0: whole rows at a time, so the inner loop runs along memory
         middle = image[r]
@@ -350,12 +354,14 @@ def symmetric_correlate_2d(image: np.ndarray, weights: np.ndarray, out: np.ndarr
         for k in range(half, 0, -1):
             above = image[_reflected(r - k, rows)]
             below = image[_reflected(r + k, rows)]
-            w = weights[half - k]
+            w = row_weights[half - k]
             for c in range(columns):
-                line[c] += (np.float64(above[c]) + np.float64(below[c])) * w
+                line[c] += (np.float64(above[c]) + row_sign * np.float64(below[c])) * w
         target = out[r]
         for c in range(columns):
             target[c] = line[c]
+    half = column_weights.shape[0] // 2
+    centre = column_weights[half]
     padded = np.empty(columns + 2 * half, np.float64)
     for r in range(rows):  # axis 1, on the rounded result of axis 0
         for i in range(half):  # the reflected ends; the middle is the row itself
@@ -366,9 +372,9 @@ def symmetric_correlate_2d(image: np.ndarray, weights: np.ndarray, out: np.ndarr
         for c in range(columns):
             line[c] = padded[c + half] * centre
         for k in range(half, 0, -1):
-            w = weights[half - k]
+            w = column_weights[half - k]
             for c in range(columns):
-                line[c] += (padded[c + half - k] + padded[c + half + k]) * w
+                line[c] += (padded[c + half - k] + column_sign * padded[c + half + k]) * w
         for c in range(columns):
             out[r, c] = line[c]
     return out

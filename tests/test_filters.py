@@ -198,3 +198,17 @@ def test_downscale_mean_is_skimages_bit_for_bit():
         np.testing.assert_array_equal(got, expected, err_msg=f"{shape} factor {factor}")
     with pytest.raises(ValueError, match="2-D float image"):
         downscale_mean(np.zeros((4, 4), np.uint16), 2)
+
+
+def test_gaussian_gradient_magnitude_is_scipys_bit_for_bit():
+    from imaging.filters import gaussian_gradient_magnitude
+
+    rng = np.random.default_rng(15)
+    for trial in range(200):
+        shape = tuple(int(n) for n in rng.integers(1, 70, 2))
+        dtype = np.float32 if trial % 2 else np.float64
+        image = (rng.random(shape) * 10 ** rng.uniform(-2, 3)).astype(dtype)
+        sigma = float(rng.choice([0.5, 1.0, 1.5, 2.0, 3.3, 9.0]))
+        got = gaussian_gradient_magnitude(image, sigma)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, ndi.gaussian_gradient_magnitude(image, sigma), err_msg=f"{shape} {sigma}")
