@@ -202,23 +202,30 @@ def convex_hull_mask(mask: np.ndarray) -> np.ndarray:  # pragma: no cover - comp
 
 
 @numba.njit(cache=True, nogil=True)
-def linear_resize_rows(columns, rows_low, rows_high, row_fraction, low, high, out):  # pragma: no cover - compiled
-    """The row pass of :func:`imaging.filters.resize_linear`, into ``out``: each output row
-    ``i`` is ``columns[rows_low[i]] * (1 - row_fraction[i]) + columns[rows_high[i]] *
-    row_fraction[i]``, clipped to ``[low, high]``, with numpy's roundings (each product and
-    the sum rounded to ``columns``' dtype, then to ``out``'s), so it equals the numpy
-    expression it replaces; one pass over the output instead of six.
+def linear_resize(
+    values, rows_low, rows_high, row_fraction, columns_low, columns_high, column_fraction, low, high, out
+):  # pragma: no cover
+    """The two passes of :func:`imaging.filters.resize_linear`, into ``out``: each row of the
+    small image resampled along columns, ``values[:, lo] * (1 - f) + values[:, hi] * f``,
+    then each output row from two of those, ``columns[lo] * (1 - f) + columns[hi] * f``,
+    clipped to ``[low, high]``; numpy's roundings (each product and sum rounded to
+    ``values``' dtype, then to ``out``'s), so it equals the numpy expressions it replaces
+    (tested bit for bit), in two passes instead of ten.
 
     Parameters
     ----------
-    columns : (m, N) ndarray of float
-        The image after the column pass.
+    values : (m, n) ndarray of float
+        The small image, in the working dtype.
     rows_low, rows_high : (M,) ndarray of int
         The two input rows of each output row.
     row_fraction : (M,) ndarray of float
-        The weight of the second, ``columns``' dtype.
+        The weight of the second, ``values``' dtype.
+    columns_low, columns_high : (N,) ndarray of int
+        The two input columns of each output column.
+    column_fraction : (N,) ndarray of float
+        The weight of the second, ``values``' dtype.
     low, high : float
-        The clip range, ``columns``' dtype.
+        The clip range, ``values``' dtype.
     out : (M, N) ndarray of float
         Written in place.
 
@@ -227,13 +234,22 @@ def linear_resize_rows(columns, rows_low, rows_high, row_fraction, low, high, ou
     (M, N) ndarray
         ``out``.
     """
-    one = columns.dtype.type(1)
+    one = values.dtype.type(1)
+    n_columns = out.shape[1]
+    column_keep = np.empty(n_columns, values.dtype)
+    for j in range(n_columns):
+        column_keep[j] = one - column_fraction[j]
+    columns = np.empty((values.shape[0], n_columns), values.dtype)
+    for r in range(values.shape[0]):
+        source = values[r]
+        for j in range(n_columns):
+            columns[r, j] = source[columns_low[j]] * column_keep[j] + source[columns_high[j]] * column_fraction[j]
     for i in range(out.shape[0]):
         weight = row_fraction[i]
         keep = one - weight
         first = columns[rows_low[i]]
         second = columns[rows_high[i]]
-        for j in range(out.shape[1]):
+        for j in range(n_columns):
             value = first[j] * keep + second[j] * weight
             out[i, j] = min(max(value, low), high)
     return out
