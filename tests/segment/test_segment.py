@@ -329,3 +329,25 @@ def test_watershed_by_component_equals_the_whole_image_watershed():
     assert (per_component[1:] >= 2).sum() > 5 and (per_component[1:] == 1).sum() > 5  # both paths taken
     expected = segmentation.watershed(-distance, markers, mask=mask)
     np.testing.assert_array_equal(watershed_by_component(-distance, markers, components, n), expected)
+
+
+def test_intensity_limits_of_integer_images_are_numpys_percentiles():
+    """8- and 16-bit images take the counting path: the same float32 percentiles as numpy's
+    linear interpolation, on noise, sparse counts, constant and two-level images."""
+    from imaging.segment.classical import _intensity_limits
+
+    rng = np.random.default_rng(9)
+    for trial in range(600):
+        dtype = (np.uint8, np.uint16, bool)[trial % 3]
+        top = {np.uint8: 255, np.uint16: 65535, bool: 1}[dtype]
+        shape = (int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+        image = [
+            rng.integers(0, top + 1, shape),
+            rng.poisson(rng.uniform(0, 50), shape).clip(0, top),
+            np.full(shape, top),
+            rng.integers(0, 3, shape) * (top // 2),
+        ][trial % 4].astype(dtype)
+        low, high = float(rng.uniform(0, 5)), float(rng.uniform(95, 100))
+        lo, hi = np.percentile(image.astype(np.float32), [low, high])
+        expected = (float(lo), float(hi if hi > lo else lo + 1.0))
+        assert _intensity_limits(image, low=low, high=high) == expected, (trial, low, high)
