@@ -795,3 +795,67 @@ def block_means(image, rows_factor, columns_factor):  # pragma: no cover - compi
         for j in range(out_columns):
             out[i, j] = totals[j] / count
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def count_values(values, minlength):  # pragma: no cover - compiled
+    """``np.bincount(values.ravel(), minlength=minlength)`` of non-negative integers, in one
+    pass without numpy's cast of the whole array to intp.
+
+    Parameters
+    ----------
+    values : ndarray of int
+        No value negative (any shape, read in memory order).
+    minlength : int
+        Least length of the result.
+
+    Returns
+    -------
+    (max(values.max() + 1, minlength),) ndarray of int64
+    """
+    flat = values.ravel()
+    top = -1
+    for i in range(flat.shape[0]):
+        if flat[i] > top:
+            top = flat[i]
+        elif flat[i] < 0:
+            raise ValueError("count_values needs values of 0 or more")
+    counts = np.zeros(max(np.int64(top) + 1, minlength), np.int64)
+    for i in range(flat.shape[0]):
+        counts[flat[i]] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def count_and_sum_by_label(labels, values, size):  # pragma: no cover - compiled
+    """Pixels and sum of ``values`` (float64, in pixel order) per label ``0..size-1``:
+    ``np.bincount(labels.ravel(), minlength=size)`` and ``np.bincount(labels.ravel(),
+    weights=values.ravel(), minlength=size)``, the same additions in the same order, in one
+    pass.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Labels under ``size``, none negative.
+    values : (M, N) ndarray
+        Per-pixel values.
+    size : int
+        Length of the results.
+
+    Returns
+    -------
+    counts : (size,) ndarray of int64
+    sums : (size,) ndarray of float64
+    """
+    flat_labels = labels.ravel()
+    flat_values = values.ravel()
+    for i in range(flat_labels.shape[0]):
+        if flat_labels[i] < 0 or flat_labels[i] >= size:
+            raise ValueError("count_and_sum_by_label needs labels from 0 to size - 1")
+    counts = np.zeros(size, np.int64)
+    sums = np.zeros(size, np.float64)
+    for i in range(flat_labels.shape[0]):
+        label = flat_labels[i]
+        counts[label] += 1
+        sums[label] += np.float64(flat_values[i])
+    return counts, sums

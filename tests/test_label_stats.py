@@ -375,3 +375,28 @@ def test_label_means_of_difference_are_the_gathered_means_bit_for_bit():
         got = label_means_of_difference(image, surface, pixels, ids)
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_label_counts_and_sums_are_bincounts():
+    from imaging.label_stats import label_counts, label_counts_and_sums
+
+    rng = np.random.default_rng(23)
+    for trial in range(50):
+        shape = tuple(int(n) for n in rng.integers(1, 80, 2))
+        labels = rng.integers(0, int(rng.integers(1, 40)), shape).astype(
+            [np.int32, np.uint16, np.intp, np.uint8][trial % 4]
+        )
+        values = (rng.random(shape) * 1e3).astype(np.float32 if trial % 2 else np.float64)
+        minlength = int(rng.integers(0, 60))
+        np.testing.assert_array_equal(
+            label_counts(labels, minlength=minlength), np.bincount(labels.ravel(), minlength=minlength)
+        )
+        size = int(labels.max()) + 1 + int(rng.integers(0, 3))
+        counts, sums = label_counts_and_sums(labels, values, size=size)
+        np.testing.assert_array_equal(counts, np.bincount(labels.ravel(), minlength=size))
+        np.testing.assert_array_equal(sums, np.bincount(labels.ravel(), weights=values.ravel(), minlength=size))
+    assert label_counts(np.zeros((0, 5), np.int32)).shape == (0,)
+    with pytest.raises(ValueError, match="0 or more"):
+        label_counts(np.array([[1, -2]]))
+    with pytest.raises(ValueError, match="size - 1"):
+        label_counts_and_sums(np.array([[1, 5]]), np.ones((1, 2)), size=3)

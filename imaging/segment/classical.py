@@ -48,7 +48,7 @@ from imaging.filters import (
     resize_linear,
     threshold_otsu,
 )
-from imaging.label_stats import keep_labels, label_maxima, label_peaks
+from imaging.label_stats import keep_labels, label_counts, label_counts_and_sums, label_maxima, label_peaks
 from imaging.segment.scale import component_radii, estimate_radius, typical_radius
 
 log = logging.getLogger(__name__)
@@ -214,9 +214,7 @@ def drop_faint(
     n_objects = int(labels.max())
     if n_objects == 0 or noise <= 0:
         return labels
-    flat = labels.ravel().astype(np.intp)  # cast once for both counts
-    areas = np.bincount(flat, minlength=n_objects + 1)
-    sums = np.bincount(flat, weights=flattened.ravel(), minlength=n_objects + 1)
+    areas, sums = label_counts_and_sums(labels, flattened, size=n_objects + 1)
     contrast = sums / np.maximum(areas, 1)
     faint = contrast < min_contrast * noise
     faint[0] = False
@@ -297,7 +295,7 @@ def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
     n_holes = ndi.label(~mask, output=holes)
     if n_holes == 0:
         return mask
-    fill = np.bincount(holes.ravel(), minlength=n_holes + 1) <= max_area
+    fill = label_counts(holes, minlength=n_holes + 1) <= max_area
     fill[0] = False
     border = np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])
     fill[border] = False
@@ -625,7 +623,7 @@ def remove_small(labels: np.ndarray, min_area: float) -> np.ndarray:
     -------
     (M, N) ndarray of int
     """
-    areas = np.bincount(labels.ravel())
+    areas = label_counts(labels)
     return keep_labels(labels, (areas > 0) & (areas >= min_area))
 
 
@@ -676,7 +674,7 @@ def _largest_area(geometry: MaskGeometry) -> int:
     """Pixels in the largest connected component of the mask (0 when empty)."""
     if geometry.n_components == 0:
         return 0
-    return int(np.bincount(geometry.components.ravel())[1:].max())
+    return int(label_counts(geometry.components)[1:].max())
 
 
 def _settle_radius(

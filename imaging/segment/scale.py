@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from imaging.distance import distance_to_background
-from imaging.label_stats import label_maxima
+from imaging.label_stats import label_counts, label_maxima
 
 MIN_RADIUS_PX = 1.5
 
@@ -41,7 +41,7 @@ def component_radii(
     """
     if n_components == 0:
         return np.zeros(0)
-    areas = np.bincount(components.ravel(), minlength=n_components + 1)[1:]
+    areas = label_counts(components, minlength=n_components + 1)[1:]
     return label_maxima(distance, components, n_components)[areas >= min_area]
 
 
