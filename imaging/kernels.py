@@ -859,3 +859,30 @@ def count_and_sum_by_label(labels, values, size):  # pragma: no cover - compiled
         counts[label] += 1
         sums[label] += np.float64(flat_values[i])
     return counts, sums
+
+
+@numba.njit(cache=True, nogil=True)
+def look_up(table, values):  # pragma: no cover - compiled
+    """``table[values]`` for an integer array of indices into ``table`` (numpy's fancy
+    indexing, in one pass without its intp copy of the indices).
+
+    Parameters
+    ----------
+    table : (K,) ndarray
+        The lookup table.
+    values : ndarray of int
+        Indices, each in ``[0, K)``.
+
+    Returns
+    -------
+    ndarray, ``values``' shape, ``table``'s dtype
+    """
+    flat = values.ravel()
+    out = np.empty(flat.shape[0], table.dtype)
+    size = table.shape[0]
+    for i in range(flat.shape[0]):
+        v = flat[i]
+        if v < 0 or v >= size:
+            raise ValueError("look_up needs indices inside the table")
+        out[i] = table[v]
+    return out.reshape(values.shape)

@@ -59,7 +59,7 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
         from skimage.segmentation import relabel_sequential as skimage_relabel
 
         return skimage_relabel(labels.astype(np.int64, copy=False))[0].astype(np.int32)
-    return keep_labels(labels, np.bincount(labels.ravel(), minlength=top + 1) > 0)
+    return keep_labels(labels, label_counts(labels, minlength=top + 1) > 0)
 
 
 def keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -84,7 +84,9 @@ def keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     keep[:1] = False
     lookup = np.zeros(keep.size, dtype=np.int32)
     lookup[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lookup[labels]
+    from imaging.kernels import look_up  # numba's import is paid on first use only
+
+    return look_up(lookup, np.ascontiguousarray(labels))
 
 
 def label_counts(labels: np.ndarray, *, minlength: int = 0) -> np.ndarray:

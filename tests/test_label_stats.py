@@ -333,6 +333,8 @@ def test_keep_labels_removes_and_renumbers_in_one_lookup():
     result = keep_labels(labels, keep & (np.bincount(labels.ravel(), minlength=40) > 0))
     np.testing.assert_array_equal(result, expected)
     assert result.dtype == np.int32
+    with pytest.raises(ValueError, match="inside the table"):  # an id beyond keep: never a wild read
+        keep_labels(np.array([[0, 12]]), np.ones(5, bool))
 
 
 def test_label_means_from_the_labelled_pixels_alone_are_label_means():
