@@ -886,3 +886,112 @@ def look_up(table, values):  # pragma: no cover - compiled
             raise ValueError("look_up needs indices inside the table")
         out[i] = table[v]
     return out.reshape(values.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def label_moment_sums(index, labels, columns, size):  # pragma: no cover - compiled
+    """Per label, the pixel count and the sums of row, column, row^2, column^2 and
+    row x column over the pixels at flat ``index`` (image ``columns`` wide), in float64 and in
+    pixel order: what ``np.bincount(labels, weights=...)`` gives for each, in one pass
+    without the coordinate and product arrays.
+
+    Parameters
+    ----------
+    index : (K,) ndarray of int
+        Flat pixel indices.
+    labels : (K,) ndarray of int
+        Their labels, under ``size``.
+    columns : int
+        The image's width.
+    size : int
+        Length of the results.
+
+    Returns
+    -------
+    (6, size) ndarray of float64
+        Count, sum of rows, of columns, of rows^2, of columns^2, of rows x columns.
+    """
+    sums = np.zeros((6, size), np.float64)
+    for k in range(index.shape[0]):
+        label = labels[k]
+        row = np.float64(index[k] // columns)
+        column = np.float64(index[k] % columns)
+        sums[0, label] += 1.0
+        sums[1, label] += row
+        sums[2, label] += column
+        sums[3, label] += row * row
+        sums[4, label] += column * column
+        sums[5, label] += row * column
+    return sums
+
+
+@numba.njit(cache=True, nogil=True)
+def masked_difference(image, surface, mask):  # pragma: no cover - compiled
+    """``image.ravel()[i].astype(float) - surface.ravel()[i]`` at every True pixel ``i`` of
+    ``mask``, in pixel order (``np.flatnonzero(mask)``'s), without the index or gathered
+    arrays. A ``surface`` of one value is that value everywhere.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Intensities.
+    surface : (M, N) or (1,) ndarray of float
+        What is subtracted.
+    mask : (M, N) ndarray of bool
+        The pixels wanted.
+
+    Returns
+    -------
+    (K,) ndarray of float64
+    """
+    values = image.ravel()
+    below = surface.ravel()
+    chosen = mask.ravel()
+    constant = below.shape[0] == 1 and values.shape[0] != 1
+    n = 0
+    for i in range(chosen.shape[0]):
+        n += chosen[i]
+    out = np.empty(n, np.float64)
+    k = 0
+    for i in range(chosen.shape[0]):
+        if chosen[i]:
+            out[k] = np.float64(values[i]) - np.float64(below[0] if constant else below[i])
+            k += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def labelled_pixel_list(labels, exclude):  # pragma: no cover - compiled
+    """Flat indices (int32) and labels of the pixels with a label above 0 and, where
+    ``exclude`` has the image's shape, ``exclude`` False there, in pixel order: what
+    ``np.flatnonzero`` and a gather give, in 4-byte indices and without the intp copy (the
+    caller keeps images under 2^31 pixels).
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        A label image.
+    exclude : (M, N) or (1,) ndarray of bool
+        Pixels left out (a one-element array: none).
+
+    Returns
+    -------
+    index : (K,) ndarray of int32
+    ids : (K,) ndarray, ``labels``' dtype
+    """
+    flat = labels.ravel()
+    left_out = exclude.ravel()
+    use_exclude = left_out.shape[0] == flat.shape[0] and flat.shape[0] != 1
+    n = 0
+    for i in range(flat.shape[0]):
+        if flat[i] > 0 and not (use_exclude and left_out[i]):
+            n += 1
+    index = np.empty(n, np.int32)
+    ids = np.empty(n, flat.dtype)
+    k = 0
+    for i in range(flat.shape[0]):
+        if flat[i] > 0 and not (use_exclude and left_out[i]):
+            index[k] = i
+            ids[k] = flat[i]
+            k += 1
+    return index, ids

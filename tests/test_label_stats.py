@@ -402,3 +402,22 @@ def test_label_counts_and_sums_are_bincounts():
         label_counts(np.array([[1, -2]]))
     with pytest.raises(ValueError, match="size - 1"):
         label_counts_and_sums(np.array([[1, 5]]), np.ones((1, 2)), size=3)
+
+
+def test_label_pixels_are_flatnonzero_and_their_labels_with_or_without_exclusion():
+    from imaging.label_stats import label_pixels, labelled_pixels
+
+    rng = np.random.default_rng(24)
+    for trial in range(40):
+        shape = tuple(int(n) for n in rng.integers(1, 70, 2))
+        labels = (rng.integers(0, 9, shape) * (rng.random(shape) < 0.6)).astype(
+            [np.int32, np.uint16, np.int64][trial % 3]
+        )
+        exclude = rng.random(shape) < 0.3
+        for left_out, masked in ((None, labels), (exclude, np.where(exclude, 0, labels))):
+            pixels = label_pixels(labels, exclude=left_out)
+            index, ids = labelled_pixels(masked)
+            np.testing.assert_array_equal(pixels.index, index)
+            np.testing.assert_array_equal(pixels.labels, ids)
+            assert pixels.index.dtype == np.int32 and pixels.labels.dtype == labels.dtype
+            np.testing.assert_array_equal(pixels.counts, np.bincount(ids, minlength=1))

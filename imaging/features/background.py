@@ -198,7 +198,9 @@ def robust_level_and_sd(values: np.ndarray) -> tuple[float, float]:
     if values.size == 0:
         return float("nan"), float("nan")
     median = np.median(values)
-    return float(median), float(1.4826 * np.median(np.abs(values - median)))
+    deviations = values - median  # one temporary, made absolute and partitioned in place
+    np.abs(deviations, out=deviations)
+    return float(median), float(1.4826 * np.median(deviations, overwrite_input=True))
 
 
 def robust_sd(values: np.ndarray) -> float:

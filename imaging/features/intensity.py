@@ -83,7 +83,7 @@ class CompartmentPixels:
 
     @functools.cached_property
     def cytoplasm(self) -> LabelPixels:
-        return label_pixels(np.where(self.nuclei > 0, 0, self.cells))
+        return label_pixels(self.cells, exclude=self.nuclei > 0)
 
     @functools.cached_property
     def cell(self) -> LabelPixels:
@@ -159,15 +159,16 @@ def measure_compartments(
     else:
         surface = float(background)
 
-    def corrected_at(index: np.ndarray) -> np.ndarray:
-        """``image - surface`` (float64) at flat pixel indices: the same values as over the
-        whole image, without a full-size float64 copy of it."""
-        taken = image.ravel()[index].astype(np.float64)
-        return taken - (surface.ravel()[index] if np.ndim(surface) else surface)
+    from imaging.kernels import masked_difference  # numba's import is paid on first use only
 
     # the cell-free pixels after subtraction: their median is the residual background, and,
-    # about a local surface, their spread is the background noise
-    cell_free_values = corrected_at(np.flatnonzero(outside))
+    # about a local surface, their spread is the background noise (made in one compiled pass,
+    # without an index or gathered copies of the image and the surface)
+    cell_free_values = masked_difference(
+        np.ascontiguousarray(image),
+        np.ascontiguousarray(surface, dtype=np.float64) if np.ndim(surface) else np.array([float(surface)]),
+        np.ascontiguousarray(outside, dtype=bool),
+    )
     if background == "local":
         residual_background, noise = robust_level_and_sd(cell_free_values)
     else:

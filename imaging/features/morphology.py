@@ -60,18 +60,20 @@ def label_moments(labels: np.ndarray | LabelPixels) -> dict[str, np.ndarray]:
         ``area``, ``row``, ``col`` (centroid), ``mu20``, ``mu02``, ``mu11`` (central moments
         divided by the area), each indexed by label id.
     """
+    from imaging.kernels import label_moment_sums  # numba's import is paid on first use only
+
     pixels = labels if isinstance(labels, LabelPixels) else label_pixels(labels)
-    index, ids = pixels.index, pixels.labels  # the labelled pixels only: same sums, a fifth of the work
-    size = int(ids.max(initial=0)) + 1
-    rows, cols = np.divmod(index, pixels.shape[1])
-    rows, cols = rows.astype(np.float64), cols.astype(np.float64)
-    area = np.bincount(ids, minlength=size).astype(np.float64)
+    # the labelled pixels only, all six sums in one compiled pass: np.bincount's additions per
+    # label in pixel order, so the same float64 sums as six bincounts of coordinate arrays
+    size = int(pixels.labels.max(initial=0)) + 1
+    columns = pixels.shape[1] if len(pixels.shape) > 1 else 1
+    area, row_sum, col_sum, rr_sum, cc_sum, rc_sum = label_moment_sums(pixels.index, pixels.labels, columns, size)
     safe = np.maximum(area, 1)
-    row_mean = np.bincount(ids, weights=rows, minlength=size) / safe
-    col_mean = np.bincount(ids, weights=cols, minlength=size) / safe
-    mu20 = np.bincount(ids, weights=rows * rows, minlength=size) / safe - row_mean**2
-    mu02 = np.bincount(ids, weights=cols * cols, minlength=size) / safe - col_mean**2
-    mu11 = np.bincount(ids, weights=rows * cols, minlength=size) / safe - row_mean * col_mean
+    row_mean = row_sum / safe
+    col_mean = col_sum / safe
+    mu20 = rr_sum / safe - row_mean**2
+    mu02 = cc_sum / safe - col_mean**2
+    mu11 = rc_sum / safe - row_mean * col_mean
     return {"area": area, "row": row_mean, "col": col_mean, "mu20": mu20, "mu02": mu02, "mu11": mu11}
 
 
