@@ -256,7 +256,7 @@ def linear_resize(
 
 
 @numba.njit(cache=True, nogil=True)
-def exact_distance_transform(mask: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def exact_distance_transform(mask: np.ndarray, out: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Euclidean distance of each True pixel of ``mask`` to the nearest False pixel (0 on
     False), as ``scipy.ndimage.distance_transform_edt(mask)`` gives it; ``mask`` must hold
     at least one False pixel (pixels beyond the image are not background).
@@ -266,16 +266,20 @@ def exact_distance_transform(mask: np.ndarray) -> np.ndarray:  # pragma: no cove
     (row by row over all columns at once); along each row, the lower envelope of the
     parabolas ``(c - c')^2 + g(c')^2`` (an envelope breakpoint lies at least 1/8192 px from
     an integer, so its float64 position never puts a pixel under the wrong parabola).
-    Their float64 square roots are scipy's.
+    Their float64 square roots are scipy's, written into ``out`` (a float32 ``out`` holds
+    them rounded once, as ``astype(np.float32)`` of scipy's would).
 
     Parameters
     ----------
     mask : (M, N) ndarray of bool
         Foreground, with some background.
+    out : (M, N) ndarray of float
+        Written in place.
 
     Returns
     -------
-    (M, N) ndarray of float64
+    (M, N) ndarray
+        ``out``.
     """
     rows, columns = mask.shape
     far = rows + columns + 1  # more than any distance inside the image
@@ -293,7 +297,6 @@ def exact_distance_transform(mask: np.ndarray) -> np.ndarray:  # pragma: no cove
                 following[c] = r
             if following[c] - r < column_distance[r, c]:
                 column_distance[r, c] = following[c] - r
-    out = np.empty((rows, columns), np.float64)
     vertices = np.empty(columns, np.int64)  # columns whose parabolas form the envelope
     heights = np.empty(columns, np.int64)  # their g^2 + c^2
     breaks = np.empty(columns, np.float64)  # where each vertex's parabola starts to lead

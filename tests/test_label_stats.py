@@ -421,3 +421,19 @@ def test_label_pixels_are_flatnonzero_and_their_labels_with_or_without_exclusion
             np.testing.assert_array_equal(pixels.labels, ids)
             assert pixels.index.dtype == np.int32 and pixels.labels.dtype == labels.dtype
             np.testing.assert_array_equal(pixels.counts, np.bincount(ids, minlength=1))
+
+
+def test_distance_to_background_in_float32_is_scipys_rounded_once():
+    from scipy import ndimage as ndi
+
+    from imaging.distance import distance_to_background
+
+    rng = np.random.default_rng(25)
+    for _ in range(30):
+        shape = tuple(int(n) for n in rng.integers(1, 120, 2))
+        mask = ndi.gaussian_filter(rng.random(shape), 2) > 0.45
+        got = distance_to_background(mask, dtype=np.float32)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, ndi.distance_transform_edt(mask).astype(np.float32))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        distance_to_background(np.ones((3, 3), bool), dtype=np.int32)

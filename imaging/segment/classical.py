@@ -327,6 +327,13 @@ class MaskGeometry:
     def distance(self) -> np.ndarray:
         return distance_to_background(self.mask)
 
+    def distance_float32(self) -> np.ndarray:
+        """The distance map rounded to float32: from the float64 one when it was made already,
+        else made directly (the float64 map of a 2048 px field is 32 MB the split never needs)."""
+        if "distance" in vars(self):
+            return self.distance.astype(np.float32)
+        return distance_to_background(self.mask, dtype=np.float32)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Foreground:
@@ -398,7 +405,7 @@ def _split_geometry(geometry: MaskGeometry, *, radius: float, min_distance_fract
         return np.zeros(mask.shape, dtype=np.int32)
     # float32: the smoothed distance only ranks pixels (peaks, flooding order); half the memory
     # traffic of float64, and the labels of every benchmark field and DSB image are unchanged
-    distance = gaussian(geometry.distance.astype(np.float32), max(0.5, radius / 6), threads=geometry.threads)
+    distance = gaussian(geometry.distance_float32(), max(0.5, radius / 6), threads=geometry.threads)
     peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)))
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
@@ -509,7 +516,7 @@ def grow_to_own_contrast(
     grown = expand_labels(labels, distance=reach_fraction * radius, threads=threads)
     otsu_level = threshold_otsu(flattened) if otsu_level is None else otsu_level
     # each grown pixel (the nuclei themselves stay) must pass both tests: only those are looked at
-    out = grown.astype(np.int32, copy=True)
+    out = grown.astype(np.int32, copy=False)  # expand_labels made a new array: changed in place
     grew = np.flatnonzero((labels == 0) & (grown > 0))
     values, owners = flattened.ravel()[grew], out.ravel()[grew]
     bright = (values > floor_fraction * otsu_level) & (values > fraction * peaks[owners])
@@ -814,10 +821,11 @@ def segment_nuclei_classical(
     radius, foreground = _radius_and_foreground(
         image, radius=radius, flatten_background=flatten_background, limits=limits, threads=threads
     )
-    flattened = foreground.flattened
+    flattened, otsu_level = foreground.flattened, foreground.otsu_level
     labels = _split_geometry(foreground.geometry, radius=radius, min_distance_fraction=min_distance_fraction)
+    del foreground  # its mask, components and distance map (about 50 MB at 2048 px) are done with
     labels = remove_small(labels, min_area_fraction * np.pi * radius**2)
-    labels = grow_to_own_contrast(labels, flattened, radius=radius, otsu_level=foreground.otsu_level, threads=threads)
+    labels = grow_to_own_contrast(labels, flattened, radius=radius, otsu_level=otsu_level, threads=threads)
     labels = merge_unsupported_splits(labels, radius=radius)
     lo, hi = limits
     labels = drop_faint(labels, flattened, noise=pixel_noise(image) / (hi - lo))
