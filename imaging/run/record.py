@@ -44,7 +44,7 @@ def software_versions() -> dict:
     import importlib.metadata as md
 
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for package in ("imaging", "numpy", "scipy", "scikit-image", "pandas", "tifffile", "pydantic", "PyYAML", "edt"):
+    for package in ("imaging", "numpy", "scipy", "scikit-image", "pandas", "tifffile", "pydantic", "PyYAML", "numba"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
