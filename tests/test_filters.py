@@ -212,3 +212,20 @@ def test_gaussian_gradient_magnitude_is_scipys_bit_for_bit():
         got = gaussian_gradient_magnitude(image, sigma)
         assert got.dtype == dtype
         np.testing.assert_array_equal(got, ndi.gaussian_gradient_magnitude(image, sigma), err_msg=f"{shape} {sigma}")
+
+
+def test_binary_opening_by_a_disk_is_scipys_across_word_boundaries_and_large_radii():
+    """The packed opening on masks wider than one 64-bit word, radii whose runs span words
+    (and reach in from beyond the image's edges), speckle and blobs."""
+    from imaging.filters import binary_opening_disk
+
+    rng = np.random.default_rng(16)
+    for trial in range(120):
+        shape = (int(rng.integers(1, 90)), int(rng.integers(1, 300)))
+        radius = int(rng.choice([1, 2, 3, 5, 9, 33, 70])) if trial % 4 else int(rng.integers(1, 6))
+        if trial % 2:
+            mask = rng.random(shape) < rng.choice([0.5, 0.8, 0.95, 0.999])
+        else:
+            mask = ndi.gaussian_filter(rng.normal(size=shape), rng.uniform(0.5, 4)) > rng.uniform(-0.3, 0.3)
+        expected = ndi.binary_opening(mask, structure=morphology.disk(radius))
+        np.testing.assert_array_equal(binary_opening_disk(mask, radius), expected, err_msg=f"{shape} r {radius}")
