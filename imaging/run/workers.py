@@ -57,21 +57,22 @@ def _run_serial(function, tasks, notify) -> None:
 
 def _run_processes(function, tasks, notify, workers: int) -> None:
     context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)), mp_context=context, initializer=_limit_threads
-    ) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context, initializer=_limit_threads)
+    try:
         futures = [pool.submit(function, task) for task in tasks]
-        try:
-            for future in cf.as_completed(futures):
-                notify(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            # Ctrl-C reaches the workers too, but SIGTERM/SIGHUP from a scheduler only reach this
-            # process: end the workers' tasks in flight rather than wait for them
-            for worker in multiprocessing.active_children():
-                worker.terminate()
-            raise
+        for future in cf.as_completed(futures):
+            notify(future.result())
+    except BaseException:
+        # Ctrl-C reaches the workers too, but SIGTERM/SIGHUP from a scheduler only reach this
+        # process: end the workers' tasks in flight rather than wait for them. The futures are
+        # not cancelled first: the executor then fails every unfinished one as the pool breaks,
+        # and a cancelled one makes Python 3.11's executor thread raise and the exit hang
+        # (seen here: a SIGTERM while workers were still starting).
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        pool.shutdown(wait=False)
+        raise
+    pool.shutdown(wait=True)
 
 
 def dask_client(scheduler: str, workers: int):
