@@ -51,25 +51,28 @@ def _by_tiles(scipy_filter, image: np.ndarray, *, halo: int, threads: int, **opt
     )
 
 
-def gaussian_weights(sigma: float) -> np.ndarray:
-    """The taps scipy's ``gaussian_filter`` correlates with (``truncate=4``), computed with
-    scipy's own expressions (``scipy.ndimage._filters._gaussian_kernel1d``, order 0), so
-    that the compiled filter sums the very same float64 weights.
+def gaussian_weights(sigma: float, order: int = 0) -> np.ndarray:
+    """The taps scipy correlates with for a Gaussian (``order`` 0) or its first derivative
+    (``order`` 1), ``truncate=4``, read from scipy itself: the response of
+    ``gaussian_filter1d`` to a unit impulse is each weight times one plus zeros, exact, in
+    reverse order. The compiled filters then sum the very weights scipy sums.
 
     Parameters
     ----------
     sigma : float
         The Gaussian's SD (px).
+    order : int
+        0 or 1.
 
     Returns
     -------
     (2 h + 1,) ndarray of float64
-        ``h`` = ``int(4 sigma + 0.5)``; symmetric, summing to 1.
+        ``h`` = ``int(4 sigma + 0.5)``; symmetric for order 0, antisymmetric for order 1.
     """
     radius = _gaussian_reach(sigma)
-    x = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
-    return (weights / weights.sum())[::-1].copy()
+    impulse = np.zeros(2 * radius + 1)
+    impulse[radius] = 1.0
+    return ndi.gaussian_filter1d(impulse, sigma, order=order)[::-1].copy()
 
 
 def gaussian(image: np.ndarray, sigma: float, *, threads: int = 1) -> np.ndarray:
@@ -106,27 +109,6 @@ def gaussian(image: np.ndarray, sigma: float, *, threads: int = 1) -> np.ndarray
     return map_tiles(smooth, image, halo=_gaussian_reach(sigma), dtype=image.dtype, threads=threads)
 
 
-def gaussian_derivative_weights(sigma: float) -> np.ndarray:
-    """The taps scipy correlates with for a Gaussian's first derivative (``order=1``,
-    ``truncate=4``), read from scipy itself: the response of ``gaussian_filter1d`` to a unit
-    impulse is each weight times one plus zeros, exact, in reverse order.
-
-    Parameters
-    ----------
-    sigma : float
-        The Gaussian's SD (px).
-
-    Returns
-    -------
-    (2 h + 1,) ndarray of float64
-        Antisymmetric.
-    """
-    radius = _gaussian_reach(sigma)
-    impulse = np.zeros(2 * radius + 1)
-    impulse[radius] = 1.0
-    return ndi.gaussian_filter1d(impulse, sigma, order=1)[::-1].copy()
-
-
 def gaussian_gradient_magnitude(image: np.ndarray, sigma: float, *, threads: int = 1) -> np.ndarray:
     """``scipy.ndimage.gaussian_gradient_magnitude(image, sigma)`` of a 2-D float image, by
     tiles, each derivative by the compiled loop that sums as scipy does
@@ -153,7 +135,7 @@ def gaussian_gradient_magnitude(image: np.ndarray, sigma: float, *, threads: int
     image = np.asarray(image)
     if image.ndim != 2 or image.dtype.kind != "f":
         raise ValueError(f"gaussian_gradient_magnitude needs a 2-D float image, got {image.shape} of {image.dtype}")
-    smooth, slope = gaussian_weights(sigma), gaussian_derivative_weights(sigma)
+    smooth, slope = gaussian_weights(sigma), gaussian_weights(sigma, order=1)
 
     def magnitude(window: np.ndarray, core: tuple[slice, slice]) -> np.ndarray:
         window = np.ascontiguousarray(window)

@@ -92,7 +92,7 @@ def keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def label_counts(labels: np.ndarray, *, minlength: int = 0) -> np.ndarray:
     """Pixels per label: ``np.bincount(labels.ravel(), minlength=minlength)``, counted by a
     compiled pass (:func:`imaging.kernels.count_values`) without numpy's intp copy of the
-    whole label image (4 times faster on a 2048 px field).
+    whole label image (1.8x faster on a 2048 px field: 10.7 against 18.8 ms).
 
     Parameters
     ----------
@@ -287,12 +287,32 @@ def label_means_of_difference(
 
     image = np.ascontiguousarray(image)
     arrays.check_same_shape(image, pixels.shape)
-    below = np.ascontiguousarray(surface, dtype=np.float64) if np.ndim(surface) else np.array([float(surface)])
-    if np.ndim(surface):
-        arrays.check_same_shape(below, pixels.shape, names=("surface", "labels"))
+    below = surface_for_kernels(surface, pixels.shape)
     size = _sums_size(pixels, ids)
     sums = label_sums_of_difference(image, below, pixels.index, pixels.labels, size)
     return _means_of_sums(sums, pixels, ids)
+
+
+def surface_for_kernels(surface: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
+    """A background to subtract as the compiled kernels take it: a float64 array of ``shape``,
+    or a one-element array for one value everywhere.
+
+    Parameters
+    ----------
+    surface : ndarray of float, or float
+        The background.
+    shape : tuple of int
+        The image's shape.
+
+    Returns
+    -------
+    ndarray of float64
+    """
+    if not np.ndim(surface):
+        return np.array([float(surface)])
+    below = np.ascontiguousarray(surface, dtype=np.float64)
+    arrays.check_same_shape(below, shape, names=("surface", "image"))
+    return below
 
 
 def _sums_size(pixels: LabelPixels, ids: np.ndarray) -> int:

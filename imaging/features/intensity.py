@@ -19,7 +19,7 @@ import pandas as pd
 from imaging import arrays
 from imaging.features.background import background_surface, robust_level_and_sd
 from imaging.filters import square_rank_filter
-from imaging.label_stats import LabelPixels, label_ids, label_means_of_difference, label_pixels
+from imaging.label_stats import LabelPixels, label_ids, label_means_of_difference, label_pixels, surface_for_kernels
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -166,7 +166,7 @@ def measure_compartments(
     # without an index or gathered copies of the image and the surface)
     cell_free_values = masked_difference(
         np.ascontiguousarray(image),
-        np.ascontiguousarray(surface, dtype=np.float64) if np.ndim(surface) else np.array([float(surface)]),
+        surface_for_kernels(surface, image.shape),
         np.ascontiguousarray(outside, dtype=bool),
     )
     if background == "local":

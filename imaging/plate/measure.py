@@ -7,6 +7,7 @@ numbers. :func:`process_field` adds file reading and writes one field's results.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -131,7 +132,7 @@ def measure_field(
     """
     saturation = {f"saturated_fraction_{name}": saturated_fraction(image) for name, image in images.items()}
     images = correct_channels(images, illumination)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as side:
+    with ThreadPoolExecutor(max_workers=threads) if threads > 1 else contextlib.nullcontext() as side:
         # With threads to spare, the steps that do not depend on the segmentation run beside it
         # (the focus measure), and the channels' intensities beside each other: the compiled
         # kernels and numpy's large operations release Python's lock. The same numbers.
