@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from imaging import arrays
 
@@ -360,7 +359,48 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = 
     return maxima[1:]
 
 
-def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> np.ndarray:
+def label_boxes(labels: np.ndarray, n_labels: int | None = None) -> np.ndarray:
+    """Each label's bounding box: ``ndi.find_objects`` as an array, in one compiled pass
+    (:func:`imaging.kernels.bounding_boxes`; 4 ms against 10 ms on a 2048 px field).
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Labels 1..n (0: background).
+    n_labels : int, optional
+        n, when the caller knows it (else ``labels.max()``).
+
+    Returns
+    -------
+    (n, 4) ndarray of int64
+        Row start, row stop, column start, column stop of label ``i + 1`` in row ``i``; -1
+        throughout for an absent label.
+    """
+    from imaging.kernels import bounding_boxes  # numba's import is paid on first use only
+
+    labels = np.ascontiguousarray(labels)
+    n_labels = int(labels.max(initial=0)) if n_labels is None else int(n_labels)
+    return bounding_boxes(labels, n_labels)
+
+
+def box_slices(box: np.ndarray) -> tuple[slice, slice]:
+    """One row of :func:`label_boxes` as the slices ``ndi.find_objects`` gives.
+
+    Parameters
+    ----------
+    box : (4,) ndarray of int
+        Row start, row stop, column start, column stop.
+
+    Returns
+    -------
+    tuple of slice
+    """
+    return slice(int(box[0]), int(box[1])), slice(int(box[2]), int(box[3]))
+
+
+def label_peaks(
+    image: np.ndarray, labels: np.ndarray, *, min_distance: int, boxes: np.ndarray | None = None
+) -> np.ndarray:
     """``skimage.feature.peak_local_max(image, min_distance=min_distance, labels=labels,
     exclude_border=False)``, the same coordinates in the same order.
 
@@ -382,6 +422,8 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
         A label image (no value negative); peaks are found within each label.
     min_distance : int
         Least distance (px, Chebyshev) between two peaks.
+    boxes : (n, 4) ndarray of int64, optional
+        ``label_boxes(labels)``, when the caller has it.
 
     Returns
     -------
@@ -395,13 +437,9 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
     arrays.check_same_shape(image, labels, names=("image", "labels"))
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"label_peaks needs a floating-point image, got {image.dtype}")
-    slices = ndi.find_objects(labels)
-    if not slices:
+    boxes = label_boxes(labels) if boxes is None else boxes
+    if not len(boxes):
         return np.empty((0, 2), dtype=np.intp)
-    boxes = np.array(
-        [(-1, -1, -1, -1) if box is None else (box[0].start, box[0].stop, box[1].start, box[1].stop) for box in slices],
-        dtype=np.int64,
-    )
     threshold = image.min()  # skimage's default threshold: the whole image's minimum
     peaks, delegated = label_peaks_in_boxes(
         np.ascontiguousarray(image),
@@ -413,7 +451,11 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
     )
     if len(delegated):
         peaks = np.vstack(
-            [peaks] + [_skimage_peaks(image, labels, slices, int(label), min_distance) for label in delegated]
+            [peaks]
+            + [
+                _skimage_peaks(image, labels, box_slices(boxes[label - 1]), int(label), min_distance)
+                for label in delegated
+            ]
         )
         peaks = peaks[np.argsort(peaks[:, 0], kind="stable")]  # label order, each label's own order kept
     return peaks[:, 1:].astype(np.intp)
@@ -423,11 +465,13 @@ def label_peaks(image: np.ndarray, labels: np.ndarray, *, min_distance: int) -> 
 MAX_CANDIDATES_THINNED_HERE = 64
 
 
-def _skimage_peaks(image: np.ndarray, labels: np.ndarray, slices: list, label: int, min_distance: int) -> np.ndarray:
-    """skimage's peaks of one label, as (label, row, column) rows in image coordinates."""
+def _skimage_peaks(
+    image: np.ndarray, labels: np.ndarray, box: tuple[slice, slice], label: int, min_distance: int
+) -> np.ndarray:
+    """skimage's peaks of one label (bounding box ``box``), as (label, row, column) rows in
+    image coordinates."""
     from skimage import feature
 
-    box = slices[label - 1]
     found = feature.peak_local_max(
         image[box],
         min_distance=min_distance,

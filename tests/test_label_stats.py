@@ -22,6 +22,22 @@ def test_label_maxima_matches_scipy_on_many_labels():
     np.testing.assert_array_equal(label_maxima(values, labels, n), expected)
 
 
+def test_label_boxes_are_find_objects():
+    from imaging.label_stats import box_slices, label_boxes
+
+    rng = np.random.default_rng(4)
+    labels, n = ndi.label(rng.random((120, 90)) > 0.7)
+    labels[labels == 5] = 0  # an absent label
+    boxes = label_boxes(labels, n + 2)  # two more labels than present: absent as well
+    assert boxes.shape == (n + 2, 4)
+    for index, box in enumerate(ndi.find_objects(labels, n + 2)):
+        if box is None:
+            assert (boxes[index] == -1).all()
+        else:
+            assert box_slices(boxes[index]) == box
+    np.testing.assert_array_equal(label_boxes(np.array([[0, 2], [2, 0]])), [[-1, -1, -1, -1], [0, 2, 0, 2]])
+
+
 def blobs(seed: int, shape=(300, 340), sigma=5.0, level=0.53):
     """Random touching and separate components, a smoothed distance map on them, flat and
     one-pixel components, and components on the image edge."""

@@ -36,7 +36,6 @@ import logging
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import segmentation
 
 from imaging import arrays
 from imaging.distance import distance_to_background, expand_labels
@@ -48,7 +47,14 @@ from imaging.filters import (
     resize_linear,
     threshold_otsu,
 )
-from imaging.label_stats import keep_labels, label_counts, label_counts_and_sums, label_maxima, label_peaks
+from imaging.label_stats import (
+    keep_labels,
+    label_boxes,
+    label_counts,
+    label_counts_and_sums,
+    label_maxima,
+    label_peaks,
+)
 from imaging.segment.scale import component_radii, estimate_radius, typical_radius
 
 log = logging.getLogger(__name__)
@@ -291,15 +297,10 @@ def fill_small_holes(mask: np.ndarray, *, max_area: float) -> np.ndarray:
     -------
     (M, N) ndarray of bool
     """
-    holes = np.empty(mask.shape, dtype=np.intp)  # intp: counted and looked up without a cast
-    n_holes = ndi.label(~mask, output=holes)
-    if n_holes == 0:
-        return mask
-    fill = label_counts(holes, minlength=n_holes + 1) <= max_area
-    fill[0] = False
-    border = np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])
-    fill[border] = False
-    return mask | fill[holes]
+    from imaging.kernels import fill_holes_up_to  # numba's import is paid on first use only
+
+    # runs and union-find (6 ms on a 2048 px field, against 38 ms for scipy's labelling of ~mask)
+    return fill_holes_up_to(np.ascontiguousarray(mask, dtype=bool), float(max_area))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -406,7 +407,8 @@ def _split_geometry(geometry: MaskGeometry, *, radius: float, min_distance_fract
     # float32: the smoothed distance only ranks pixels (peaks, flooding order); half the memory
     # traffic of float64, and the labels of every benchmark field and DSB image are unchanged
     distance = gaussian(geometry.distance_float32(), max(0.5, radius / 6), threads=geometry.threads)
-    peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)))
+    boxes = label_boxes(components, n_components)  # shared by the peaks and the flooding
+    peaks = label_peaks(distance, components, min_distance=max(1, int(min_distance_fraction * radius)), boxes=boxes)
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # A component without a peak (flat or tiny) still becomes one object.
@@ -415,20 +417,28 @@ def _split_geometry(geometry: MaskGeometry, *, radius: float, min_distance_fract
         extra = np.isin(components, unmarked)
         markers[extra] = components[extra] + len(peaks)
     surface = np.negative(distance, out=distance)  # flooded from the centres; the distance is not needed again
-    return watershed_by_component(surface, markers, components, n_components)
+    return watershed_by_component(surface, markers, components, n_components, boxes=boxes)
 
 
 def watershed_by_component(
-    surface: np.ndarray, markers: np.ndarray, components: np.ndarray, n_components: int
+    surface: np.ndarray,
+    markers: np.ndarray,
+    components: np.ndarray,
+    n_components: int,
+    *,
+    boxes: np.ndarray | None = None,
 ) -> np.ndarray:
     """``segmentation.watershed(surface, markers, mask=components > 0)``, component by component.
 
     A masked watershed never floods from one connected component into another, so each can
     be flooded alone: a component holding one marker is that marker's object outright (most
     nuclei: 192 of 2,452 components of a dense 2048 px field held two or more in issue 15's
-    profile), and the others are flooded on their own bounding-box crop. Within a component
-    the flooding order (by value, then by the raster order pixels were queued in) is the same
-    as on the whole image, so the labels are the same, at a fraction of the time.
+    profile), and the others are flooded on their own bounding box by one compiled loop
+    (:func:`imaging.kernels.flood_components`: skimage's flooding step for step, without its
+    set-up per crop; 0.013 s against 0.075 s for skimage on each crop). Within a component the
+    flooding order (by value, then by the order pixels were queued in) is the one on the whole
+    image; only markers of exactly equal value, which skimage's heap orders by its own layout,
+    can be taken in another order than a whole-image call takes them.
 
     Parameters
     ----------
@@ -440,12 +450,16 @@ def watershed_by_component(
         Connected components of the mask, 1..``n_components``.
     n_components : int
         Their number.
+    boxes : (n_components, 4) ndarray of int64, optional
+        ``label_boxes(components)``, when the caller has it.
 
     Returns
     -------
     (M, N) ndarray of int32
-        Identical to skimage's masked watershed.
+        skimage's masked watershed of each component's crop.
     """
+    from imaging.kernels import flood_components  # numba's import is paid on first use only
+
     marked = markers > 0
     first_marker = np.zeros(n_components + 1, dtype=np.int32)
     markers_per_component = np.bincount(components[marked], minlength=n_components + 1)
@@ -453,12 +467,14 @@ def watershed_by_component(
     single = markers_per_component == 1
     single[0] = False
     out = np.where(single, first_marker, 0).astype(np.int32)[components]  # one lookup: each single-marker component
-    for index, box in enumerate(ndi.find_objects(components), start=1):
-        if box is None or markers_per_component[index] < 2:
-            continue
-        inside = components[box] == index
-        flooded = segmentation.watershed(surface[box], np.where(inside, markers[box], 0), mask=inside)
-        out[box][inside] = flooded[inside]
+    flood_components(
+        np.ascontiguousarray(surface),
+        np.ascontiguousarray(markers),
+        np.ascontiguousarray(components),
+        label_boxes(components, n_components) if boxes is None else boxes,
+        markers_per_component[1:] >= 2,
+        out,
+    )
     return out
 
 
@@ -587,14 +603,13 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fra
     max_depth = max_depth_fraction * radius
     rejected: set[tuple[int, int]] = set()  # pairs too deep; valid while neither changes
     while True:
-        slices = ndi.find_objects(labels)
+        boxes = label_boxes(labels)
         candidates = []
         for a, b in _touching_pairs(labels):
             if (a, b) in rejected:
                 continue
-            box = tuple(
-                slice(min(sa.start, sb.start), max(sa.stop, sb.stop)) for sa, sb in zip(slices[a - 1], slices[b - 1])
-            )
+            starts, stops = np.minimum(boxes[a - 1], boxes[b - 1]), np.maximum(boxes[a - 1], boxes[b - 1])
+            box = slice(int(starts[0]), int(stops[1])), slice(int(starts[2]), int(stops[3]))  # the joint box
             crop = labels[box]
             depth = concavity_depth((crop == a) | (crop == b))
             if depth <= max_depth:
@@ -612,7 +627,7 @@ def merge_unsupported_splits(labels: np.ndarray, *, radius: float, max_depth_fra
             break
         rejected = {pair for pair in rejected if not merged.intersection(pair)}
     # the last pass merged nothing, so its boxes say which ids are left (no count of every pixel)
-    present = np.array([False] + [box is not None for box in slices], dtype=bool)
+    present = np.concatenate([[False], boxes[:, 0] >= 0])
     return keep_labels(labels, present)
 
 

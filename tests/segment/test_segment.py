@@ -331,6 +331,72 @@ def test_watershed_by_component_equals_the_whole_image_watershed():
     np.testing.assert_array_equal(watershed_by_component(-distance, markers, components, n), expected)
 
 
+def test_fill_small_holes_is_labelling_the_background_and_counting():
+    """The run-based fill must fill exactly the background regions (4-connected) that do not
+    touch the border and have at most ``max_area`` pixels: snakes, nested rings, holes
+    touching only a corner, one-row and one-column images."""
+    from scipy import ndimage as ndi
+
+    from imaging.segment.classical import fill_small_holes
+
+    def expected(mask, max_area):
+        holes, n = ndi.label(~mask)
+        fill = np.bincount(holes.ravel(), minlength=n + 1) <= max_area
+        fill[0] = False
+        fill[np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]])] = False
+        return mask | fill[holes]
+
+    rng = np.random.default_rng(11)
+    for trial in range(500):
+        shape = (int(rng.integers(1, 45)), int(rng.integers(1, 45)))
+        mask = rng.random(shape) < rng.random()
+        if trial % 4 == 0:
+            mask = ndi.binary_dilation(mask)
+        max_area = float(rng.integers(0, 30))
+        np.testing.assert_array_equal(fill_small_holes(mask, max_area=max_area), expected(mask, max_area))
+    ring = np.ones((9, 9), bool)
+    ring[2:7, 2:7] = False
+    ring[4, 4] = True  # a hole of 24 px around an island
+    assert fill_small_holes(ring, max_area=24).all()
+    assert not fill_small_holes(ring, max_area=23)[3, 3]
+
+
+def test_flood_components_is_skimages_watershed_on_each_crop_with_plateaus_and_ties():
+    """The compiled flooding must give skimage's labels bit for bit where the order is
+    decided by the queue alone: integer surfaces (wide plateaus, markers of equal value),
+    several markers per component, components without a marker, crops on the image edge."""
+    from scipy import ndimage as ndi
+    from skimage import segmentation
+
+    from imaging.kernels import flood_components
+    from imaging.label_stats import label_boxes
+
+    rng = np.random.default_rng(1)
+    for trial in range(400):
+        shape = tuple(int(v) for v in rng.integers(3, 40, 2))
+        mask = rng.random(shape) < 0.8
+        if trial % 2:
+            mask = ndi.binary_opening(mask)
+        components, n = ndi.label(mask)
+        if trial % 3 == 0:
+            surface = -ndi.distance_transform_edt(mask).astype(np.float32)
+        else:
+            surface = -rng.integers(0, int(rng.integers(1, 6)), shape).astype(np.float32)
+        markers = np.zeros(shape, np.int32)
+        k = int(rng.integers(1, 8))
+        markers.flat[rng.choice(markers.size, k, replace=False)] = np.arange(1, k + 1)
+        markers[~mask] = 0
+        expected = np.zeros(shape, np.int32)
+        for index, box in enumerate(ndi.find_objects(components), start=1):
+            inside = components[box] == index
+            flooded = segmentation.watershed(surface[box], np.where(inside, markers[box], 0), mask=inside)
+            expected[box][inside] = flooded[inside]
+        out = np.full(shape, -7, np.int32)  # written only inside the wanted components
+        flood_components(surface, markers, components, label_boxes(components, n), np.ones(n, bool), out)
+        np.testing.assert_array_equal(np.where(mask, out, 0), expected)
+        assert (out[~mask] == -7).all()
+
+
 def test_intensity_limits_of_integer_images_are_numpys_percentiles():
     """8- and 16-bit images take the counting path: the same float32 percentiles as numpy's
     linear interpolation, on noise, sparse counts, constant and two-level images."""
