@@ -43,13 +43,18 @@ def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8, statis
     arrays.check_same_shape(image, mask, names=("image", "mask"))
     rows, cols = _tile_edges(image.shape[0], grid), _tile_edges(image.shape[1], grid)
     reducer = {"median": np.median, "mean": np.mean}[statistic]
+    # numpy's median of integers is their float64 median exactly (the middle value, or the
+    # float64 mean of the two middle ones), and partitioning 2-byte pixels is quicker than
+    # partitioning their float64 copies; a mean is summed as float64 either way, not in the
+    # same order, so it takes the copy
+    exact_as_read = statistic == "median" and image.dtype.kind in "iu"
     values = np.full((grid, grid), np.nan)
     for i in range(grid):
         for j in range(grid):
             tile_mask = mask[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
             if tile_mask.size and tile_mask.mean() >= MIN_TILE_FRACTION:
                 tile = image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]][tile_mask]
-                values[i, j] = reducer(tile.astype(np.float64, copy=False))
+                values[i, j] = reducer(tile if exact_as_read else tile.astype(np.float64, copy=False))
     return values
 
 

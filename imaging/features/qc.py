@@ -55,10 +55,10 @@ def edge_blur_px(image: np.ndarray, *, threads: int = 1) -> float:
         image without edges.
     """
     arrays.check_image(image, rgb=np.ndim(image) == 3)
-    image = np.asarray(image, dtype=np.float32)
+    # cropped before the cast: the float32 copy is of the crop only (a quarter of a 2048 px field)
+    image = np.asarray(_central_crop(np.asarray(image), FOCUS_CROP_PX), dtype=np.float32)
     if image.ndim == 3:  # colour: the mean over channels carries the edges
         image = image.mean(axis=-1)
-    image = _central_crop(image, FOCUS_CROP_PX)
     spread = float(np.ptp(image))
     if spread == 0:
         return MAX_BLUR_PX
