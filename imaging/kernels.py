@@ -546,6 +546,56 @@ def fill_holes_up_to(mask, max_area):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def far_from_labels(labels, reach):  # pragma: no cover - compiled
+    """Pixels with no labelled pixel (above 0) within chessboard distance ``reach``: the
+    complement of a ``2 reach + 1`` square maximum filter of ``labels > 0`` with nothing
+    labelled beyond the edges, in two separable passes: each row's runs of labelled pixels
+    widened by ``reach`` each side, then each column's rows counted since (and until) the
+    nearest widened pixel.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Labels; 0 is background.
+    reach : int
+        Half-width of the square (px), 0 or more.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+    """
+    rows, columns = labels.shape
+    far = np.int64(reach) + 1  # "no labelled pixel within reach"; counts only grow past it
+    near_in_row = np.zeros((rows, columns), np.bool_)
+    for r in range(rows):
+        row = labels[r]
+        near = near_in_row[r]
+        c = 0
+        while c < columns:  # each run of labelled pixels marks itself and ``reach`` each side
+            if row[c] <= 0:
+                c += 1
+                continue
+            start = c
+            while c < columns and row[c] > 0:
+                c += 1
+            near[max(0, start - reach) : min(columns, c + reach)] = True
+    out = np.empty((rows, columns), np.bool_)
+    since = np.full(columns, far, np.int64)  # rows since one near in its row, down each column
+    for r in range(rows):
+        near = near_in_row[r]
+        for c in range(columns):
+            since[c] = 0 if near[c] else since[c] + 1
+            out[r, c] = since[c] > reach
+    since[:] = far
+    for r in range(rows - 1, -1, -1):  # and up each column
+        near = near_in_row[r]
+        for c in range(columns):
+            since[c] = 0 if near[c] else since[c] + 1
+            out[r, c] = out[r, c] and since[c] > reach
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def bounding_boxes(labels, n):  # pragma: no cover - compiled
     """Each label's bounding box, ``ndi.find_objects(labels, n)`` as numbers in one pass.
 

@@ -57,26 +57,12 @@ def test_a_halo_short_of_the_reach_changes_the_result():
 def test_public_filters_are_scipys_on_a_multi_tile_image():
     rng = np.random.default_rng(3)
     image = ndi.gaussian_filter(rng.random((700, 1100)), 2).astype(np.float32)
-    labels = ndi.label(image > 0.5)[0].astype(np.int32)
     for threads in (1, 2):
         np.testing.assert_array_equal(filters.gaussian(image, 1.3, threads=threads), ndi.gaussian_filter(image, 1.3))
         np.testing.assert_array_equal(
             filters.gaussian_gradient_magnitude(image, 2.0, threads=threads),
             ndi.gaussian_gradient_magnitude(image, 2.0),
         )
-        np.testing.assert_array_equal(
-            filters.square_rank_filter(labels, 7, kind="maximum", mode="constant", cval=0, threads=threads),
-            ndi.maximum_filter(labels, size=7, mode="constant", cval=0),
-        )
-        np.testing.assert_array_equal(
-            filters.square_rank_filter(image, 5, kind="minimum", mode="nearest", threads=threads),
-            ndi.minimum_filter(image, size=5, mode="nearest"),
-        )
-
-
-def test_an_unknown_rank_filter_is_named():
-    with pytest.raises(ValueError, match="kind must be one of"):
-        filters.square_rank_filter(np.zeros((4, 4)), 3, kind="median", mode="nearest")
 
 
 def test_skipped_tiles_are_zero_and_a_tiles_error_reaches_the_caller():

