@@ -262,6 +262,9 @@ def linear_resize(
     return out
 
 
+NEAR_SEARCH_PX = 48  # rows of the distance transform no deeper than this are searched directly
+
+
 @numba.njit(cache=True, nogil=True)
 def exact_distance_transform(mask: np.ndarray, out: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Euclidean distance of each True pixel of ``mask`` to the nearest False pixel (0 on
@@ -308,6 +311,27 @@ def exact_distance_transform(mask: np.ndarray, out: np.ndarray) -> np.ndarray:  
     heights = np.empty(columns, np.int64)  # their g^2 + c^2
     breaks = np.empty(columns, np.float64)  # where each vertex's parabola starts to lead
     for r in range(rows):
+        # rows whose foreground lies near background (nuclei: a few px) search each pixel's
+        # columns outwards, stopping once the column offset alone is past the best square
+        # found: the same integer minimum, without the envelope's divisions
+        deepest = 0
+        for c in range(columns):
+            deepest = max(deepest, column_distance[r, c])
+        if deepest <= NEAR_SEARCH_PX:
+            for c in range(columns):
+                g = np.int64(column_distance[r, c])
+                best = g * g
+                d = 1
+                while d * d < best:
+                    if c >= d:
+                        h = np.int64(column_distance[r, c - d])
+                        best = min(best, d * d + h * h)
+                    if c + d < columns:
+                        h = np.int64(column_distance[r, c + d])
+                        best = min(best, d * d + h * h)
+                    d += 1
+                out[r, c] = np.sqrt(np.float64(best))
+            continue
         n = 0
         for q in range(columns):
             g = np.int64(column_distance[r, q])

@@ -109,6 +109,13 @@ def test_distance_to_background_is_scipys_on_random_masks_of_every_kind():
         else:
             mask = ndi.gaussian_filter(rng.random(shape), 2) > rng.choice([0.3, 0.45, 0.5])
         cases.append(mask)
+    # rows deeper than the direct search's reach (kernels.NEAR_SEARCH_PX) take the envelope,
+    # the others the search, in one image: large blobs beside speckle, one far background pixel
+    rows, columns = np.mgrid[:300, :400]
+    deep = ((rows - 150) ** 2 + (columns - 130) ** 2 < 120**2) | (rng.random((300, 400)) < 0.3)
+    far = np.ones((260, 300), bool)
+    far[200, 20] = False
+    cases += [deep, far]
     checked = 0
     for mask in cases:
         if mask.all():
