@@ -185,7 +185,7 @@ def background_surface(
     return interpolate_grid(tiles, image.shape)
 
 
-def robust_level_and_sd(values: np.ndarray) -> tuple[float, float]:
+def robust_level_and_sd(values: np.ndarray, *, overwrite_input: bool = False) -> tuple[float, float]:
     """Median of ``values`` and the standard deviation estimated from their median absolute
     deviation (Gaussian-consistent), found together (the deviation needs the median).
 
@@ -193,6 +193,9 @@ def robust_level_and_sd(values: np.ndarray) -> tuple[float, float]:
     ----------
     values : array_like
         Samples.
+    overwrite_input : bool
+        A float64 ``values`` the caller no longer needs may be reordered in place (no copy of
+        the samples; the results do not depend on their order).
 
     Returns
     -------
@@ -202,7 +205,7 @@ def robust_level_and_sd(values: np.ndarray) -> tuple[float, float]:
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return float("nan"), float("nan")
-    median = np.median(values)
+    median = np.median(values, overwrite_input=overwrite_input)
     deviations = values - median  # one temporary, made absolute and partitioned in place
     np.abs(deviations, out=deviations)
     return float(median), float(1.4826 * np.median(deviations, overwrite_input=True))

@@ -171,7 +171,7 @@ def measure_compartments(
         np.ascontiguousarray(outside, dtype=bool),
     )
     if background == "local":
-        residual_background, noise = robust_level_and_sd(cell_free_values)
+        residual_background, noise = robust_level_and_sd(cell_free_values, overwrite_input=True)  # made here
     else:
         noise = float("nan")
         residual_background = float(np.median(cell_free_values)) if cell_free_values.size else float("nan")

@@ -458,19 +458,21 @@ def watershed_by_component(
     (M, N) ndarray of int32
         skimage's masked watershed of each component's crop.
     """
-    from imaging.kernels import flood_components  # numba's import is paid on first use only
+    from imaging.kernels import flood_components, look_up  # numba's import is paid on first use only
 
+    components = np.ascontiguousarray(components)
     marked = markers > 0
+    owners = components[marked]
     first_marker = np.zeros(n_components + 1, dtype=np.int32)
-    markers_per_component = np.bincount(components[marked], minlength=n_components + 1)
-    first_marker[components[marked]] = markers[marked]  # the only marker where there is one
+    markers_per_component = np.bincount(owners, minlength=n_components + 1)
+    first_marker[owners] = markers[marked]  # the only marker where there is one
     single = markers_per_component == 1
     single[0] = False
-    out = np.where(single, first_marker, 0).astype(np.int32)[components]  # one lookup: each single-marker component
+    out = look_up(np.where(single, first_marker, 0).astype(np.int32), components)  # each single-marker component
     flood_components(
         np.ascontiguousarray(surface),
         np.ascontiguousarray(markers),
-        np.ascontiguousarray(components),
+        components,
         label_boxes(components, n_components) if boxes is None else boxes,
         markers_per_component[1:] >= 2,
         out,
