@@ -331,6 +331,25 @@ def test_watershed_by_component_equals_the_whole_image_watershed():
     np.testing.assert_array_equal(watershed_by_component(-distance, markers, components, n), expected)
 
 
+def test_touching_pairs_by_hand_and_against_shifted_copies():
+    """Pairs share an edge (not a corner), each once, ascending, background never a partner."""
+    from imaging.segment.classical import _touching_pairs
+
+    labels = np.array([[1, 1, 0, 2], [3, 0, 2, 2], [0, 4, 0, 5], [6, 0, 0, 5]])
+    # 1-3 and 2-5 share an edge; 3-4 and 4-6 only a corner (no pair)
+    np.testing.assert_array_equal(_touching_pairs(labels), [[1, 3], [2, 5]])
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        labels = rng.integers(0, int(rng.integers(1, 9)), tuple(int(v) for v in rng.integers(1, 30, 2)))
+        expected = set()
+        for first, second in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+            for a, b in zip(first.ravel(), second.ravel()):
+                if a > 0 and b > 0 and a != b:
+                    expected.add((min(a, b), max(a, b)))
+        found = _touching_pairs(labels.astype(np.int32))
+        assert [tuple(pair) for pair in found] == sorted(expected)
+
+
 def test_fill_small_holes_is_labelling_the_background_and_counting():
     """The run-based fill must fill exactly the background regions (4-connected) that do not
     touch the border and have at most ``max_area`` pixels: snakes, nested rings, holes
