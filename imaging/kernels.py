@@ -662,6 +662,78 @@ def touching_pair_codes(labels, n):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def maxima_by_label(values, labels, n):  # pragma: no cover - compiled
+    """``np.maximum.at(m, labels, values)`` over the pixels labelled 1..n, ``m`` starting at
+    -inf, in one pass without float64 and index copies of the image: a tie takes the new
+    value (``maximum(-0.0, 0.0)`` is 0.0) and a NaN, once met, stays (numpy's ``maximum``).
+
+    Parameters
+    ----------
+    values : ndarray of float
+        Per-pixel values (read in memory order).
+    labels : ndarray of int
+        Labels, ``values``' shape; 0 and labels above ``n`` are left out.
+    n : int
+        The highest label.
+
+    Returns
+    -------
+    (n + 1,) ndarray of float64
+        -inf where a label has no pixel (and at 0).
+    """
+    flat_values = values.ravel()
+    flat_labels = labels.ravel()
+    maxima = np.full(n + 1, -np.inf)
+    for i in range(flat_labels.shape[0]):
+        label = flat_labels[i]
+        if label <= 0 or label > n:
+            continue
+        value = np.float64(flat_values[i])
+        kept = maxima[label]
+        if not (kept > value or kept != kept):  # numpy's maximum(kept, value): value on a tie
+            maxima[label] = value
+    return maxima
+
+
+@numba.njit(cache=True, nogil=True)
+def drop_dim_growth(labels, grown, values, floor, least_by_label):  # pragma: no cover - compiled
+    """Undo growth into dim pixels, in place: each pixel of ``grown`` that was background in
+    ``labels`` keeps its label only where ``values`` exceeds ``floor`` (compared in
+    ``values``' dtype) and exceeds ``least_by_label`` of its label (compared in float64);
+    others become 0.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Before the growth.
+    grown : (M, N) ndarray of int32
+        After it; changed in place.
+    values : (M, N) ndarray of float
+        The image the growth is judged on.
+    floor : float
+        The least value for any label, ``values``' dtype.
+    least_by_label : (n + 1,) ndarray of float64
+        The least value for each label.
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        ``grown``.
+    """
+    flat_labels = labels.ravel()
+    flat_grown = grown.ravel()
+    flat_values = values.ravel()
+    for i in range(flat_labels.shape[0]):
+        owner = flat_grown[i]
+        if flat_labels[i] != 0 or owner <= 0:
+            continue
+        value = flat_values[i]
+        if not (value > floor and np.float64(value) > least_by_label[owner]):
+            flat_grown[i] = 0
+    return grown
+
+
+@numba.njit(cache=True, nogil=True)
 def bounding_boxes(labels, n):  # pragma: no cover - compiled
     """Each label's bounding box, ``ndi.find_objects(labels, n)`` as numbers in one pass.
 

@@ -22,6 +22,27 @@ def test_label_maxima_matches_scipy_on_many_labels():
     np.testing.assert_array_equal(label_maxima(values, labels, n), expected)
 
 
+def test_label_maxima_keep_numpys_rules_for_signed_zeros_and_nan():
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        shape = tuple(int(v) for v in rng.integers(1, 25, 2))
+        labels = rng.integers(0, 7, shape).astype((np.int32, np.uint16, np.int64)[trial % 3])
+        values = rng.normal(size=shape).astype((np.float32, np.float64)[trial % 2])
+        if trial % 3 == 0:
+            values[rng.random(shape) < 0.1] = np.nan
+        if trial % 4 == 0:  # only signed zeros: every comparison a tie
+            values = np.where(rng.random(shape) < 0.5, -0.0, 0.0).astype(values.dtype)
+        n = int(rng.integers(0, 9))
+        expected = np.full(n + 1, -np.inf)
+        inside = (labels > 0) & (labels <= n)
+        with np.errstate(invalid="ignore"):
+            np.maximum.at(expected, labels[inside], values[inside].astype(np.float64))
+        expected[np.isneginf(expected)] = 0.0
+        found = label_maxima(values, labels, n)
+        np.testing.assert_array_equal(found, expected[1:])
+        np.testing.assert_array_equal(np.signbit(found), np.signbit(expected[1:]))
+
+
 def test_label_boxes_are_find_objects():
     from imaging.label_stats import box_slices, label_boxes
 

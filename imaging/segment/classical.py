@@ -533,13 +533,14 @@ def grow_to_own_contrast(
     # pixel within reach goes to its nearest nucleus (expand_labels), if bright enough.
     grown = expand_labels(labels, distance=reach_fraction * radius, threads=threads)
     otsu_level = threshold_otsu(flattened) if otsu_level is None else otsu_level
-    # each grown pixel (the nuclei themselves stay) must pass both tests: only those are looked at
-    out = grown.astype(np.int32, copy=False)  # expand_labels made a new array: changed in place
-    grew = np.flatnonzero((labels == 0) & (grown > 0))
-    values, owners = flattened.ravel()[grew], out.ravel()[grew]
-    bright = (values > floor_fraction * otsu_level) & (values > fraction * peaks[owners])
-    out.ravel()[grew[~bright]] = 0
-    return out
+    from imaging.kernels import drop_dim_growth  # numba's import is paid on first use only
+
+    # each grown pixel (the nuclei themselves stay) must pass both tests, in one compiled pass;
+    # the floor is compared in the image's dtype, as numpy compares an array with a Python float
+    flattened = np.ascontiguousarray(flattened)
+    floor = flattened.dtype.type(floor_fraction * otsu_level)
+    out = np.ascontiguousarray(grown, dtype=np.int32)  # expand_labels made a new array: changed in place
+    return drop_dim_growth(np.ascontiguousarray(labels), out, flattened, floor, fraction * peaks)
 
 
 def _touching_pairs(labels: np.ndarray) -> np.ndarray:

@@ -331,6 +331,41 @@ def test_watershed_by_component_equals_the_whole_image_watershed():
     np.testing.assert_array_equal(watershed_by_component(-distance, markers, components, n), expected)
 
 
+def test_grown_pixels_pass_the_tests_numpy_makes_in_the_images_dtype():
+    """Growth into a pixel stays where the pixel beats the floor (compared in float32, as
+    numpy compares a float32 image with a Python float) and its nucleus's own share of peak
+    (compared in float64), values placed on both sides of each bound by one float32 step."""
+    from imaging.distance import expand_labels
+    from imaging.label_stats import label_maxima
+    from imaging.segment.classical import grow_to_own_contrast
+    from imaging.synthetic import place_nuclei
+
+    rng = np.random.default_rng(6)
+    labels = place_nuclei((200, 220), radius=6, density=0.2, rng=rng).astype(np.int32)
+    # at an Otsu level of 2 - 4e-9 the floor binds, just under 0.5: a float32 0.5 fails it in
+    # float32 (numpy's comparison) and would pass it in float64
+    for dtype, otsu in ((np.float32, 0.5), (np.float32, 2.0 - 4e-9), (np.float64, 2.0 - 4e-9)):
+        image = rng.random(labels.shape).astype(dtype)
+        fraction, floor_fraction = 0.4, 0.25
+        peaks = np.concatenate([[0.0], label_maxima(image, labels)])
+        grown = expand_labels(labels, distance=3.0)
+        ring = (labels == 0) & (grown > 0)
+        bounds = np.maximum(np.float32(floor_fraction * otsu), fraction * peaks[grown])
+        step = rng.integers(-1, 2, labels.shape)  # a step under, on or over each bound
+        toward = np.where(step > 0, np.inf, -np.inf)
+        near = np.where(step == 0, bounds.astype(dtype), np.nextafter(bounds.astype(dtype), toward))
+        near = near.astype(dtype)
+        image = np.where(ring & (rng.random(labels.shape) < 0.5), near, image)
+        peaks = np.concatenate([[0.0], label_maxima(image, labels)])
+        values = image[ring]
+        bright = (values > floor_fraction * otsu) & (values > fraction * peaks[grown[ring]])
+        expected = grown.copy()
+        expected[ring] = np.where(bright, grown[ring], 0)
+        found = grow_to_own_contrast(labels, image, radius=6.0, otsu_level=otsu)
+        np.testing.assert_array_equal(found, expected)
+        assert 0 < bright.sum() < bright.size
+
+
 def test_touching_pairs_by_hand_and_against_shifted_copies():
     """Pairs share an edge (not a corner), each once, ascending, background never a partner."""
     from imaging.segment.classical import _touching_pairs
