@@ -620,48 +620,6 @@ def far_from_labels(labels, reach):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def touching_pair_codes(labels, n):  # pragma: no cover - compiled
-    """``low * n + high`` for every edge (4-connected) between pixels of two different labels
-    above 0, ``low < high`` their labels, in the order met (duplicates kept).
-
-    Parameters
-    ----------
-    labels : (M, N) ndarray of int
-        Labels, all under ``n``.
-    n : int
-        More than the largest label.
-
-    Returns
-    -------
-    (K,) ndarray of int64
-    """
-    rows, columns = labels.shape
-    codes = np.empty(1024, np.int64)
-    k = 0
-    for r in range(rows):
-        for c in range(columns):
-            a = labels[r, c]
-            if a <= 0:
-                continue
-            for step in range(2):  # the right and the lower neighbour
-                if step == 0 and c + 1 < columns:
-                    b = labels[r, c + 1]
-                elif step == 1 and r + 1 < rows:
-                    b = labels[r + 1, c]
-                else:
-                    continue
-                if b <= 0 or b == a:
-                    continue
-                if k == codes.shape[0]:
-                    grown = np.empty(2 * k, np.int64)
-                    grown[:k] = codes
-                    codes = grown
-                codes[k] = np.int64(min(a, b)) * n + max(a, b)
-                k += 1
-    return codes[:k].copy()
-
-
-@numba.njit(cache=True, nogil=True)
 def maxima_by_label(values, labels, n):  # pragma: no cover - compiled
     """``np.maximum.at(m, labels, values)`` over the pixels labelled 1..n, ``m`` starting at
     -inf, in one pass without float64 and index copies of the image: a tie takes the new
