@@ -367,7 +367,8 @@ def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = 
 
 def label_boxes(labels: np.ndarray, n_labels: int | None = None) -> np.ndarray:
     """Each label's bounding box: ``ndi.find_objects`` as an array, in one compiled pass
-    (:func:`imaging.kernels.bounding_boxes`; 4 ms against 10 ms on a 2048 px field).
+    (:func:`imaging.kernels.bounding_boxes`: 5 ms for the 2,444 components of a dense 2048 px
+    field, against 22 ms for find_objects).
 
     Parameters
     ----------
