@@ -72,7 +72,9 @@ def time_measure_field(code_root: Path, stems: list[str], tables: Path) -> dict:
         env=code_environment(code_root),
         capture_output=True,
         text=True,
-        check=True,
         cwd=code_root,
     )
+    if output.returncode != 0:  # a pinned revision may need a package this tree dropped (5c8cd2a: edt)
+        last = (output.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"measure_field of the code at {code_root} failed: {last}")
     return json.loads(output.stdout.strip().splitlines()[-1])
