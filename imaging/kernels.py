@@ -917,7 +917,7 @@ def flood_components(surface, markers, components, boxes, wanted, out):  # pragm
     up, left, right, down, each queued with age one more than the last and value the larger
     of its own and the entry's (so no pixel is flooded below the level that reached it).
     Tested against skimage on random surfaces with plateaus and ties in
-    ``tests/segment/test_classical.py``.
+    ``tests/segment/test_segment.py``.
 
     Parameters
     ----------
