@@ -164,7 +164,7 @@ def test_segment_command_writes_labels(samples, tmp_path, capsys):
     )
     assert code == 0, err
     labels = tifffile.imread(tmp_path / "img2d_nuclei.tif")
-    assert labels.shape == (512, 512) and labels.dtype == np.int32 and 100 < labels.max() < 150
+    assert labels.shape == (512, 512) and labels.dtype == np.uint16 and 100 < labels.max() < 150  # Fiji reads uint16
 
 
 def test_segment_refuses_non_2d_input_before_writing(samples, tmp_path, capsys):

@@ -118,7 +118,7 @@ def test_changed_input_is_redone(plate, pipelines, serial, tmp_path):
     execute(plan, tmp_path, workers=1)
     summary = tmp_path / "SABGAL01" / ".fields" / "SABGAL01_A01_s1.json"
     summary.write_text(summary.read_text().replace('"fingerprint": "', '"fingerprint": "stale'))
-    (tmp_path / "SABGAL01" / ".fields" / "SABGAL01_A02_s2.cells.csv").unlink()  # half-written field
+    (tmp_path / "SABGAL01" / ".fields" / "SABGAL01_A02_s2.cells.parquet").unlink()  # half-written field
     result = execute(plan, tmp_path, workers=1)
     assert result.record["fields_reused_from_previous_run"] == 10
     assert tables(tmp_path) == serial

