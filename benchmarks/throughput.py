@@ -171,6 +171,11 @@ def main() -> None:
                 pinned = time_measure_field(code, stems, Path(tmp) / "pinned_tables")
             rows.append((f"measure_field at {args.against}, own process", sum(pinned["times"])))
             first_calls = f"; in their own processes: this tree {own['first_call']:.2f} s, {args.against} {pinned['first_call']:.2f} s"
+            same = sum(
+                (Path(tmp) / "tables" / name).read_bytes() == (Path(tmp) / "pinned_tables" / name).read_bytes()
+                for name in (Path(stem).name + ".csv" for stem in stems)
+            )
+            first_calls += f"\ncells tables of this tree and {args.against}: {same} of {len(stems)} byte-identical"
         else:
             first_calls = ""
         cellprofiler = None

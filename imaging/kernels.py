@@ -729,6 +729,61 @@ def bounding_boxes(labels, n):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _pair_code(a, b, n):  # pragma: no cover - compiled
+    return np.int64(min(a, b)) * n + np.int64(max(a, b))
+
+
+@numba.njit(cache=True, nogil=True)
+def touching_pair_codes(labels, n):  # pragma: no cover - compiled
+    """``low * n + high`` for every two 4-connected neighbour pixels with different labels
+    above 0, in one pass (a run of one pair along a row boundary written once): after
+    ``np.unique``, the pairs of labels that share an edge.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Labels.
+    n : int
+        More than the largest label.
+
+    Returns
+    -------
+    (K,) ndarray of int64
+        Codes, with repeats.
+    """
+    rows, columns = labels.shape
+    count = 0
+    for writing in range(2):  # count, then fill
+        codes = np.empty(count if writing else 0, np.int64)
+        k = 0
+        for r in range(rows):
+            last_below = np.int64(-1)
+            for c in range(columns):
+                a = labels[r, c]
+                if a <= 0:
+                    last_below = -1
+                    continue
+                if c + 1 < columns:
+                    b = labels[r, c + 1]
+                    if b > 0 and b != a:
+                        if writing:
+                            codes[k] = _pair_code(a, b, n)
+                        k += 1
+                below = np.int64(-1)
+                if r + 1 < rows:
+                    b = labels[r + 1, c]
+                    if b > 0 and b != a:
+                        below = _pair_code(a, b, n)
+                        if below != last_below:
+                            if writing:
+                                codes[k] = below
+                            k += 1
+                last_below = below
+        count = k
+    return codes
+
+
+@numba.njit(cache=True, nogil=True)
 def label_peaks_in_boxes(image, labels, boxes, min_distance, threshold, max_candidates):  # pragma: no cover
     """Each label's peaks as ``skimage.feature.peak_local_max(image, labels=labels,
     min_distance=min_distance, threshold_abs=threshold, exclude_border=False)`` finds them,

@@ -112,6 +112,24 @@ def test_label_tiffs_are_uint16_while_the_labels_fit(tmp_path, top, expected):
     np.testing.assert_array_equal(back, labels)
 
 
+@pytest.mark.parametrize("shape", [(600, 333), (1, 7), (256, 40), (257, 3)])
+def test_label_tiffs_in_zlib_ng_strips_read_back_in_tifffile_libtiff_and_pillow(tmp_path, shape):
+    """Strips deflated by zlib-ng (the last one short) are standard TIFF deflate: the same
+    pixels through tifffile, libtiff (imagecodecs) and Pillow."""
+    import imagecodecs
+    from PIL import Image
+
+    rng = np.random.default_rng(shape[0])
+    labels = rng.integers(0, 65536, shape) * (rng.random(shape) < 0.7)  # up to the largest uint16
+    path = write_labels(labels, tmp_path / "cells.tif")
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        assert page.compression == 8 and page.dtype == np.uint16
+        assert len(page.dataoffsets) == -(-shape[0] // 256)
+    for back in (tifffile.imread(path), imagecodecs.tiff_decode(path.read_bytes()), np.array(Image.open(path))):
+        np.testing.assert_array_equal(back, labels)
+
+
 def test_negative_labels_stay_int32(tmp_path):
     labels = np.array([[0, -1], [3, 2]], np.int32)
     back = tifffile.imread(write_labels(labels, tmp_path / "odd.tif"))

@@ -17,6 +17,46 @@ from imaging import arrays
 MIN_TILE_FRACTION = 0.05  # a tile needs this share of background pixels to be measured
 
 
+def median(values: np.ndarray, *, overwrite_input: bool = False):
+    """``np.median`` of a 1-D array, the same value bit for bit, in one partition.
+
+    numpy partitions an array of even size at both middle ranks at once, and its
+    introselect takes about five times as long for two ranks as for one (18 against 3.7 ms
+    on 1.6 million float64 values here). Partitioned at the upper middle rank alone, the
+    lower middle value is the largest of the part below it. The two are then averaged by
+    ``np.mean``, as numpy does, so integer input gives its float64 median and NaN anywhere
+    gives NaN.
+
+    Parameters
+    ----------
+    values : (K,) ndarray
+        Samples (integers or floats).
+    overwrite_input : bool
+        ``values`` may be reordered in place (no copy); the result does not depend on
+        their order.
+
+    Returns
+    -------
+    numpy scalar
+        What ``np.median(values)`` returns; NaN for no samples (without numpy's warning).
+    """
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"median takes a 1-D array, not shape {values.shape}")
+    n = values.size
+    if n == 0:
+        return np.float64("nan")
+    part = values if overwrite_input else values.copy()
+    middle = n // 2
+    part.partition(middle)
+    if part.dtype.kind == "f" and np.isnan(part[middle:].max()):  # NaN sorts last: in this part if anywhere
+        return part.dtype.type("nan")
+    if n % 2:
+        return np.mean(part[middle : middle + 1])
+    pair = np.array([part[:middle].max(), part[middle]], dtype=part.dtype)
+    return np.mean(pair)
+
+
 def _tile_edges(length: int, n_tiles: int) -> np.ndarray:
     return np.linspace(0, length, n_tiles + 1).round().astype(int)
 
@@ -42,7 +82,7 @@ def tile_statistic(image: np.ndarray, mask: np.ndarray, *, grid: int = 8, statis
     """
     arrays.check_same_shape(image, mask, names=("image", "mask"))
     rows, cols = _tile_edges(image.shape[0], grid), _tile_edges(image.shape[1], grid)
-    reducer = {"median": np.median, "mean": np.mean}[statistic]
+    reducer = {"median": lambda tile: median(tile, overwrite_input=True), "mean": np.mean}[statistic]
     # numpy's median of integers is their float64 median exactly (the middle value, or the
     # float64 mean of the two middle ones), and partitioning 2-byte pixels is quicker than
     # partitioning their float64 copies; a mean is summed as float64 either way, not in the
@@ -178,10 +218,10 @@ def background_surface(
     if n_background == 0:
         return float(np.percentile(image.astype(np.float64), 1))
     if n_background < min_pixels or min(image.shape) < 4 * grid:
-        return float(np.median(image[background].astype(np.float64)))
+        return float(median(image[background].astype(np.float64), overwrite_input=True))
     tiles = fill_from_polynomial(tile_statistic(image, background, grid=grid))
     if np.isnan(tiles).all():
-        return float(np.median(image[background].astype(np.float64)))
+        return float(median(image[background].astype(np.float64), overwrite_input=True))
     return interpolate_grid(tiles, image.shape)
 
 
@@ -205,10 +245,10 @@ def robust_level_and_sd(values: np.ndarray, *, overwrite_input: bool = False) ->
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return float("nan"), float("nan")
-    median = np.median(values, overwrite_input=overwrite_input)
-    deviations = values - median  # one temporary, made absolute and partitioned in place
+    level = median(values.ravel(), overwrite_input=overwrite_input)
+    deviations = values - level  # one temporary, made absolute and partitioned in place
     np.abs(deviations, out=deviations)
-    return float(median), float(1.4826 * np.median(deviations, overwrite_input=True))
+    return float(level), float(1.4826 * median(deviations.ravel(), overwrite_input=True))
 
 
 def robust_sd(values: np.ndarray) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from imaging import arrays
-from imaging.features.background import background_surface, robust_level_and_sd
+from imaging.features.background import background_surface, median, robust_level_and_sd
 from imaging.label_stats import LabelPixels, label_ids, label_means_of_difference, label_pixels, surface_for_kernels
 
 COMPARTMENT_SUFFIXES = (
@@ -174,7 +174,7 @@ def measure_compartments(
         residual_background, noise = robust_level_and_sd(cell_free_values, overwrite_input=True)  # made here
     else:
         noise = float("nan")
-        residual_background = float(np.median(cell_free_values)) if cell_free_values.size else float("nan")
+        residual_background = float(median(cell_free_values, overwrite_input=True))  # made here; NaN if empty
     pixels = compartment_pixels(nuclei, cells) if pixels is None else pixels
     ids = pixels.ids
     columns = ["label"] + [f"{prefix}_{suffix}" for suffix in COMPARTMENT_SUFFIXES]

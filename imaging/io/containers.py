@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -533,20 +532,14 @@ def best_focus_plane(stack: np.ndarray) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _digest_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    target = Path(path)
-    parts = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
-    for part in parts:
-        if target.is_dir():
-            digest.update(part.relative_to(target).as_posix().encode())
-        with open(part, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
+    from imaging.run.record import content_digest
+
+    return content_digest(path)
 
 
 def container_digest(plane: ContainerPlane) -> str:
-    """SHA-256 of the container's bytes (of every file under a Zarr field), cached per worker:
+    """Content digest of the container's bytes (of every file under a Zarr field,
+    :func:`imaging.run.record.content_digest`), cached per worker:
     the many fields of one file hash it once."""
     stat = os.stat(plane.path)
     return _digest_cached(plane.path, stat.st_size, stat.st_mtime_ns)

@@ -142,10 +142,15 @@ def write_parquet(table: pd.DataFrame, path: str | Path) -> Path:
     written (:func:`pandas.read_parquet`).
 
     For tables the tool itself reads back, such as the per-field cells of a plate run: on a
-    dense 2048 px field (2,670 cells, 23 columns) 5 ms against 43 ms for CSV, and no text
-    round trip of the floats."""
+    dense 2048 px field (2,670 cells, 23 columns) 4.6 ms against 43 ms for CSV, and no text
+    round trip of the floats. Without dictionary pages or column statistics (measurements
+    seldom repeat, and the file is read whole): 4.6 against 7.4 ms, 16 % smaller."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with atomic_path(path) as temporary:
-        table.to_parquet(temporary, index=False, engine="pyarrow")
+        arrow = pa.Table.from_pandas(table, preserve_index=False)
+        pq.write_table(arrow, temporary, use_dictionary=False, write_statistics=False)
     return Path(path)
 
 
@@ -198,25 +203,48 @@ def label_file_dtype(labels: np.ndarray) -> np.dtype:
     numpy.dtype
     """
     labels = np.asarray(labels)
-    if labels.size == 0 or (labels.min() >= 0 and labels.max() <= np.iinfo(np.uint16).max):
+    if labels.size == 0:
         return np.dtype(np.uint16)
-    return np.dtype(np.int32)
+    if labels.dtype.kind == "i":  # seen unsigned, a negative label is above any uint16: one pass
+        labels = labels.view(np.dtype(f"u{labels.dtype.itemsize}"))
+    top = np.iinfo(np.uint16).max
+    fits = labels.max() <= top if labels.dtype.kind in "ub" else (labels.min() >= 0 and labels.max() <= top)
+    return np.dtype(np.uint16) if fits else np.dtype(np.int32)
+
+
+LABEL_ROWS_PER_STRIP = 256
+LABEL_DEFLATE_LEVEL = 2  # zlib-ng's: 12 % larger files than libdeflate's level 1 at half the time
+
+
+def _deflated_strips(pixels: np.ndarray, rows: int) -> Iterator[bytes]:
+    """The image's strips of ``rows`` rows, each a zlib stream made by zlib-ng."""
+    import imagecodecs
+
+    for start in range(0, pixels.shape[0], rows):
+        yield imagecodecs.zlibng_encode(np.ascontiguousarray(pixels[start : start + rows]), level=LABEL_DEFLATE_LEVEL)
 
 
 def write_labels(labels: np.ndarray, path: str | Path) -> Path:
     """Write an instance label image as a compressed TIFF atomically, in
     :func:`label_file_dtype` (uint16, or int32 past 65,535 labels).
 
-    Deflate (zlib), which every TIFF reader decodes (Fiji, QuPath, napari, CellProfiler), at
-    level 1: a dense 2048 px field's labels in 33 ms against 77 ms at zlib's default level 6
-    (int32), the file 11 % larger (256 against 231 kB)."""
+    Deflate (TIFF compression 8, zlib streams), which every TIFF reader decodes (Fiji,
+    QuPath, napari, CellProfiler, libtiff), made by zlib-ng at level 2 strip by strip: a
+    dense 2048 px field's nuclei in 9 ms against 21 ms for tifffile's own deflate (libdeflate)
+    at level 1, the file 12 % larger (347 against 309 kB). Without zlib-ng in imagecodecs,
+    or for an image that is not 2-D, tifffile's deflate at level 1."""
+    import imagecodecs
+
+    pixels = np.asarray(labels).astype(label_file_dtype(labels), copy=False)
     with atomic_path(path) as temporary:
-        tifffile.imwrite(
-            temporary,
-            np.asarray(labels).astype(label_file_dtype(labels), copy=False),
-            compression="zlib",
-            compressionargs={"level": 1},
-        )
+        if pixels.ndim == 2 and pixels.size and imagecodecs.ZLIBNG.available:
+            rows = LABEL_ROWS_PER_STRIP
+            strips = _deflated_strips(pixels, rows)
+            tifffile.imwrite(
+                temporary, strips, shape=pixels.shape, dtype=pixels.dtype, compression="zlib", rowsperstrip=rows
+            )
+        else:
+            tifffile.imwrite(temporary, pixels, compression="zlib", compressionargs={"level": 1})
     return Path(path)
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +26,7 @@ from imaging.io import files
 from imaging.io.containers import container_digest, read_planes
 from imaging.io.discover import Field
 from imaging.io.readers import pixel_size_from_tiff, read_channel
-from imaging.run.record import content_fingerprint
+from imaging.run.record import content_digest, content_fingerprint
 from imaging.segment import derive_cells, segment_nuclei
 
 log = logging.getLogger(__name__)
@@ -231,15 +229,6 @@ def field_pixel_size(field: Field, pipeline: Pipeline) -> float | None:
     return pixel_size_from_tiff(field.paths[pipeline.segmentation.channel])
 
 
-def file_digest(path: str | Path, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with files.open_binary(path) as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # What a field's measurement depends on. QC limits, calls, comparisons, output and names are
 # applied to the stored per-field results afterwards: changing them reuses every field.
 FIELD_SETTINGS = ("channels", "pixel_size_um", "illumination", "segmentation", "cells", "measure")
@@ -268,7 +257,7 @@ def field_fingerprint(
         "pipeline": field_settings(pipeline),
         "segmentation_model_sha256": model,
         "files": (
-            {name: file_digest(path) for name, path in sorted(field.paths.items())}
+            {name: content_digest(path) for name, path in sorted(field.paths.items())}
             if field.plane is None
             else {"container": container_digest(field.plane), "plane": dataclasses.asdict(field.plane) | {"path": None}}
         ),

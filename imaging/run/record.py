@@ -84,6 +84,48 @@ def run_record(pipeline, pipeline_path: str | Path | None, *, started: dt.dateti
     }
 
 
+def content_digest(path: str | Path) -> str:
+    """BLAKE3 of an input's bytes (a local file or URL, or every file under a local folder
+    such as a Zarr store, each with its relative path): what content fingerprints
+    (:func:`content_fingerprint`) hold of the images they cover.
+
+    BLAKE3, not SHA-256 (which run.json's provenance checksums keep, :func:`file_sha256`):
+    a 2048 px two-channel field's 16 MB in 2.5 ms against 16 ms here, on one thread, which
+    every field of a run pays and a rerun that reuses them all pays again for nothing else.
+
+    Parameters
+    ----------
+    path : str or Path
+        The input.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    from blake3 import blake3
+
+    from imaging.io import files
+
+    digest = blake3()
+    target = Path(path)
+    if not files.is_url(path) and target.is_dir():
+        for part in sorted(p for p in target.rglob("*") if p.is_file()):
+            digest.update(part.relative_to(target).as_posix().encode())
+            _update_from_file(digest, part)
+        return digest.hexdigest()
+    _update_from_file(digest, path)
+    return digest.hexdigest()
+
+
+def _update_from_file(digest, path) -> None:
+    from imaging.io import files
+
+    with files.open_binary(path) as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+
+
 def content_fingerprint(payload: dict) -> str:
     """SHA-256 of everything a unit's result depends on (a JSON-able ``payload``, keys sorted):
     the one fingerprint rule of resumable runs (plate fields, tissue images). A stored result

@@ -545,14 +545,10 @@ def grow_to_own_contrast(
 
 def _touching_pairs(labels: np.ndarray) -> np.ndarray:
     """(K, 2) array of the label pairs ``(a, b)``, ``a < b``, that share an edge (4-connected)."""
-    codes = []
+    from imaging.kernels import touching_pair_codes  # numba's import is paid on first use only
+
     n = int(labels.max()) + 1
-    for first, second in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
-        touching = (first != second) & (first > 0) & (second > 0)
-        low = np.minimum(first[touching], second[touching]).astype(np.int64)
-        high = np.maximum(first[touching], second[touching]).astype(np.int64)
-        codes.append(low * n + high)
-    unique = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    unique = np.unique(touching_pair_codes(np.ascontiguousarray(labels), n))
     return np.stack(np.divmod(unique, n), axis=1)
 
 

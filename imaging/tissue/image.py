@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 from imaging.config import TissuePipeline
 from imaging.errors import InputError
 from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
-from imaging.run.record import content_fingerprint, file_seal, file_sealed, file_sha256
+from imaging.run.record import content_digest, content_fingerprint, file_seal, file_sealed
 from imaging.stains.vectors import choose_vectors, default_vectors, estimate_vectors
 from imaging.stains.white import white_point
 from imaging.tissue.burden import (
@@ -140,7 +140,7 @@ def image_fingerprint(task: ImageTask) -> str:
     return content_fingerprint(
         {
             "version": __version__,
-            "image": file_sha256(task.path),
+            "image": content_digest(task.path),
             "pipeline": task.pipeline.model_dump(mode="json", include=set(IMAGE_SETTINGS)),
             "lesion_threshold": task.lesion_threshold,
         }

@@ -174,3 +174,33 @@ def test_background_mask_is_the_chessboard_distance_test():
         np.testing.assert_array_equal(background_mask(cells, margin=margin), expected)
         tested += bool(cells.any())
     assert tested > 150
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint16, np.int32])
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 9, 1000, 100_001])
+def test_median_is_numpys_bit_for_bit(dtype, n):
+    """The one-partition median against np.median on values with many ties, both parities."""
+    from imaging.features.background import median
+
+    rng = np.random.default_rng(n)
+    values = (rng.normal(size=n) * 40).round(1 if dtype in (np.float64, np.float32) else 0)
+    values = np.abs(values).astype(dtype) if dtype == np.uint16 else values.astype(dtype)
+    expected = np.median(values)
+    result = median(values)
+    assert type(result) is type(expected)
+    assert result.tobytes() == expected.tobytes()
+    copy = values.copy()
+    assert median(copy, overwrite_input=True).tobytes() == expected.tobytes()
+    assert np.array_equal(np.sort(copy), np.sort(values))  # reordered, not changed
+
+
+def test_median_keeps_numpys_rules_for_nan_signed_zeros_and_no_samples():
+    from imaging.features.background import median
+
+    assert np.isnan(median(np.array([1.0, np.nan, 0.5, 2.0])))
+    assert np.isnan(median(np.array([np.nan, np.nan, 3.0])))
+    zeros = np.array([-0.0, -0.0])
+    assert median(zeros).tobytes() == np.median(zeros).tobytes()
+    assert np.isnan(median(np.zeros(0)))
+    with pytest.raises(ValueError, match="1-D"):
+        median(np.zeros((2, 2)))
