@@ -16,7 +16,7 @@ timed apart and printed below the table.
   plate of thousands of fields pays once);
 - with ``--against REV``: ``measure_field`` of this tree and of a pinned git revision, each in
   its own one-thread process on the same fields (``_revisions.time_measure_field``), so the
-  speed-up is read off one run;
+  speed-up is read off one run, and the two cells tables of each field compared byte for byte;
 - with ``--cellprofiler EXE``: headless CellProfiler 4.2.8 running a comparable pJNK pipeline
   (``--cellprofiler-pipeline``, default ``../shared/cellprofiler/pjnk.cppipe``: nuclei on DAPI,
   cells by propagation on pJNK, cytoplasm, intensities, image quality, spreadsheets) on the same

@@ -216,12 +216,13 @@ LABEL_ROWS_PER_STRIP = 256
 LABEL_DEFLATE_LEVEL = 2  # zlib-ng's: 12 % larger files than libdeflate's level 1 at half the time
 
 
-def _deflated_strips(pixels: np.ndarray, rows: int) -> Iterator[bytes]:
-    """The image's strips of ``rows`` rows, each a zlib stream made by zlib-ng."""
+def _deflated_strips(pixels: np.ndarray) -> Iterator[bytes]:
+    """The image's strips of LABEL_ROWS_PER_STRIP rows, each a zlib stream made by zlib-ng."""
     import imagecodecs
 
-    for start in range(0, pixels.shape[0], rows):
-        yield imagecodecs.zlibng_encode(np.ascontiguousarray(pixels[start : start + rows]), level=LABEL_DEFLATE_LEVEL)
+    for start in range(0, pixels.shape[0], LABEL_ROWS_PER_STRIP):
+        strip = np.ascontiguousarray(pixels[start : start + LABEL_ROWS_PER_STRIP])
+        yield imagecodecs.zlibng_encode(strip, level=LABEL_DEFLATE_LEVEL)
 
 
 def write_labels(labels: np.ndarray, path: str | Path) -> Path:
@@ -238,10 +239,14 @@ def write_labels(labels: np.ndarray, path: str | Path) -> Path:
     pixels = np.asarray(labels).astype(label_file_dtype(labels), copy=False)
     with atomic_path(path) as temporary:
         if pixels.ndim == 2 and pixels.size and imagecodecs.ZLIBNG.available:
-            rows = LABEL_ROWS_PER_STRIP
-            strips = _deflated_strips(pixels, rows)
+            strips = _deflated_strips(pixels)
             tifffile.imwrite(
-                temporary, strips, shape=pixels.shape, dtype=pixels.dtype, compression="zlib", rowsperstrip=rows
+                temporary,
+                strips,
+                shape=pixels.shape,
+                dtype=pixels.dtype,
+                compression="zlib",
+                rowsperstrip=LABEL_ROWS_PER_STRIP,
             )
         else:
             tifffile.imwrite(temporary, pixels, compression="zlib", compressionargs={"level": 1})

@@ -109,16 +109,17 @@ def content_digest(path: str | Path) -> str:
 
     digest = blake3()
     target = Path(path)
-    if not files.is_url(path) and target.is_dir():
-        for part in sorted(p for p in target.rglob("*") if p.is_file()):
+    folder = not files.is_url(path) and target.is_dir()
+    for part in sorted(p for p in target.rglob("*") if p.is_file()) if folder else [path]:
+        if folder:
             digest.update(part.relative_to(target).as_posix().encode())
-            _update_from_file(digest, part)
-        return digest.hexdigest()
-    _update_from_file(digest, path)
+        _hash_bytes_of(part, digest)
     return digest.hexdigest()
 
 
-def _update_from_file(digest, path) -> None:
+def _hash_bytes_of(path: str | Path, digest) -> None:
+    """Feed a file's bytes (local or URL) to a hashlib-style ``digest``, 4 MB at a time (slides
+    are large)."""
     from imaging.io import files
 
     with files.open_binary(path) as handle:
@@ -149,11 +150,9 @@ def file_sealed(path: str | Path, seal: dict | None) -> bool:
 
 
 def file_sha256(path: str | Path | None) -> str | None:
-    """SHA-256 of a local file (read in 1 MB blocks: slides are large); None without one."""
+    """SHA-256 of a local file; None without one."""
     if path is None:
         return None
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
+    _hash_bytes_of(path, digest)
     return digest.hexdigest()
