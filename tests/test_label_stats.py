@@ -441,7 +441,15 @@ def test_label_counts_and_sums_are_bincounts():
         counts, sums = label_counts_and_sums(labels, values, size=size)
         np.testing.assert_array_equal(counts, np.bincount(labels.ravel(), minlength=size))
         np.testing.assert_array_equal(sums, np.bincount(labels.ravel(), weights=values.ravel(), minlength=size))
+    # runs of one label (the counter's fast path) and values far above the first table's length
+    # (the table grows as they come), with a minlength beyond the largest value or under it
+    runs = np.repeat(rng.integers(0, 5000, 300), rng.integers(1, 60, 300)).reshape(1, -1).astype(np.int32)
+    for minlength in (0, 3, 6000):
+        np.testing.assert_array_equal(
+            label_counts(runs, minlength=minlength), np.bincount(runs.ravel(), minlength=minlength)
+        )
     assert label_counts(np.zeros((0, 5), np.int32)).shape == (0,)
+    assert label_counts(np.zeros((0, 5), np.int32), minlength=4).tolist() == [0, 0, 0, 0]
     with pytest.raises(ValueError, match="0 or more"):
         label_counts(np.array([[1, -2]]))
     with pytest.raises(ValueError, match="size - 1"):

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from imaging import arrays
+from imaging.features.background import percentile
 from imaging.filters import gaussian_gradient_magnitude
 from imaging.label_stats import label_maxima
 
@@ -65,7 +66,7 @@ def edge_blur_px(image: np.ndarray, *, threads: int = 1) -> float:
     image = (image - image.min()) / spread
     fine = gaussian_gradient_magnitude(image, FINE_SIGMA, threads=threads)
     coarse = gaussian_gradient_magnitude(image, COARSE_SIGMA, threads=threads)
-    zones, n_zones = ndi.label(coarse > np.percentile(coarse, EDGE_PERCENTILE))
+    zones, n_zones = ndi.label(coarse > percentile(coarse, EDGE_PERCENTILE))
     if n_zones == 0:
         return MAX_BLUR_PX
     large = np.bincount(zones.ravel(), minlength=n_zones + 1)[1:] >= MIN_EDGE_ZONE_PX

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from imaging import arrays
-from imaging.features.background import background_surface
+from imaging.features.background import background_surface, percentile
 
 
 def white_point(rgb: np.ndarray) -> np.ndarray:
@@ -36,7 +36,7 @@ def white_point(rgb: np.ndarray) -> np.ndarray:
     rgb = arrays.check_image(rgb, name="rgb", rgb=True)
     rgb = np.asarray(rgb)
     brightness = rgb.mean(axis=-1, dtype=np.float32)
-    brightest = brightness >= np.percentile(brightness, 99)
+    brightest = brightness >= percentile(brightness, 99)
     return np.median(rgb[brightest], axis=0).astype(np.float64)
 
 

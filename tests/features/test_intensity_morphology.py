@@ -194,6 +194,25 @@ def test_median_is_numpys_bit_for_bit(dtype, n):
     assert np.array_equal(np.sort(copy), np.sort(values))  # reordered, not changed
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.uint16])
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 1001, 100_000])
+def test_percentile_is_numpys_bit_for_bit(dtype, n):
+    """The one-partition percentile against np.percentile: ranks on, beside and between
+    samples (gamma under and over a half), ties, the ends."""
+    from imaging.features.background import percentile
+
+    rng = np.random.default_rng(n)
+    values = (rng.gamma(2.0, 50.0, n)).round(1 if np.dtype(dtype).kind == "f" else 0).astype(dtype)
+    for q in (0, 0.5, 1, 10, 33.3, 50, 90, 99, 99.5, 99.8, 100):
+        expected = np.percentile(values, q)
+        result = percentile(values, q)
+        assert type(result) is type(expected), q
+        assert result.tobytes() == expected.tobytes(), q
+    image = values[: (n // 2) * 2].reshape(2, -1) if n > 1 else values
+    assert percentile(image, 90).tobytes() == np.percentile(image, 90).tobytes()  # any shape
+    assert np.isnan(percentile(np.array([1.0, np.nan, 2.0], np.float32), 90))
+
+
 def test_median_keeps_numpys_rules_for_nan_signed_zeros_and_no_samples():
     from imaging.features.background import median
 
