@@ -9,8 +9,8 @@ re-raised here.
 Schedulers:
 
 ``None``
-    ``workers`` spawned local processes (one task each at a time), or this process when
-    ``workers`` is 1.
+    ``workers`` spawned local processes (one task each at a time, each on its own pipe),
+    or this process when ``workers`` is 1.
 ``"local"``
     a Dask ``LocalCluster`` of ``workers`` single-threaded worker processes.
 any other string
@@ -23,10 +23,11 @@ reaches ``on_result`` once.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import traceback
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -55,24 +56,111 @@ def _run_serial(function, tasks, notify) -> None:
         notify(function(task))
 
 
-def _run_processes(function, tasks, notify, workers: int) -> None:
-    context = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context, initializer=_limit_threads)
+class WorkerDied(RuntimeError):
+    """A worker process ended without returning its task's result (killed, out of memory)."""
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, attached as its ``__cause__``."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _serve(function, connection) -> None:
+    """A worker: run ``function`` on each task received until ``None``; send back
+    ``(True, result)`` or ``(False, exception, traceback text)``."""
+    _limit_threads()
     try:
-        futures = [pool.submit(function, task) for task in tasks]
-        for future in cf.as_completed(futures):
-            notify(future.result())
+        while (task := connection.recv()) is not None:
+            try:
+                reply = (True, function(task))
+            except Exception as exc:  # handed to the parent, which raises it
+                reply = (False, exc, traceback.format_exc())
+            try:
+                connection.send(reply)
+            except Exception as exc:  # a result or an exception that does not pickle
+                connection.send((False, RuntimeError(f"a worker's reply could not be sent: {exc!r}"), ""))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        pass  # Ctrl-C reaches the whole process group; the parent stops the run
+
+
+def _reply(connection, process):
+    """The result a worker sent on ``connection``; raises the task's exception, or
+    :class:`WorkerDied` when the worker ended without a reply."""
+    try:
+        reply = connection.recv()
+    except (EOFError, OSError):
+        process.join(1)
+        raise WorkerDied(
+            f"a worker process ended without a result (exit code {process.exitcode}): "
+            "killed, or out of memory? Fewer --workers need less memory"
+        ) from None
+    if reply[0]:
+        return reply[1]
+    _, exc, text = reply
+    if text:
+        exc.__cause__ = _RemoteTraceback(text)
+    raise exc
+
+
+def _stop(processes) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+_NO_TASK = object()
+
+
+def _run_processes(function, tasks, notify, workers: int) -> None:
+    # Our own pool of processes, one pipe each, no threads: concurrent.futures'
+    # ProcessPoolExecutor hangs at interpreter exit when a worker it shares a result pipe
+    # with is terminated mid-write (its manager thread waits forever for the rest of the
+    # message; seen here on 1 SIGTERM in 6), and a SIGTERM from a batch scheduler must end
+    # the workers' tasks in flight, not wait for them.
+    context = multiprocessing.get_context("spawn")
+    pending = iter(tasks)
+    workers_of: dict = {}  # this process's end of each worker's pipe -> the worker
+    try:
+        for _ in range(min(workers, len(tasks))):
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=_serve, args=(function, child_end))
+            process.start()
+            child_end.close()  # the worker holds it now: its end closes when it ends
+            workers_of[parent_end] = process
+            parent_end.send(next(pending))
+        busy = set(workers_of)
+        while busy:
+            for connection in multiprocessing.connection.wait(list(busy)):
+                result = _reply(connection, workers_of[connection])
+                task = next(pending, _NO_TASK)
+                if task is _NO_TASK:
+                    busy.discard(connection)
+                else:
+                    connection.send(task)  # before storing this result: the worker keeps busy
+                notify(result)
+        for connection in workers_of:
+            connection.send(None)
+        for process in workers_of.values():
+            process.join()
     except BaseException:
-        # Ctrl-C reaches the workers too, but SIGTERM/SIGHUP from a scheduler only reach this
-        # process: end the workers' tasks in flight rather than wait for them. The futures are
-        # not cancelled first: the executor then fails every unfinished one as the pool breaks,
-        # and a cancelled one makes Python 3.11's executor thread raise and the exit hang
-        # (seen here: a SIGTERM while workers were still starting).
-        for worker in multiprocessing.active_children():
-            worker.terminate()
-        pool.shutdown(wait=False)
+        # Ctrl-C reaches the workers too, but SIGTERM/SIGHUP from a scheduler only reach
+        # this process: end the workers' tasks in flight rather than wait for them
+        _stop(workers_of.values())
         raise
-    pool.shutdown(wait=True)
+    finally:
+        for connection in workers_of:
+            connection.close()
 
 
 def dask_client(scheduler: str, workers: int):
