@@ -43,6 +43,11 @@ try:
     from imaging.plate.measure import measure_field
 except ImportError:  # revisions before the run engine (imaging/pipeline.py)
     from imaging.pipeline import measure_field
+try:  # the process set up as the tree's own workers set themselves up
+    from imaging.run.workers import keep_freed_memory
+    keep_freed_memory()
+except ImportError:  # revisions from before this setting
+    pass
 pipeline = load_pipeline(sys.argv[1])
 # the first call pays once per process for what later fields reuse (lazy imports, compiled
 # kernels loaded from numba's cache): timed apart, so the per-field times are the steady ones

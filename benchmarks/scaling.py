@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 
 from imaging.config import load_pipeline
 from imaging.plate import execute, plan_run
-from imaging.run.workers import default_workers
+from imaging.run.workers import default_workers, keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATE_FIELDS = 384 * 9
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=12)
     parser.add_argument("--size", type=int, default=2048)
     args = parser.parse_args()
+    keep_freed_memory()  # the 1-worker run is this process: set up as the imaging command sets up its own
     pipeline = load_pipeline(ROOT / "pipelines" / "pjnk.yaml")
     cpus = default_workers()
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,6 +48,7 @@ from skimage import filters, measure
 from imaging.config import load_pipeline
 from imaging.plate import execute, plan_run
 from imaging.plate.measure import measure_field
+from imaging.run.workers import keep_freed_memory
 from imaging.synthetic import derive_cell_truth, place_nuclei, render_dapi, render_pjnk, vignetting
 
 
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--cellprofiler", help="a headless CellProfiler 4.2.8 executable (see module docstring)")
     parser.add_argument("--cellprofiler-pipeline", type=Path, default=DEFAULT_CELLPROFILER_PIPELINE)
     args = parser.parse_args()
+    keep_freed_memory()  # this process measures fields as imaging's own processes do
     pipeline = load_pipeline(ROOT / "pipelines" / "pjnk.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "plate"

@@ -679,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     if getattr(args, "threads", None) is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
+    from imaging.run.workers import keep_freed_memory
+
+    keep_freed_memory()  # this process measures fields itself with --workers 1
     previous_handlers = _stop_on_termination()
     try:
         args.handler(args)
