@@ -38,7 +38,10 @@ def nearest_label_within(labels: np.ndarray, beyond: int) -> np.ndarray:  # prag
        row by row over all columns at once;
     2. along each row, the column offset ``k`` that minimises ``k^2 + h^2``, ``h`` the
        column distance found in pass 1, over ``|k| <= reach``; the first strict minimum
-       scanned from the left is the leftmost.
+       scanned from the left is the leftmost. A column with ``h > reach`` never wins, so
+       each row first finds every pixel's offset to the nearest column that can (two
+       sweeps); a pixel with none within reach stays 0 unsearched, and the others start
+       their search at that offset, the nearer offsets holding nothing that can win.
 
     Parameters
     ----------
@@ -75,20 +78,38 @@ def nearest_label_within(labels: np.ndarray, beyond: int) -> np.ndarray:  # prag
                 nearest_row[r, c] = following[c]
     # one row of squared column distances, padded by ``reach`` each side, ``beyond`` where too far
     squared = np.empty(columns + 2 * reach, np.int64)
+    # the sweeps for the offset to the nearest winnable column cost more than they save
+    # when the search is at most one column each side
+    sweep_gaps = reach > 1
+    gap = np.zeros(columns, np.int64)
     for r in range(rows):
         for i in range(columns + 2 * reach):
             c = i - reach
             h = column_distance[r, c] if 0 <= c < columns else _FAR
             squared[i] = h * h if h <= reach else beyond
+        if sweep_gaps:
+            seen = -_FAR
+            for c in range(columns):
+                if squared[c + reach] < beyond:
+                    seen = c
+                gap[c] = c - seen
+            seen = _FAR
+            for c in range(columns - 1, -1, -1):
+                if squared[c + reach] < beyond:
+                    seen = c
+                if seen - c < gap[c]:
+                    gap[c] = seen - c
         for c in range(columns):
             if labels[r, c] != 0:
                 out[r, c] = labels[r, c]
+                continue
+            if gap[c] > reach:
                 continue
             # outwards from the pixel's own column, so the search stops once the column
             # offset alone reaches the best found; an equal distance further left still wins
             best = squared[c + reach]
             best_k = reach
-            d = 1
+            d = max(1, gap[c])
             while d <= reach and d * d <= best:
                 q = d * d + squared[c + reach - d]
                 if q <= best:
