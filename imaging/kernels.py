@@ -1333,12 +1333,16 @@ def count_values(values, minlength):  # pragma: no cover - compiled
     (max(values.max() + 1, minlength),) ndarray of int64
     """
     flat = values.ravel()
-    top = -1
-    for i in range(flat.shape[0]):
-        if flat[i] > top:
-            top = flat[i]
-        elif flat[i] < 0:
-            raise ValueError("count_values needs values of 0 or more")
+    if flat.shape[0] == 0:
+        return np.zeros(minlength, np.int64)
+    # the extremes by max and min without branches (LLVM vectorises them), in values' dtype
+    top = flat[0]
+    least = flat[0]
+    for i in range(1, flat.shape[0]):
+        top = max(top, flat[i])
+        least = min(least, flat[i])
+    if least < 0:
+        raise ValueError("count_values needs values of 0 or more")
     counts = np.zeros(max(np.int64(top) + 1, minlength), np.int64)
     # most pixels of a label image are background: counted in a register, not by adding to
     # one memory cell pixel after pixel (each add waiting on the last; 2x faster)
@@ -1348,7 +1352,7 @@ def count_values(values, minlength):  # pragma: no cover - compiled
         if value == 0:
             zeros += 1
         else:
-            counts[value] += 1
+            counts[np.uint64(value)] += 1  # unsigned: no wraparound check (module docstring)
     counts[0] += zeros
     return counts
 
