@@ -116,8 +116,8 @@ def nearest_label_within(labels: np.ndarray, beyond: int) -> np.ndarray:  # prag
             if gap[c] > reach:
                 continue
             # outwards from the pixel's own column, so the search stops once the column
-            # offset alone reaches the best found; an equal distance further left still wins.
-            # Indices are unsigned: numba then skips its negative-index check.
+            # offset alone reaches the best found; an equal distance further left still wins
+            # (unsigned indices: module docstring)
             best = middle[c]
             best_k = reach
             d = max(1, gap[c])
@@ -445,9 +445,7 @@ def separable_correlate_2d(image, row_weights, row_sign, column_weights, column_
     half = column_weights.shape[0] // 2
     centre = column_weights[half]
     padded = np.empty(columns + 2 * half, np.float64)
-    # The shifted rows are slices indexed by the loop counter: an index computed as
-    # ``c + half - k`` may be negative as far as numba knows, and the wraparound check it
-    # then adds to every access keeps LLVM from vectorising the loop (4x slower).
+    # shifted rows as slices indexed by the loop counter, so the loop vectorises (module docstring)
     middle = padded[half : half + columns]
     for r in range(rows):  # axis 1, on the rounded result of axis 0
         row = out[r]
@@ -1298,9 +1296,7 @@ def block_means(image, rows_factor, columns_factor):  # pragma: no cover - compi
                 for j in range(out_columns):
                     partial[j] = negative_zero
                 for b in range(columns_factor):
-                    # a strided slice indexed by the loop counter, not ``j * f + b``: numba
-                    # checks a computed index for wraparound on every access (3x slower)
-                    column = line[b::columns_factor]
+                    column = line[b::columns_factor]  # not line[j * f + b] (module docstring)
                     for j in range(out_columns):
                         partial[j] += column[j]
                 for j in range(out_columns):
@@ -1352,7 +1348,7 @@ def count_values(values, minlength):  # pragma: no cover - compiled
         if value == 0:
             zeros += 1
         else:
-            counts[np.uint64(value)] += 1  # unsigned: no wraparound check (module docstring)
+            counts[np.uint64(value)] += 1  # unsigned index: module docstring
     counts[0] += zeros
     return counts
 
