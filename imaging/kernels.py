@@ -1137,12 +1137,13 @@ def horizontal_difference_counts(image, offset):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def label_sums_of_difference(image, surface, index, labels, size):  # pragma: no cover - compiled
-    """Per label, the sum of ``float64(image) - float64(surface)`` over the pixels at the flat
-    ``index`` (in that order), ``labels`` giving each pixel's label: what
-    ``np.bincount(labels, weights=image.ravel()[index].astype(float) - surface.ravel()[index],
-    minlength=size)`` gives (the same additions in the same order), without the gathered
-    arrays. A ``surface`` of one value is that value everywhere.
+def label_counts_and_sums_of_difference(image, surface, labels, exclude, min_size):  # pragma: no cover - compiled
+    """Per label, the pixel count and the sum of ``float64(image) - float64(surface)`` over
+    the pixels with a label above 0 and, where ``exclude`` has the image's shape, ``exclude``
+    0 there, in pixel order: what ``np.bincount`` without and with ``weights=`` gives over
+    those pixels (the same additions in the same order), scanning the label image itself
+    rather than a list of its pixels (no index arrays: 8 bytes per labelled pixel saved). A
+    ``surface`` of one value is that value everywhere.
 
     Parameters
     ----------
@@ -1150,37 +1151,54 @@ def label_sums_of_difference(image, surface, index, labels, size):  # pragma: no
         Intensities.
     surface : (M, N) or (1,) ndarray of float
         What is subtracted.
-    index : (K,) ndarray of intp
-        Flat pixel indices.
-    labels : (K,) ndarray of int
-        Their labels, under ``size``.
-    size : int
-        Length of the result.
+    labels : (M, N) ndarray of int
+        Labels, 0 (not measured) or more.
+    exclude : (M, N) or (1,) ndarray
+        Pixels left out where not 0 (a cytoplasm: the nuclei); a one-element array: none.
+    min_size : int
+        Least length of the results (longer when a label is larger: the tables grow as the
+        labels come, so the caller need not find the largest label in a pass of its own).
 
     Returns
     -------
-    (size,) ndarray of float64
+    counts : ndarray of int64
+    sums : ndarray of float64
+        Indexed by label; 0 at label 0.
     """
     values = image.ravel()
     below = surface.ravel()
+    flat = labels.ravel()
+    left_out = exclude.ravel()
     constant = below.shape[0] == 1 and values.shape[0] != 1
-    sums = np.zeros(size, np.float64)
-    if index.shape[0] == 0:
-        return sums
-    # a label's pixels come in runs along rows: each run is added up in a register and
-    # stored once, the same additions in the same order as adding into ``sums`` pixel by pixel
-    current = labels[0]
-    running = 0.0
-    for k in range(index.shape[0]):
-        if labels[k] != current:
-            sums[current] = running
-            current = labels[k]
-            running = sums[current]
-        i = index[k]
-        subtracted = below[0] if constant else below[i]
-        running += np.float64(values[i]) - np.float64(subtracted)
-    sums[current] = running
-    return sums
+    use_exclude = left_out.shape[0] == flat.shape[0] and flat.shape[0] != 1
+    counts = np.zeros(max(min_size, 1), np.int64)
+    sums = np.zeros(max(min_size, 1), np.float64)
+    # a label's pixels come in runs along rows: each run is added up in registers and stored
+    # once, the same additions in the same order as adding into ``sums`` pixel by pixel
+    current = 0
+    running, n = 0.0, 0
+    for i in range(flat.shape[0]):
+        label = flat[i]
+        if label == 0 or (use_exclude and left_out[i] != 0):
+            continue
+        if label != current:
+            if label < 0:
+                raise ValueError("label_counts_and_sums_of_difference needs labels of 0 or more")
+            sums[current], counts[current] = running, n
+            if label >= counts.shape[0]:
+                longer = max(np.int64(label) + 1, 2 * counts.shape[0])
+                grown_counts = np.zeros(longer, np.int64)
+                grown_counts[: counts.shape[0]] = counts
+                grown_sums = np.zeros(longer, np.float64)
+                grown_sums[: sums.shape[0]] = sums
+                counts, sums = grown_counts, grown_sums
+            current = label
+            running, n = sums[current], counts[current]
+        n += 1
+        running += np.float64(values[i]) - np.float64(below[0] if constant else below[i])
+    sums[current], counts[current] = running, n
+    counts[0], sums[0] = 0, 0.0  # label 0 is not measured (its slot held no run but the first)
+    return counts, sums
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1427,39 +1445,42 @@ def look_up(table, values):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def label_moment_sums(index, labels, columns, size):  # pragma: no cover - compiled
-    """Per label, the pixel count and the sums of row, column, row^2, column^2 and
-    row x column over the pixels at flat ``index`` (image ``columns`` wide), in float64 and in
-    pixel order: what ``np.bincount(labels, weights=...)`` gives for each, in one pass
-    without the coordinate and product arrays.
+def label_moment_sums(labels, size):  # pragma: no cover - compiled
+    """Per label above 0, the pixel count and the sums of row, column, row^2, column^2 and
+    row x column over its pixels, in float64 and in pixel order: what
+    ``np.bincount(labels.ravel(), weights=...)`` gives for each, in one pass over the label
+    image without the coordinate and product arrays.
 
     Parameters
     ----------
-    index : (K,) ndarray of int
-        Flat pixel indices.
-    labels : (K,) ndarray of int
-        Their labels, under ``size``.
-    columns : int
-        The image's width.
+    labels : (M, N) ndarray of int
+        Labels from 0 (not measured) to ``size - 1``.
     size : int
         Length of the results.
 
     Returns
     -------
     (6, size) ndarray of float64
-        Count, sum of rows, of columns, of rows^2, of columns^2, of rows x columns.
+        Count, sum of rows, of columns, of rows^2, of columns^2, of rows x columns (0 for
+        label 0).
     """
     sums = np.zeros((6, size), np.float64)
-    for k in range(index.shape[0]):
-        label = labels[k]
-        row = np.float64(index[k] // columns)
-        column = np.float64(index[k] % columns)
-        sums[0, label] += 1.0
-        sums[1, label] += row
-        sums[2, label] += column
-        sums[3, label] += row * row
-        sums[4, label] += column * column
-        sums[5, label] += row * column
+    for r in range(labels.shape[0]):
+        row = np.float64(r)
+        line = labels[r]
+        for c in range(line.shape[0]):
+            label = line[c]
+            if label == 0:
+                continue
+            if label < 0 or label >= size:
+                raise ValueError("label_moment_sums needs labels from 0 to size - 1")
+            column = np.float64(c)
+            sums[0, label] += 1.0
+            sums[1, label] += row
+            sums[2, label] += column
+            sums[3, label] += row * row
+            sums[4, label] += column * column
+            sums[5, label] += row * column
     return sums
 
 
@@ -1496,43 +1517,6 @@ def masked_difference(image, surface, mask):  # pragma: no cover - compiled
             out[k] = np.float64(values[i]) - np.float64(below[0] if constant else below[i])
             k += 1
     return out
-
-
-@numba.njit(cache=True, nogil=True)
-def labelled_pixel_list(labels, exclude):  # pragma: no cover - compiled
-    """Flat indices (int32) and labels of the pixels with a label above 0 and, where
-    ``exclude`` has the image's shape, ``exclude`` False there, in pixel order: what
-    ``np.flatnonzero`` and a gather give, in 4-byte indices and without the intp copy (the
-    caller keeps images under 2^31 pixels).
-
-    Parameters
-    ----------
-    labels : (M, N) ndarray of int
-        A label image.
-    exclude : (M, N) or (1,) ndarray of bool
-        Pixels left out (a one-element array: none).
-
-    Returns
-    -------
-    index : (K,) ndarray of int32
-    ids : (K,) ndarray, ``labels``' dtype
-    """
-    flat = labels.ravel()
-    left_out = exclude.ravel()
-    use_exclude = left_out.shape[0] == flat.shape[0] and flat.shape[0] != 1
-    n = 0
-    for i in range(flat.shape[0]):
-        if flat[i] > 0 and not (use_exclude and left_out[i]):
-            n += 1
-    index = np.empty(n, np.int32)
-    ids = np.empty(n, flat.dtype)
-    k = 0
-    for i in range(flat.shape[0]):
-        if flat[i] > 0 and not (use_exclude and left_out[i]):
-            index[k] = i
-            ids[k] = flat[i]
-            k += 1
-    return index, ids
 
 
 @numba.njit(cache=True, nogil=True)

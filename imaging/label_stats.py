@@ -6,21 +6,18 @@ ufunc below on a 1040 x 1388 field with 39,000 components); the results are iden
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from imaging import arrays
 
 
-def label_ids(labels: np.ndarray | LabelPixels) -> np.ndarray:
+def label_ids(labels: np.ndarray) -> np.ndarray:
     """Sorted ids above 0 present in a non-negative int label image: ``np.unique(labels[labels > 0])``,
-    by a count per id (no hash of every pixel; about 3x faster on a 2048 px field), or from the
-    counts of its :func:`label_pixels` when found already.
+    by a compiled count per id (:func:`label_counts`: no hash of every pixel, no intp copy).
 
     Parameters
     ----------
-    labels : ndarray of int, or LabelPixels
+    labels : ndarray of int
         A label image, no value negative.
 
     Returns
@@ -28,12 +25,10 @@ def label_ids(labels: np.ndarray | LabelPixels) -> np.ndarray:
     ndarray
         The ids present, ascending, in the label image's dtype.
     """
-    if isinstance(labels, LabelPixels):
-        counts, dtype = labels.counts.copy(), labels.labels.dtype
-    else:
-        counts, dtype = np.bincount(np.asarray(labels).ravel()), np.asarray(labels).dtype
+    labels = np.asarray(labels)
+    counts = label_counts(labels)
     counts[:1] = 0
-    return np.flatnonzero(counts).astype(dtype)
+    return np.flatnonzero(counts).astype(labels.dtype)
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
@@ -139,131 +134,44 @@ def label_counts_and_sums(labels: np.ndarray, values: np.ndarray, *, size: int) 
     return count_and_sum_by_label(np.ascontiguousarray(labels), np.ascontiguousarray(values), int(size))
 
 
-def labelled_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices of the pixels with a label above 0, and their labels, in pixel order.
-
-    Sums over them per label (``np.bincount(ids, weights=values.ravel()[index])``) are the sums
-    over the whole image, bit for bit: each label's pixels are added in the same order; only
-    the background's pixels, a field's large majority, are skipped.
-
-    Parameters
-    ----------
-    labels : ndarray of int
-        A label image, no value negative.
-
-    Returns
-    -------
-    index : ndarray of intp
-        Flat (C-order) indices of the labelled pixels.
-    ids : ndarray
-        Their labels.
-    """
-    flat = np.asarray(labels).ravel()
-    index = np.flatnonzero(flat)
-    return index, flat[index]
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelPixels:
-    """The labelled pixels of one label image (:func:`labelled_pixels`) and each id's pixel
-    count: found once and reused for every channel measured over the same labels."""
-
-    index: np.ndarray  # flat indices of the labelled pixels, in pixel order
-    labels: np.ndarray  # their labels
-    counts: np.ndarray  # pixels per id, 0..max
-    shape: tuple[int, ...]  # the label image's
-
-
-def label_pixels(labels: np.ndarray, *, exclude: np.ndarray | None = None) -> LabelPixels:
-    """:class:`LabelPixels` of a label image, optionally without the pixels of ``exclude``.
-
-    The indices are found by one compiled pass (:func:`imaging.kernels.labelled_pixel_list`)
-    and held as int32 (half of numpy's intp: a field measures several compartments' pixel
-    lists at once); images of 2^31 pixels or more use :func:`labelled_pixels`.
-
-    Parameters
-    ----------
-    labels : ndarray of int
-        A label image, no value negative.
-    exclude : ndarray of bool, optional
-        Pixels left out, ``labels``' shape (a cytoplasm: the cells without their nuclei).
-
-    Returns
-    -------
-    LabelPixels
-    """
-    labels = np.asarray(labels)
-    if exclude is not None:
-        exclude = np.asarray(exclude, dtype=bool)
-        arrays.check_same_shape(exclude, labels, names=("exclude", "labels"))
-    if labels.size < 2**31 and labels.dtype.kind in "iu":
-        from imaging.kernels import labelled_pixel_list  # numba's import is paid on first use only
-
-        left_out = np.zeros(1, bool) if exclude is None else np.ascontiguousarray(exclude)
-        index, pixel_labels = labelled_pixel_list(np.ascontiguousarray(labels), left_out)
-    else:
-        index, pixel_labels = labelled_pixels(labels if exclude is None else np.where(exclude, 0, labels))
-    return LabelPixels(index=index, labels=pixel_labels, counts=label_counts(pixel_labels), shape=np.shape(labels))
-
-
-def label_means(values: np.ndarray, labels: np.ndarray | LabelPixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def label_means(
+    values: np.ndarray, labels: np.ndarray, ids: np.ndarray, *, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and pixel count of ``values`` per label id (NaN mean where a label is empty).
 
     Parameters
     ----------
     values : ndarray
         Intensities, the shape of the label image.
-    labels : ndarray of int, or LabelPixels
-        A label image (no value negative), or its :func:`label_pixels` when several channels
-        are measured over it (the same sums, found once).
+    labels : ndarray of int
+        A label image, no value negative.
     ids : ndarray of int
         The labels to report, in the order wanted.
+    exclude : ndarray, optional
+        Pixels left out where not 0 (or True), ``labels``' shape.
 
     Returns
     -------
     means : ndarray of float64
-        Mean of ``values`` over each id's pixels.
+        Mean of ``values`` over each id's pixels: ``np.bincount``'s float64 sums, bit for bit.
     counts : ndarray of int
         Each id's pixel count.
     """
-    pixels = labels if isinstance(labels, LabelPixels) else label_pixels(labels)  # background skipped: same sums
-    arrays.check_same_shape(values, pixels.shape)
-    return label_means_at(np.asarray(values).ravel()[pixels.index], pixels, ids)
-
-
-def label_means_at(values_at_pixels: np.ndarray, pixels: LabelPixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`label_means` from the values at the labelled pixels alone (``values.ravel()[pixels.index]``):
-    for values made only where they are measured, not over the whole image.
-
-    Parameters
-    ----------
-    values_at_pixels : (len(pixels.index),) ndarray
-        One value per labelled pixel, in ``pixels.index`` order.
-    pixels : LabelPixels
-        The label image's :func:`label_pixels`.
-    ids : ndarray of int
-        The labels to report, in the order wanted.
-
-    Returns
-    -------
-    means : ndarray of float64
-        Mean over each id's pixels (NaN where a label is empty).
-    counts : ndarray of int
-        Each id's pixel count.
-    """
-    values_at_pixels = np.asarray(values_at_pixels)
-    if values_at_pixels.shape != pixels.index.shape:
-        raise ValueError(f"{values_at_pixels.shape[0]} values for {pixels.index.size} labelled pixels")
-    size = _sums_size(pixels, ids)
-    return _means_of_sums(np.bincount(pixels.labels, weights=values_at_pixels, minlength=size), pixels, ids)
+    return label_means_of_difference(values, 0.0, labels, ids, exclude=exclude)  # x - 0.0 is x
 
 
 def label_means_of_difference(
-    image: np.ndarray, surface: np.ndarray | float, pixels: LabelPixels, ids: np.ndarray
+    image: np.ndarray,
+    surface: np.ndarray | float,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`label_means` of ``image - surface`` (in float64), the same numbers, summed by one
-    compiled pass over the labelled pixels (:func:`imaging.kernels.label_sums_of_difference`)
-    instead of gathering both arrays and subtracting first.
+    """:func:`label_means` of ``image - surface`` (in float64), without the difference image:
+    one compiled pass over the label image
+    (:func:`imaging.kernels.label_counts_and_sums_of_difference`) sums each label's pixels in
+    pixel order, as ``np.bincount`` over the gathered differences does, the same numbers.
 
     Parameters
     ----------
@@ -271,26 +179,65 @@ def label_means_of_difference(
         Intensities.
     surface : (M, N) ndarray of float, or float
         The background subtracted.
-    pixels : LabelPixels
-        The label image's :func:`label_pixels`.
+    labels : (M, N) ndarray of int
+        A label image, no value negative.
     ids : ndarray of int
         The labels to report, in the order wanted.
+    exclude : (M, N) ndarray, optional
+        Pixels left out where not 0 (or True): a cytoplasm is its cells without their nuclei.
 
     Returns
     -------
     means : ndarray of float64
         Mean over each id's pixels (NaN where a label is empty).
-    counts : ndarray of int
+    counts : ndarray of int64
         Each id's pixel count.
     """
-    from imaging.kernels import label_sums_of_difference  # numba's import is paid on first use only
+    from imaging.kernels import label_counts_and_sums_of_difference  # numba's import is paid on first use only
 
     image = np.ascontiguousarray(image)
-    arrays.check_same_shape(image, pixels.shape)
-    below = surface_for_kernels(surface, pixels.shape)
-    size = _sums_size(pixels, ids)
-    sums = label_sums_of_difference(image, below, pixels.index, pixels.labels, size)
-    return _means_of_sums(sums, pixels, ids)
+    labels = labels_for_kernels(labels)
+    arrays.check_same_shape(image, labels)
+    if exclude is None:
+        left_out = np.zeros(1, np.uint8)
+    else:
+        left_out = np.ascontiguousarray(exclude)
+        arrays.check_same_shape(left_out, labels, names=("exclude", "labels"))
+        left_out = left_out.view(np.uint8) if left_out.dtype == bool else left_out
+    ids = np.asarray(ids)
+    size = int(ids.max(initial=0)) + 1  # the kernel's tables grow past it for larger labels
+    counts, sums = label_counts_and_sums_of_difference(
+        image, surface_for_kernels(surface, labels.shape), labels, left_out, size
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    return means[ids], counts[ids]
+
+
+def labels_for_kernels(labels: np.ndarray) -> np.ndarray:
+    """A label image as the compiled kernels take it: C-ordered integers, a bool mask as 0/1.
+
+    Parameters
+    ----------
+    labels : ndarray of int or bool
+        A label image, no value negative.
+
+    Returns
+    -------
+    ndarray of int
+        ``labels`` itself where it already is one (no copy).
+
+    Raises
+    ------
+    ValueError
+        For labels that are not integers (or bool).
+    """
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype == bool:
+        return labels.view(np.uint8)
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    return labels
 
 
 def surface_for_kernels(surface: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
@@ -313,21 +260,6 @@ def surface_for_kernels(surface: np.ndarray | float, shape: tuple[int, ...]) -> 
     below = np.ascontiguousarray(surface, dtype=np.float64)
     arrays.check_same_shape(below, shape, names=("surface", "image"))
     return below
-
-
-def _sums_size(pixels: LabelPixels, ids: np.ndarray) -> int:
-    """Length of per-label sums that hold every id of ``pixels`` and of ``ids``."""
-    return int(max(pixels.counts.size - 1, ids.max(initial=0))) + 1
-
-
-def _means_of_sums(sums: np.ndarray, pixels: LabelPixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Means (NaN for an empty label) and counts of ``ids`` from per-label ``sums``."""
-    size = sums.size
-    counts = np.zeros(size, dtype=pixels.counts.dtype)
-    counts[: pixels.counts.size] = pixels.counts
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
-    return means[ids], counts[ids]
 
 
 def label_maxima(values: np.ndarray, labels: np.ndarray, n_labels: int | None = None) -> np.ndarray:

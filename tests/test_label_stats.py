@@ -205,11 +205,11 @@ def test_expand_labels_kernel_is_skimages_on_grids_of_ties_and_any_dtype():
         np.testing.assert_array_equal(got, expected, err_msg=f"trial {trial}, distance {distance}")
 
 
-def test_label_ids_and_labelled_pixels_match_numpy_on_a_real_segmentation():
-    """Ids as np.unique gives them, and per-label sums over the labelled pixels equal to the
-    whole-image sums bit for bit (the moments and compartment means rely on it)."""
+def test_label_ids_and_moments_match_numpy():
+    """Ids as np.unique gives them, and the moments from one pass over the label image equal
+    to numpy's bincounts of coordinate arrays bit for bit."""
     from imaging.features.morphology import label_moments
-    from imaging.label_stats import label_ids, labelled_pixels
+    from imaging.label_stats import label_ids
 
     rng = np.random.default_rng(3)
     labels = np.zeros((300, 400), np.int32)
@@ -219,13 +219,7 @@ def test_label_ids_and_labelled_pixels_match_numpy_on_a_real_segmentation():
     labels[labels == 57] = 0  # an id with no pixels left
     np.testing.assert_array_equal(label_ids(labels), np.unique(labels[labels > 0]))
     assert label_ids(np.zeros((4, 4), np.int32)).size == 0
-    values = rng.normal(size=labels.shape)
-    index, ids = labelled_pixels(labels)
     size = int(labels.max()) + 1
-    np.testing.assert_array_equal(
-        np.bincount(ids, weights=values.ravel()[index], minlength=size)[1:],
-        np.bincount(labels.ravel(), weights=values.ravel(), minlength=size)[1:],
-    )
     moments = label_moments(labels)
     rows, cols = np.indices(labels.shape, dtype=np.float64)
     flat = labels.ravel()
@@ -240,15 +234,15 @@ def test_label_ids_and_labelled_pixels_match_numpy_on_a_real_segmentation():
 
 def test_per_label_statistics_name_both_shapes_when_they_differ():
     """A values image larger than the labels once gave a result (the first pixels' means)."""
-    from imaging.label_stats import label_maxima, label_means, label_peaks, label_pixels
+    from imaging.label_stats import label_maxima, label_means, label_peaks
 
     labels = np.zeros((10, 10), np.int32)
     labels[2:4, 2:4] = 1
     for values in (np.ones((20, 20)), np.ones((5, 5))):
         with pytest.raises(ValueError, match=r"values shape \(\d+, \d+\) differs from labels shape \(10, 10\)"):
             label_means(values, labels, np.array([1]))
-        with pytest.raises(ValueError, match="differs from labels shape"):
-            label_means(values, label_pixels(labels), np.array([1]))
+        with pytest.raises(ValueError, match=r"exclude shape \(\d+, \d+\) differs from labels shape \(10, 10\)"):
+            label_means(np.ones((10, 10)), labels, np.array([1]), exclude=values > 0)
         with pytest.raises(ValueError, match="differs from labels shape"):
             label_maxima(values, labels, 1)
         with pytest.raises(ValueError, match=r"image shape .* differs from labels shape"):
@@ -381,46 +375,58 @@ def test_keep_labels_removes_and_renumbers_in_one_lookup():
         keep_labels(np.array([[0, 12]]), np.ones(5, bool))
 
 
-def test_label_means_from_the_labelled_pixels_alone_are_label_means():
-    from imaging.label_stats import label_means, label_means_at, label_pixels
+def test_label_means_by_hand_with_exclusion_empty_ids_and_labels_beyond_the_ids():
+    from imaging.label_stats import label_ids, label_means
 
-    labels = np.array([[0, 2, 2], [1, 0, 2], [1, 1, 0]])
+    labels = np.array([[0, 2, 2], [1, 0, 2], [1, 1, 9]])
     values = np.array([[9.0, 1.0, 2.0], [4.0, 9.0, 6.0], [5.0, 6.0, 9.0]])
-    pixels = label_pixels(labels)
-    ids = np.array([2, 1, 3])
-    means, counts = label_means_at(values.ravel()[pixels.index], pixels, ids)
+    ids = np.array([2, 1, 3])  # id 3 has no pixels; label 9 is not asked for
+    means, counts = label_means(values, labels, ids)
     np.testing.assert_array_equal(means[:2], [3.0, 5.0])
-    assert np.isnan(means[2])  # id 3 has no pixels
+    assert np.isnan(means[2])
     np.testing.assert_array_equal(counts, [3, 3, 0])
-    np.testing.assert_array_equal(label_means(values, labels, ids)[0][:2], means[:2])
-    from imaging.label_stats import label_ids
-
-    np.testing.assert_array_equal(label_ids(pixels), [1, 2])  # from the counts found already
-    np.testing.assert_array_equal(label_ids(labels), [1, 2])
-    with pytest.raises(ValueError, match="5 values for 6 labelled pixels"):
-        label_means_at(np.zeros(5), pixels, ids)
+    nucleus = np.array([[0, 0, 1], [0, 0, 0], [0, 4, 0]])  # pixels left out where not 0
+    means, counts = label_means(values, labels, ids, exclude=nucleus)
+    np.testing.assert_array_equal(means[:2], [3.5, 4.5])
+    np.testing.assert_array_equal(counts, [2, 2, 0])
+    np.testing.assert_array_equal(label_means(values, labels, ids, exclude=nucleus > 0)[0][:2], [3.5, 4.5])
+    np.testing.assert_array_equal(label_ids(labels), [1, 2, 9])
+    with pytest.raises(ValueError, match="0 or more"):
+        label_means(values, -labels, ids)
+    with pytest.raises(ValueError, match="integers, got float64"):
+        label_means(values, labels.astype(float), ids)
 
 
 def test_label_means_of_difference_are_the_gathered_means_bit_for_bit():
-    """The compiled pass sums ``image - surface`` in the order np.bincount does: the same
-    float64 numbers as subtracting at the gathered pixels first, for 16-bit and float images,
-    float64 and float32 surfaces, a constant surface, ids without pixels and ids in any order."""
-    from imaging.label_stats import label_means_at, label_means_of_difference, label_pixels
+    """The compiled pass over the label image sums ``image - surface`` in the order np.bincount
+    does: the same float64 numbers as subtracting at the gathered pixels first, for 16-bit and
+    float images, float64 and float32 surfaces, a constant surface, with and without pixels
+    left out, ids without pixels, ids in any order and labels beyond the ids asked for."""
+    from imaging.label_stats import label_means_of_difference
 
     rng = np.random.default_rng(21)
     for trial in range(60):
         shape = tuple(int(n) for n in rng.integers(1, 90, 2))
-        labels = ndi.label(ndi.gaussian_filter(rng.random(shape), 1.5) > 0.5)[0]
+        labels = ndi.label(ndi.gaussian_filter(rng.random(shape), 1.5) > 0.5)[0].astype(
+            [np.int32, np.uint16][trial % 2]
+        )
         image = (rng.random(shape) * 4000).astype(np.uint16 if trial % 2 else np.float32)
         surface = [rng.random(shape) * 300, (rng.random(shape) * 300).astype(np.float32), 123.25][trial % 3]
-        pixels = label_pixels(labels)
-        ids = rng.permutation(np.arange(1, labels.max() + 3))  # two ids beyond the last label
-        gathered = image.ravel()[pixels.index].astype(np.float64)
-        gathered -= surface.ravel()[pixels.index] if np.ndim(surface) else surface
-        expected = label_means_at(gathered, pixels, ids)
-        got = label_means_of_difference(image, surface, pixels, ids)
-        np.testing.assert_array_equal(got[0], expected[0])
-        np.testing.assert_array_equal(got[1], expected[1])
+        exclude = [None, rng.random(shape) < 0.3, (rng.random(shape) < 0.3) * labels][trial % 3]
+        top = int(labels.max())
+        ids = rng.permutation(np.arange(1, top + 3))[: max(1, top // (1 + trial % 2))]  # some ids beyond
+        kept = labels > 0 if exclude is None else (labels > 0) & (exclude == 0)
+        index = np.flatnonzero(kept)
+        gathered = image.ravel()[index].astype(np.float64)
+        gathered -= surface.ravel()[index] if np.ndim(surface) else surface
+        size = max(top, int(ids.max())) + 1
+        sums = np.bincount(labels.ravel()[index], weights=gathered, minlength=size)
+        counts = np.bincount(labels.ravel()[index], minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = sums / counts
+        got = label_means_of_difference(image, surface, labels, ids, exclude=exclude)
+        np.testing.assert_array_equal(got[0], expected[ids], err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(got[1], counts[ids])
 
 
 def test_label_counts_and_sums_are_bincounts():
@@ -454,25 +460,6 @@ def test_label_counts_and_sums_are_bincounts():
         label_counts(np.array([[1, -2]]))
     with pytest.raises(ValueError, match="size - 1"):
         label_counts_and_sums(np.array([[1, 5]]), np.ones((1, 2)), size=3)
-
-
-def test_label_pixels_are_flatnonzero_and_their_labels_with_or_without_exclusion():
-    from imaging.label_stats import label_pixels, labelled_pixels
-
-    rng = np.random.default_rng(24)
-    for trial in range(40):
-        shape = tuple(int(n) for n in rng.integers(1, 70, 2))
-        labels = (rng.integers(0, 9, shape) * (rng.random(shape) < 0.6)).astype(
-            [np.int32, np.uint16, np.int64][trial % 3]
-        )
-        exclude = rng.random(shape) < 0.3
-        for left_out, masked in ((None, labels), (exclude, np.where(exclude, 0, labels))):
-            pixels = label_pixels(labels, exclude=left_out)
-            index, ids = labelled_pixels(masked)
-            np.testing.assert_array_equal(pixels.index, index)
-            np.testing.assert_array_equal(pixels.labels, ids)
-            assert pixels.index.dtype == np.int32 and pixels.labels.dtype == labels.dtype
-            np.testing.assert_array_equal(pixels.counts, np.bincount(ids, minlength=1))
 
 
 def test_distance_to_background_in_float32_is_scipys_rounded_once():

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from imaging import arrays
-from imaging.features.intensity import CompartmentPixels, compartment_pixels
-from imaging.label_stats import LabelPixels, label_pixels
+from imaging.features.intensity import Compartments, compartments_of
+from imaging.label_stats import label_counts, labels_for_kernels
 
 MORPHOLOGY_COLUMNS = [
     "label",
@@ -45,14 +45,14 @@ def touching_border(labels: np.ndarray) -> np.ndarray:
     return np.unique(edge[edge > 0])
 
 
-def label_moments(labels: np.ndarray | LabelPixels) -> dict[str, np.ndarray]:
+def label_moments(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Area, centroid and central second moments of every label id 1..max (entry 0, the
     background, is not computed: zeros).
 
     Parameters
     ----------
-    labels : (M, N) ndarray of int, or LabelPixels
-        A label image, or its :func:`imaging.label_stats.label_pixels` when found already.
+    labels : (M, N) ndarray of int
+        A label image, no value negative.
 
     Returns
     -------
@@ -62,12 +62,13 @@ def label_moments(labels: np.ndarray | LabelPixels) -> dict[str, np.ndarray]:
     """
     from imaging.kernels import label_moment_sums  # numba's import is paid on first use only
 
-    pixels = labels if isinstance(labels, LabelPixels) else label_pixels(labels)
-    # the labelled pixels only, all six sums in one compiled pass: np.bincount's additions per
+    labels = labels_for_kernels(labels)
+    if labels.ndim == 1:
+        labels = labels.reshape(-1, 1)  # a column: rows 0..n-1
+    # all six sums in one compiled pass over the label image: np.bincount's additions per
     # label in pixel order, so the same float64 sums as six bincounts of coordinate arrays
-    size = int(pixels.labels.max(initial=0)) + 1
-    columns = pixels.shape[1] if len(pixels.shape) > 1 else 1
-    area, row_sum, col_sum, rr_sum, cc_sum, rc_sum = label_moment_sums(pixels.index, pixels.labels, columns, size)
+    size = int(labels.max(initial=0)) + 1
+    area, row_sum, col_sum, rr_sum, cc_sum, rc_sum = label_moment_sums(labels, size)
     safe = np.maximum(area, 1)
     row_mean = row_sum / safe
     col_mean = col_sum / safe
@@ -104,7 +105,7 @@ def measure_morphology(
     cells: np.ndarray,
     *,
     pixel_size_um: float | None = None,
-    pixels: CompartmentPixels | None = None,
+    compartments: Compartments | None = None,
 ) -> pd.DataFrame:
     """One row per nucleus: label, centroid, border contact, areas and nucleus shape.
 
@@ -120,9 +121,9 @@ def measure_morphology(
         Cell labels, each with its nucleus's id.
     pixel_size_um : float, optional
         Pixel size, for the areas in um^2.
-    pixels : CompartmentPixels, optional
-        :func:`imaging.features.intensity.compartment_pixels` of ``nuclei`` and ``cells``,
-        when the intensities use them too (else found here).
+    compartments : Compartments, optional
+        :func:`imaging.features.intensity.compartments_of` ``nuclei`` and ``cells``, when
+        the intensities use them too (else found here).
 
     Returns
     -------
@@ -136,15 +137,14 @@ def measure_morphology(
     """
     nuclei = arrays.check_labels(nuclei, np.shape(nuclei), name="nuclei")
     cells = arrays.check_labels(cells, nuclei.shape, name="cells", image_name="nuclei")
-    pixels = compartment_pixels(nuclei, cells) if pixels is None else pixels
-    ids = pixels.ids
+    compartments = compartments_of(nuclei, cells) if compartments is None else compartments
+    ids = compartments.ids
     columns = MORPHOLOGY_COLUMNS + (["nucleus_area_um2", "cell_area_um2"] if pixel_size_um else [])
     if ids.size == 0:
         return pd.DataFrame(columns=columns)
-    moments = label_moments(pixels.nucleus)
+    moments = label_moments(nuclei)
     eccentricity, major, minor = ellipse_axes(moments["mu20"][ids], moments["mu02"][ids], moments["mu11"][ids])
-    cell_areas = np.zeros(max(pixels.cell.counts.size, int(ids.max()) + 1), dtype=np.int64)
-    cell_areas[: pixels.cell.counts.size] = pixels.cell.counts
+    cell_areas = label_counts(cells, minlength=int(ids.max()) + 1)
     table = pd.DataFrame(
         {
             "label": ids.astype(np.int64),

@@ -18,7 +18,7 @@ import pandas as pd
 from imaging.config import Pipeline
 from imaging.errors import InputError
 from imaging.features.illumination import Flatfield, correct_channels
-from imaging.features.intensity import background_mask, compartment_pixels, measure_compartments
+from imaging.features.intensity import background_mask, compartments_of, measure_compartments
 from imaging.features.morphology import measure_morphology
 from imaging.features.qc import edge_blur_px, saturated_fraction
 from imaging.features.sabgal import STAIN_VECTORS, measure_sabgal
@@ -151,8 +151,8 @@ def measure_field(
         )
         margin = max(3.0, radius / 2)
         cell_free = background_mask(cell_labels, margin=margin)
-        pixels = compartment_pixels(nuclei, cell_labels)  # each part found once, for morphology and intensities
-        table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um, pixels=pixels)
+        compartments = compartments_of(nuclei, cell_labels)  # the ids found once, for morphology and intensities
+        table = measure_morphology(nuclei, cell_labels, pixel_size_um=pixel_size_um, compartments=compartments)
         summary: dict = {
             "n_cells": int(len(table)),
             "nucleus_radius_px": radius,
@@ -161,7 +161,7 @@ def measure_field(
             ),
             **saturation,
         }
-        pixels.nucleus, pixels.cell, pixels.cytoplasm, pixels.ids  # made here, before threads share them  # noqa: B018
+        compartments.ids  # made here, before threads share it  # noqa: B018
 
         def intensities(spec):
             return measure_compartments(
@@ -171,7 +171,7 @@ def measure_field(
                 prefix=spec.column_prefix,
                 background=spec.background,
                 cell_free=cell_free,
-                pixels=pixels,
+                compartments=compartments,
             )
 
         specs = pipeline.measure.intensity

@@ -74,10 +74,10 @@ def test_morphology_areas_and_border():
     assert table["nucleus_area_um2"].tolist() == [4.0, 4.0, 1.0]
     assert table["touches_border"].tolist() == [False, False, True]
     assert table.loc[0, ["centroid_row", "centroid_col"]].tolist() == [9.5, 9.5]
-    # the labelled pixels found once for morphology and intensities give the same table
-    from imaging.features.intensity import compartment_pixels
+    # the ids found once for morphology and intensities give the same table
+    from imaging.features.intensity import compartments_of
 
-    shared = measure_morphology(nuclei, cells, pixel_size_um=0.5, pixels=compartment_pixels(nuclei, cells))
+    shared = measure_morphology(nuclei, cells, pixel_size_um=0.5, compartments=compartments_of(nuclei, cells))
     pd.testing.assert_frame_equal(shared, table)
 
 
