@@ -1137,13 +1137,19 @@ def horizontal_difference_counts(image, offset):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def label_counts_and_sums_of_difference(image, surface, labels, exclude, min_size):  # pragma: no cover - compiled
+def label_counts_and_sums_of_difference(image, surface, labels, exclude, size):  # pragma: no cover - compiled
     """Per label, the pixel count and the sum of ``float64(image) - float64(surface)`` over
     the pixels with a label above 0 and, where ``exclude`` has the image's shape, ``exclude``
     0 there, in pixel order: what ``np.bincount`` without and with ``weights=`` gives over
     those pixels (the same additions in the same order), scanning the label image itself
     rather than a list of its pixels (no index arrays: 8 bytes per labelled pixel saved). A
     ``surface`` of one value is that value everywhere.
+
+    A label's pixels come in runs along rows: each run is added up in a register and stored
+    once, the same additions in the same order as adding into the table pixel by pixel. The
+    tables have a fixed length ``size`` (a label beyond it is an error, not a reason to grow
+    them): tables that could be replaced inside the loop kept numba from holding the run in
+    registers (39 ms a pass over a dense 2048 px field, against 3 ms).
 
     Parameters
     ----------
@@ -1152,17 +1158,16 @@ def label_counts_and_sums_of_difference(image, surface, labels, exclude, min_siz
     surface : (M, N) or (1,) ndarray of float
         What is subtracted.
     labels : (M, N) ndarray of int
-        Labels, 0 (not measured) or more.
+        Labels, 0 (not measured) to ``size - 1``.
     exclude : (M, N) or (1,) ndarray
         Pixels left out where not 0 (a cytoplasm: the nuclei); a one-element array: none.
-    min_size : int
-        Least length of the results (longer when a label is larger: the tables grow as the
-        labels come, so the caller need not find the largest label in a pass of its own).
+    size : int
+        The tables' length: more than the largest label.
 
     Returns
     -------
-    counts : ndarray of int64
-    sums : ndarray of float64
+    counts : (size,) ndarray of int64
+    sums : (size,) ndarray of float64
         Indexed by label; 0 at label 0.
     """
     values = image.ravel()
@@ -1171,33 +1176,100 @@ def label_counts_and_sums_of_difference(image, surface, labels, exclude, min_siz
     left_out = exclude.ravel()
     constant = below.shape[0] == 1 and values.shape[0] != 1
     use_exclude = left_out.shape[0] == flat.shape[0] and flat.shape[0] != 1
-    counts = np.zeros(max(min_size, 1), np.int64)
-    sums = np.zeros(max(min_size, 1), np.float64)
-    # a label's pixels come in runs along rows: each run is added up in registers and stored
-    # once, the same additions in the same order as adding into ``sums`` pixel by pixel
-    current = 0
-    running, n = 0.0, 0
+    size = max(size, 1)
+    counts = np.zeros(size, np.int64)
+    sums = np.zeros(size, np.float64)
+    current, running, n = 0, 0.0, 0
     for i in range(flat.shape[0]):
         label = flat[i]
         if label == 0 or (use_exclude and left_out[i] != 0):
             continue
+        if np.uint64(label) >= size:  # a negative label wraps to a huge one
+            raise ValueError("label_counts_and_sums_of_difference needs labels of 0 or more, under size")
         if label != current:
-            if label < 0:
-                raise ValueError("label_counts_and_sums_of_difference needs labels of 0 or more")
             sums[current], counts[current] = running, n
-            if label >= counts.shape[0]:
-                longer = max(np.int64(label) + 1, 2 * counts.shape[0])
-                grown_counts = np.zeros(longer, np.int64)
-                grown_counts[: counts.shape[0]] = counts
-                grown_sums = np.zeros(longer, np.float64)
-                grown_sums[: sums.shape[0]] = sums
-                counts, sums = grown_counts, grown_sums
             current = label
             running, n = sums[current], counts[current]
         n += 1
         running += np.float64(values[i]) - np.float64(below[0] if constant else below[i])
     sums[current], counts[current] = running, n
     counts[0], sums[0] = 0, 0.0  # label 0 is not measured (its slot held no run but the first)
+    return counts, sums
+
+
+@numba.njit(cache=True, nogil=True)
+def compartment_counts_and_sums_of_difference(image, surface, nuclei, cells, size):  # pragma: no cover
+    """Per label, the pixel count and the sum of ``float64(image) - float64(surface)`` over
+    each of a field's three compartments, in one pass over the two label images: row 0 the
+    nucleus (``nuclei`` > 0), row 1 the cytoplasm (``cells`` > 0 where ``nuclei`` is 0), row
+    2 the whole cell (``cells`` > 0). Each row is what
+    :func:`label_counts_and_sums_of_difference` gives for that compartment (``nuclei``;
+    ``cells`` excluding ``nuclei``; ``cells``): the same additions in the same pixel order,
+    so the same float64 sums bit for bit, with the image and the surface read once instead
+    of three times.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        Intensities.
+    surface : (M, N) or (1,) ndarray of float
+        What is subtracted (one value: that value everywhere).
+    nuclei, cells : (M, N) ndarray of int
+        Nucleus and cell labels, 0 to ``size - 1``.
+    size : int
+        The tables' length: more than the largest label of either.
+
+    Returns
+    -------
+    counts : (3, size) ndarray of int64
+    sums : (3, size) ndarray of float64
+        Indexed by compartment, then label; 0 at label 0.
+    """
+    values = image.ravel()
+    below = surface.ravel()
+    nucleus_flat = nuclei.ravel()
+    cell_flat = cells.ravel()
+    constant = below.shape[0] == 1 and values.shape[0] != 1
+    size = max(size, 1)
+    counts = np.zeros((3, size), np.int64)
+    sums = np.zeros((3, size), np.float64)
+    # the three runs in flight, as scalars that numba keeps in registers (held in arrays of
+    # three, the pass took 7 times as long)
+    current_n, running_n, count_n = 0, 0.0, 0  # nucleus
+    current_y, running_y, count_y = 0, 0.0, 0  # cytoplasm
+    current_c, running_c, count_c = 0, 0.0, 0  # cell
+    for i in range(cell_flat.shape[0]):
+        nucleus, cell = nucleus_flat[i], cell_flat[i]
+        if nucleus == 0 and cell == 0:
+            continue
+        if np.uint64(nucleus) >= size or np.uint64(cell) >= size:  # a negative label wraps to a huge one
+            raise ValueError("compartment_counts_and_sums_of_difference needs labels of 0 or more, under size")
+        difference = np.float64(values[i]) - np.float64(below[0] if constant else below[i])
+        if nucleus != 0:
+            if nucleus != current_n:
+                sums[0, current_n], counts[0, current_n] = running_n, count_n
+                current_n = nucleus
+                running_n, count_n = sums[0, current_n], counts[0, current_n]
+            count_n += 1
+            running_n += difference
+        elif cell != 0:
+            if cell != current_y:
+                sums[1, current_y], counts[1, current_y] = running_y, count_y
+                current_y = cell
+                running_y, count_y = sums[1, current_y], counts[1, current_y]
+            count_y += 1
+            running_y += difference
+        if cell != 0:
+            if cell != current_c:
+                sums[2, current_c], counts[2, current_c] = running_c, count_c
+                current_c = cell
+                running_c, count_c = sums[2, current_c], counts[2, current_c]
+            count_c += 1
+            running_c += difference
+    sums[0, current_n], counts[0, current_n] = running_n, count_n
+    sums[1, current_y], counts[1, current_y] = running_y, count_y
+    sums[2, current_c], counts[2, current_c] = running_c, count_c
+    counts[:, 0], sums[:, 0] = 0, 0.0  # label 0 is not measured
     return counts, sums
 
 

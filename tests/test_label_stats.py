@@ -429,6 +429,58 @@ def test_label_means_of_difference_are_the_gathered_means_bit_for_bit():
         np.testing.assert_array_equal(got[1], counts[ids])
 
 
+def test_compartment_means_are_the_three_label_means_bit_for_bit():
+    """One pass over nuclei and cells gives what three label_means_of_difference calls give
+    (nuclei; cells without nuclei; cells), bit for bit: 16-bit and float images, array and
+    constant surfaces, cells without a nucleus pixel, nuclei beyond any cell, ids without
+    pixels and in any order."""
+    from imaging.label_stats import compartment_means_of_difference, label_means_of_difference
+
+    rng = np.random.default_rng(29)
+    for trial in range(40):
+        shape = tuple(int(n) for n in rng.integers(1, 90, 2))
+        cells = ndi.label(ndi.gaussian_filter(rng.random(shape), 1.5) > 0.45)[0].astype(np.int32)
+        nuclei = np.where(rng.random(shape) < 0.5, cells, 0).astype([np.int32, np.uint16][trial % 2])
+        if trial % 4 == 3:  # a nucleus outside every cell, with a label no cell has
+            nuclei[0, 0] = cells.max() + 2
+        image = (rng.random(shape) * 4000).astype(np.uint16 if trial % 2 else np.float32)
+        surface = [rng.random(shape) * 300, 123.25][trial % 2]
+        top = int(max(cells.max(), nuclei.max()))
+        ids = rng.permutation(np.arange(1, top + 3))[: max(1, top // (1 + trial % 2))]
+        got = compartment_means_of_difference(image, surface, nuclei, cells, ids)
+        expected = {
+            "nuclear": label_means_of_difference(image, surface, nuclei, ids),
+            "cytoplasm": label_means_of_difference(image, surface, cells, ids, exclude=nuclei),
+            "cell": label_means_of_difference(image, surface, cells, ids),
+        }
+        for name, (mean, area) in expected.items():
+            np.testing.assert_array_equal(getattr(got, f"{name}_mean"), mean, err_msg=f"trial {trial} {name}")
+            np.testing.assert_array_equal(getattr(got, f"{name}_area"), area, err_msg=f"trial {trial} {name}")
+    # the hand-made case: one cell of 3 pixels, its nucleus the middle one
+    cells = np.array([[1, 1, 1]], np.int32)
+    nuclei = np.array([[0, 1, 0]], np.int32)
+    got = compartment_means_of_difference(np.array([[2.0, 10.0, 4.0]]), 1.0, nuclei, cells, np.array([1]))
+    assert (got.nuclear_mean[0], got.cytoplasm_mean[0], got.cell_mean[0]) == (9.0, 2.0, 13.0 / 3)
+    assert (got.nuclear_area[0], got.cytoplasm_area[0], got.cell_area[0]) == (1, 2, 3)
+
+
+def test_label_sum_kernels_refuse_labels_beyond_their_tables():
+    """The kernels' tables have a fixed length: a label beyond it (or a negative one) is an
+    error, never a write past the table."""
+    from imaging.kernels import compartment_counts_and_sums_of_difference, label_counts_and_sums_of_difference
+
+    image, none = np.ones((2, 2)), np.zeros(1)
+    labels = np.array([[0, 1], [2, 3]], np.int32)
+    with pytest.raises(ValueError, match="0 or more, under size"):
+        label_counts_and_sums_of_difference(image, none, labels, np.zeros(1, np.uint8), 3)
+    with pytest.raises(ValueError, match="0 or more, under size"):
+        compartment_counts_and_sums_of_difference(image, none, labels, np.zeros_like(labels), 3)
+    with pytest.raises(ValueError, match="0 or more, under size"):
+        compartment_counts_and_sums_of_difference(image, none, np.zeros_like(labels), -labels, 4)
+    counts, sums = label_counts_and_sums_of_difference(image, none, labels, np.zeros(1, np.uint8), 4)
+    assert counts.tolist() == [0, 1, 1, 1] and sums.tolist() == [0.0, 1.0, 1.0, 1.0]
+
+
 def test_label_counts_and_sums_are_bincounts():
     from imaging.label_stats import label_counts, label_counts_and_sums
 

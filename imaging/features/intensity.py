@@ -18,7 +18,7 @@ import pandas as pd
 
 from imaging import arrays
 from imaging.features.background import background_surface, median, robust_level_and_sd
-from imaging.label_stats import label_ids, label_means_of_difference, surface_for_kernels
+from imaging.label_stats import compartment_means_of_difference, label_ids, surface_for_kernels
 
 COMPARTMENT_SUFFIXES = (
     "nuclear_mean",
@@ -174,10 +174,11 @@ def measure_compartments(
     }
     if ids.size == 0:
         return pd.DataFrame(columns=columns), info
-    # each compartment's sums of image - surface in one compiled pass over its label image
-    nuclear_mean, nuclear_area = label_means_of_difference(image, surface, nuclei, ids)
-    cytoplasm_mean, cytoplasm_area = label_means_of_difference(image, surface, cells, ids, exclude=nuclei)
-    cell_mean, cell_area = label_means_of_difference(image, surface, cells, ids)
+    # the three compartments' sums of image - surface in one compiled pass over both label images
+    means = compartment_means_of_difference(image, surface, nuclei, cells, ids)
+    nuclear_mean, nuclear_area = means.nuclear_mean, means.nuclear_area
+    cytoplasm_mean, cytoplasm_area = means.cytoplasm_mean, means.cytoplasm_area
+    cell_mean, cell_area = means.cell_mean, means.cell_area
     floor = noise if np.isfinite(noise) and noise > 0 else 1e-6
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = nuclear_mean / np.maximum(cytoplasm_mean, floor)
