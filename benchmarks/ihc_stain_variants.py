@@ -2,7 +2,9 @@
 re-rendered.
 
 Each tile is unmixed with the default haematoxylin/DAB vectors and mixed again with another
-haematoxylin hue (more purple, bluer), a weaker or stronger DAB (x0.6, x1.5), or a darker scan
+haematoxylin hue (more purple, bluer), a darker haematoxylin (x2; and x1.3 with its hue turned 15 degrees towards DAB
+within the plane of the default vectors, where the residual test of ``vectors: auto`` cannot
+see it), a weaker or stronger DAB (x0.6, x1.5), or a darker scan
 (all optical densities x1.4) or a paler one (x0.7: a thin section, a light counterstain; a
 scanner's display gamma of 1.4 or 0.7 does the same to every optical density); or resampled to
 another magnification (x0.5: a 40x tile as a 20x scan would give it; x1.5), the expert points
@@ -46,12 +48,13 @@ R = unit(np.cross(H, D))
 M = np.stack([H, D, R])  # rows: stain OD vectors (the third completes the basis)
 
 
-def transform(rgb, *, h_new=None, dab_scale=1.0, gamma=1.0) -> np.ndarray:
+def transform(rgb, *, h_new=None, h_scale=1.0, dab_scale=1.0, gamma=1.0) -> np.ndarray:
     """``rgb`` unmixed with the default vectors and mixed again with the changes."""
     rgb = rgb[..., :3].astype(float)
     white = np.percentile(rgb.reshape(-1, 3), 99, axis=0)
     od = -np.log10(np.clip(rgb, 1, None) / white)
     amounts = od.reshape(-1, 3) @ np.linalg.inv(M)
+    amounts[:, 0] *= h_scale
     amounts[:, 1] *= dab_scale
     M2 = np.stack([unit(h_new) if h_new is not None else H, D, R])
     od2 = (amounts @ M2).reshape(od.shape) * gamma
@@ -62,6 +65,8 @@ VARIANTS = {
     "original": {},
     "purple haematoxylin": {"h_new": (0.55, 0.76, 0.35)},
     "bluer haematoxylin": {"h_new": (0.75, 0.60, 0.28)},
+    "dark haematoxylin x2": {"h_scale": 2.0},
+    "haem. to DAB 15deg x1.3": {"h_new": (0.50, 0.70, 0.51), "h_scale": 1.3},
     "weak DAB x0.6": {"dab_scale": 0.6},
     "strong DAB x1.5": {"dab_scale": 1.5},
     "dark scan x1.4": {"gamma": 1.4},

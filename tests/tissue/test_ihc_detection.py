@@ -72,6 +72,23 @@ def test_a_clump_of_pale_nuclei_is_cut_at_its_faint_gaps(radius, spacing, nuclea
     assert areas.min() > 0.5 * np.pi * radius**2 and areas.max() < 1.6 * np.pi * radius**2
 
 
+@pytest.mark.parametrize("tissue_od", [0.05, 0.35, 0.5])
+def test_the_scale_holds_when_the_counterstain_is_dark(tissue_od):
+    """Disks of radius 12 px (0.9 OD) packed in tissue that fills the tile: where the tissue is
+    darker than the 0.3 OD cap (a dark counterstain), a fixed cap made the tile one plateau
+    with no nucleus to measure (a real tile restained so: the tissue's scale, 60 px)."""
+    rng = np.random.default_rng(0)
+    radius, size = 12, 320
+    rows, cols = np.indices((size, size))
+    od = tissue_od * (1 + 0.1 * rng.standard_normal((size, size)))
+    for r in range(20, size - 12, 36):
+        for c in range(20 + (r // 36 % 2) * 18, size - 12, 36):
+            od[np.hypot(rows - r, cols - c) <= radius] = 0.9
+    radius_px, source = nucleus_scale(od.astype(np.float32))
+    assert source == "estimated"
+    assert 0.85 * radius < radius_px < 1.35 * radius  # a disk's area-equivalent radius: 12
+
+
 def test_pixel_size_keeps_the_scale_physical():
     od = np.ones((256, 256), np.float32)  # a flat image: no objects to measure
     radius, source = nucleus_scale(od, pixel_size_um=0.25)
@@ -265,8 +282,8 @@ def test_a_pixel_size_contradicting_the_file_is_refused(tmp_path, capsys):
 @pytest.mark.skipif(not DEV_DATA.is_dir(), reason="needs ../shared/data/ihc_dev_deepliif (development data)")
 def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
     """Six real Ki67 tiles with expert per-nucleus truth (not shipped: Commons Clause).
-    Measured (benchmarks/ihc.py): index error mean 4.55, largest 12.3 (34_3: positive nuclei
-    left unannotated); recall 0.871; class-aware F1 0.681 (a lower bound: many faint nuclei
+    Measured (benchmarks/ihc.py): index error mean 3.58, largest 11.8 (34_3: positive nuclei
+    left unannotated); recall 0.852; class-aware F1 0.683 (a lower bound: many faint nuclei
     are unannotated); the naive script: 55.5 and 0.33."""
     assert (
         main(
@@ -283,8 +300,8 @@ def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
         == 0
     )
     table = evaluate_points(tmp_path / "run", DEV_DATA / "truth", radius=12)
-    assert table["index_error"].abs().mean() <= 5.5
-    assert table["detection_recall"].mean() >= 0.85
+    assert table["index_error"].abs().mean() <= 4.5
+    assert table["detection_recall"].mean() >= 0.83
     assert table["class_f1"].mean() >= 0.66
 
 
