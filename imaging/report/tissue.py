@@ -25,6 +25,28 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
+VECTOR_KINDS = {
+    "default": "Ruifrok & Johnston's defaults",
+    "estimated": "vectors estimated per image (Macenko)",
+    "pipeline": "the pipeline's own vectors",
+}
+
+
+def vector_sources_summary(sources: list[str]) -> str:
+    """How many images were unmixed with each kind of stain vectors, for the methods paragraph.
+
+    Each ``stain_vector_source`` in ``run.json`` starts with its kind (``default``, ``estimated``,
+    ``pipeline``) and carries that image's residual and leak; those details stay in the report's
+    vector table, so that a run of hundreds of images still reads as one sentence here.
+    """
+    kinds = pd.Series([s.split(" ")[0].rstrip(";") for s in sources], dtype=object).value_counts()
+    parts = [f"{VECTOR_KINDS.get(kind, kind)} for {n} image{'s' * (n != 1)}" for kind, n in kinds.items()]
+    turned = sum("haematoxylin turned" in s for s in sources)
+    if turned:
+        parts.append(f"the haematoxylin turned to the counterstain hue the nuclei showed in {turned} of them")
+    return "; ".join(parts)
+
+
 def tissue_methods(record: dict, pipeline) -> str:
     software = record["software"]
     sentences = [
@@ -33,13 +55,13 @@ def tissue_methods(record: dict, pipeline) -> str:
         f"{software.get('tifffile')}) using the '{pipeline.name}' pipeline, reading pyramidal images tile "
         "by tile."
     ]
-    sources = sorted({i.get("stain_vector_source", "") for i in record["images"]})
+    sources = [i.get("stain_vector_source", "") for i in record["images"]]
     sentences.append(
         f"Tissue was detected on a {pipeline.tissue.resolution_um:g} µm/pixel overview (largest per-channel "
         "optical density above 0.05 against the glass, holes filled, pieces under "
         f"{pipeline.tissue.min_area_um2:g} µm² removed), and "
         f"{' and '.join(pipeline.stains.names)} were separated by colour deconvolution (stain vectors: "
-        f"{', '.join(sources)})."
+        f"{vector_sources_summary(sources)}; per image in the report's vector table)."
     )
     if pipeline.cells is not None:
         spec = pipeline.cells

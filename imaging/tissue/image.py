@@ -25,7 +25,13 @@ from imaging.config import TissuePipeline
 from imaging.errors import InputError
 from imaging.io.writers import StreamedTable, atomic_path, write_csv, write_json
 from imaging.run.record import content_digest, content_fingerprint, file_seal, file_sealed
-from imaging.stains.vectors import choose_vectors, default_vectors, estimate_vectors
+from imaging.stains.vectors import (
+    choose_vectors,
+    corrected_for_leak,
+    default_vectors,
+    estimate_vectors,
+    haematoxylin_leak,
+)
 from imaging.stains.white import white_point
 from imaging.tissue.burden import (
     detect_lesions,
@@ -228,7 +234,46 @@ def image_context(slide: Slide, pipeline: TissuePipeline) -> ImageContext:
     )
     white = white_point(overview) if slide.is_rgb else None
     vectors, vector_source = _stain_vectors(pipeline, overview, tissue, white) if slide.is_rgb else ({}, "n/a")
-    return ImageContext(scale, overview, overview_size, tissue, white, vectors, vector_source)
+    context = ImageContext(scale, overview, overview_size, tissue, white, vectors, vector_source)
+    if slide.is_rgb and pipeline.stains.vectors == "auto" and pipeline.cells is not None:
+        context = checked_for_leak(slide, pipeline, context)
+    return context
+
+
+def overview_window(tile, overview_scale: float) -> tuple[slice, slice]:
+    """The overview pixels over a full-resolution tile (``overview_scale`` full-resolution
+    pixels per overview pixel)."""
+    rows = slice(int(tile.row / overview_scale), int(np.ceil((tile.row + tile.height) / overview_scale)))
+    cols = slice(int(tile.col / overview_scale), int(np.ceil((tile.col + tile.width) / overview_scale)))
+    return rows, cols
+
+
+def checked_for_leak(slide: Slide, pipeline: TissuePipeline, context: ImageContext) -> ImageContext:
+    """``vectors: auto``'s second check, on nuclei: the tile with the most stained tissue is
+    scored with the chosen vectors, and where even its least brown nuclei measure DAB
+    (:func:`imaging.stains.vectors.haematoxylin_leak`), the haematoxylin is turned to explain it
+    (:func:`~imaging.stains.vectors.corrected_for_leak`). The measured leak is recorded either way."""
+    spec = pipeline.cells
+    scale = context.overview_size / context.scale.nominal_um
+    stained = context.stained
+    tiles = list(slide.tiles(spec.tile_px))
+    counts = [int(stained[overview_window(tile, scale)].sum()) for tile in tiles]
+    tile = tiles[int(np.argmax(counts))]
+    nominal = context.scale.nominal_um
+    cells, _, _, _ = score_cells(
+        slide.read_region(tile.row, tile.col, tile.height, tile.width),
+        vectors=context.vectors,
+        white=context.white,
+        thresholds=spec.thresholds,
+        compartment="nucleus",  # the leak shows in the nuclei, whatever the stain's compartment
+        nucleus_radius_px=None if spec.nucleus_diameter_um is None else spec.nucleus_diameter_um / nominal / 2,
+        pixel_size_um=context.scale.pixel_size_um,
+        expansion_px=spec.cell_expansion_um / nominal,
+        detection="hematoxylin" if spec.compartment != "nucleus" else spec.detection,
+    )
+    leak = haematoxylin_leak(cells["hematoxylin_od_mean"], cells["dab_od_mean"]) if len(cells) else None
+    vectors, note = corrected_for_leak(context.vectors, leak)
+    return dataclasses.replace(context, vectors=vectors, vector_source=f"{context.vector_source}; {note}")
 
 
 def _analyse_image(task: ImageTask) -> dict:
@@ -338,9 +383,7 @@ def scored_tiles(
     for index, tile in enumerate(slide.tiles(spec.tile_px, margin)):
         if tiles is not None and index not in tiles:
             continue
-        rows = slice(int(tile.row / scale), int(np.ceil((tile.row + tile.height) / scale)))
-        cols = slice(int(tile.col / scale), int(np.ceil((tile.col + tile.width) / scale)))
-        if not tissue[rows, cols].any():
+        if not tissue[overview_window(tile, scale)].any():
             continue
         rgb = slide.read_region(tile.read_row, tile.read_col, tile.read_height, tile.read_width)
         keep = np.zeros(rgb.shape[:2], bool)  # the tile's core: each cell belongs to one tile
