@@ -72,6 +72,48 @@ def test_a_clump_of_pale_nuclei_is_cut_at_its_faint_gaps(radius, spacing, nuclea
     assert areas.min() > 0.5 * np.pi * radius**2 and areas.max() < 1.6 * np.pi * radius**2
 
 
+def _dark_and_pale_nuclei(*, radius: int = 10, seed: int = 0):
+    """Nuclear OD of a dense tile: 46 dark disks (1.5 OD), 12 pale ones and 6 spindles as pale
+    (0.08 OD over a 0.03 stroma; spindles 30 x 8 px), one to a cell of an 8 x 8 grid."""
+    rng = np.random.default_rng(seed)
+    size, spacing = 360, 45
+    rows, cols = np.indices((size, size))
+    od = 0.03 + 0.004 * rng.standard_normal((size, size))
+    kinds = ["dark"] * 46 + ["pale"] * 12 + ["spindle"] * 6
+    rng.shuffle(kinds)
+    centres = {"dark": [], "pale": [], "spindle": []}
+    for k, kind in enumerate(kinds):
+        r, c = spacing // 2 + spacing * (k // 8), spacing // 2 + spacing * (k % 8)
+        if kind == "spindle":
+            inside = ((rows - r) / 4) ** 2 + ((cols - c) / 15) ** 2 <= 1
+        else:
+            inside = np.hypot(rows - r, cols - c) <= radius
+        od[inside] = 1.5 if kind == "dark" else 0.08
+        centres[kind].append((r, c))
+    return od.astype(np.float32), centres
+
+
+def test_pale_negatives_beside_many_dark_nuclei_are_found(monkeypatch):
+    """Where dark nuclei crowd a tile the first Otsu level lies above the pale ones (the first
+    pass alone finds none of the 12: a Ki67 index of 100 % where it is 79 %); the second pass,
+    on the rest of the tile, finds all of them and none of the spindles as pale as they are."""
+    import imaging.tissue.nuclei as nuclei
+
+    radius = 10
+    od, centres = _dark_and_pale_nuclei(radius=radius)
+
+    def found(labels, kind):
+        return sum(labels[r, c] > 0 for r, c in centres[kind])
+
+    labels = detect_nuclei(od, radius=radius)
+    assert (found(labels, "dark"), found(labels, "pale"), found(labels, "spindle")) == (46, 12, 0)
+    assert labels.max() == 58
+    with monkeypatch.context() as patched:
+        patched.setattr(nuclei, "pale_nuclei", lambda flattened, darker, found, radius: np.zeros_like(found))
+        first_pass = detect_nuclei(od, radius=radius)
+    assert (found(first_pass, "dark"), found(first_pass, "pale")) == (46, 0)
+
+
 @pytest.mark.parametrize("tissue_od", [0.05, 0.35, 0.5])
 def test_the_scale_holds_when_the_counterstain_is_dark(tissue_od):
     """Disks of radius 12 px (0.9 OD) packed in tissue that fills the tile: where the tissue is
@@ -367,8 +409,8 @@ def test_a_pixel_size_contradicting_the_file_is_refused(tmp_path, capsys):
 @pytest.mark.skipif(not DEV_DATA.is_dir(), reason="needs ../shared/data/ihc_dev_deepliif (development data)")
 def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
     """Six real Ki67 tiles with expert per-nucleus truth (not shipped: Commons Clause).
-    Measured (benchmarks/ihc.py): index error mean 3.58, largest 11.8 (34_3: positive nuclei
-    left unannotated); recall 0.852; class-aware F1 0.683 (a lower bound: many faint nuclei
+    Measured (benchmarks/ihc.py): index error mean 3.49, largest 10.4 (34_3: positive nuclei
+    left unannotated); recall 0.866; class-aware F1 0.687 (a lower bound: many faint nuclei
     are unannotated); the naive script: 55.5 and 0.33."""
     assert (
         main(
@@ -386,7 +428,8 @@ def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
     )
     table = evaluate_points(tmp_path / "run", DEV_DATA / "truth", radius=12)
     assert table["index_error"].abs().mean() <= 4.5
-    assert table["detection_recall"].mean() >= 0.83
+    assert table["index_error"].abs().max() <= 12
+    assert table["detection_recall"].mean() >= 0.85
     assert table["class_f1"].mean() >= 0.66
 
 
