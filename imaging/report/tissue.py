@@ -14,6 +14,8 @@ from imaging.errors import InputError
 from imaging.io.writers import atomic_path, write_csv
 from imaging.report.html import STYLE, _e, comparisons_html, fmt, table_html
 from imaging.run.record import read_record
+from imaging.stains.vectors import LEAK_TURNED
+from imaging.tissue.ihc import detects_with_dab
 
 
 def glob_escape(name: str) -> str:
@@ -41,7 +43,7 @@ def vector_sources_summary(sources: list[str]) -> str:
     """
     kinds = pd.Series([s.split(" ")[0].rstrip(";") for s in sources], dtype=object).value_counts()
     parts = [f"{VECTOR_KINDS.get(kind, kind)} for {n} image{'s' * (n != 1)}" for kind, n in kinds.items()]
-    turned = sum("haematoxylin turned" in s for s in sources)
+    turned = sum(LEAK_TURNED in s for s in sources)
     if turned:
         parts.append(f"the haematoxylin turned to the counterstain hue the nuclei showed in {turned} of them")
     return "; ".join(parts)
@@ -67,7 +69,7 @@ def tissue_methods(record: dict, pipeline) -> str:
         spec = pipeline.cells
         channel = (
             "haematoxylin plus DAB optical density (capped at 0.3 OD, so pale and dark nuclei are found alike)"
-            if spec.detection == "nuclear_od" or (spec.detection == "auto" and spec.compartment == "nucleus")
+            if detects_with_dab(spec.compartment, spec.detection)
             else "haematoxylin optical density"
         )
         scale = (

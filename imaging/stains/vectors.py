@@ -217,6 +217,8 @@ MAX_PLAUSIBLE_LEAK = 1.2
 LEAK_PERCENTILE = 10  # of the nuclei's DAB / haematoxylin: the least brown tenth
 MIN_LEAK_NUCLEI = 30  # fewer nuclei than this say too little to turn a vector
 MIN_LEAK_HEMATOXYLIN = 0.05  # OD: paler nuclei give a ratio of noise
+# How a turned haematoxylin is named in ``stain_vector_source`` (the report counts such images).
+LEAK_TURNED = "haematoxylin turned"
 
 
 def haematoxylin_leak(hematoxylin_means, dab_means) -> float | None:
@@ -289,4 +291,4 @@ def corrected_for_leak(vectors: dict[str, np.ndarray], leak: float | None) -> tu
         return vectors, f"nuclei's DAB leak {leak:.2f} <= {MAX_HAEMATOXYLIN_LEAK}"
     if leak > MAX_PLAUSIBLE_LEAK:
         return vectors, f"nuclei's DAB leak {leak:.2f} > {MAX_PLAUSIBLE_LEAK}: taken as nearly all positive, kept"
-    return without_leak(vectors, leak), f"haematoxylin turned: nuclei's DAB leak {leak:.2f} > {MAX_HAEMATOXYLIN_LEAK}"
+    return without_leak(vectors, leak), f"{LEAK_TURNED}: nuclei's DAB leak {leak:.2f} > {MAX_HAEMATOXYLIN_LEAK}"

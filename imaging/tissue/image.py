@@ -40,7 +40,7 @@ from imaging.tissue.burden import (
     section_summary,
     smooth_signal,
 )
-from imaging.tissue.ihc import CELL_COLUMNS, score_cells, summarize_scores
+from imaging.tissue.ihc import CELL_COLUMNS, detects_with_dab, score_cells, summarize_scores
 from imaging.tissue.mask import tissue_mask
 from imaging.tissue.review import (
     CLASS_COLOURS,
@@ -248,6 +248,20 @@ def overview_window(tile, overview_scale: float) -> tuple[slice, slice]:
     return rows, cols
 
 
+def tile_scoring(spec, context: ImageContext) -> dict:
+    """The :func:`~imaging.tissue.ihc.score_cells` arguments that every tile of an image shares
+    (sizes in nominal full-resolution pixels)."""
+    nominal = context.scale.nominal_um
+    return {
+        "vectors": context.vectors,
+        "white": context.white,
+        "thresholds": spec.thresholds,
+        "nucleus_radius_px": None if spec.nucleus_diameter_um is None else spec.nucleus_diameter_um / nominal / 2,
+        "pixel_size_um": context.scale.pixel_size_um,
+        "expansion_px": spec.cell_expansion_um / nominal,
+    }
+
+
 def checked_for_leak(slide: Slide, pipeline: TissuePipeline, context: ImageContext) -> ImageContext:
     """``vectors: auto``'s second check, on nuclei: the tile with the most stained tissue is
     scored with the chosen vectors, and where even its least brown nuclei measure DAB
@@ -255,21 +269,14 @@ def checked_for_leak(slide: Slide, pipeline: TissuePipeline, context: ImageConte
     (:func:`~imaging.stains.vectors.corrected_for_leak`). The measured leak is recorded either way."""
     spec = pipeline.cells
     scale = context.overview_size / context.scale.nominal_um
-    stained = context.stained
     tiles = list(slide.tiles(spec.tile_px))
-    counts = [int(stained[overview_window(tile, scale)].sum()) for tile in tiles]
+    counts = [int(context.stained[overview_window(tile, scale)].sum()) for tile in tiles]
     tile = tiles[int(np.argmax(counts))]
-    nominal = context.scale.nominal_um
     cells, _, _, _ = score_cells(
         slide.read_region(tile.row, tile.col, tile.height, tile.width),
-        vectors=context.vectors,
-        white=context.white,
-        thresholds=spec.thresholds,
+        **tile_scoring(spec, context),
         compartment="nucleus",  # the leak shows in the nuclei, whatever the stain's compartment
-        nucleus_radius_px=None if spec.nucleus_diameter_um is None else spec.nucleus_diameter_um / nominal / 2,
-        pixel_size_um=context.scale.pixel_size_um,
-        expansion_px=spec.cell_expansion_um / nominal,
-        detection="hematoxylin" if spec.compartment != "nucleus" else spec.detection,
+        detection="nuclear_od" if detects_with_dab(spec.compartment, spec.detection) else "hematoxylin",
     )
     leak = haematoxylin_leak(cells["hematoxylin_od_mean"], cells["dab_od_mean"]) if len(cells) else None
     vectors, note = corrected_for_leak(context.vectors, leak)
@@ -371,11 +378,9 @@ def scored_tiles(
     """Each tile holding tissue (of ``tiles``, indices in the raster order of
     :meth:`Slide.tiles`; all when None), scored: one tile in memory at a time."""
     spec = pipeline.cells
-    nominal_size = context.scale.nominal_um
-    fixed_radius = None if spec.nucleus_diameter_um is None else spec.nucleus_diameter_um / nominal_size / 2
-    expansion = spec.cell_expansion_um / nominal_size
-    margin = int(max(16, 4 * (fixed_radius or 16) + expansion))
-    scale = context.overview_size / nominal_size  # full-resolution pixels per overview pixel
+    shared = tile_scoring(spec, context)
+    margin = int(max(16, 4 * (shared["nucleus_radius_px"] or 16) + shared["expansion_px"]))
+    scale = context.overview_size / context.scale.nominal_um  # full-resolution pixels per overview pixel
     # The stain mask only decides which tiles hold tissue (generously: dilated); every cell
     # found in a tile's core counts, so a crop of tissue is scored whole, as an annotator
     # would count it.
@@ -390,13 +395,8 @@ def scored_tiles(
         keep[tile.margin_top : tile.margin_top + tile.height, tile.margin_left : tile.margin_left + tile.width] = True
         cells, nuclei, _, info = score_cells(
             rgb,
-            vectors=context.vectors,
-            white=context.white,
-            thresholds=spec.thresholds,
+            **shared,
             compartment=spec.compartment,
-            nucleus_radius_px=fixed_radius,
-            pixel_size_um=context.scale.pixel_size_um,
-            expansion_px=expansion,
             detection=spec.detection,
             keep=keep,
             max_elongation=spec.max_nucleus_elongation,
