@@ -32,7 +32,7 @@ from imaging.distance import expand_labels
 from imaging.features.morphology import ellipse_axes, label_moments
 from imaging.label_stats import label_means
 from imaging.stains.vectors import stain_amounts
-from imaging.tissue.nuclei import detect_nuclei, detection_channel, nucleus_scale
+from imaging.tissue.nuclei import detect_nuclei, detection_cap, detection_channel, nucleus_scale
 
 CELL_COLUMNS = [
     "centroid_row",
@@ -318,7 +318,7 @@ def score_cells(
         radius_px=nucleus_radius_px,
         pixel_size_um=pixel_size_um,
     )
-    nuclei = detect_nuclei(nuclear_od, radius=radius)
+    nuclei = detect_nuclei(nuclear_od, radius=radius, cap=detection_cap(hematoxylin, radius=radius))
     cells = expand_labels(nuclei, distance=expansion_px).astype(np.int32)
     n = int(nuclei.max())
     if n == 0:
