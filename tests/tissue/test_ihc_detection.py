@@ -14,7 +14,7 @@ from skimage import io
 from imaging.cli import main
 from imaging.config import parse_pipeline
 from imaging.errors import InputError
-from imaging.evaluate_points import evaluate_points, match_points, read_point_truth, score_points
+from imaging.evaluate_points import evaluate_points, match_points, misregistered_images, read_point_truth, score_points
 from imaging.stains.vectors import choose_vectors, default_vectors
 from imaging.stains.white import white_point
 from imaging.tissue.ihc import membrane_ring, score_cells
@@ -363,6 +363,24 @@ def test_class_aware_scores_and_index_error_by_hand():
     assert scores["index_error"] == pytest.approx(50 - 25)
 
 
+def test_a_shift_of_the_annotations_is_measured_and_flagged():
+    """Points 5 px to the right of every cell (a truth panel drawn 5 px off): the median offset
+    of the pairs reads it back; scatter of 1 px, or fewer than 10 pairs, is not a shift."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(20, 480, size=(30, 2))
+    cells = pd.DataFrame({"row": centres[:, 0], "col": centres[:, 1], "positive": False})
+    rows = []
+    for image, shift, n in (("shifted", (0.0, 5.0), 30), ("scatter", (0.0, 0.0), 30), ("few", (0.0, 5.0), 8)):
+        clicks = centres[:n] + shift + (rng.normal(0, 1.0, (n, 2)) if image == "scatter" else 0)
+        true = pd.DataFrame({"row": clicks[:, 0], "col": clicks[:, 1], "positive": False})
+        rows.append({"image": image} | score_points(cells, true, radius=12))
+    table = pd.DataFrame(rows)
+    assert table.loc[0, ["offset_row_px", "offset_col_px"]].tolist() == pytest.approx([0.0, -5.0])
+    assert abs(table.loc[1, "offset_col_px"]) < 0.6
+    flagged = misregistered_images(table)
+    assert flagged["image"].tolist() == ["shifted"]
+
+
 def test_point_truth_formats(tmp_path):
     pd.DataFrame({"image": ["a.png", "a.png"], "x": [5, 20], "y": [7, 30], "class": ["Positive", "neg"]}).to_csv(
         tmp_path / "points.csv", index=False
@@ -411,7 +429,12 @@ def test_evaluate_a_tissue_run_against_points(tmp_path, pipelines, capsys):
     )
     scores = pd.read_csv(tmp_path / "scores.csv").iloc[0]
     assert scores["class_f1"] >= 0.95 and abs(scores["index_error"]) <= 3
-    assert "class-aware F1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "class-aware F1" in out and "Note:" not in out
+    shifted = pd.read_csv(tmp_path / "points.csv")
+    shifted.assign(col=shifted["col"] + 5).to_csv(tmp_path / "shifted.csv", index=False)
+    assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "shifted.csv"), "--radius", "10"]) == 0
+    assert "the points of tile sit +0.0 rows, +5.0 columns from its cells" in capsys.readouterr().out
     direct = evaluate_points(tmp_path / "run", tmp_path / "points.csv", radius=10)
     assert direct.iloc[0]["n_true"] == len(truth)
 
