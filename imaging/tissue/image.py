@@ -265,8 +265,9 @@ def tile_scoring(spec, context: ImageContext) -> dict:
 def checked_for_leak(slide: Slide, pipeline: TissuePipeline, context: ImageContext) -> ImageContext:
     """``vectors: auto``'s second check, on nuclei: the tile with the most stained tissue is
     scored with the chosen vectors, and where even its least brown nuclei measure DAB
-    (:func:`imaging.stains.vectors.haematoxylin_leak`), the haematoxylin is turned to explain it
-    (:func:`~imaging.stains.vectors.corrected_for_leak`). The measured leak is recorded either way."""
+    (:func:`imaging.stains.vectors.haematoxylin_leak`) and the median nucleus about as much, the
+    haematoxylin is turned to explain it (:func:`~imaging.stains.vectors.corrected_for_leak`).
+    The measured leak is recorded either way."""
     spec = pipeline.cells
     scale = context.overview_size / context.scale.nominal_um
     tiles = list(slide.tiles(spec.tile_px))
@@ -278,8 +279,8 @@ def checked_for_leak(slide: Slide, pipeline: TissuePipeline, context: ImageConte
         compartment="nucleus",  # the leak shows in the nuclei, whatever the stain's compartment
         detection="nuclear_od" if detects_with_dab(spec.compartment, spec.detection) else "hematoxylin",
     )
-    leak = haematoxylin_leak(cells["hematoxylin_od_mean"], cells["dab_od_mean"]) if len(cells) else None
-    vectors, note = corrected_for_leak(context.vectors, leak)
+    reading = haematoxylin_leak(cells["hematoxylin_od_mean"], cells["dab_od_mean"]) if len(cells) else None
+    vectors, note = corrected_for_leak(context.vectors, reading)
     return dataclasses.replace(context, vectors=vectors, vector_source=f"{context.vector_source}; {note}")
 
 

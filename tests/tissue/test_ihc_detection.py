@@ -254,18 +254,36 @@ def test_a_haematoxylin_leak_is_read_from_the_least_brown_nuclei():
     hematoxylin = np.r_[np.linspace(0.2, 0.4, 70), np.full(30, 0.3)]
     dab = np.r_[0.6 * hematoxylin[:70], np.linspace(1.0, 2.0, 30)]
     leak = haematoxylin_leak(hematoxylin, dab)
-    assert leak == pytest.approx(0.6)
+    assert leak.leak == pytest.approx(0.6) and leak.median == pytest.approx(0.6)
     vectors, note = corrected_for_leak(HDAB, leak)
     assert note.startswith("haematoxylin turned")
     negative_od = 0.3 * HDAB["hematoxylin"] + 0.18 * HDAB["dab"]
     amounts = unmix(negative_od[None], stain_matrix([vectors["hematoxylin"], vectors["dab"]]))[0]
     assert amounts[1] == pytest.approx(0.0, abs=1e-9) and amounts[0] > 0.3
     fitting = haematoxylin_leak(hematoxylin, np.r_[np.zeros(70), dab[70:]])
-    assert fitting == pytest.approx(0.0) and corrected_for_leak(HDAB, fitting)[0] is HDAB
+    assert fitting.leak == pytest.approx(0.0) and corrected_for_leak(HDAB, fitting)[0] is HDAB
     all_positive = haematoxylin_leak(np.full(100, 0.2), np.linspace(1.0, 2.0, 100))  # ratio 5 and up
     assert "nearly all positive" in corrected_for_leak(HDAB, all_positive)[1]
     assert haematoxylin_leak(hematoxylin[:20], dab[:20]) is None
     assert corrected_for_leak(HDAB, None)[0] is HDAB
+
+
+def test_weakly_positive_nuclei_everywhere_are_not_read_as_a_leak():
+    """An ER-like tile: every nucleus holds a diffuse 0.2 OD of DAB whatever its haematoxylin
+    (0.1-0.5). Its least brown tenth reads 0.44 DAB per unit, inside the leak window, but the
+    median nucleus reads 0.67: the ratio spreads as no single hue's would, so the vectors stay
+    (turned, 1+ nuclei would have been called negative). A leak of the same tenth on a tile with
+    40 % positive nuclei is one ratio up to its median, and is turned."""
+    from imaging.stains.vectors import MAX_LEAK_SPREAD, corrected_for_leak, haematoxylin_leak
+
+    hematoxylin = np.linspace(0.1, 0.5, 100)
+    stained = haematoxylin_leak(hematoxylin, np.full(100, 0.2) + 0.02 * np.sin(np.arange(100)))
+    assert 0.4 < stained.leak < 1.2 and stained.median / stained.leak > MAX_LEAK_SPREAD
+    vectors, note = corrected_for_leak(HDAB, stained)
+    assert vectors is HDAB and "taken as stained nuclei" in note
+    leaking = haematoxylin_leak(hematoxylin, np.r_[0.53 * hematoxylin[:60], np.linspace(0.5, 1.5, 40)])
+    assert leaking.leak == pytest.approx(0.53) and leaking.median / leaking.leak < MAX_LEAK_SPREAD
+    assert corrected_for_leak(HDAB, leaking)[1].startswith("haematoxylin turned")
 
 
 def _with_haematoxylin(rgb: np.ndarray, hematoxylin: np.ndarray) -> np.ndarray:
