@@ -424,7 +424,7 @@ def cmd_evaluate_points(args: argparse.Namespace) -> None:
     )
     for row in misregistered_images(table).itertuples():
         print(
-            f"Note: the points of {row.image} sit {-row.offset_row_px:+.1f} rows, {-row.offset_col_px:+.1f} columns "
+            f"Note: the points of {row.image} sit {0.0 - row.offset_row_px:+.1f} rows, {0.0 - row.offset_col_px:+.1f} columns "
             "from its cells (median of the matched pairs): check the annotations' coordinates (a crop origin, "
             "a downsampled export); its scores understate the detections"
         )
