@@ -40,6 +40,7 @@ POINT_SCORE_COLUMNS = [
     "n_pred",
     "n_true_positive",
     "n_pred_positive",
+    "n_matched",
     "detection_precision",
     "detection_recall",
     "detection_f1",
@@ -278,11 +279,11 @@ def score_points(predicted: pd.DataFrame, true: pd.DataFrame, *, radius: float) 
     Returns
     -------
     dict
-        Counts; detection precision, recall and F1 (class ignored); per-class and
-        class-aware F1 (each class matched on its own); true and predicted index (percent
-        positive) and their difference; the median offset (predicted minus true, px) of the
-        matched pairs, which reveals annotations shifted against the image
-        (:func:`misregistered_images`).
+        Counts (``n_matched``: the pairs, class ignored); detection precision, recall and
+        F1 (class ignored); per-class and class-aware F1 (each class matched on its own); true
+        and predicted index (percent positive) and their difference; the median offset
+        (predicted minus true, px) of the matched pairs, which reveals annotations shifted
+        against the image (:func:`misregistered_images`).
     """
     p_xy, t_xy = predicted[["row", "col"]].to_numpy(float), true[["row", "col"]].to_numpy(float)
     p_pos, t_pos = predicted["positive"].to_numpy(bool), true["positive"].to_numpy(bool)
@@ -301,6 +302,7 @@ def score_points(predicted: pd.DataFrame, true: pd.DataFrame, *, radius: float) 
         "n_pred": n_p,
         "n_true_positive": int(t_pos.sum()),
         "n_pred_positive": int(p_pos.sum()),
+        "n_matched": detected,
         "detection_precision": detected / n_p if n_p else np.nan,
         "detection_recall": detected / n_t if n_t else np.nan,
         "detection_f1": _f1(detected, n_p, n_t),
@@ -444,9 +446,10 @@ def misregistered_images(table: pd.DataFrame) -> pd.DataFrame:
     DataFrame
         Those rows' ``image``, ``offset_row_px`` and ``offset_col_px``.
     """
-    matched = table["detection_recall"] * table["n_true"]
     shift = np.hypot(table["offset_row_px"], table["offset_col_px"])
-    flagged = (matched >= MIN_PAIRS_FOR_OFFSET) & (shift > MISREGISTERED_SHARE_OF_RADIUS * table["radius_px"])
+    flagged = (table["n_matched"] >= MIN_PAIRS_FOR_OFFSET) & (
+        shift > MISREGISTERED_SHARE_OF_RADIUS * table["radius_px"]
+    )
     return table.loc[flagged, ["image", "offset_row_px", "offset_col_px"]].reset_index(drop=True)
 
 

@@ -393,6 +393,7 @@ def test_a_shift_of_the_annotations_is_measured_and_flagged():
         true = pd.DataFrame({"row": clicks[:, 0], "col": clicks[:, 1], "positive": False})
         rows.append({"image": image} | score_points(cells, true, radius=12))
     table = pd.DataFrame(rows)
+    assert table["n_matched"].tolist() == [30, 30, 8]
     assert table.loc[0, ["offset_row_px", "offset_col_px"]].tolist() == pytest.approx([0.0, -5.0])
     assert abs(table.loc[1, "offset_col_px"]) < 0.6
     flagged = misregistered_images(table)
