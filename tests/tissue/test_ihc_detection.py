@@ -131,6 +131,60 @@ def test_the_scale_holds_when_the_counterstain_is_dark(tissue_od):
     assert 0.85 * radius < radius_px < 1.35 * radius  # a disk's area-equivalent radius: 12
 
 
+def _nuclei_among_granules(*, n_granules: int, radius: int = 24, size: int = 640):
+    """Nuclear OD of a fine-pixel tile: 36 disks of ``radius`` px (0.8 OD) on 0.03 OD, and
+    ``n_granules`` granules (0.45 OD, 2-8 px in radius: cytoplasmic and stroma texture)
+    between them; lens-blurred."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    rows, cols = np.indices((size, size))
+    centres = [(r, c) for r in range(60, size - 40, 90) for c in range(60, size - 40, 90)]
+    nearest = np.min([np.hypot(rows - r, cols - c) for r, c in centres], axis=0)
+    od = np.where(nearest <= radius, 0.8, 0.03)
+    for index in rng.choice(np.flatnonzero(nearest.ravel() > radius + 12), n_granules, replace=False):
+        r, c = divmod(int(index), size)
+        od[np.hypot(rows - r, cols - c) <= rng.uniform(2, 8)] = 0.45
+    return ndi.gaussian_filter(od, 1.0).astype(np.float32)
+
+
+def test_granules_between_large_nuclei_do_not_pull_the_scale_down(monkeypatch):
+    """At a fine pixel size the specks of texture are many and the first estimate falls between
+    them and the nuclei (a real tile resampled x2: 18 px where its nuclei are 27-30). Settled at
+    its own scale, the estimate is the nuclei's again; unsettled, it is the granules'."""
+    from imaging.tissue import nuclei
+
+    od = _nuclei_among_granules(n_granules=200)
+    assert 0.85 * 24 < nuclei.estimate_radius_px(od) < 1.35 * 24
+    with monkeypatch.context() as unsettled:
+        unsettled.setattr(nuclei, "SCALE_PASSES", 0)
+        assert nuclei.estimate_radius_px(od) < 0.5 * 24
+
+
+def test_the_settled_radius_leaves_out_what_detection_calls_debris():
+    """Hand-made components: 20 nuclei of inscribed radius 20 (1,250 px). With 200 specks of
+    radius 3 (28 px) the first estimate, weighted by radius, is 3 px (600 against 400), and
+    the specks are over 0.15 of a disk of that radius (6 px), so it stays: taken over, not
+    corrected. With 200 specks of radius 2 (12 px) and 30 pieces of radius 6 (113 px) it falls
+    between, at 6 px; 0.15 of a disk of 6.9 px is 22 px, so the specks go, and the settled
+    estimate is the nuclei's; it is kept, being over 1.1 times the first."""
+    from imaging.segment.scale import typical_radius
+    from imaging.tissue.nuclei import settled_radius
+
+    nuclei = (np.full(20, 20.0), np.full(20, 1250))
+    taken_over = np.concatenate([nuclei[0], np.full(200, 3.0)]), np.concatenate([nuclei[1], np.full(200, 28)])
+    assert settled_radius(*taken_over) == 3.0
+    radii = np.concatenate([nuclei[0], np.full(200, 2.0), np.full(30, 6.0)])
+    areas = np.concatenate([nuclei[1], np.full(200, 12), np.full(30, 113)])
+    assert typical_radius(radii[areas >= 9]) == 6.0
+    assert settled_radius(radii, areas) == 20.0
+    # an ordinary tile: leaving its specks out would move the estimate by 5 %, so it keeps its own
+    radii = np.concatenate([nuclei[0], np.full(20, 19.0), np.full(100, 2.0)])
+    areas = np.concatenate([nuclei[1], np.full(20, 1130), np.full(100, 12)])
+    assert settled_radius(radii, areas) == 19.0
+    assert settled_radius(np.full(3, 1.0), np.full(3, 4)) == 8.0  # nothing of 9 px: the default
+
+
 def _nuclei_in_stroma(*, stroma_od: float, glass_columns: int, radius: int = 10):
     """Haematoxylin of a tile: 35 disks (1.0 OD) in stroma of ``stroma_od`` with a soft
     texture (SD 10 %), glass (0.005 OD) in the first ``glass_columns``; lens-blurred."""
