@@ -51,7 +51,10 @@ def test_parquet_tables_hold_the_csv_values_and_a_format_change_reuses_every_fie
             if pd.api.types.is_numeric_dtype(right) and not pd.api.types.is_bool_dtype(right):
                 np.testing.assert_array_equal(left.to_numpy(float), right.to_numpy(float), err_msg=column)
             else:  # text (an all-empty text column reads back from CSV as missing numbers)
-                assert left.fillna("").astype(str).tolist() == right.fillna("").astype(str).tolist(), column
+                assert (
+                    left.astype(object).fillna("").astype(str).tolist()
+                    == right.astype(object).fillna("").astype(str).tolist()
+                ), column
     cells = pd.read_parquet(out / "PJNK01" / "cells.parquet")
     assert cells["pjnk_high"].dtype == bool and cells["pjnk_nuclear_mean"].dtype == np.float64
     assert len(cells) == len(pd.read_csv(out / "PJNK01" / "cells.csv")) > 100
