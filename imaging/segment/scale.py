@@ -15,10 +15,34 @@ from imaging.distance import distance_to_background
 from imaging.label_stats import label_counts, label_maxima
 
 MIN_RADIUS_PX = 1.5
+MIN_MEASURED_AREA = 9  # px: smaller components are not measured (noise specks)
+
+
+def component_sizes(components: np.ndarray, n_components: int, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each component's largest inscribed radius (px) and area (px).
+
+    Parameters
+    ----------
+    components : (M, N) ndarray of int
+        Connected components of a mask, 1..``n_components``.
+    n_components : int
+        Their number.
+    distance : (M, N) ndarray of float
+        The mask's distance to background (:func:`imaging.distance.distance_to_background`).
+
+    Returns
+    -------
+    radii : (n_components,) ndarray of float
+    areas : (n_components,) ndarray of int
+    """
+    if n_components == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    areas = label_counts(components, minlength=n_components + 1)[1:]
+    return label_maxima(distance, components, n_components), areas
 
 
 def component_radii(
-    components: np.ndarray, n_components: int, distance: np.ndarray, *, min_area: int = 9
+    components: np.ndarray, n_components: int, distance: np.ndarray, *, min_area: int = MIN_MEASURED_AREA
 ) -> np.ndarray:
     """Largest inscribed radius (px) of each component of ``components`` with at least
     ``min_area`` pixels, from the mask's distance transform ``distance``.
@@ -39,13 +63,11 @@ def component_radii(
     ndarray of float
         One radius per component measured (its largest distance to the background).
     """
-    if n_components == 0:
-        return np.zeros(0)
-    areas = label_counts(components, minlength=n_components + 1)[1:]
-    return label_maxima(distance, components, n_components)[areas >= min_area]
+    radii, areas = component_sizes(components, n_components, distance)
+    return radii[areas >= min_area]
 
 
-def inscribed_radii(mask: np.ndarray, *, min_area: int = 9) -> np.ndarray:
+def inscribed_radii(mask: np.ndarray, *, min_area: int = MIN_MEASURED_AREA) -> np.ndarray:
     """:func:`component_radii` of the 4-connected components of ``mask``, labelled and
     distance-transformed here.
 

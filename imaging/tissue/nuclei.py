@@ -39,9 +39,8 @@ from skimage import measure
 
 from imaging.distance import distance_to_background
 from imaging.filters import binary_opening_disk, gaussian, threshold_otsu
-from imaging.label_stats import label_counts, label_maxima
 from imaging.segment import classical
-from imaging.segment.scale import estimate_radius, typical_radius
+from imaging.segment.scale import MIN_MEASURED_AREA, component_sizes, estimate_radius, typical_radius
 
 # Nuclear OD (haematoxylin + DAB) at which a pixel counts as fully nuclear: 50 % transmission.
 # Negative nuclei measure 0.1-0.3 OD, DAB-positive ones 1-5; without the cap the dark ones
@@ -177,7 +176,7 @@ def estimate_radius_px(nuclear_od: np.ndarray) -> float:
 
     The first estimate measures every component of 9 px or more, so at a fine pixel size the
     specks of cytoplasm and stroma texture are many and pull it down (a DeepLIIF tile resampled
-    x2: 18 px where its nuclei are 27-30). The estimate is therefore settled at its own scale
+    x2: 18 px where its nuclei measure 27). The estimate is therefore settled at its own scale
     (:func:`settled_radius`).
 
     Parameters
@@ -200,8 +199,7 @@ def estimate_radius_px(nuclear_od: np.ndarray) -> float:
         return float(np.clip(estimate_radius(np.zeros(capped.shape, bool)), MIN_RADIUS_PX, MAX_RADIUS_PX))
     mask = round_components(ndi.binary_fill_holes(capped > threshold_otsu(capped)))
     components, n = ndi.label(mask)
-    radii = label_maxima(distance_to_background(mask), components, n) if n else np.zeros(0)
-    areas = label_counts(components, minlength=n + 1)[1:]
+    radii, areas = component_sizes(components, n, distance_to_background(mask))
     radius = factor * INSCRIBED_TO_EQUIVALENT * settled_radius(radii, areas)
     return float(np.clip(radius, MIN_RADIUS_PX, MAX_RADIUS_PX))
 
@@ -210,7 +208,7 @@ def settled_radius(radii: np.ndarray, areas: np.ndarray) -> float:
     """The typical inscribed radius of a mask's components, settled at its own scale.
 
     The first estimate (:func:`imaging.segment.scale.typical_radius` of the components of
-    9 px and more) is made again without the components smaller than
+    :data:`~imaging.segment.scale.MIN_MEASURED_AREA` px and more) is made again without the components smaller than
     :data:`MIN_AREA_FRACTION` of a disk of its area-equivalent radius (what detection drops
     as debris), until it changes by under :data:`SCALE_SETTLED_CHANGE` (at most
     :data:`SCALE_PASSES` times), and kept where it is over :data:`SCALE_PULLED_DOWN` times
@@ -238,7 +236,7 @@ def settled_radius(radii: np.ndarray, areas: np.ndarray) -> float:
         no component has 9 px.
     """
     radii, areas = np.asarray(radii, dtype=float), np.asarray(areas)
-    radius = first = typical_radius(radii[areas >= 9])
+    radius = first = typical_radius(radii[areas >= MIN_MEASURED_AREA])
     for _ in range(SCALE_PASSES):
         equivalent = INSCRIBED_TO_EQUIVALENT * radius
         kept = radii[areas >= MIN_AREA_FRACTION * np.pi * equivalent**2]

@@ -150,7 +150,7 @@ def _nuclei_among_granules(*, n_granules: int, radius: int = 24, size: int = 640
 
 def test_granules_between_large_nuclei_do_not_pull_the_scale_down(monkeypatch):
     """At a fine pixel size the specks of texture are many and the first estimate falls between
-    them and the nuclei (a real tile resampled x2: 18 px where its nuclei are 27-30). Settled at
+    them and the nuclei (a real tile resampled x2: 18 px where its nuclei measure 27). Settled at
     its own scale, the estimate is the nuclei's again; unsettled, it is the granules'."""
     from imaging.tissue import nuclei
 
