@@ -88,9 +88,10 @@ SCALE_PULLED_DOWN = 1.1
 # later), round (:data:`ROUND_AXIS_RATIO`) and solid (stroma texture is ragged).
 PALE_AREA_FRACTIONS = (0.5, 3.0)
 PALE_MIN_SOLIDITY = 0.85
-# ... and it must stand out of the rest of the tile: its mean flattened OD this many robust SDs
-# (MAD) above the rest's median. Stroma texture that Otsu splits off a unimodal rest stays
-# under 2 (0.3-1.7 on synthetic fields); pale nuclei on the DeepLIIF tiles read 2.5-4.5.
+# ... and it must stand out of what lies between the nuclei: its mean flattened OD this many
+# robust SDs (MAD) above the median of the rest of the tile without the nucleus-shaped objects.
+# Stroma texture that Otsu splits off a unimodal rest stays under 2 (0.3-1.7 on synthetic
+# fields); pale nuclei on the DeepLIIF tiles read 2.5-4.5.
 PALE_MIN_CONTRAST_SD = 2.0
 
 
@@ -461,6 +462,10 @@ def pale_nuclei(flattened: np.ndarray, darker: np.ndarray, found: np.ndarray, *,
     :data:`ROUND_AXIS_RATIO`, :data:`PALE_MIN_SOLIDITY`) that stand out of the rest
     (:data:`PALE_MIN_CONTRAST_SD`) are kept.
 
+    The rest they must stand out of leaves them out: on a crowded tile cut from a tumour
+    (no glass) the pale nuclei may be most of the rest, and its median and MAD were theirs
+    (a DeepLIIF tile's 256 px quarter: 3 of 22 nuclei found, Ki67 index 44 % where it is 5 %).
+
     Parameters
     ----------
     flattened : (M, N) ndarray
@@ -494,6 +499,10 @@ def pale_nuclei(flattened: np.ndarray, darker: np.ndarray, found: np.ndarray, *,
         & (props["area"] <= high * disk)
         & (props["axis_minor_length"] >= ROUND_AXIS_RATIO * props["axis_major_length"])
         & (props["solidity"] >= PALE_MIN_SOLIDITY)
-        & (contrast > np.median(rest) + PALE_MIN_CONTRAST_SD * median_abs_deviation(rest, scale="normal"))
     )
+    nucleus_like = np.isin(labels, np.flatnonzero(shaped) + 1)
+    reference = flattened[away & ~ndi.binary_dilation(nucleus_like, iterations=max(1, int(radius / 4)))]
+    if reference.size == 0:
+        reference = rest
+    shaped &= contrast > np.median(reference) + PALE_MIN_CONTRAST_SD * median_abs_deviation(reference, scale="normal")
     return np.isin(labels, np.flatnonzero(shaped) + 1)
