@@ -688,9 +688,15 @@ def main(argv: list[str] | None = None) -> int:
     from imaging.run.workers import keep_freed_memory
 
     keep_freed_memory()  # this process measures fields itself with --workers 1
-    previous_handlers = _stop_on_termination()
+    received: list[int] = []  # termination signals that arrived during the run
+    previous_handlers = _stop_on_termination(received)
     try:
         args.handler(args)
+        if received:
+            # The KeyboardInterrupt was lost: a signal handler's exception is printed and dropped
+            # when it lands in a finaliser (__del__, a weakref callback). The run went on to the
+            # end; a scheduler that stopped it must still not read success.
+            raise KeyboardInterrupt(signal.Signals(received[0]).name)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -711,16 +717,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _stop_on_termination() -> dict:
+def _stop_on_termination(received: list[int]) -> dict:
     """SIGTERM and SIGHUP (what a batch scheduler or a closed terminal sends) stop a run as
-    Ctrl-C does: workers ended, completed fields kept. Returns the handlers replaced."""
+    Ctrl-C does: workers ended, completed fields kept. Each signal is also appended to
+    ``received``. Returns the handlers replaced."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+
+    def interrupt(signum, frame) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
 
 
 if __name__ == "__main__":
