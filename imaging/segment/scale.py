@@ -45,16 +45,12 @@ def component_radii(
     components: np.ndarray, n_components: int, distance: np.ndarray, *, min_area: int = MIN_MEASURED_AREA
 ) -> np.ndarray:
     """Largest inscribed radius (px) of each component of ``components`` with at least
-    ``min_area`` pixels, from the mask's distance transform ``distance``.
+    ``min_area`` pixels: :func:`component_sizes`, filtered.
 
     Parameters
     ----------
-    components : (M, N) ndarray of int
-        Connected components of a mask, 1..``n_components``.
-    n_components : int
-        Their number.
-    distance : (M, N) ndarray of float
-        The mask's distance to background (:func:`imaging.distance.distance_to_background`).
+    components, n_components, distance
+        As in :func:`component_sizes`.
     min_area : int
         Components smaller than this (px) are not measured.
 

@@ -500,9 +500,9 @@ def pale_nuclei(flattened: np.ndarray, darker: np.ndarray, found: np.ndarray, *,
         & (props["axis_minor_length"] >= ROUND_AXIS_RATIO * props["axis_major_length"])
         & (props["solidity"] >= PALE_MIN_SOLIDITY)
     )
-    nucleus_like = np.isin(labels, np.flatnonzero(shaped) + 1)
+    nucleus_like = np.concatenate([[False], shaped])[labels]
     reference = flattened[away & ~ndi.binary_dilation(nucleus_like, iterations=max(1, int(radius / 4)))]
     if reference.size == 0:
         reference = rest
     shaped &= contrast > np.median(reference) + PALE_MIN_CONTRAST_SD * median_abs_deviation(reference, scale="normal")
-    return np.isin(labels, np.flatnonzero(shaped) + 1)
+    return np.concatenate([[False], shaped])[labels]
