@@ -9,8 +9,16 @@ read from
   ``Positive``, ``Negative``, ``1+``, ``2+``, ``3+``);
 - a folder of such CSVs without ``image`` column, or of QuPath GeoJSON exports, one file per
   image named after it (``<image>.csv``, ``<image>.geojson``; a ``_points`` or ``_nuclei``
-  suffix is allowed). GeoJSON features give their Point (or a polygon's centroid) and
-  ``properties.classification.name``.
+  suffix is allowed). GeoJSON features give their Point (or a polygon's centroid) and their
+  classification as QuPath writes it (``name``; a derived class's ``names``, such as
+  ``["Tumor", "Positive"]``; or a plain string).
+
+A derived class (``Tumor: Positive``, ``Stroma: 1+``) is scored by its last part, the intensity.
+Points of QuPath's ``Ignore*`` class and of this tool's own ``Spindle (not counted)`` (a run's
+detections exported and reviewed in QuPath) are left out, as spindle cells are left out of the
+predictions; so are polygon *annotations* of any other class (a tumour or stroma region drawn
+in the same export, not a nucleus). Any other class name is an error, so that a typo never
+drops a point silently.
 
 Predictions are the run's ``cells.csv`` (``centroid_row``, ``centroid_col``, ``positive``): the
 cells its scores count (``counted``; spindle nuclei left out by ``cells.max_nucleus_elongation``
@@ -32,6 +40,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from imaging.errors import InputError
+from imaging.tissue.review import NOT_COUNTED
 
 POINT_COLUMNS = ["image", "row", "col", "positive"]
 POINT_SCORE_COLUMNS = [
@@ -63,11 +72,30 @@ MISREGISTERED_SHARE_OF_RADIUS = 1 / 3
 MIN_PAIRS_FOR_OFFSET = 10
 POSITIVE_NAMES = {"positive", "pos", "1", "true", "yes", "+", "1+", "2+", "3+", "p"}
 NEGATIVE_NAMES = {"negative", "neg", "0", "false", "no", "-", "n", "0+"}
+# Classes that mark a point as not scored (see module docstring).
+NOT_SCORED_NAMES = {"ignore*", "ignore", NOT_COUNTED.lower()}
 TRUTH_SUFFIXES = ("", "_points", "_nuclei", "_truth")
 
 
-def class_is_positive(values, *, source: Path) -> np.ndarray:
-    """Booleans from the class names of an annotation file (see module docstring).
+def intensity_name(name) -> str:
+    """The part of a class name that says the intensity, lower case: the last part of a derived
+    class (``Tumor: Positive`` -> ``positive``), the whole name otherwise.
+
+    Parameters
+    ----------
+    name : object
+        A class name as read (str, number or missing).
+
+    Returns
+    -------
+    str
+    """
+    return str(name).rsplit(":", 1)[-1].strip().lower()
+
+
+def scored_points(values, *, source: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Which points are scored, and which of those are positive, from the class names of an
+    annotation file (see module docstring).
 
     Parameters
     ----------
@@ -78,22 +106,24 @@ def class_is_positive(values, *, source: Path) -> np.ndarray:
 
     Returns
     -------
-    ndarray of bool
+    scored : ndarray of bool
+        False for the classes that are not scored (:data:`NOT_SCORED_NAMES`).
+    positive : ndarray of bool
 
     Raises
     ------
     InputError
         Naming the file and the unknown class names.
     """
-    names = pd.Series(values).astype(str).str.strip().str.lower()
-    unknown = sorted(set(names) - POSITIVE_NAMES - NEGATIVE_NAMES)
+    names = pd.Series(values).map(intensity_name)
+    unknown = sorted(set(names) - POSITIVE_NAMES - NEGATIVE_NAMES - NOT_SCORED_NAMES)
     if unknown:
         raise InputError(
             f"unknown class name(s) {', '.join(map(repr, unknown[:5]))}",
             path=source,
-            fix="use positive / negative (or 1 / 0, or QuPath's Positive, Negative, 1+, 2+, 3+)",
+            fix="use positive / negative (or 1 / 0, QuPath's Positive, Negative, 1+, 2+, 3+, or Ignore* to leave a point out)",
         )
-    return names.isin(POSITIVE_NAMES).to_numpy()
+    return (~names.isin(NOT_SCORED_NAMES)).to_numpy(), names.isin(POSITIVE_NAMES).to_numpy()
 
 
 def _positions(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -109,11 +139,12 @@ def _positions(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
         )
     if "class" not in columns:
         raise InputError("no 'class' column", path=source, fix="add a class column: positive or negative")
+    scored, positive = scored_points(frame[columns["class"]], source=source)
     table = pd.DataFrame(
         {
             "row": pd.to_numeric(frame[columns[row_name]], errors="coerce"),
             "col": pd.to_numeric(frame[columns[col_name]], errors="coerce"),
-            "positive": class_is_positive(frame[columns["class"]], source=source),
+            "positive": positive,
         }
     )
     if table[["row", "col"]].isna().any().any():
@@ -122,7 +153,7 @@ def _positions(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
         )
     if "image" in columns:
         table.insert(0, "image", [_stem(v) for v in frame[columns["image"]].astype(str)])
-    return table
+    return table[scored].reset_index(drop=True)
 
 
 def _stem(name: str) -> str:
@@ -158,20 +189,26 @@ def read_geojson_points(path: Path) -> pd.DataFrame:
     features = data.get("features", []) if isinstance(data, dict) else data
     rows = []
     for feature in features if isinstance(features, list) else []:
-        geometry = (feature or {}).get("geometry") or {}
-        classification = ((feature.get("properties") or {}).get("classification") or {}).get("name")
+        if not isinstance(feature, dict):
+            continue
+        geometry = feature.get("geometry") or {}
+        properties = feature.get("properties") or {}
+        name = class_name(properties.get("classification"))
         kind, coordinates = geometry.get("type"), geometry.get("coordinates")
         if kind == "Point":
             points = [coordinates]
         elif kind == "MultiPoint":
             points = coordinates
         elif kind == "Polygon" and coordinates:
+            if (
+                properties.get("objectType") == "annotation"
+                and intensity_name(name) not in POSITIVE_NAMES | NEGATIVE_NAMES
+            ):
+                continue  # a region drawn around tissue (Tumor, Stroma, Ignore*), not a nucleus
             points = [np.asarray(coordinates[0], float).mean(axis=0)]
         else:
             continue
-        rows.extend(
-            {"x": p[0], "y": p[1], "class": classification if classification is not None else ""} for p in points
-        )
+        rows.extend({"x": p[0], "y": p[1], "class": name} for p in points)
     if not rows:
         raise InputError(
             "holds no point or polygon features",
@@ -179,6 +216,28 @@ def read_geojson_points(path: Path) -> pd.DataFrame:
             fix="export the annotated points (with their classification) from QuPath",
         )
     return _positions(pd.DataFrame(rows), path)
+
+
+def class_name(classification) -> str:
+    """A GeoJSON feature's class name, whichever way QuPath wrote it: ``{"name": "Positive"}``,
+    a derived class ``{"names": ["Tumor", "Positive"]}`` (QuPath 0.4 and later; read as
+    ``Tumor: Positive``), a plain string, or none (``''``).
+
+    Parameters
+    ----------
+    classification : dict, str or None
+        ``properties.classification`` of the feature.
+
+    Returns
+    -------
+    str
+    """
+    if isinstance(classification, dict):
+        names = classification.get("names")
+        if isinstance(names, list) and names:
+            return ": ".join(str(n) for n in names)
+        classification = classification.get("name")
+    return "" if classification is None else str(classification)
 
 
 def read_point_truth(path: str | Path) -> pd.DataFrame:

@@ -518,6 +518,48 @@ def test_point_truth_formats(tmp_path):
         read_point_truth(tmp_path / "c.csv")
 
 
+def test_qupath_classifications_as_exported(tmp_path):
+    """Every way QuPath writes a class: a plain string, a derived class's ``names`` (0.4+), a
+    derived name in a CSV; Ignore* points, this tool's own spindle class and a drawn tumour
+    region are left out, and a point of a class that names no intensity is refused."""
+    region = [[[0, 0], [90, 0], [90, 90], [0, 90], [0, 0]]]
+    features = [
+        {"geometry": {"type": "Point", "coordinates": [10, 12]}, "properties": {"classification": "Positive"}},
+        {
+            "geometry": {"type": "MultiPoint", "coordinates": [[30, 31], [40, 41]]},
+            "properties": {"objectType": "annotation", "classification": {"names": ["Tumor", "Negative"]}},
+        },
+        {
+            "geometry": {"type": "Point", "coordinates": [50, 51]},
+            "properties": {"classification": {"names": ["Tumor", "3+"], "color": [200, 0, 0]}},
+        },
+        {"geometry": {"type": "Point", "coordinates": [60, 61]}, "properties": {"classification": {"name": "Ignore*"}}},
+        {
+            "geometry": {"type": "Polygon", "coordinates": [[[70, 70], [74, 70], [74, 74], [70, 74], [70, 70]]]},
+            "properties": {"objectType": "detection", "classification": {"name": "Spindle (not counted)"}},
+        },
+        {
+            "geometry": {"type": "Polygon", "coordinates": region},
+            "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}},
+        },
+        {"geometry": {"type": "Polygon", "coordinates": region}, "properties": {"objectType": "annotation"}},
+    ]
+    (tmp_path / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    table = read_point_truth(tmp_path / "a.geojson")
+    assert table[["row", "col"]].values.tolist() == [[12, 10], [31, 30], [41, 40], [51, 50]]
+    assert table["positive"].tolist() == [True, False, False, True]
+    pd.DataFrame(
+        {"row": [1, 2, 3], "col": [1, 2, 3], "class": ["Tumor: Positive", "Stroma: Negative", "Ignore*"]}
+    ).to_csv(tmp_path / "b.csv", index=False)
+    assert read_point_truth(tmp_path / "b.csv")["positive"].tolist() == [True, False]
+    point_of_tumour = [
+        {"geometry": {"type": "Point", "coordinates": [5, 5]}, "properties": {"classification": "Tumor"}}
+    ]
+    (tmp_path / "c.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": point_of_tumour}))
+    with pytest.raises(InputError, match="unknown class name.*'tumor'"):
+        read_point_truth(tmp_path / "c.geojson")
+
+
 def test_evaluate_a_tissue_run_against_points(tmp_path, pipelines, capsys):
     rgb, truth = make_ki67_field(size=320, nucleus_radius=10, seed=5)
     images = tmp_path / "images"
@@ -544,6 +586,11 @@ def test_evaluate_a_tissue_run_against_points(tmp_path, pipelines, capsys):
     assert "the points of tile sit +0.0 rows, +5.0 columns from its cells" in capsys.readouterr().out
     direct = evaluate_points(tmp_path / "run", tmp_path / "points.csv", radius=10)
     assert direct.iloc[0]["n_true"] == len(truth)
+    # the run's own QuPath export read back as truth (detections reviewed in QuPath, unchanged)
+    own = evaluate_points(tmp_path / "run", tmp_path / "run" / "detections", radius=10).iloc[0]
+    counted = pd.read_csv(tmp_path / "run" / "cells.csv").query("counted")
+    assert own["n_true"] == len(counted) and own["n_true_positive"] == counted["positive"].sum()
+    assert own["class_f1"] == 1.0 and own["index_error"] == 0.0
 
 
 # ---- bad input, before anything is written ------------------------------------------------------
