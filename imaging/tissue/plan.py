@@ -158,8 +158,9 @@ PIXEL_SIZE_TOLERANCE = 0.05  # relative disagreement between the pipeline's and 
 
 
 def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
-    """What can be known about one image before any work: RGB where cells are scored, a
-    pixel size where lesion areas need one and that agrees with the file's, tissue present."""
+    """What can be known about one image before any work: RGB where cells are scored, no NaN
+    or infinite pixels, a pixel size where lesion areas need one and that agrees with the
+    file's, tissue present."""
     with Slide(path) as slide:
         recorded = slide.pixel_size_um
         if pipeline.cells is not None and not slide.is_rgb:
@@ -168,6 +169,13 @@ def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
                 f"{slide.shapes[0]} without 3 colour channels",
                 path=path,
                 fix="export the section as RGB, or remove 'cells' from the pipeline",
+            )
+        bad = slide.non_finite_pixels()  # reads a floating-point image once; others are skipped
+        if bad:
+            raise InputError(
+                f"has {bad} NaN or infinite pixel(s)",
+                path=path,
+                fix="export the image again as the scanner wrote it (8-bit RGB), without NaN",
             )
         given = pipeline.pixel_size_um
         if given and recorded and abs(recorded - given) > PIXEL_SIZE_TOLERANCE * recorded:

@@ -10,6 +10,7 @@ block-averaging the full-resolution image one band of rows at a time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -106,6 +107,22 @@ class Slide:
     def is_rgb(self) -> bool:
         return self.channels_last[0] is not None
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The pixels' type, as stored."""
+        return np.dtype(self._levels[0].dtype if self._tif is not None else self._image.dtype)
+
+    def non_finite_pixels(self, tile_size: int = 2048) -> int:
+        """NaN or infinite pixels of the full-resolution image (0 for integer types, which
+        cannot hold them), counted tile by tile so that memory stays one tile's."""
+        if self.dtype.kind != "f":
+            return 0
+        count = 0
+        for t in self.tiles(tile_size):
+            bad = ~np.isfinite(self._stored_region(t.row, t.col, t.height, t.width))
+            count += int(np.count_nonzero(bad.any(axis=-1) if bad.ndim == 3 else bad))  # a pixel, not a channel
+        return count
+
     def downsample(self, level: int) -> float:
         return self.shape[1] / self.shapes[level][1]
 
@@ -128,7 +145,32 @@ class Slide:
         return np.asarray(block)
 
     def read_region(self, row: int, col: int, height: int, width: int, *, level: int = 0) -> np.ndarray:
-        """Pixels of a region of one level, as (rows, columns[, 3])."""
+        """Pixels of a region of one level, as (rows, columns[, 3]); a floating-point RGB
+        image in the 0-1 convention comes on the 0-255 scale (:attr:`intensity_scale`)."""
+        block = self._stored_region(row, col, height, width, level=level)
+        scale = self.intensity_scale
+        return block if scale == 1.0 else block.astype(np.float32) * np.float32(scale)
+
+    @functools.cached_property
+    def intensity_scale(self) -> float:
+        """The factor :meth:`read_region` applies: 255 for a floating-point RGB image whose
+        values are all at most 1 (scikit-image's convention), 1 for every other image.
+
+        Optical densities floor intensities at one grey level
+        (:data:`imaging.stains.optical.MIN_INTENSITY`), the scale of the 8-bit RGB scanners
+        write; a 0-1 image lies wholly under that floor and would read as blank glass, with
+        no cells. Integer images of any depth keep their values (the white point sets their
+        scale). Found once, tile by tile, for floating-point images only.
+        """
+        if self.dtype.kind != "f" or not self.is_rgb:
+            return 1.0
+        largest = max(
+            float(np.max(self._stored_region(t.row, t.col, t.height, t.width), initial=0.0)) for t in self.tiles()
+        )
+        return 255.0 if largest <= 1.0 else 1.0
+
+    def _stored_region(self, row: int, col: int, height: int, width: int, *, level: int = 0) -> np.ndarray:
+        """:meth:`read_region` as stored, without the intensity scale."""
         rows = slice(max(row, 0), min(row + height, self.shapes[level][0]))
         cols = slice(max(col, 0), min(col + width, self.shapes[level][1]))
         try:

@@ -607,6 +607,33 @@ def test_bad_tissue_images_are_refused_at_planning(tmp_path, pipelines, capsys):
         assert not (tmp_path / "out").exists()
 
 
+def test_floating_point_tiles_score_as_their_8_bit_original_and_nan_is_refused(tmp_path, pipelines, capsys):
+    """A tile saved as float 0-1 (scikit-image's convention) read as blank glass with 0 cells
+    before: it lies under the optical density's floor of one grey level. Float 0-1, float
+    0-255 and 8-bit copies now score alike; a NaN pixel stops the run before anything is written."""
+    import tifffile
+
+    rgb, _ = make_ki67_field(size=256, nucleus_radius=10, seed=4)
+    images = tmp_path / "images"
+    images.mkdir()
+    io.imsave(images / "byte.png", rgb, check_contrast=False)
+    tifffile.imwrite(images / "unit.tif", rgb.astype(np.float32) / 255, photometric="rgb")
+    tifffile.imwrite(images / "grey_levels.tif", rgb.astype(np.float32), photometric="rgb")
+    run = ["run", str(pipelines / "ihc_hscore.yaml"), str(images), "--out", str(tmp_path / "run"), "--workers", "1"]
+    assert main(run) == 0
+    regions = pd.read_csv(tmp_path / "run" / "regions.csv").set_index("image")
+    assert regions.loc["byte", "n_cells"] >= 20
+    for copy in ("unit", "grey_levels"):
+        assert regions.loc[copy, "n_cells"] == regions.loc["byte", "n_cells"]
+        assert regions.loc[copy, "percent_positive"] == pytest.approx(regions.loc["byte", "percent_positive"])
+    broken = rgb.astype(np.float32) / 255
+    broken[5, 5] = np.nan
+    tifffile.imwrite(images / "unit.tif", broken, photometric="rgb")
+    assert main([*run[:3], "--out", str(tmp_path / "out")]) == 2
+    assert "unit.tif: has 1 NaN or infinite pixel(s)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_pixel_size_contradicting_the_file_is_refused(tmp_path, capsys):
     import tifffile
 
