@@ -159,8 +159,8 @@ PIXEL_SIZE_TOLERANCE = 0.05  # relative disagreement between the pipeline's and 
 
 def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
     """What can be known about one image before any work: RGB where cells are scored, no NaN
-    or infinite pixels, a pixel size where lesion areas need one and that agrees with the
-    file's, tissue present."""
+    or infinite pixels, a pixel size where lesion areas or a nucleus diameter in um need one
+    and that agrees with the file's, tissue present."""
     with Slide(path) as slide:
         recorded = slide.pixel_size_um
         if pipeline.cells is not None and not slide.is_rgb:
@@ -187,6 +187,14 @@ def check_tissue_image(path: Path, pipeline: TissuePipeline) -> None:
         if pipeline.lesions is not None and not (given or recorded):
             raise InputError(
                 "the pixel size is unknown and lesion areas need it", path=path, fix="set pixel_size_um in the pipeline"
+            )
+        if pipeline.cells is not None and pipeline.cells.nucleus_diameter_um is not None and not (given or recorded):
+            # without a pixel size lengths would be read as pixels: 8 um as 8 px, every nucleus cut up
+            raise InputError(
+                f"cells.nucleus_diameter_um ({pipeline.cells.nucleus_diameter_um:g}) needs the pixel size, "
+                "and the file records none",
+                path=path,
+                fix="set pixel_size_um in the pipeline, or nucleus_diameter_um: null to estimate it per tile",
             )
         # the overview is read again by the analysis; from a pyramid level that costs little, and
         # a blank image must be refused before anything is written

@@ -650,6 +650,24 @@ def test_a_pixel_size_contradicting_the_file_is_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_nucleus_diameter_in_um_without_a_pixel_size_is_refused(tmp_path, capsys):
+    """Read as 8 px, 8 um cut DeepLIIF's 140 nuclei of tile 22_2 into 1,037 cells, silently."""
+    rgb, _ = make_ki67_field(size=256, nucleus_radius=10, seed=2)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    io.imsave(folder / "core.png", rgb, check_contrast=False)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("schema_version: 1\nmode: tissue\nname: p\ncells: {nucleus_diameter_um: 8}\n")
+    code = main(["run", str(pipeline), str(folder), "--out", str(tmp_path / "out")])
+    assert code == 2 and "nucleus_diameter_um (8) needs the pixel size" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    pipeline.write_text(
+        "schema_version: 1\nmode: tissue\nname: p\npixel_size_um: 0.5\ncells: {nucleus_diameter_um: 8}\n"
+    )
+    assert main(["run", str(pipeline), str(folder), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["images"][0]["nucleus_detection"]["median_px"] == 8
+
+
 @pytest.mark.skipif(not DEV_DATA.is_dir(), reason="needs ../shared/data/ihc_dev_deepliif (development data)")
 def test_accuracy_on_the_real_ki67_development_tiles(tmp_path, pipelines):
     """Six real Ki67 tiles with expert per-nucleus truth (not shipped: Commons Clause).
