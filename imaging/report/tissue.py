@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
+import os
+import urllib.parse
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +24,54 @@ from imaging.tissue.ihc import detects_with_dab
 def glob_escape(name: str) -> str:
     """``name`` with glob metacharacters bracketed, so an image called ``a[1]`` matches itself."""
     return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+THUMBNAIL_PX = 360  # the width the report shows an overlay or crop at
+
+
+def thumbnail_jpeg(path: Path, width: int = THUMBNAIL_PX) -> bytes:
+    """The image at ``path`` shrunk to at most ``width`` px wide (area-averaged), as JPEG bytes
+    (quality 90: a 360 px thumbnail of a tissue photograph is about a tenth of its PNG)."""
+    from PIL import Image  # Pillow: scikit-image's and matplotlib's image library
+
+    with Image.open(path) as image:
+        small = image.convert("RGB")
+        if small.width > width:
+            small = small.resize((width, max(1, round(small.height * width / small.width))), Image.Resampling.BOX)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def image_figure(path: Path, caption: str, *, report_dir: Path) -> str:
+    """One overlay or crop in the report: a thumbnail inside the page, linked to the
+    full-resolution PNG (opens in a new tab, zoomable) by a path relative to the report.
+
+    Embedding each full PNG (twice: link and image) made a six-tile run's report 16 MB, and a
+    tissue microarray of hundreds of cores would not open; the thumbnails keep it at tens of kB
+    per figure, and the relative links hold when the run folder is moved or zipped whole.
+
+    Parameters
+    ----------
+    path : Path
+        The PNG (in a run folder's ``plots/``).
+    caption : str
+        Its caption (also the image's alt text).
+    report_dir : Path
+        Where ``report.html`` is written.
+
+    Returns
+    -------
+    str
+        An HTML ``<figure>``.
+    """
+    data = base64.b64encode(thumbnail_jpeg(path)).decode("ascii")
+    link = urllib.parse.quote(Path(os.path.relpath(path.resolve(), report_dir.resolve())).as_posix())
+    return (
+        f'<figure><a href="{_e(link)}" target="_blank">'
+        f'<img alt="{_e(caption)}" src="data:image/jpeg;base64,{data}" style="max-width:{THUMBNAIL_PX}px"></a>'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -201,15 +252,9 @@ def build_tissue_report(run_dirs: str | Path | list, out_dir: str | Path | None 
             *sorted(plots.glob(f"{glob_escape(name)}_cells_*.png")),
         ]
         for index, path in enumerate(p for p in paths if p.is_file()):
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
             caption = name if index == 0 else f"{name}: full-resolution crop {index}"
             caption += f" (excluded from the tables: {note})" if note else ""
-            # crops open at full size in a new tab (zoomable); the thumbnail fits the page
-            figures.append(
-                f'<figure><a href="data:image/png;base64,{data}" target="_blank">'
-                f'<img alt="{_e(caption)}" src="data:image/png;base64,{data}" style="max-width:360px"></a>'
-                f"<figcaption>{_e(caption)}</figcaption></figure>"
-            )
+            figures.append(image_figure(path, caption, report_dir=out_dir))
     vectors = pd.DataFrame(
         [
             {

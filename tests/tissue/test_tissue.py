@@ -240,6 +240,20 @@ def test_ihc_run_on_the_real_sample_image(samples, pipelines, tmp_path, capsys):
     assert len(features) == len(cells)
     assert {f["properties"]["classification"]["name"] for f in features} <= {"Negative", "1+", "2+", "3+"}
     assert (tmp_path / "plots" / "skimage_ihc_cells_1.png").is_file()
+    # the report shows thumbnails linked to those files (embedding them made reports of many MB)
+    links = report_links(tmp_path / "report.html")
+    assert links == ["plots/skimage_ihc_overlay.png", "plots/skimage_ihc_cells_1.png"]
+    assert (tmp_path / "report.html").stat().st_size < 0.5 * sum((tmp_path / link).stat().st_size for link in links)
+
+
+def report_links(report: Path) -> list[str]:
+    """The figures' links of a report.html, each checked to open an existing file."""
+    import re
+    import urllib.parse
+
+    links = [urllib.parse.unquote(h) for h in re.findall(r'<figure><a href="([^"]+)"', report.read_text())]
+    assert all((report.parent / link).is_file() for link in links), links
+    return links
 
 
 # ---- memory ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from imaging.cli import main
 from imaging.errors import InputError
 from tests.conftest import finished_records
+from tests.tissue.test_tissue import report_links
 
 TABLES = ("sections.csv", "lesions.csv", "samples.csv", "comparisons.csv")
 IHC_TABLES = ("cells.csv", "regions.csv", "samples.csv")
@@ -172,6 +173,8 @@ def test_runs_of_one_tissue_pipeline_pool_into_one_report(pipelines, tmp_path):
     expected = pd.read_csv(tmp_path / "all" / "comparisons.csv")
     pd.testing.assert_frame_equal(comparisons, expected)
     assert "runs" in (tmp_path / "pooled" / "report.html").read_text()
+    links = report_links(tmp_path / "pooled" / "report.html")  # into each run's own plots/
+    assert {Path(link).parts[:3] for link in links} == {("..", "run1", "plots"), ("..", "run2", "plots")}
     # a pooled report never overwrites a run's tables; a sample in two runs is refused
     assert main(["report", str(tmp_path / "run1"), str(tmp_path / "run2"), "--out", str(tmp_path / "run1")]) == 2
     assert main(["report", str(tmp_path / "run1"), str(tmp_path / "all"), "--out", str(tmp_path / "p2")]) == 2
