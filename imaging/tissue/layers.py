@@ -1,9 +1,12 @@
 """A tissue run as viewer layers (Qt-free; the napari reader returns these as they are).
 
 Per image of the run: the section (every pyramid level, read lazily through tifffile's zarr
-view, so a whole slide opens at once and napari fetches the tiles it shows), the scored cells
-as points in their class colour with their ``cells.csv`` row as features, and the lesions as
-points sized to their area with their ``lesions.csv`` row as features. Every layer's metadata
+view, so a whole slide opens at once and napari fetches the tiles it shows), the nuclei filled
+in their class colour (a labels layer drawn from ``detections/<image>.geojson``, the file
+QuPath imports, with its class and measurements as features; images up to
+:data:`MAX_LABELLED_PIXELS`), the scored cells as points in their class colour with their ``cells.csv``
+row as features, and the lesions as points sized to their area with their ``lesions.csv`` row
+as features. Every layer's metadata
 names the run folder (:func:`imaging.io.run_folder.layer_source`), so the Tissue curation dock
 opened after the reader finds the run.
 
@@ -20,7 +23,8 @@ import pandas as pd
 
 from imaging.errors import InputError
 from imaging.io.run_folder import layer_source
-from imaging.tissue.review import CLASS_COLOURS
+from imaging.tissue.ihc import CLASS_NAMES
+from imaging.tissue.review import CLASS_COLOURS, NOT_COUNTED, NOT_COUNTED_COLOUR
 
 LayerData = tuple  # (data, kwargs, kind)
 
@@ -86,7 +90,8 @@ def _rows_of(path: Path, image: str) -> pd.DataFrame:
 
 
 def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
-    """Cells as points at their nucleus centre, coloured by intensity class.
+    """Cells as points at their nucleus centre, coloured by intensity class (grey: spindle
+    nuclei, not counted).
 
     Parameters
     ----------
@@ -100,8 +105,9 @@ def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
     (data, kwargs, kind)
         A points layer, the rows as its features.
     """
-    classes = cells["dab_class"].to_numpy(int)
-    colours = np.c_[np.asarray(CLASS_COLOURS, float)[classes] / 255, np.ones(len(cells))]
+    counted = cells["counted"].to_numpy(bool) if "counted" in cells.columns else np.ones(len(cells), bool)
+    names = np.where(counted, np.asarray(CLASS_NAMES)[cells["dab_class"].to_numpy(int)], NOT_COUNTED)
+    colours = np.c_[display_colours(names), np.ones(len(cells))]
     faces = colours * [1, 1, 1, 0.25]  # the nucleus stays visible through its marker
     size = 2 * np.sqrt(np.median(cells["nucleus_area_px"]) / np.pi) if len(cells) else 10.0
     kwargs = {
@@ -113,6 +119,66 @@ def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
         "size": float(size),
     }
     return cells[["centroid_row", "centroid_col"]].to_numpy(float), kwargs, "points"
+
+
+# Nuclei are drawn from their outlines into a label image of the whole section (int32), so
+# images up to this many pixels get one (64 MB); larger sections show points, and their
+# detections go to QuPath. (A shapes layer of the same outlines took napari 20 s for 900 nuclei.)
+MAX_LABELLED_PIXELS = 4096 * 4096
+
+
+def display_colours(names) -> np.ndarray:
+    """Cells' colours by their class name, those of the report and the GeoJSON.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Class names (:data:`~imaging.tissue.ihc.CLASS_NAMES`, or
+        :data:`~imaging.tissue.review.NOT_COUNTED` for spindle nuclei).
+
+    Returns
+    -------
+    (N, 3) ndarray of float
+        RGB in 0-1.
+    """
+    palette = dict(zip(CLASS_NAMES, CLASS_COLOURS)) | {NOT_COUNTED: NOT_COUNTED_COLOUR}
+    return np.asarray([palette[n] for n in names], float).reshape(-1, 3) / 255
+
+
+def nucleus_labels(detections: Path, shape: tuple[int, int], *, name: str) -> LayerData:
+    """The nuclei of ``detections`` (a run's QuPath GeoJSON) as a label image, each nucleus
+    filled in its class colour (grey: spindle nuclei, not counted).
+
+    Parameters
+    ----------
+    detections : Path
+        ``detections/<image>.geojson`` of a tissue run.
+    shape : (int, int)
+        The image's full-resolution (rows, columns).
+    name : str
+        The layer's name.
+
+    Returns
+    -------
+    (data, kwargs, kind)
+        A labels layer: nucleus ``k`` (1-based, in the file's order, which is ``cells.csv``'s)
+        drawn as label ``k``; its ``class`` and measurements as features (``index``: the label).
+    """
+    from skimage.draw import polygon
+
+    features = json.loads(detections.read_text(encoding="utf-8"))["features"]
+    labels = np.zeros(shape, np.int32)
+    for index, feature in enumerate(features, start=1):
+        ring = np.asarray(feature["geometry"]["coordinates"][0], float)
+        rows, cols = polygon(ring[:, 1], ring[:, 0], shape=shape)
+        labels[rows, cols] = index
+    names = [f["properties"]["classification"]["name"] for f in features]
+    colours = {index: (*rgb, 1.0) for index, rgb in enumerate(display_colours(names).tolist(), start=1)}
+    table = pd.DataFrame([f["properties"].get("measurements", {}) for f in features])
+    table.insert(0, "class", names)
+    table.insert(0, "index", np.arange(1, len(features) + 1))
+    kwargs = {"name": name, "features": table, "colormap": {None: (0, 0, 0, 0), **colours}, "opacity": 0.45}
+    return labels, kwargs, "labels"
 
 
 def lesion_points(lesions: pd.DataFrame, *, pixel_size_um: float, name: str) -> LayerData:
@@ -181,6 +247,10 @@ def tissue_run_layers(run_dir: str | Path) -> list[LayerData]:
         )
         image_layers = [section]
         cells = _rows_of(run_dir / "cells.csv", name)
+        detections = run_dir / "detections" / f"{name}.geojson"
+        full = tuple(levels[0].shape[:2])
+        if not cells.empty and detections.is_file() and full[0] * full[1] <= MAX_LABELLED_PIXELS:
+            image_layers.append(nucleus_labels(detections, full, name=f"{name} nuclei"))
         if not cells.empty:
             image_layers.append(cell_points(cells, name=f"{name} cells"))
         lesions = _rows_of(run_dir / "lesions.csv", name)

@@ -53,6 +53,7 @@ def nucleus_outlines(nuclei: np.ndarray, labels) -> dict[int, list[list[float]]]
 
 
 NOT_COUNTED = "Spindle (not counted)"
+NOT_COUNTED_COLOUR = (128, 128, 128)  # grey: shown, not scored
 
 
 def cell_features(cells: pd.DataFrame, outlines: dict[int, list], *, offset: tuple[int, int]) -> list[dict]:
@@ -70,7 +71,9 @@ def cell_features(cells: pd.DataFrame, outlines: dict[int, list], *, offset: tup
         klass = int(row.dab_class)
         # a spindle nucleus left out of the scores is shown as such, not as a scored class
         counted = bool(getattr(row, "counted", True))
-        name, colour = (CLASS_NAMES[klass], list(CLASS_COLOURS[klass])) if counted else (NOT_COUNTED, [128, 128, 128])
+        name, colour = (
+            (CLASS_NAMES[klass], list(CLASS_COLOURS[klass])) if counted else (NOT_COUNTED, list(NOT_COUNTED_COLOUR))
+        )
         features.append(
             {
                 "type": "Feature",

@@ -268,8 +268,9 @@ def test_plate_folder_with_a_pipeline_opens_for_tuning(make_napari_viewer, sampl
 
 
 def test_a_tissue_run_opens_as_layers_with_cells_by_class(make_napari_viewer, samples, pipelines, tmp_path):
-    """The FHL2 colon image: the section, then its cells as points in their class colour with
-    the cells.csv rows as features; on screen the red (3+) and blue (0) dots are visible."""
+    """The FHL2 colon image: the section, its nuclei filled in their class colour (a labels
+    layer), then its cells as points in their class colour with the cells.csv rows as
+    features; on screen the red (3+) and blue (0) cells are visible."""
     from imaging.cli import main
 
     out = tmp_path / "run"
@@ -289,7 +290,8 @@ def test_a_tissue_run_opens_as_layers_with_cells_by_class(make_napari_viewer, sa
     )
     viewer = make_napari_viewer(show=True)
     viewer.open(str(out), plugin="imaging")
-    assert [layer.name for layer in viewer.layers] == ["skimage_ihc", "skimage_ihc cells"]
+    assert [layer.name for layer in viewer.layers] == ["skimage_ihc", "skimage_ihc nuclei", "skimage_ihc cells"]
+    assert viewer.layers["skimage_ihc nuclei"].data.max() == len(pd.read_csv(out / "cells.csv"))
     assert viewer.layers["skimage_ihc"].rgb
     cells = pd.read_csv(out / "cells.csv")
     points = viewer.layers["skimage_ihc cells"]

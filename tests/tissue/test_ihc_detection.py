@@ -745,8 +745,8 @@ def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipeli
         == 0
     )
     layers = tissue_run_layers(tmp_path / "run")
-    assert [kind for _, _, kind in layers] == ["image", "points"]
-    (levels, image_kwargs, _), (points, point_kwargs, _) = layers
+    assert [kind for _, _, kind in layers] == ["image", "labels", "points"]
+    (levels, image_kwargs, _), (nuclei, label_kwargs, _), (points, point_kwargs, _) = layers
     assert (
         image_kwargs["multiscale"]
         and image_kwargs["rgb"]
@@ -759,6 +759,16 @@ def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipeli
     assert len(features) == len(cells) and (features["dab_class"] == cells["dab_class"]).all()
     expected = np.asarray(CLASS_COLOURS, float)[cells["dab_class"].to_numpy()] / 255
     np.testing.assert_allclose(point_kwargs["border_color"][:, :3], expected)
+    # the nuclei drawn from the QuPath export: label k is cells.csv's row k, filled in its class colour
+    assert nuclei.shape == (512, 512) and nuclei.max() == len(cells)
+    rows, cols = np.round(cells[["centroid_row", "centroid_col"]].to_numpy()).astype(int).T
+    assert (nuclei[rows, cols] == np.arange(1, len(cells) + 1)).mean() >= 0.95
+    areas = np.bincount(nuclei.ravel(), minlength=len(cells) + 1)[1:]
+    assert np.median(np.abs(areas / cells["nucleus_area_px"].to_numpy() - 1)) < 0.1
+    labelled = label_kwargs["features"]
+    assert labelled["index"].tolist() == list(range(1, len(cells) + 1))
+    assert labelled["dab_od_mean"].to_numpy() == pytest.approx(cells["dab_od_mean"].to_numpy())
+    np.testing.assert_allclose([label_kwargs["colormap"][k][:3] for k in labelled["index"]], expected)
     # the docks find the run from the layers alone (the reader has no side effects)
     from imaging.io.run_folder import source_of
 
@@ -769,6 +779,18 @@ def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipeli
         (tmp_path / "plate").mkdir()
         (tmp_path / "plate" / "run.json").write_text('{"mode": "plate", "images": []}')
         tissue_run_layers(tmp_path / "plate")
+
+
+def test_cells_not_counted_are_grey_in_the_viewer_as_in_the_geojson():
+    from imaging.tissue.layers import cell_points
+    from imaging.tissue.review import CLASS_COLOURS, NOT_COUNTED_COLOUR
+
+    cells = pd.DataFrame(
+        {"centroid_row": [5.0, 9.0], "centroid_col": [5.0, 9.0], "nucleus_area_px": [80, 90]}
+        | {"dab_class": [3, 3], "counted": [True, False]}
+    )
+    _, kwargs, _ = cell_points(cells, name="c")
+    np.testing.assert_allclose(kwargs["border_color"][:, :3] * 255, [CLASS_COLOURS[3], NOT_COUNTED_COLOUR])
 
 
 def test_spindle_nuclei_are_kept_but_not_counted():
