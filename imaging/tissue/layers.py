@@ -4,9 +4,9 @@ Per image of the run: the section (every pyramid level, read lazily through tiff
 view, so a whole slide opens at once and napari fetches the tiles it shows), the nuclei filled
 in their class colour (a labels layer drawn from ``detections/<image>.geojson``, the file
 QuPath imports, with its class and measurements as features; images up to
-:data:`MAX_LABELLED_PIXELS`), the scored cells as points in their class colour with their ``cells.csv``
-row as features, and the lesions as points sized to their area with their ``lesions.csv`` row
-as features. Every layer's metadata
+:data:`MAX_LABELLED_PIXELS`, and up to :data:`RUN_LABELLED_PIXELS` in all), the scored cells
+as points in their class colour with their ``cells.csv`` row as features, and the lesions as
+points sized to their area with their ``lesions.csv`` row as features. Every layer's metadata
 names the run folder (:func:`imaging.io.run_folder.layer_source`), so the Tissue curation dock
 opened after the reader finds the run.
 
@@ -121,10 +121,13 @@ def cell_points(cells: pd.DataFrame, *, name: str) -> LayerData:
     return cells[["centroid_row", "centroid_col"]].to_numpy(float), kwargs, "points"
 
 
-# Nuclei are drawn from their outlines into a label image of the whole section (int32), so
-# images up to this many pixels get one (64 MB); larger sections show points, and their
+# Nuclei are drawn from their outlines into a label image of the whole section, held in
+# memory, so images up to this many pixels get one (32 MB as uint16), and a run's images until
+# their label images reach RUN_LABELLED_PIXELS together (256 MB: a tissue microarray of
+# hundreds of cores stays bounded); larger sections and the images after show points, and their
 # detections go to QuPath. (A shapes layer of the same outlines took napari 20 s for 900 nuclei.)
 MAX_LABELLED_PIXELS = 4096 * 4096
+RUN_LABELLED_PIXELS = 8 * MAX_LABELLED_PIXELS
 
 
 def display_colours(names) -> np.ndarray:
@@ -167,7 +170,7 @@ def nucleus_labels(detections: Path, shape: tuple[int, int], *, name: str) -> La
     from skimage.draw import polygon
 
     features = json.loads(detections.read_text(encoding="utf-8"))["features"]
-    labels = np.zeros(shape, np.int32)
+    labels = np.zeros(shape, np.uint16 if len(features) < 2**16 else np.int32)
     for index, feature in enumerate(features, start=1):
         ring = np.asarray(feature["geometry"]["coordinates"][0], float)
         rows, cols = polygon(ring[:, 1], ring[:, 0], shape=shape)
@@ -231,6 +234,7 @@ def tissue_run_layers(run_dir: str | Path) -> list[LayerData]:
     run_dir = Path(run_dir)
     record = _record(run_dir)
     layers = []
+    labelled_left = RUN_LABELLED_PIXELS
     for image in record["images"]:
         name, path = image["image"], Path(image["path"])
         if not path.is_file():
@@ -249,8 +253,10 @@ def tissue_run_layers(run_dir: str | Path) -> list[LayerData]:
         cells = _rows_of(run_dir / "cells.csv", name)
         detections = run_dir / "detections" / f"{name}.geojson"
         full = tuple(levels[0].shape[:2])
-        if not cells.empty and detections.is_file() and full[0] * full[1] <= MAX_LABELLED_PIXELS:
+        pixels = full[0] * full[1]
+        if not cells.empty and detections.is_file() and pixels <= min(MAX_LABELLED_PIXELS, labelled_left):
             image_layers.append(nucleus_labels(detections, full, name=f"{name} nuclei"))
+            labelled_left -= pixels
         if not cells.empty:
             image_layers.append(cell_points(cells, name=f"{name} cells"))
         lesions = _rows_of(run_dir / "lesions.csv", name)

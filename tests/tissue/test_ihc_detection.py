@@ -726,7 +726,7 @@ def test_a_crowded_quarter_of_a_real_tile_keeps_its_pale_negatives(tmp_path, pip
 
 
 # ---- a tissue run as viewer layers (what the napari reader returns) -----------------------------
-def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipelines):
+def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipelines, monkeypatch):
     import tifffile
 
     from imaging.tissue.layers import tissue_run_layers
@@ -769,6 +769,10 @@ def test_tissue_run_layers_carry_cells_by_class_and_their_table(tmp_path, pipeli
     assert labelled["index"].tolist() == list(range(1, len(cells) + 1))
     assert labelled["dab_od_mean"].to_numpy() == pytest.approx(cells["dab_od_mean"].to_numpy())
     np.testing.assert_allclose([label_kwargs["colormap"][k][:3] for k in labelled["index"]], expected)
+    import imaging.tissue.layers as tissue_layers
+
+    monkeypatch.setattr(tissue_layers, "RUN_LABELLED_PIXELS", 512 * 512 - 1)  # the run's label budget spent
+    assert [kind for _, _, kind in tissue_run_layers(tmp_path / "run")] == ["image", "points"]
     # the docks find the run from the layers alone (the reader has no side effects)
     from imaging.io.run_folder import source_of
 
