@@ -18,11 +18,13 @@ scores every variant and the cells are matched to the same expert points (12 px 
 mean and largest |Ki67 index error|, class-aware F1, detection recall and the per-tile errors.
 The variants are made here, so they test robustness, not accuracy on another lab's slides.
 
-Usage: ``python benchmarks/ihc_stain_variants.py`` (needs ``../shared/data/ihc_dev_deepliif``)
+Usage: ``python benchmarks/ihc_stain_variants.py [--zoom 0.35 0.25]`` (needs
+``../shared/data/ihc_dev_deepliif``; ``--zoom``: only resampled rows, at those factors)
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -135,8 +137,17 @@ def render(rgb: np.ndarray, kw: dict, stem: str) -> np.ndarray:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--zoom",
+        type=float,
+        nargs="+",
+        help="only resampled rows, at these factors (e.g. 0.35 0.25: 14x and 10x scans)",
+    )
+    args = parser.parse_args()
+    variants = {f"magnification x{z:g}": {"zoom": z} for z in args.zoom} if args.zoom else VARIANTS
     truth = truth_table(DEFAULT_DATA)
-    for name, kw in VARIANTS.items():
+    for name, kw in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
             images = Path(tmp) / "images"
             images.mkdir()
