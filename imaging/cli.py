@@ -144,6 +144,28 @@ def run_pipeline(
     print(f"Comparisons in {result.out_dir / 'comparisons.csv'}; report in {result.out_dir / 'report.html'}")
 
 
+def image_summary_line(image: dict) -> str:
+    """The line a tissue run prints for one image of its record (``run.json``'s ``images``)."""
+    parts = [f"  {image['image']}:"]
+    if image.get("tissue_area_mm2"):
+        parts.append(f"tissue {image['tissue_area_mm2']:.2f} mm2")
+    if "ihc" in image:
+        ihc = image["ihc"]
+        parts.append(
+            f"{ihc['n_cells']} cells, {ihc['percent_positive']:.1f}% positive, H-score {ihc['h_score']:.0f}, "
+            f"Allred {ihc['allred_score']}"
+            if ihc["n_cells"]
+            else "no cells found (check the overlay: a blank or out-of-focus image?)"
+        )
+        if ihc["n_cells"] and image.get("pixel_size_um") and not image.get("tissue_area_mm2"):
+            # the densities' denominator is missing, not zero: say so rather than leave blanks unexplained
+            parts.append("(no tissue area: the tissue mask kept no piece, so cells per mm2 are left empty)")
+    if "burden" in image:
+        burden = image["burden"]
+        parts.append(f"{burden['n_lesions']} lesion(s), {burden['lesion_percent_of_tissue']:.2f}% of tissue")
+    return " ".join(parts)
+
+
 def run_tissue(pipeline, input_dir, *, samples, out, workers, command, scheduler=None) -> None:
     import time
 
@@ -168,19 +190,7 @@ def run_tissue(pipeline, input_dir, *, samples, out, workers, command, scheduler
         f"{record['images_reused_from_previous_run']} reused from a previous run."
     )
     for image in record["images"]:
-        parts = [f"  {image['image']}:"]
-        if image.get("tissue_area_mm2"):
-            parts.append(f"tissue {image['tissue_area_mm2']:.2f} mm2")
-        if "ihc" in image:
-            ihc = image["ihc"]
-            parts.append(
-                f"{ihc['n_cells']} cells, {ihc['percent_positive']:.1f}% positive, H-score {ihc['h_score']:.0f}, "
-                f"Allred {ihc['allred_score']}"
-            )
-        if "burden" in image:
-            burden = image["burden"]
-            parts.append(f"{burden['n_lesions']} lesion(s), {burden['lesion_percent_of_tissue']:.2f}% of tissue")
-        print(" ".join(parts))
+        print(image_summary_line(image))
     if record.get("lesion_threshold"):
         threshold = record["lesion_threshold"]
         print(

@@ -820,3 +820,18 @@ def test_spindle_nuclei_are_kept_but_not_counted():
     assert (cells.loc[~spindle, "nucleus_elongation"] < 1.5).all() and cells.loc[~spindle, "counted"].all()
     every, *_ = score_cells(rgb, vectors=HDAB, white=white_point(rgb), thresholds=(0.2, 0.4, 0.6))
     assert every["counted"].all()
+
+
+def test_the_run_summary_says_why_a_density_or_a_score_is_missing():
+    from imaging.cli import image_summary_line
+
+    ihc = {"n_cells": 132, "percent_positive": 2.27, "h_score": 6.06, "allred_score": 5}
+    scored = {"image": "a", "pixel_size_um": 0.5, "tissue_area_mm2": 0.066, "ihc": ihc}
+    assert image_summary_line(scored) == "  a: tissue 0.07 mm2 132 cells, 2.3% positive, H-score 6, Allred 5"
+    no_area = image_summary_line(scored | {"tissue_area_mm2": 0.0})
+    assert no_area.endswith("(no tissue area: the tissue mask kept no piece, so cells per mm2 are left empty)")
+    assert "no tissue area" not in image_summary_line(scored | {"tissue_area_mm2": None, "pixel_size_um": None})
+    empty = {"n_cells": 0, "percent_positive": float("nan"), "h_score": float("nan"), "allred_score": 0}
+    assert image_summary_line(scored | {"ihc": empty}).endswith(
+        "no cells found (check the overlay: a blank or out-of-focus image?)"
+    )
