@@ -28,27 +28,70 @@ CLASS_COLOURS = ((40, 110, 255), (255, 220, 0), (255, 140, 0), (230, 0, 0))  # 0
 CROP_PX = 512
 
 
+def simplified_outlines(rings: list[np.ndarray], tolerance: float) -> list[np.ndarray]:
+    """``skimage.measure.approximate_polygon(ring, tolerance)`` of each ring, bit for bit, about
+    fifty times faster: skimage's loop is the largest single cost of an IHC run's outputs (1.1
+    of 7.6 s for the six DeepLIIF tiles), some twenty numpy calls per segment. Here every
+    ring's segments are split round by round (Douglas-Peucker keeps the same points in any
+    order of the segments): numpy computes each round's segment angles as skimage does, and
+    one compiled call measures their points (:func:`imaging.kernels.farthest_from_segments`).
+
+    Parameters
+    ----------
+    rings : list of (K, 2) ndarray
+        Contours (rows, columns), as ``skimage.measure.find_contours`` gives them.
+    tolerance : float
+        Farthest a dropped point may lie from the simplified outline (px).
+
+    Returns
+    -------
+    list of (L, 2) ndarray of float64
+        Each ring's points kept, in order.
+    """
+    from imaging.kernels import farthest_from_segments  # numba's import is paid on first use only
+
+    if not rings:
+        return []
+    coords = np.ascontiguousarray(np.concatenate(rings), dtype=np.float64)
+    if tolerance <= 0:
+        return [np.asarray(r, dtype=np.float64) for r in rings]
+    ends = np.cumsum([len(r) for r in rings]) - 1
+    starts = ends - np.array([len(r) for r in rings]) + 1
+    chain = np.zeros(len(coords), bool)
+    chain[starts] = chain[ends] = True
+    first, last = starts, ends  # the ring boundaries, for splitting the result
+    while starts.size:
+        r0, c0, r1, c1 = coords[starts, 0], coords[starts, 1], coords[ends, 0], coords[ends, 1]
+        angle = -np.arctan2(r1 - r0, c1 - c0)
+        cos, sin = np.cos(angle), np.sin(angle)
+        index, farthest = farthest_from_segments(coords, starts, ends, cos, sin, c0 * sin + r0 * cos)
+        split = farthest > tolerance
+        chain[index[split]] = True
+        starts, ends = np.concatenate([starts[split], index[split]]), np.concatenate([index[split], ends[split]])
+    return [coords[a : b + 1][chain[a : b + 1]] for a, b in zip(first, last)]
+
+
 def nucleus_outlines(nuclei: np.ndarray, labels) -> dict[int, list[list[float]]]:
     """Closed outline (list of ``[x, y]`` = ``[col, row]``) of each requested nucleus label."""
     slices = ndi.find_objects(nuclei)
-    outlines = {}
+    found = []  # (label, its crop's box, its longest contour)
     for label in labels:
         box = slices[int(label) - 1] if int(label) - 1 < len(slices) else None
         if box is None:
             continue
         crop = np.pad(nuclei[box] == label, 1)
         contours = measure.find_contours(crop.astype(np.uint8), 0.5)
-        if not contours:
-            continue
-        ring = max(contours, key=len)
-        ring = measure.approximate_polygon(ring, tolerance=0.5)
+        if contours:
+            found.append((int(label), box, max(contours, key=len)))
+    outlines = {}
+    for (label, box, _), ring in zip(found, simplified_outlines([f[2] for f in found], tolerance=0.5)):
         rows = ring[:, 0] - 1 + box[0].start
         cols = ring[:, 1] - 1 + box[1].start
         points = [[round(float(c), 2), round(float(r), 2)] for r, c in zip(rows, cols)]
         if len(points) >= 4:
             if points[0] != points[-1]:
                 points.append(points[0])
-            outlines[int(label)] = points
+            outlines[label] = points
     return outlines
 
 

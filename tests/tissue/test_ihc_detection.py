@@ -835,3 +835,28 @@ def test_the_run_summary_says_why_a_density_or_a_score_is_missing():
     assert image_summary_line(scored | {"ihc": empty}).endswith(
         "no cells found (check the overlay: a blank or out-of-focus image?)"
     )
+
+
+def test_simplified_outlines_are_skimages_approximate_polygon_bit_for_bit():
+    """Nucleus-like blobs and axis-aligned boxes (many collinear points: ties in the farthest
+    point), at three tolerances, a ring of one point and none at all."""
+    from scipy import ndimage as ndi
+    from skimage import measure
+
+    from imaging.tissue.review import simplified_outlines
+
+    rng = np.random.default_rng(3)
+    blobs = ndi.label(ndi.gaussian_filter(rng.random((256, 256)), 2.5) > 0.53)[0]
+    boxes = np.zeros((60, 60), int)
+    boxes[5:20, 5:40], boxes[30:55, 10:25] = 1, 2
+    rings = []
+    for labels in (blobs, boxes):
+        for index, box in enumerate(ndi.find_objects(labels), start=1):
+            rings += measure.find_contours(np.pad(labels[box] == index, 1).astype(np.uint8), 0.5)
+    rings.append(np.array([[3.0, 4.0]]))
+    assert len(rings) > 40
+    for tolerance in (0.5, 1.0, 2.0):
+        ours = simplified_outlines(rings, tolerance)
+        for ring, simplified in zip(rings, ours, strict=True):
+            np.testing.assert_array_equal(simplified, measure.approximate_polygon(ring, tolerance=tolerance))
+    assert simplified_outlines([], 0.5) == []
