@@ -671,17 +671,12 @@ def compute_unit(task: ImageTask | TilePartTask) -> dict:
 
 
 def _write_crop(crop: Crop, path: Path) -> None:
-    from matplotlib.figure import Figure
+    """The crop's pixels, nuclei outlined, as an RGB PNG of the same size: written directly
+    (drawn through a matplotlib figure it took 0.09 s a crop and gained a white margin)."""
+    from PIL import Image  # Pillow: scikit-image's and matplotlib's image library
 
-    from imaging.report.plots import save_png
-
-    image = outlined(crop)
-    height, width = image.shape[:2]
-    figure = Figure(figsize=(width / 100, height / 100))
-    axes = figure.add_axes([0, 0, 1, 1])
-    axes.imshow(image, interpolation="nearest")
-    axes.set_axis_off()
-    save_png(figure, path, dpi=100)
+    with atomic_path(path) as temporary:
+        Image.fromarray(outlined(crop)).save(temporary, format="PNG")
 
 
 def _write_overlay(overview, overview_size, tissue, cells, lesions, path: Path) -> None:

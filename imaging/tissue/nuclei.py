@@ -323,6 +323,58 @@ def cap_over_log_otsu(smoothed_od: np.ndarray, factor: float) -> float:
     return max(NUCLEAR_OD_CAP, factor * float(np.exp(threshold_otsu(log_od))))
 
 
+def region_axes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area and the moment-equivalent ellipse's major and minor axis lengths of labels 1..n,
+    as ``skimage.measure.regionprops`` defines them, from one compiled pass over the labels
+    (:func:`imaging.features.morphology.label_moments`; regionprops' inertia tensor per
+    region cost 0.8 of the 6.3 s of an IHC run of the six DeepLIIF tiles). Equal to rounding
+    (relative 1e-11: moments about the image's origin, not each region's crop); every output
+    of the DeepLIIF tiles, their 17 re-stained variants and 24 crops came out the same.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Labels 1..n (``scipy.ndimage.label``'s).
+    n : int
+        Their number.
+
+    Returns
+    -------
+    area, major, minor : (n,) ndarray of float64
+    """
+    from imaging.features.morphology import ellipse_axes, label_moments
+
+    moments = label_moments(labels)
+    ids = slice(1, n + 1)
+    _, major, minor = ellipse_axes(moments["mu20"][ids], moments["mu02"][ids], moments["mu11"][ids])
+    return moments["area"][ids], major, minor
+
+
+def solidity_at_least(labels: np.ndarray, candidates: np.ndarray, least: float) -> np.ndarray:
+    """Which of labels 1..n (``candidates``, (n,) bool) have a solidity (area over convex
+    hull area, regionprops') of at least ``least``; only the candidates' hulls are made.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Labels 1..n.
+    candidates : (n,) ndarray of bool
+        The labels to test; the others come back False.
+    least : float
+        Least solidity.
+
+    Returns
+    -------
+    (n,) ndarray of bool
+    """
+    solid = np.zeros(candidates.size + 1, bool)
+    if candidates.any():
+        tested = np.where(np.concatenate([[False], candidates])[labels], labels, 0)
+        props = measure.regionprops_table(tested, properties=("label", "solidity"))
+        solid[props["label"]] = props["solidity"] >= least
+    return solid[1:]
+
+
 def round_components(mask: np.ndarray, *, min_axis_ratio: float = ROUND_AXIS_RATIO, min_count: int = 5) -> np.ndarray:
     """``mask`` without its elongated components (minor / major axis under
     ``min_axis_ratio``): spindle-shaped stromal nuclei and fibres would pull the scale of
@@ -344,8 +396,8 @@ def round_components(mask: np.ndarray, *, min_axis_ratio: float = ROUND_AXIS_RAT
     labels, n = ndi.label(mask)
     if n == 0:
         return mask
-    props = measure.regionprops_table(labels, properties=("axis_major_length", "axis_minor_length"))
-    ratio = props["axis_minor_length"] / np.maximum(props["axis_major_length"], 1e-6)
+    _, major, minor = region_axes(labels, n)
+    ratio = minor / np.maximum(major, 1e-6)
     round_ids = np.flatnonzero(ratio >= min_axis_ratio) + 1
     if round_ids.size < min_count:
         return mask
@@ -490,16 +542,12 @@ def pale_nuclei(flattened: np.ndarray, darker: np.ndarray, found: np.ndarray, *,
     labels, n = ndi.label(candidates)
     if n == 0:
         return candidates
-    props = measure.regionprops_table(labels, properties=("area", "axis_major_length", "axis_minor_length", "solidity"))
+    area, major, minor = region_axes(labels, n)
     disk = np.pi * radius**2
     low, high = PALE_AREA_FRACTIONS
     contrast = ndi.mean(flattened, labels, np.arange(1, n + 1))
-    shaped = (
-        (props["area"] >= low * disk)
-        & (props["area"] <= high * disk)
-        & (props["axis_minor_length"] >= ROUND_AXIS_RATIO * props["axis_major_length"])
-        & (props["solidity"] >= PALE_MIN_SOLIDITY)
-    )
+    shaped = (area >= low * disk) & (area <= high * disk) & (minor >= ROUND_AXIS_RATIO * major)
+    shaped &= solidity_at_least(labels, shaped, PALE_MIN_SOLIDITY)
     nucleus_like = np.concatenate([[False], shaped])[labels]
     reference = flattened[away & ~ndi.binary_dilation(nucleus_like, iterations=max(1, int(radius / 4)))]
     if reference.size == 0:
