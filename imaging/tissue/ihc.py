@@ -22,6 +22,8 @@ Region summaries:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
@@ -252,6 +254,68 @@ def detection_image(
     )
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class FoundNuclei:
+    """A tile's nuclei and the stain amounts they were found on (:func:`find_nuclei`)."""
+
+    hematoxylin: np.ndarray
+    dab: np.ndarray
+    nuclear_od: np.ndarray  # the detection channel
+    nuclei: np.ndarray  # int32 labels 1..n
+    info: dict  # radius_px, radius_source, detection
+
+
+def find_nuclei(
+    rgb: np.ndarray,
+    *,
+    vectors: dict,
+    white,
+    compartment: str = "nucleus",
+    detection: str = "auto",
+    nucleus_radius_px: float | None = None,
+    pixel_size_um: float | None = None,
+) -> FoundNuclei:
+    """The nuclei of one RGB tile: stain amounts, detection channel, scale and labels, the
+    first half of :func:`score_cells` (which takes its parameters' meanings).
+
+    Parameters
+    ----------
+    rgb : (M, N, 3) ndarray
+        The tile.
+    vectors : dict
+        ``hematoxylin`` and ``dab`` unit OD vectors.
+    white : (3,) array
+        Glass brightness per channel.
+    compartment : str
+        The compartment scored (it chooses the detection channel with ``detection``).
+    detection : {'auto', 'nuclear_od', 'hematoxylin'}
+        Channel the nuclei are found on (:func:`detects_with_dab`).
+    nucleus_radius_px : float, optional
+        Typical nucleus radius; estimated from the tile when None.
+    pixel_size_um : float, optional
+        Bounds an estimated nucleus scale.
+
+    Returns
+    -------
+    FoundNuclei
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"IHC scoring needs an (M, N, 3) RGB tile, got shape {rgb.shape}")
+    amounts = stain_amounts(rgb, vectors, white=white)
+    hematoxylin, dab = amounts["hematoxylin"], amounts["dab"]
+    nuclear_od, radius, info = detection_image(
+        hematoxylin,
+        dab,
+        compartment=compartment,
+        detection=detection,
+        radius_px=nucleus_radius_px,
+        pixel_size_um=pixel_size_um,
+    )
+    nuclei = detect_nuclei(nuclear_od, radius=radius, cap=detection_cap(hematoxylin, radius=radius))
+    return FoundNuclei(hematoxylin, dab, nuclear_od, nuclei, info)
+
+
 def score_cells(
     rgb: np.ndarray,
     *,
@@ -265,6 +329,7 @@ def score_cells(
     detection: str = "auto",
     keep: np.ndarray | None = None,
     max_elongation: float | None = None,
+    found: FoundNuclei | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict]:
     """Score the cells of one RGB tile (see module docstring).
 
@@ -293,6 +358,9 @@ def score_cells(
         Cells whose nucleus centre falls outside are dropped (tissue, tile core).
     max_elongation : float, optional
         Nuclei more elongated (major / minor axis) are spindle cells: ``counted`` False.
+    found : FoundNuclei, optional
+        :func:`find_nuclei` of this ``rgb`` with these ``vectors``, ``white``, scale and
+        detection channel, when the caller has it (it is not found again).
 
     Returns
     -------
@@ -303,22 +371,20 @@ def score_cells(
         ``radius_px`` and ``radius_source`` of the nucleus scale used, and the
         ``detection`` channel (:func:`detection_image`).
     """
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise ValueError(f"IHC scoring needs an (M, N, 3) RGB tile, got shape {rgb.shape}")
-    if keep is not None and np.shape(keep) != rgb.shape[:2]:
-        raise ValueError(f"keep mask shape {np.shape(keep)} differs from the tile's {rgb.shape[:2]}")
-    amounts = stain_amounts(rgb, vectors, white=white)
-    hematoxylin, dab = amounts["hematoxylin"], amounts["dab"]
-    nuclear_od, radius, info = detection_image(
-        hematoxylin,
-        dab,
-        compartment=compartment,
-        detection=detection,
-        radius_px=nucleus_radius_px,
-        pixel_size_um=pixel_size_um,
-    )
-    nuclei = detect_nuclei(nuclear_od, radius=radius, cap=detection_cap(hematoxylin, radius=radius))
+    if found is None:
+        found = find_nuclei(
+            rgb,
+            vectors=vectors,
+            white=white,
+            compartment=compartment,
+            detection=detection,
+            nucleus_radius_px=nucleus_radius_px,
+            pixel_size_um=pixel_size_um,
+        )
+    if keep is not None and np.shape(keep) != found.nuclei.shape:
+        raise ValueError(f"keep mask shape {np.shape(keep)} differs from the tile's {found.nuclei.shape}")
+    hematoxylin, dab, nuclear_od, nuclei = found.hematoxylin, found.dab, found.nuclear_od, found.nuclei
+    info = found.info
     cells = expand_labels(nuclei, distance=expansion_px).astype(np.int32)
     n = int(nuclei.max())
     if n == 0:

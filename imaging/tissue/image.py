@@ -40,7 +40,7 @@ from imaging.tissue.burden import (
     section_summary,
     smooth_signal,
 )
-from imaging.tissue.ihc import CELL_COLUMNS, detects_with_dab, score_cells, summarize_scores
+from imaging.tissue.ihc import CELL_COLUMNS, FoundNuclei, find_nuclei, score_cells, summarize_scores
 from imaging.tissue.mask import tissue_mask
 from imaging.tissue.review import (
     CLASS_COLOURS,
@@ -218,6 +218,10 @@ class ImageContext:
     white: np.ndarray | None
     vectors: dict
     vector_source: str
+    # The leak check's nuclei of an image that is one tile, found with the vectors kept: the
+    # scoring pass finds the same nuclei in the same pixels, so it takes these (half the
+    # detection of a core or a tile cut from a slide).
+    one_tile_nuclei: FoundNuclei | None = None
 
     @property
     def stained(self) -> np.ndarray:
@@ -273,15 +277,28 @@ def checked_for_leak(slide: Slide, pipeline: TissuePipeline, context: ImageConte
     tiles = list(slide.tiles(spec.tile_px))
     counts = [int(context.stained[overview_window(tile, scale)].sum()) for tile in tiles]
     tile = tiles[int(np.argmax(counts))]
-    cells, _, _, _ = score_cells(
-        slide.read_region(tile.row, tile.col, tile.height, tile.width),
-        **tile_scoring(spec, context),
-        compartment="nucleus",  # the leak shows in the nuclei, whatever the stain's compartment
-        detection="nuclear_od" if detects_with_dab(spec.compartment, spec.detection) else "hematoxylin",
+    rgb = slide.read_region(tile.row, tile.col, tile.height, tile.width)
+    shared = tile_scoring(spec, context)
+    found = find_nuclei(
+        rgb,
+        vectors=shared["vectors"],
+        white=shared["white"],
+        compartment=spec.compartment,  # the channel scoring finds nuclei on
+        detection=spec.detection,
+        nucleus_radius_px=shared["nucleus_radius_px"],
+        pixel_size_um=shared["pixel_size_um"],
     )
+    # the leak shows in the nuclei, whatever the stain's compartment
+    cells, _, _, _ = score_cells(rgb, **shared, compartment="nucleus", found=found)
     reading = haematoxylin_leak(cells["hematoxylin_od_mean"], cells["dab_od_mean"]) if len(cells) else None
     vectors, note = corrected_for_leak(context.vectors, reading)
-    return dataclasses.replace(context, vectors=vectors, vector_source=f"{context.vector_source}; {note}")
+    kept = vectors is context.vectors and len(tiles) == 1
+    return dataclasses.replace(
+        context,
+        vectors=vectors,
+        vector_source=f"{context.vector_source}; {note}",
+        one_tile_nuclei=found if kept else None,
+    )
 
 
 def _analyse_image(task: ImageTask) -> dict:
@@ -394,6 +411,7 @@ def scored_tiles(
         rgb = slide.read_region(tile.read_row, tile.read_col, tile.read_height, tile.read_width)
         keep = np.zeros(rgb.shape[:2], bool)  # the tile's core: each cell belongs to one tile
         keep[tile.margin_top : tile.margin_top + tile.height, tile.margin_left : tile.margin_left + tile.width] = True
+        found = context.one_tile_nuclei  # the whole image, as the leak check read it
         cells, nuclei, _, info = score_cells(
             rgb,
             **shared,
@@ -401,6 +419,7 @@ def scored_tiles(
             detection=spec.detection,
             keep=keep,
             max_elongation=spec.max_nucleus_elongation,
+            found=found if found is not None and found.nuclei.shape == rgb.shape[:2] else None,
         )
         if cells.empty:
             yield TileScore(cells, [], info["radius_px"], info["detection"], None)

@@ -880,3 +880,41 @@ def test_region_axes_and_solidity_are_regionprops_values():
     np.testing.assert_allclose(minor, props["axis_minor_length"], rtol=1e-9)
     candidates = np.arange(n) % 2 == 0
     np.testing.assert_array_equal(solidity_at_least(labels, candidates, 0.85), candidates & (props["solidity"] >= 0.85))
+
+
+def test_a_one_tile_image_is_detected_once_and_scores_as_when_detected_twice(tmp_path, pipelines, monkeypatch):
+    """The leak check's nuclei are the scoring pass's on an image of one tile (vectors kept)."""
+    import dataclasses
+
+    import imaging.tissue.image as tissue_image
+
+    rgb, _ = make_ki67_field(size=384, nucleus_radius=10, seed=8)
+    images = tmp_path / "images"
+    images.mkdir()
+    io.imsave(images / "core.png", rgb, check_contrast=False)
+    import imaging.tissue.ihc as ihc
+
+    found = []
+    find = ihc.find_nuclei
+
+    def counted(*args, **kwargs):
+        found.append(1)
+        return find(*args, **kwargs)
+
+    for module in (ihc, tissue_image):  # the leak check's name and score_cells' own
+        monkeypatch.setattr(module, "find_nuclei", counted)
+
+    def run(out):
+        found.clear()
+        args = ["run", str(pipelines / "ihc_hscore.yaml"), str(images), "--out", str(out), "--workers", "1"]
+        assert main(args) == 0
+        return len(found), (out / "cells.csv").read_bytes(), (out / "detections" / "core.geojson").read_bytes()
+
+    once = run(tmp_path / "once")
+    checked = tissue_image.checked_for_leak
+    monkeypatch.setattr(
+        tissue_image, "checked_for_leak", lambda *a: dataclasses.replace(checked(*a), one_tile_nuclei=None)
+    )
+    twice = run(tmp_path / "twice")
+    assert (once[0], twice[0]) == (1, 2)
+    assert once[1:] == twice[1:]
