@@ -69,8 +69,10 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     section_path = folder / f"section_{args.size}.ome.tif"
     start = time.perf_counter()
+    # lesions sized for the default 10 mm section and 2 mm crop, smaller on smaller ones (so they fit)
+    scale, crop_scale = min(1.0, args.size / 40000), min(1.0, args.ihc_size / 8192)
     section = random_section(
-        (args.size, args.size), pixel_size_um=0.25, n_lesions=12, seed=1, lesion_radius_um=(100.0, 600.0)
+        (args.size, args.size), pixel_size_um=0.25, n_lesions=12, seed=1, lesion_radius_um=(100 * scale, 600 * scale)
     )
     if not section_path.exists():
         write_section(section, section_path, tile=512)
@@ -78,7 +80,11 @@ def main() -> None:
     crop_path = folder / f"crop_{args.ihc_size}.ome.tif"
     if not crop_path.exists():
         crop = random_section(
-            (args.ihc_size, args.ihc_size), pixel_size_um=0.25, n_lesions=3, seed=2, lesion_radius_um=(50.0, 150.0)
+            (args.ihc_size, args.ihc_size),
+            pixel_size_um=0.25,
+            n_lesions=3,
+            seed=2,
+            lesion_radius_um=(50 * crop_scale, 150 * crop_scale),
         )
         write_section(crop, crop_path, tile=512)
     raw_gb = args.size**2 * 3 / 1e9

@@ -191,6 +191,11 @@ class SyntheticSection:
         return _rgb_from_od(od, rng, noise=1.5)
 
 
+# Tries at placing lesions at random before random_section gives up (a 10 mm section with 12
+# lesions of up to 600 um takes a few hundred).
+MAX_PLACEMENT_TRIES = 100_000
+
+
 def random_section(
     shape: tuple[int, int],
     *,
@@ -199,14 +204,19 @@ def random_section(
     seed: int = 0,
     lesion_radius_um: tuple[float, float] = (60.0, 250.0),
 ) -> SyntheticSection:
-    """A section with one or two tissue pieces and ``n_lesions`` non-overlapping lesions."""
+    """A section with one or two tissue pieces and ``n_lesions`` non-overlapping lesions.
+
+    Raises ValueError when the lesions do not fit (too many or too large for the tissue):
+    they are placed by rejection, which would otherwise try for ever."""
     rng = np.random.default_rng(seed)
     height, width = shape[0] * pixel_size_um, shape[1] * pixel_size_um
     tissue = [(height * 0.5, width * 0.42, height * 0.38, width * 0.3)]
     if rng.random() < 0.5:
         tissue.append((height * 0.55, width * 0.76, height * 0.3, width * 0.17))
     lesions = []
-    while len(lesions) < n_lesions:
+    for _ in range(MAX_PLACEMENT_TRIES):
+        if len(lesions) == n_lesions:
+            break
         radius = rng.uniform(*lesion_radius_um)
         cy, cx, hy, hx = tissue[int(rng.integers(len(tissue)))]
         angle, reach = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.75)
@@ -218,6 +228,11 @@ def random_section(
         apart = all((y - ly) ** 2 + (x - lx) ** 2 > (radius + lr + 60.0) ** 2 for ly, lx, lr in lesions)  # 60 um gaps
         if inside and apart:
             lesions.append((y, x, radius))
+    if len(lesions) < n_lesions:
+        raise ValueError(
+            f"placed {len(lesions)} of {n_lesions} lesions of radius {lesion_radius_um[0]:g}-{lesion_radius_um[1]:g} um "
+            f"in a {height:g} x {width:g} um section; ask for fewer or smaller lesions, or a larger section"
+        )
     return SyntheticSection(
         shape=shape, pixel_size_um=pixel_size_um, tissue=tuple(tissue), lesions=tuple(lesions), seed=seed
     )

@@ -53,6 +53,18 @@ def test_pyramid_levels_regions_and_overview(tmp_path):
         assert len(tiles) == 3 * 5 and sum(t.height * t.width for t in tiles) == 1500 * 2100
 
 
+def test_a_section_whose_lesions_cannot_fit_is_refused_not_retried_for_ever(monkeypatch):
+    """Lesions are placed by rejection: 12 of up to 600 um fit a 10 mm section, not a 2 mm one
+    (which looped for ever and hung benchmarks/tissue_memory.py --size 8000)."""
+    from imaging.tissue import synthetic
+
+    monkeypatch.setattr(synthetic, "MAX_PLACEMENT_TRIES", 2000)
+    fits = random_section((40000, 40000), pixel_size_um=0.25, n_lesions=12, seed=1, lesion_radius_um=(100.0, 600.0))
+    assert len(fits.lesions) == 12
+    with pytest.raises(ValueError, match="placed [0-9]+ of 12 lesions .* 2000 x 2000 um section"):
+        random_section((8000, 8000), pixel_size_um=0.25, n_lesions=12, seed=1, lesion_radius_um=(100.0, 600.0))
+
+
 def test_truncated_slide_is_refused(tmp_path):
     path = write_section(
         random_section((800, 800), pixel_size_um=2.0, n_lesions=1, seed=1), tmp_path / "s.ome.tif", tile=256, levels=1
