@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SECTION_PX, CROP_PX = 40000, 8192  # the default section and IHC crop (10 mm and 2 mm at 0.25 um/px)
 
 FLOOR = """
 import sys, numpy as np
@@ -59,8 +60,8 @@ def measured(command: list[str]) -> tuple[float, float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=40000)
-    parser.add_argument("--ihc-size", type=int, default=8192)
+    parser.add_argument("--size", type=int, default=SECTION_PX)
+    parser.add_argument("--ihc-size", type=int, default=CROP_PX)
     parser.add_argument("--keep", type=Path, help="folder to keep the generated images in")
     args = parser.parse_args()
     from imaging.tissue.synthetic import random_section, write_section
@@ -70,7 +71,7 @@ def main() -> None:
     section_path = folder / f"section_{args.size}.ome.tif"
     start = time.perf_counter()
     # lesions sized for the default 10 mm section and 2 mm crop, smaller on smaller ones (so they fit)
-    scale, crop_scale = min(1.0, args.size / 40000), min(1.0, args.ihc_size / 8192)
+    scale, crop_scale = min(1.0, args.size / SECTION_PX), min(1.0, args.ihc_size / CROP_PX)
     section = random_section(
         (args.size, args.size), pixel_size_um=0.25, n_lesions=12, seed=1, lesion_radius_um=(100 * scale, 600 * scale)
     )
