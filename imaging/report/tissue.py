@@ -111,7 +111,8 @@ def tissue_methods(record: dict, pipeline) -> str:
     sources = [i.get("stain_vector_source", "") for i in record["images"]]
     sentences.append(
         f"Tissue was detected on a {pipeline.tissue.resolution_um:g} µm/pixel overview (largest per-channel "
-        "optical density above 0.05 against the glass, holes filled, pieces under "
+        "optical density above 0.05 against the glass, gaps narrower than 20 µm between such pixels "
+        "closed, holes filled, pieces under "
         f"{pipeline.tissue.min_area_um2:g} µm² removed), and "
         f"{' and '.join(pipeline.stains.names)} were separated by colour deconvolution (stain vectors: "
         f"{vector_sources_summary(sources)}; per image in the report's vector table)."
