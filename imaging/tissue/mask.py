@@ -82,7 +82,9 @@ def close_gaps(mask: np.ndarray, radius_px: float) -> np.ndarray:
     Parameters
     ----------
     mask : (M, N) ndarray of bool
+        Pixels that are tissue by their optical density.
     radius_px : float
+        Half the widest gap filled, in pixels of ``mask``.
 
     Returns
     -------
