@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, morphology
 
+from imaging.distance import distance_to_background
 from imaging.stains.white import white_point
 
 TISSUE_OD = 0.05
@@ -73,11 +74,12 @@ def max_optical_density(rgb: np.ndarray, white: np.ndarray) -> np.ndarray:
 def close_gaps(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """``mask`` with the gaps narrower than ``2 * radius_px`` filled (a closing by a disk).
 
-    By thresholds of Euclidean distance transforms (as skimage's ``isotropic_closing``,
-    whose cost does not grow with the radius), on the mask padded by reflection: the image
-    border is not a gap, so tissue running off the image keeps its pixels (skimage's
-    erosion of a mask that the dilation filled wholly dropped a corner). A radius under one
-    pixel leaves the mask as it is.
+    By thresholds of Euclidean distance transforms
+    (:func:`imaging.distance.distance_to_background`, as skimage's ``isotropic_closing``:
+    the cost does not grow with the radius), on the mask padded by reflection: the image
+    border is not a gap, so tissue running off the image keeps its pixels (skimage's erosion
+    of a mask that the dilation filled wholly dropped a corner). A radius under one pixel
+    leaves the mask as it is.
 
     Parameters
     ----------
@@ -94,11 +96,10 @@ def close_gaps(mask: np.ndarray, radius_px: float) -> np.ndarray:
         return mask
     pad = int(np.ceil(radius_px)) + 1
     padded = np.pad(mask, pad, mode="reflect")
-    dilated = ndi.distance_transform_edt(~padded) <= radius_px
-    if dilated.all():
+    dilated = distance_to_background(~padded) <= radius_px
+    if dilated.all():  # no background left to erode from
         return np.ones_like(mask)
-    closed = ndi.distance_transform_edt(dilated) > radius_px
-    return closed[pad:-pad, pad:-pad] | mask
+    return (distance_to_background(dilated) > radius_px)[pad:-pad, pad:-pad]
 
 
 def tissue_mask(
